@@ -1,0 +1,164 @@
+"""One settings object for every face of inspector (CLI, watcher, workers, dashboard).
+
+Settings come from, in rising priority: the defaults below (the embedded mode), a YAML
+file (``--config`` or ``INSPECTOR_CONFIG``), then ``INSPECTOR_*`` environment variables.
+Nested keys use a double underscore: ``INSPECTOR_WATCH__RESCAN_SECONDS=10``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ENV_PREFIX = "INSPECTOR_"
+
+
+class ConfigError(ValueError):
+    """A settings file or variable that cannot be used."""
+
+
+@dataclass
+class FrameSpec:
+    """How a file on disk becomes a model input: the one definition of "a frame"."""
+
+    mode: str = "grey"  # grey | colour | depth
+    image_size: int = 84
+    depth_unit_mm: float = 1.0  # millimetres per raw depth unit (SR305: 0.125)
+    near_mm: float = 0.0  # working range; outside is clipped
+    far_mm: float = 1500.0
+    fill_holes: bool = False  # inpaint zero-depth pixels instead of leaving them at "far"
+    roi: tuple[int, int, int, int] | None = None  # x, y, width, height crop before resizing
+    max_pixels: int = 50_000_000  # refuse larger images (decompression bombs)
+
+    @property
+    def channels(self) -> int:
+        return 3 if self.mode == "colour" else 1
+
+
+@dataclass
+class WatchSettings:
+    rescan_seconds: float = 30.0
+    settle_seconds: float = 0.5  # a file must keep its size and mtime this long
+    source: str = "default"  # source/camera name given to frames of this watcher
+    archive: bool = True  # move a frame to the archive once its result is stored
+    batch_size: int = 32
+
+
+@dataclass
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    token: str = ""  # reviewers log in with it; empty = writes refused
+    secret: str = ""  # signs session cookies; derived from the token when empty
+
+
+@dataclass
+class Settings:
+    database_url: str = ""  # empty: SQLite file inside data_dir
+    data_dir: str = "inspector-data"  # artifacts/, archive/, quarantine/
+    executor: str = "inline"  # inline | celery
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    model_path: str = "model.pt"
+    method: str = "vaegan-attn"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    frames: FrameSpec = field(default_factory=FrameSpec)
+    watch: WatchSettings = field(default_factory=WatchSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser()
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_path / 'inspector.db').resolve()}"
+
+
+def _coerce(value: str, current: Any) -> Any:
+    """Parse an environment string into the type of the field it overrides."""
+    if isinstance(current, bool):
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"not a boolean: {value!r}")
+    if isinstance(current, int):
+        return int(value)
+    if isinstance(current, float):
+        return float(value)
+    if current is None or isinstance(current, tuple):
+        return yaml.safe_load(value)
+    return value
+
+
+def _apply(obj: Any, data: dict[str, Any], where: str) -> None:
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(f"{where}: unknown setting {key!r} (known: {sorted(names)})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: {key} must be a mapping")
+            _apply(current, value, f"{where}.{key}")
+        else:
+            if isinstance(value, list):
+                value = tuple(value)
+            setattr(obj, key, value)
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return tree
+
+
+def _apply_env(obj: Any, tree: dict[str, Any], where: str) -> None:
+    for key, value in tree.items():
+        if not hasattr(obj, key):
+            raise ConfigError(f"environment: unknown setting {where}{key}")
+        current = getattr(obj, key)
+        if isinstance(value, dict):
+            _apply_env(current, value, f"{where}{key}.")
+        else:
+            try:
+                setattr(obj, key, _coerce(value, current))
+            except ValueError as exc:
+                raise ConfigError(f"environment: {where}{key}: {exc}") from exc
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None
+) -> Settings:
+    """Build the settings: defaults, then the YAML file, then the environment."""
+    environ = dict(os.environ if environ is None else environ)
+    settings = Settings()
+    path = path or environ.get(ENV_PREFIX + "CONFIG")
+    if path:
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"config file not found: {file}")
+        data = yaml.safe_load(file.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{file}: expected a mapping at the top level")
+        _apply(settings, data, str(file))
+    _apply_env(settings, _env_overrides(environ), "")
+    if settings.executor not in ("inline", "celery"):
+        raise ConfigError(f"executor must be 'inline' or 'celery', not {settings.executor!r}")
+    if settings.frames.mode not in ("grey", "colour", "depth"):
+        raise ConfigError(
+            f"frames.mode must be grey, colour or depth, not {settings.frames.mode!r}"
+        )
+    return settings

@@ -1,0 +1,34 @@
+"""The detectors' neural networks: pure torch, no files, no SQL."""
+
+from inspector.models.anogan import AnoGAN
+from inspector.models.base import AnomalyModel, ModelConfig, Scores
+from inspector.models.vae import VAE
+from inspector.models.vaegan import VAEGAN
+
+FAMILIES: dict[str, type[AnomalyModel]] = {"vae": VAE, "anogan": AnoGAN, "vaegan": VAEGAN}
+METHODS: dict[str, str] = {
+    m: family for family, cls in FAMILIES.items() for m in cls.scoring_methods
+}
+
+
+def family_of(method: str) -> str:
+    """The model family (checkpoint kind) that a scoring method needs."""
+    try:
+        return METHODS[method]
+    except KeyError:
+        raise ValueError(f"unknown method {method!r}; choose from {sorted(METHODS)}") from None
+
+
+def build_model(config: ModelConfig) -> AnomalyModel:
+    return FAMILIES[config.family](config)
+
+
+__all__ = [
+    "FAMILIES",
+    "METHODS",
+    "AnomalyModel",
+    "ModelConfig",
+    "Scores",
+    "build_model",
+    "family_of",
+]

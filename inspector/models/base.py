@@ -1,0 +1,71 @@
+"""What every method shares: its hyper-parameters, its per-frame output and its interface."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ModelConfig:
+    """Hyper-parameters of a method; stored whole in the checkpoint."""
+
+    family: str = "vaegan"  # vae | anogan | vaegan (vaegan-attn scores the vaegan checkpoint)
+    image_size: int = 84
+    channels: int = 1
+    latent_dim: int = 64
+    width: int = 32
+    lr: float = 2e-4
+    batch_size: int = 64
+    # VAE / VAEGAN prior weight λ (L_prior) and reconstruction terms
+    kl_weight: float = 1.0
+    pixel_weight: float = 1.0  # weight of the pixel-space L1 term (0 = Larsen's feature loss only)
+    feature_weight: float = 1.0  # γ: weight of L_feat = ‖Dis_l(x) − Dis_l(x̃)‖² for the decoder
+    gan_weight: float = 1.0  # weight of the decoder's GAN term
+    feature_layer: int = -1  # discriminator block for L_feat
+    attention_layer: int = -1  # discriminator block for Grad-CAM
+    # VAE reconstruction probability (An & Cho): number of z samples L
+    vae_samples: int = 10
+    # AnoGAN latent search (Schlegl et al.)
+    anogan_steps: int = 100
+    anogan_lambda: float = 0.1
+    anogan_lr: float = 0.05
+
+
+@dataclass
+class Scores:
+    """Per-frame output of a scoring method, batched on the first dimension."""
+
+    score: torch.Tensor  # (N,)
+    reconstruction: torch.Tensor  # (N, C, H, W)
+    error: torch.Tensor  # (N, H, W)
+    attention: torch.Tensor | None = None  # (N, H, W) in [0, 1], where the method has one
+
+
+class AnomalyModel(nn.Module):
+    """A method trained on normal frames only, able to score new ones."""
+
+    scoring_methods: tuple[str, ...] = ()
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+
+    def training_step(self, x: torch.Tensor) -> dict[str, float]:
+        """One optimisation step on a batch of normal frames; returns the loss terms."""
+        raise NotImplementedError
+
+    def validation_loss(self, x: torch.Tensor) -> float:
+        """A loss on held-out normal frames for early stopping (lower is better)."""
+        raise NotImplementedError
+
+    def score(self, x: torch.Tensor, method: str) -> Scores:
+        """Anomaly scores (higher = more anomalous) and maps; call in eval mode."""
+        raise NotImplementedError
+
+
+def absolute_error(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+    """The error image |x − x̃|, averaged over channels: (N, H, W)."""
+    return (x - reconstruction).abs().mean(dim=1)

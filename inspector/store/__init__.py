@@ -1,0 +1,1 @@
+"""Persistence: the schema, sessions and every query. No torch here."""

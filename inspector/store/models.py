@@ -1,0 +1,161 @@
+"""The schema: frames, results, models, reviews and thresholds (SQLAlchemy 2.0, no torch).
+
+Invariants the database enforces rather than the code hoping for them:
+- a frame is registered once per content (unique content hash);
+- a frame has at most one result per model version (unique frame, model version);
+- a source has at most one threshold per model version.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+FRAME_STATUSES = ("pending", "queued", "processing", "done", "quarantined")
+LABELS = ("anomaly", "normal")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Model(Base):
+    """A trained checkpoint the pipeline has used, by its content version."""
+
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), unique=True)
+    path: Mapped[str] = mapped_column(Text)
+    method: Mapped[str] = mapped_column(String(32))
+    default_threshold: Mapped[float]
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Frame(Base):
+    """A file that landed in a watched folder, from registration to archive or quarantine."""
+
+    __tablename__ = "frames"
+    __table_args__ = (
+        CheckConstraint(f"status IN {FRAME_STATUSES}", name="status"),
+        Index("ix_frames_status_updated", "status", "updated_at"),
+        Index("ix_frames_source_registered", "source", "registered_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    content_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    path: Mapped[str] = mapped_column(Text)  # where it landed
+    stored_path: Mapped[str | None] = mapped_column(Text)  # archive or quarantine location
+    source: Mapped[str] = mapped_column(String(128), default="default")
+    size_bytes: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    landed_at: Mapped[datetime]  # the file's modification time
+    registered_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    results: Mapped[list[Result]] = relationship(back_populates="frame")
+    reviews: Mapped[list[Review]] = relationship(
+        back_populates="frame", order_by="Review.created_at"
+    )
+
+
+class Result(Base):
+    """A model's verdict on a frame; the maps are PNG files named by content under artifacts/."""
+
+    __tablename__ = "results"
+    __table_args__ = (
+        UniqueConstraint("frame_id", "model_version", name="uq_results_frame_model"),
+        Index("ix_results_created", "created_at"),
+        Index("ix_results_anomaly_created", "is_anomaly", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    frame_id: Mapped[int] = mapped_column(ForeignKey("frames.id", ondelete="CASCADE"))
+    model_version: Mapped[str] = mapped_column(ForeignKey("models.version"))
+    score: Mapped[float]
+    threshold: Mapped[float]
+    is_anomaly: Mapped[bool]
+    input_map: Mapped[str | None] = mapped_column(Text)
+    reconstruction_map: Mapped[str | None] = mapped_column(Text)
+    error_map: Mapped[str | None] = mapped_column(Text)
+    attention_map: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    frame: Mapped[Frame] = relationship(back_populates="results")
+
+
+class Review(Base):
+    """An operator's label on a frame: the ground truth that calibrates thresholds."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (
+        CheckConstraint(f"label IN {LABELS}", name="label"),
+        Index("ix_reviews_frame", "frame_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    frame_id: Mapped[int] = mapped_column(ForeignKey("frames.id", ondelete="CASCADE"))
+    label: Mapped[str] = mapped_column(String(16))
+    reviewer: Mapped[str] = mapped_column(String(128))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    frame: Mapped[Frame] = relationship(back_populates="reviews")
+
+
+class Threshold(Base):
+    """A per-source threshold overriding the model's default, for one model version."""
+
+    __tablename__ = "thresholds"
+    __table_args__ = (
+        UniqueConstraint("source", "model_version", name="uq_thresholds_source_model"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(ForeignKey("models.version"))
+    value: Mapped[float]
+    updated_by: Mapped[str] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ThresholdChange(Base):
+    """Audit trail: who moved which threshold, when, from what to what."""
+
+    __tablename__ = "threshold_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(64))
+    old_value: Mapped[float | None]
+    new_value: Mapped[float]
+    changed_by: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text)
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)

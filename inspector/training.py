@@ -1,0 +1,171 @@
+"""Training loop shared by every method: seeded, with a validation split of normal frames.
+
+The held-out normal frames serve twice: early stopping (their validation loss) and the
+default threshold (a high quantile of their scores), so no anomalous frame is needed.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import platform
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+import inspector
+from inspector.config import FrameSpec
+from inspector.detector import Checkpoint, resolve_device
+from inspector.frames import FrameError, find_frames, load_frame
+from inspector.models import AnomalyModel, ModelConfig, build_model
+
+
+class TrainingError(ValueError):
+    """Training cannot start: no frames, too few, or frames of mixed kinds."""
+
+
+@dataclass
+class TrainOptions:
+    epochs: int = 20
+    seed: int = 0
+    val_fraction: float = 0.1
+    patience: int = 0  # stop after this many epochs without a better validation loss (0 = never)
+    shift: int = 0  # augmentation: random translation by up to this many pixels
+    hflip: bool = (
+        False  # augmentation: random horizontal flip (only where mirror images are normal)
+    )
+    threshold_quantile: float = 0.99
+    device: str = "auto"
+
+
+ProgressFn = Callable[[int, dict[str, float]], None]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_training_frames(root: str, spec: FrameSpec) -> tuple[np.ndarray, list[str]]:
+    """All frames under root as (N, C, H, W); unreadable files are listed, not fatal."""
+    paths = find_frames(root)
+    if not paths:
+        raise TrainingError(f"no image files found under {root}")
+    frames, skipped = [], []
+    for path in paths:
+        try:
+            frames.append(load_frame(path, spec))
+        except FrameError as exc:
+            skipped.append(f"{path}: {exc}")
+    if not frames:
+        raise TrainingError(f"none of the {len(paths)} files under {root} could be read")
+    return np.stack(frames), skipped
+
+
+def augment(x: torch.Tensor, options: TrainOptions, generator: torch.Generator) -> torch.Tensor:
+    """Label-preserving jitter: small translations (edge-padded) and optional mirror images."""
+    if options.shift > 0:
+        s = options.shift
+        padded = torch.nn.functional.pad(x, (s, s, s, s), mode="replicate")
+        dx, dy = torch.randint(0, 2 * s + 1, (2,), generator=generator).tolist()
+        x = padded[..., dy : dy + x.shape[-2], dx : dx + x.shape[-1]]
+    if options.hflip and torch.rand(1, generator=generator).item() < 0.5:
+        x = x.flip(-1)
+    return x
+
+
+def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(n * fraction)) if n >= 10 else 0
+    return order[n_val:], order[:n_val]
+
+
+def score_frames(
+    model: AnomalyModel, frames: np.ndarray, method: str, device: torch.device, batch: int = 64
+) -> np.ndarray:
+    model.eval()
+    scores = [
+        model.score(torch.from_numpy(frames[i : i + batch]).to(device), method).score.cpu().numpy()
+        for i in range(0, len(frames), batch)
+    ]
+    return np.concatenate(scores)
+
+
+def train(
+    frames: np.ndarray,
+    config: ModelConfig,
+    spec: FrameSpec,
+    options: TrainOptions,
+    progress: ProgressFn | None = None,
+) -> Checkpoint:
+    """Fit one model family on normal frames (N, C, H, W) and return its checkpoint."""
+    if frames.ndim != 4 or len(frames) == 0:
+        raise TrainingError("training needs a non-empty batch of frames (N, C, H, W)")
+    if frames.shape[1] != config.channels or frames.shape[-1] != config.image_size:
+        raise TrainingError(
+            f"frames {frames.shape[1:]} do not match the model ({config.channels}, {config.image_size})"
+        )
+    seed_everything(options.seed)
+    device = resolve_device(options.device)
+    train_idx, val_idx = split_validation(len(frames), options.val_fraction, options.seed)
+    train_x = torch.from_numpy(frames[train_idx])
+    val_frames = frames[val_idx] if len(val_idx) else frames[train_idx]
+    val_x = torch.from_numpy(val_frames).to(device)
+
+    model = build_model(config).to(device)
+    generator = torch.Generator().manual_seed(options.seed)
+    batch_size = min(config.batch_size, len(train_x))
+    best = (float("inf"), copy.deepcopy(model.state_dict()), 0)
+    started = time.time()
+    history = []
+    for epoch in range(1, options.epochs + 1):
+        model.train()
+        order = torch.randperm(len(train_x), generator=generator)
+        sums: dict[str, float] = {}
+        steps = 0
+        # Drop a last batch of one: BatchNorm cannot train on it.
+        for start in range(0, len(order) - (1 if len(order) % batch_size == 1 else 0), batch_size):
+            x = augment(train_x[order[start : start + batch_size]], options, generator).to(device)
+            for name, value in model.training_step(x).items():
+                sums[name] = sums.get(name, 0.0) + value
+            steps += 1
+        model.eval()
+        losses = {name: value / max(steps, 1) for name, value in sums.items()}
+        losses["val"] = model.validation_loss(val_x)
+        history.append(losses)
+        if progress:
+            progress(epoch, losses)
+        if losses["val"] < best[0]:
+            best = (losses["val"], copy.deepcopy(model.state_dict()), epoch)
+        elif options.patience and epoch - best[2] >= options.patience:
+            break
+    if options.patience:
+        model.load_state_dict(best[1])
+    model.eval()
+    thresholds = {
+        method: float(
+            np.quantile(score_frames(model, val_frames, method, device), options.threshold_quantile)
+        )
+        for method in model.scoring_methods
+    }
+    metadata = {
+        "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seconds": round(time.time() - started, 1),
+        "frames": int(len(frames)),
+        "train_frames": int(len(train_idx)),
+        "validation_frames": int(len(val_idx)),
+        "epochs_run": len(history),
+        "best_epoch": best[2] if options.patience else len(history),
+        "options": dataclasses.asdict(options),
+        "history": history,
+        "inspector": inspector.__version__,
+        "torch": torch.__version__,
+        "host": platform.node(),
+    }
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return Checkpoint(config, spec, state, thresholds, metadata)
