@@ -51,9 +51,7 @@ def main(ctx: click.Context, config_path: str | None) -> None:
     ctx.obj = Context(config_path)
 
 
-def _model_config(
-    method: str, image_size: int, channels: int, config_file: str | None
-) -> ModelConfig:
+def _model_config(method: str, image_size: int, channels: int, config_file: str | None) -> ModelConfig:
     family = family_of(method)
     values = {}
     if config_file:
@@ -63,9 +61,7 @@ def _model_config(
         unknown = set(values) - known
         if unknown:
             raise click.ClickException(f"{config_file}: unknown model settings {sorted(unknown)}")
-    return dataclasses.replace(
-        ModelConfig(**values), family=family, image_size=image_size, channels=channels
-    )
+    return dataclasses.replace(ModelConfig(**values), family=family, image_size=image_size, channels=channels)
 
 
 @main.command()
@@ -82,13 +78,9 @@ def _model_config(
     default="vaegan",
     show_default=True,
 )
-@click.option(
-    "--out", type=click.Path(dir_okay=False), required=True, help="Checkpoint file to write."
-)
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="Checkpoint file to write.")
 @click.option("--epochs", type=int, default=20, show_default=True)
-@click.option(
-    "--image-size", type=int, default=None, help="Model resolution (default: frames.image_size)."
-)
+@click.option("--image-size", type=int, default=None, help="Model resolution (default: frames.image_size).")
 @click.option(
     "--mode",
     type=click.Choice(["grey", "colour", "depth"]),
@@ -102,12 +94,8 @@ def _model_config(
     type=click.Path(exists=True, dir_okay=False),
     help="YAML of model hyper-parameters (see ModelConfig).",
 )
-@click.option(
-    "--patience", type=int, default=0, help="Early stopping on held-out normals (0 = off)."
-)
-@click.option(
-    "--shift", type=int, default=0, help="Augment by random shifts of up to this many pixels."
-)
+@click.option("--patience", type=int, default=0, help="Early stopping on held-out normals (0 = off).")
+@click.option("--shift", type=int, default=0, help="Augment by random shifts of up to this many pixels.")
 @click.option("--hflip/--no-hflip", default=False, help="Augment with mirror images.")
 @pass_context
 def train(
@@ -131,9 +119,7 @@ def train(
     from inspector.training import train as fit
 
     base = ctx.settings.frames
-    spec = dataclasses.replace(
-        base, image_size=image_size or base.image_size, mode=mode or base.mode
-    )
+    spec = dataclasses.replace(base, image_size=image_size or base.image_size, mode=mode or base.mode)
     try:
         frames, skipped = load_training_frames(data_dir, spec)
         for line in skipped:
@@ -147,9 +133,7 @@ def train(
             hflip=hflip,
             device=ctx.settings.device,
         )
-        click.echo(
-            f"training {config.family} on {len(frames)} frames of {spec.mode} {spec.image_size}px"
-        )
+        click.echo(f"training {config.family} on {len(frames)} frames of {spec.mode} {spec.image_size}px")
         with tqdm(total=epochs, unit="epoch", file=sys.stderr) as bar:
 
             def progress(epoch: int, losses: dict[str, float]) -> None:
@@ -179,12 +163,8 @@ def train(
     default="table",
     show_default=True,
 )
-@click.option(
-    "--maps", "maps_dir", type=click.Path(file_okay=False), help="Write heat-map PNGs here."
-)
-@click.option(
-    "--threshold", type=float, default=None, help="Override the model's default threshold."
-)
+@click.option("--maps", "maps_dir", type=click.Path(file_okay=False), help="Write heat-map PNGs here.")
+@click.option("--threshold", type=float, default=None, help="Override the model's default threshold.")
 @pass_context
 def score(
     ctx: Context,
@@ -232,9 +212,7 @@ def score(
         }
         if maps_dir:
             frame = load_frame(path, detector.frame_spec)
-            row["maps"] = {
-                k: str(v) for k, v in write_maps(Path(maps_dir), path.stem, frame, result).items()
-            }
+            row["maps"] = {k: str(v) for k, v in write_maps(Path(maps_dir), path.stem, frame, result).items()}
         rows.append(row)
     _print_rows(rows, fmt)
     if failed:

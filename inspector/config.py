@@ -158,7 +158,5 @@ def load_settings(
     if settings.executor not in ("inline", "celery"):
         raise ConfigError(f"executor must be 'inline' or 'celery', not {settings.executor!r}")
     if settings.frames.mode not in ("grey", "colour", "depth"):
-        raise ConfigError(
-            f"frames.mode must be grey, colour or depth, not {settings.frames.mode!r}"
-        )
+        raise ConfigError(f"frames.mode must be grey, colour or depth, not {settings.frames.mode!r}")
     return settings

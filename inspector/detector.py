@@ -78,9 +78,7 @@ class Checkpoint:
         if not path.is_file():
             raise CheckpointError(f"model file not found: {path}")
         try:
-            payload = torch.load(
-                io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True
-            )
+            payload = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many kinds for a damaged file
             raise CheckpointError(f"{path} is not a readable inspector model: {exc}") from exc
         if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:

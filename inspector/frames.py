@@ -64,9 +64,7 @@ def decode(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     else:
         size = _png_size(data) or _jpeg_size(data)
         if size and size[0] * size[1] > max_pixels:
-            raise FrameError(
-                f"image of {size[0]}x{size[1]} pixels exceeds the limit of {max_pixels}"
-            )
+            raise FrameError(f"image of {size[0]}x{size[1]} pixels exceeds the limit of {max_pixels}")
         raw = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         if raw is None:
             raise FrameError("not a readable image (corrupt, truncated or unsupported format)")
@@ -75,9 +73,7 @@ def decode(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     if raw.ndim == 3 and raw.shape[2] not in (1, 3, 4):
         raise FrameError(f"unsupported channel count {raw.shape[2]}")
     if raw.shape[0] * raw.shape[1] > max_pixels:
-        raise FrameError(
-            f"image of {raw.shape[1]}x{raw.shape[0]} pixels exceeds the limit of {max_pixels}"
-        )
+        raise FrameError(f"image of {raw.shape[1]}x{raw.shape[0]} pixels exceeds the limit of {max_pixels}")
     return raw
 
 
@@ -135,9 +131,7 @@ def preprocess(raw: np.ndarray, spec: FrameSpec) -> np.ndarray:
     size = spec.image_size
     if img.shape[:2] != (size, size):
         shrinking = img.shape[0] > size or img.shape[1] > size
-        img = cv2.resize(
-            img, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-        )
+        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
     if img.ndim == 2:
         img = img[None]
     else:
@@ -173,7 +167,5 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
     """(C, H, W) or (H, W) float in [0, 1] -> displayable uint8 (H, W[, 3]) in BGR order for cv2."""
     arr = np.clip(img, 0.0, 1.0)
     if arr.ndim == 3:
-        arr = (
-            arr[0] if arr.shape[0] == 1 else cv2.cvtColor(arr.transpose(1, 2, 0), cv2.COLOR_RGB2BGR)
-        )
+        arr = arr[0] if arr.shape[0] == 1 else cv2.cvtColor(arr.transpose(1, 2, 0), cv2.COLOR_RGB2BGR)
     return (arr * 255.0 + 0.5).astype(np.uint8)

@@ -46,9 +46,7 @@ def encode_png(image: np.ndarray) -> bytes:
     return buffer.tobytes()
 
 
-def write_maps(
-    directory: Path, stem: str, frame: np.ndarray, detection: Detection
-) -> dict[str, Path]:
+def write_maps(directory: Path, stem: str, frame: np.ndarray, detection: Detection) -> dict[str, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = {}
     for kind, image in render_maps(frame, detection).items():

@@ -35,9 +35,7 @@ class TrainOptions:
     val_fraction: float = 0.1
     patience: int = 0  # stop after this many epochs without a better validation loss (0 = never)
     shift: int = 0  # augmentation: random translation by up to this many pixels
-    hflip: bool = (
-        False  # augmentation: random horizontal flip (only where mirror images are normal)
-    )
+    hflip: bool = False  # augmentation: random horizontal flip (only where mirror images are normal)
     threshold_quantile: float = 0.99
     device: str = "auto"
 

@@ -6,9 +6,7 @@ from inspector.models.vae import VAE
 from inspector.models.vaegan import VAEGAN
 
 FAMILIES: dict[str, type[AnomalyModel]] = {"vae": VAE, "anogan": AnoGAN, "vaegan": VAEGAN}
-METHODS: dict[str, str] = {
-    m: family for family, cls in FAMILIES.items() for m in cls.scoring_methods
-}
+METHODS: dict[str, str] = {m: family for family, cls in FAMILIES.items() for m in cls.scoring_methods}
 
 
 def family_of(method: str) -> str:

@@ -47,15 +47,11 @@ class AnoGAN(AnomalyModel):
         self.opt_g.step()
         return {"d": loss_d.item(), "g": loss_g.item()}
 
-    def search_loss(
-        self, x: torch.Tensor, z: torch.Tensor, x_features: torch.Tensor
-    ) -> torch.Tensor:
+    def search_loss(self, x: torch.Tensor, z: torch.Tensor, x_features: torch.Tensor) -> torch.Tensor:
         """Per-frame (1 − λ)·residual + λ·discrimination loss: (N,)."""
         fake = self.generate(z)
         residual = (x - fake).abs().flatten(1).sum(dim=1)
-        discrimination = (
-            (x_features - self.discriminator.features(fake)).abs().flatten(1).sum(dim=1)
-        )
+        discrimination = (x_features - self.discriminator.features(fake)).abs().flatten(1).sum(dim=1)
         lam = self.config.anogan_lambda
         return (1 - lam) * residual + lam * discrimination
 
@@ -84,6 +80,4 @@ class AnoGAN(AnomalyModel):
         with torch.no_grad():
             loss = self.search_loss(x, z, x_features)
             reconstruction = self.generate(z)
-        return Scores(
-            score=loss, reconstruction=reconstruction, error=absolute_error(x, reconstruction)
-        )
+        return Scores(score=loss, reconstruction=reconstruction, error=absolute_error(x, reconstruction))

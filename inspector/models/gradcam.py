@@ -16,9 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def grad_cam(
-    activations: torch.Tensor, gradients: torch.Tensor, size: tuple[int, int]
-) -> torch.Tensor:
+def grad_cam(activations: torch.Tensor, gradients: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """The Grad-CAM map (N, H, W) from a layer's activations and the target's gradients there."""
     weights = gradients.mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * activations).sum(dim=1, keepdim=True))

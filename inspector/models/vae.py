@@ -65,6 +65,4 @@ class VAE(AnomalyModel):
             mean, var = self.likelihood(reparameterise(mu, logvar))
             log_p += self.log_likelihood(x, mean, var) / samples
             reconstruction += mean / samples
-        return Scores(
-            score=-log_p, reconstruction=reconstruction, error=absolute_error(x, reconstruction)
-        )
+        return Scores(score=-log_p, reconstruction=reconstruction, error=absolute_error(x, reconstruction))

@@ -81,9 +81,7 @@ class Frame(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     results: Mapped[list[Result]] = relationship(back_populates="frame")
-    reviews: Mapped[list[Review]] = relationship(
-        back_populates="frame", order_by="Review.created_at"
-    )
+    reviews: Mapped[list[Review]] = relationship(back_populates="frame", order_by="Review.created_at")
 
 
 class Result(Base):
@@ -134,9 +132,7 @@ class Threshold(Base):
     """A per-source threshold overriding the model's default, for one model version."""
 
     __tablename__ = "thresholds"
-    __table_args__ = (
-        UniqueConstraint("source", "model_version", name="uq_thresholds_source_model"),
-    )
+    __table_args__ = (UniqueConstraint("source", "model_version", name="uq_thresholds_source_model"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     source: Mapped[str] = mapped_column(String(128))
