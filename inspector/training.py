@@ -61,7 +61,7 @@ def load_training_frames(root: str, spec: FrameSpec) -> tuple[np.ndarray, list[s
         except FrameError as exc:
             skipped.append(f"{path}: {exc}")
     if not frames:
-        raise TrainingError(f"none of the {len(paths)} files under {root} could be read")
+        raise TrainingError(f"none of the {len(paths)} files under {root} could be read; first: {skipped[0]}")
     return np.stack(frames), skipped
 
 
@@ -162,7 +162,7 @@ def train(
         "options": dataclasses.asdict(options),
         "history": history,
         "inspector": inspector.__version__,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "host": platform.node(),
     }
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}

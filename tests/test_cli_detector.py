@@ -1,0 +1,93 @@
+"""`inspector train` and `inspector score` as a user types them, including the failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+from click.testing import CliRunner
+
+from inspector.cli import main
+
+from .conftest import TINY_SIZE, blob_frames
+
+
+def _write_frames(folder: Path, frames: np.ndarray) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, frame in enumerate(frames):
+        path = folder / f"f{i:03d}.png"
+        cv2.imwrite(str(path), (frame[0] * 255).astype(np.uint8))
+        paths.append(path)
+    return paths
+
+
+def test_train_then_score_with_maps(tmp_path: Path) -> None:
+    _write_frames(tmp_path / "normal" / "sub", blob_frames(40))
+    model = tmp_path / "m.pt"
+    runner = CliRunner()
+    result = runner.invoke(
+        main,
+        [
+            "train",
+            "--data",
+            str(tmp_path / "normal"),
+            "--out",
+            str(model),
+            "--epochs",
+            "1",
+            "--image-size",
+            str(TINY_SIZE),
+            "--seed",
+            "1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output and model.is_file()
+    queries = _write_frames(tmp_path / "q", blob_frames(3, seed=5))
+    result = runner.invoke(
+        main, ["score", str(model), str(tmp_path / "q"), "--format", "json", "--maps", str(tmp_path / "maps")]
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [r["frame"] for r in rows] == [str(p) for p in queries]
+    assert all(r["verdict"] in ("normal", "anomaly") for r in rows)
+    assert sorted(rows[0]["maps"]) == ["attention", "error", "input", "reconstruction"]
+    assert cv2.imread(rows[0]["maps"]["attention"]).shape == (TINY_SIZE, TINY_SIZE, 3)
+    result = runner.invoke(
+        main, ["score", str(model), str(queries[0]), "--method", "vaegan", "--format", "csv"]
+    )
+    assert result.exit_code == 0 and result.output.startswith("frame,score,threshold,verdict")
+
+
+def test_score_reports_unreadable_frames_and_exits_nonzero(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    good = _write_frames(tmp_path, blob_frames(1))[0]
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    result = CliRunner().invoke(main, ["score", str(tiny_checkpoint), str(good), str(bad)])
+    assert result.exit_code == 1
+    assert "bad.png" in result.output and "not a readable image" in result.output
+    assert "normal" in result.output or "anomaly" in result.output
+
+
+def test_clear_errors(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    frame = _write_frames(tmp_path / "one", blob_frames(1))[0]
+    missing = runner.invoke(main, ["score", str(tmp_path / "nope.pt"), str(frame)])
+    assert missing.exit_code != 0 and "model file not found" in missing.output
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\x00" * 10)
+    corrupt = runner.invoke(main, ["score", str(junk), str(frame)])
+    assert corrupt.exit_code != 0 and "not a readable inspector model" in corrupt.output
+    (tmp_path / "empty").mkdir()
+    empty = runner.invoke(main, ["train", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "x.pt")])
+    assert empty.exit_code != 0 and "no image files" in empty.output
+    depth_data = tmp_path / "depth"
+    depth_data.mkdir()
+    cv2.imwrite(str(depth_data / "d.png"), np.zeros((8, 8, 3), np.uint8))
+    wrong = runner.invoke(
+        main, ["train", "--data", str(depth_data), "--mode", "depth", "--out", str(tmp_path / "d.pt")]
+    )
+    assert wrong.exit_code != 0 and "one channel" in wrong.output
