@@ -1,22 +1,36 @@
 """Reading a frame from disk and turning it into a model input, in one place.
 
-Training, the watcher, the workers and the dashboard all call :func:`load_frame`, so a
-frame means the same thing everywhere. A model input is a float32 array (C, H, W) in
-[0, 1]. Depth frames are in sensor units; zero means "no measurement" (a hole), which
-is mapped to the far end of the working range so that it never looks "very near".
+Training, the watcher, the workers, the dashboard and the benchmarks all call
+:func:`load_frame` (or :func:`frame_from_bytes`), so a frame means the same thing
+everywhere. A model input is a float32 array (C, H, W) in [0, 1].
+
+Depth frames are in sensor units (``FrameSpec.depth_unit_mm`` millimetres each). Zero
+means "no measurement" (a hole): holes, and everything beyond ``far_mm``, map to 0 (far),
+and the working range maps linearly to near = 1, so a hole never looks "very near".
+
+Files are untrusted (they arrive in a watched folder or by upload): the image size is
+read from the file header and checked against ``max_pixels`` *before* anything is
+decoded, so a small file that expands to gigabytes (a decompression bomb) is refused.
 """
 
 from __future__ import annotations
 
+import io
 import struct
 from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
+from torch.nn import functional as F
 
-from inspector.config import FrameSpec
+from inspector.config import ConfigError, FrameSpec
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".npy"}
+DEPTH_DTYPES = (np.uint16, np.uint32, np.int16, np.int32, np.int64, np.float32, np.float64)
+# The largest file worth reading for max_pixels pixels: 4 channels of float64, plus headers.
+BYTES_PER_PIXEL_BOUND = 32
+JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
 class FrameError(ValueError):
@@ -28,125 +42,256 @@ def is_frame_file(path: Path) -> bool:
 
 
 def _png_size(data: bytes) -> tuple[int, int] | None:
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24 and data[12:16] == b"IHDR":
-        width, height = struct.unpack(">II", data[16:24])
-        return width, height
-    return None
+    if len(data) < 24 or data[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    if data[:2] != b"\xff\xd8":
-        return None
+    """Walk the marker segments up to the first start-of-frame, which holds the size."""
     i = 2
-    while i + 9 < len(data):
+    while i + 4 <= len(data):
         if data[i] != 0xFF:
             return None
         marker = data[i + 1]
-        length = struct.unpack(">H", data[i + 2 : i + 4])[0]
-        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
+            i += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image or start of scan before any frame header
+            return None
+        if marker in JPEG_SOF:
+            if i + 9 > len(data):
+                return None
             height, width = struct.unpack(">HH", data[i + 5 : i + 9])
             return width, height
-        i += 2 + length
+        i += 2 + struct.unpack(">H", data[i + 2 : i + 4])[0]
     return None
 
 
-def decode(data: bytes, name: str, max_pixels: int) -> np.ndarray:
-    """Decode file bytes to a raw array (H, W) or (H, W, C), checking size before decoding."""
-    if not data:
-        raise FrameError("empty file")
-    if name.lower().endswith(".npy"):
-        import io
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    """ImageWidth (256) and ImageLength (257) from the first image file directory."""
+    order = "<" if data[:2] == b"II" else ">"
+    if len(data) < 8:
+        return None
+    (offset,) = struct.unpack(order + "I", data[4:8])
+    if offset + 2 > len(data):
+        return None
+    (count,) = struct.unpack(order + "H", data[offset : offset + 2])
+    size: dict[int, int] = {}
+    for k in range(count):
+        entry = data[offset + 2 + 12 * k : offset + 14 + 12 * k]
+        if len(entry) < 12:
+            return None
+        tag, kind = struct.unpack(order + "HH", entry[:4])
+        if tag in (256, 257):
+            value = entry[8:10] if kind == 3 else entry[8:12]  # SHORT or LONG
+            (size[tag],) = struct.unpack(order + ("H" if kind == 3 else "I"), value)
+    if 256 in size and 257 in size:
+        return size[256], size[257]
+    return None
 
-        try:
-            raw = np.load(io.BytesIO(data), allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise FrameError(f"not a readable .npy array: {exc}") from exc
+
+def _bmp_size(data: bytes) -> tuple[int, int] | None:
+    if len(data) < 26:
+        return None
+    (header,) = struct.unpack("<I", data[14:18])
+    if header == 12:  # OS/2 core header: 16-bit sizes
+        width, height = struct.unpack("<HH", data[18:22])
     else:
-        size = _png_size(data) or _jpeg_size(data)
-        if size and size[0] * size[1] > max_pixels:
-            raise FrameError(f"image of {size[0]}x{size[1]} pixels exceeds the limit of {max_pixels}")
+        width, height = struct.unpack("<ii", data[18:26])
+    return abs(width), abs(height)
+
+
+SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", _png_size),
+    (b"\xff\xd8\xff", _jpeg_size),
+    (b"II*\x00", _tiff_size),
+    (b"MM\x00*", _tiff_size),
+    (b"BM", _bmp_size),
+)
+
+
+def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+    if width == 0 or height == 0:
+        raise FrameError(f"zero-size image ({width}x{height})")
+    if width * height > max_pixels:
+        raise FrameError(f"image of {width}x{height} pixels exceeds the limit of {max_pixels}")
+
+
+def _decode_npy(data: bytes, max_pixels: int) -> np.ndarray:
+    """A NumPy array, its shape checked from the header before the data is read."""
+    stream = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(stream)
+        read_header = (
+            np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        )
+        shape, _fortran, dtype = read_header(stream)
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise FrameError(f"not a readable .npy array: {exc}") from exc
+    if dtype.hasobject:
+        raise FrameError("a .npy frame must hold numbers, not Python objects")
+    if len(shape) not in (2, 3):
+        raise FrameError(f"a .npy frame must be (H, W) or (H, W, C), not of shape {shape}")
+    _check_pixels(shape[1], shape[0], max_pixels)
+    stream.seek(0)
+    try:
+        return np.load(stream, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise FrameError(f"truncated or corrupt .npy array: {exc}") from exc
+
+
+def decode(data: bytes, max_pixels: int) -> np.ndarray:
+    """File bytes -> raw array (H, W) or (H, W, C), colour in RGB(A) order, in its own dtype.
+
+    The format is told by the content, not the file name. Colour images come back as
+    RGB(A) (OpenCV decodes BGR); .npy colour arrays are taken to be RGB already.
+    """
+    if not data:
+        raise FrameError("not a readable image: empty file")
+    if data.startswith(b"\x93NUMPY"):
+        raw = _decode_npy(data, max_pixels)
+    else:
+        for signature, read_size in SIGNATURES:
+            if data.startswith(signature):
+                size = read_size(data)
+                break
+        else:
+            raise FrameError("not a readable image: unknown format (expected PNG, JPEG, TIFF, BMP or .npy)")
+        if size is None:
+            raise FrameError("not a readable image: truncated or corrupt header (no size)")
+        _check_pixels(*size, max_pixels)
         raw = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         if raw is None:
-            raise FrameError("not a readable image (corrupt, truncated or unsupported format)")
-    if raw.ndim not in (2, 3) or raw.shape[0] == 0 or raw.shape[1] == 0:
-        raise FrameError(f"unusable image shape {raw.shape}")
+            raise FrameError("not a readable image: corrupt or truncated data")
+        if raw.ndim == 3 and raw.shape[2] in (3, 4):
+            raw = cv2.cvtColor(raw, cv2.COLOR_BGR2RGB if raw.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
     if raw.ndim == 3 and raw.shape[2] not in (1, 3, 4):
-        raise FrameError(f"unsupported channel count {raw.shape[2]}")
-    if raw.shape[0] * raw.shape[1] > max_pixels:
-        raise FrameError(f"image of {raw.shape[1]}x{raw.shape[0]} pixels exceeds the limit of {max_pixels}")
+        raise FrameError(f"unsupported channel count {raw.shape[2]} (expected 1, 3 or 4)")
+    _check_pixels(raw.shape[1], raw.shape[0], max_pixels)
     return raw
 
 
-def _depth_to_unit(raw: np.ndarray, spec: FrameSpec) -> np.ndarray:
+def check_spec(spec: FrameSpec) -> None:
+    """Refuse an unusable frame configuration: a settings error, not the frame's fault."""
+    if spec.mode not in ("grey", "colour", "depth"):
+        raise ConfigError(f"frames.mode must be grey, colour or depth, not {spec.mode!r}")
+    if spec.image_size < 1:
+        raise ConfigError(f"frames.image_size must be positive, not {spec.image_size}")
+    if spec.mode == "depth":
+        if spec.depth_unit_mm <= 0:
+            raise ConfigError(f"frames.depth_unit_mm must be positive, not {spec.depth_unit_mm}")
+        if not 0 <= spec.near_mm < spec.far_mm:
+            raise ConfigError(f"depth working range is empty (near {spec.near_mm} mm, far {spec.far_mm} mm)")
+    if spec.roi is not None and (len(spec.roi) != 4 or min(spec.roi[2:]) < 1 or min(spec.roi[:2]) < 0):
+        raise ConfigError(f"frames.roi must be x, y, width, height with a positive size, not {spec.roi}")
+
+
+def _resize(img: np.ndarray, size: int) -> np.ndarray:
+    """(C, H, W) float32 -> (C, size, size): bilinear with antialiasing (PIL's filter)."""
+    if img.shape[1:] == (size, size):
+        return img
+    tensor = torch.from_numpy(np.ascontiguousarray(img))[None]
+    out = F.interpolate(tensor, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return out[0].numpy()
+
+
+def _one_channel(raw: np.ndarray, what: str) -> np.ndarray:
     if raw.ndim == 3:
         if raw.shape[2] != 1:
-            raise FrameError(f"depth frames have one channel, this one has {raw.shape[2]}")
+            raise FrameError(f"{what} frames have one channel, this one has {raw.shape[2]}")
         raw = raw[..., 0]
-    if raw.dtype not in (np.uint16, np.float32, np.float64, np.int32, np.uint32):
-        raise FrameError(f"depth frames must be 16-bit or float, not {raw.dtype}")
-    mm = raw.astype(np.float32) * spec.depth_unit_mm
-    holes = ~np.isfinite(mm) | (raw <= 0)
+    return raw
+
+
+def _depth(raw: np.ndarray, spec: FrameSpec) -> np.ndarray:
+    """Sensor units -> (1, S, S) in [0, 1]: near = 1, far and holes = 0."""
+    raw = _one_channel(raw, "depth")
+    if raw.dtype not in DEPTH_DTYPES:
+        hint = " (8-bit images hold no sensor depth; save depth as 16-bit PNG, TIFF or .npy)"
+        raise FrameError(f"depth frames must be 16/32-bit integers or floats, not {raw.dtype}" + hint)
+    mm = raw.astype(np.float32) * np.float32(spec.depth_unit_mm)
+    valid = np.isfinite(mm) & (mm > 0)
     near, far = spec.near_mm, spec.far_mm
-    if far <= near:
-        raise FrameError(f"depth working range is empty (near {near} mm, far {far} mm)")
-    # Near is bright (1), far and holes are dark (0): a hole never looks like a close object.
-    unit = np.clip((far - np.clip(mm, near, far)) / (far - near), 0.0, 1.0)
-    unit[holes] = 0.0
-    if spec.fill_holes and holes.any() and not holes.all():
-        unit = cv2.inpaint(unit, holes.astype(np.uint8), 3, cv2.INPAINT_TELEA)
-    return unit.astype(np.float32)
+    unit = np.where(valid, (far - np.clip(mm, near, far)) / (far - near), 0.0).astype(np.float32)
+    if not spec.fill_holes:
+        return _resize(unit[None], spec.image_size)
+    # Normalised convolution: resize value·valid and valid and divide, so holes do not drag
+    # their neighbours towards "far". Pixels still mostly empty are inpainted where they are
+    # enclosed by measurements (sensor dropouts); empty regions reaching the frame's border
+    # are background (out of range, or removed) and stay far. All at the model's resolution,
+    # where it is cheap.
+    both = _resize(np.stack([unit * valid, valid.astype(np.float32)]), spec.image_size)
+    empty = both[1] < 0.5
+    filled = np.where(empty, 0.0, both[0] / np.maximum(both[1], 0.5)).astype(np.float32)
+    _count, labels = cv2.connectedComponents(empty.astype(np.uint8), connectivity=4)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    enclosed = empty & ~np.isin(labels, border)
+    if enclosed.any():
+        filled = cv2.inpaint(filled, enclosed.astype(np.uint8), 3, cv2.INPAINT_NS)
+    return np.clip(filled, 0.0, 1.0)[None]
 
 
-def _to_unit(raw: np.ndarray) -> np.ndarray:
+def _intensity(raw: np.ndarray) -> np.ndarray:
+    """Integer or float pixels -> float32 in [0, 1], refusing what has no clear scale."""
     if raw.dtype == np.uint8:
         return raw.astype(np.float32) / 255.0
     if raw.dtype == np.uint16:
         return raw.astype(np.float32) / 65535.0
     if raw.dtype in (np.float32, np.float64):
-        return np.clip(raw.astype(np.float32), 0.0, 1.0)
-    raise FrameError(f"unsupported pixel type {raw.dtype}")
+        img = raw.astype(np.float32)
+        if not np.isfinite(img).all() or img.min() < 0.0 or img.max() > 1.0:
+            raise FrameError("float grey/colour frames must hold finite values in [0, 1]")
+        return img
+    raise FrameError(f"unsupported pixel type {raw.dtype} (expected 8/16-bit integers or floats in [0, 1])")
 
 
 def preprocess(raw: np.ndarray, spec: FrameSpec) -> np.ndarray:
     """Raw decoded array -> float32 (C, H, W) in [0, 1] at the model's resolution."""
+    check_spec(spec)
     if spec.roi is not None:
         x, y, w, h = spec.roi
-        if x < 0 or y < 0 or x + w > raw.shape[1] or y + h > raw.shape[0]:
+        if x + w > raw.shape[1] or y + h > raw.shape[0]:
             raise FrameError(
                 f"region of interest {spec.roi} lies outside the {raw.shape[1]}x{raw.shape[0]} image"
             )
         raw = raw[y : y + h, x : x + w]
     if spec.mode == "depth":
-        img = _depth_to_unit(raw, spec)
-    else:
-        img = _to_unit(raw)
-        if img.ndim == 3 and img.shape[2] == 4:
-            img = img[..., :3]
-        if img.ndim == 3 and img.shape[2] == 1:
-            img = img[..., 0]
-        if spec.mode == "grey" and img.ndim == 3:
-            img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-        elif spec.mode == "colour":
-            img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB if img.ndim == 2 else cv2.COLOR_BGR2RGB)
-    size = spec.image_size
-    if img.shape[:2] != (size, size):
-        shrinking = img.shape[0] > size or img.shape[1] > size
-        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-    if img.ndim == 2:
+        return np.ascontiguousarray(_depth(raw, spec), dtype=np.float32)
+    img = _intensity(raw)
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = img[..., :3]  # alpha carries no appearance
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    if spec.mode == "grey":
+        if img.ndim == 3:
+            img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
         img = img[None]
     else:
-        img = img.transpose(2, 0, 1)
-    return np.ascontiguousarray(img, dtype=np.float32)
+        img = (np.stack([img] * 3) if img.ndim == 2 else img.transpose(2, 0, 1)).astype(np.float32)
+    return np.ascontiguousarray(np.clip(_resize(img, spec.image_size), 0.0, 1.0), dtype=np.float32)
+
+
+def frame_from_bytes(data: bytes, spec: FrameSpec) -> np.ndarray:
+    """Decode and preprocess the bytes of one file (an upload, say)."""
+    return preprocess(decode(data, spec.max_pixels), spec)
 
 
 def load_frame(path: str | Path, spec: FrameSpec) -> np.ndarray:
     """Read and preprocess one file; raises FrameError with a reason a person can act on."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > spec.max_pixels * BYTES_PER_PIXEL_BOUND + (1 << 20):
+            raise FrameError(f"file of {size} bytes is too large for {spec.max_pixels} pixels")
         data = path.read_bytes()
     except OSError as exc:
         raise FrameError(f"cannot read file: {exc.strerror or exc}") from exc
-    return preprocess(decode(data, path.name, spec.max_pixels), spec)
+    return frame_from_bytes(data, spec)
 
 
 def find_frames(root: str | Path) -> list[Path]:

@@ -1,0 +1,273 @@
+"""Frame loading: real depth and magnetic-tile frames from ../shared, and synthetic files."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from inspector.config import ConfigError, FrameSpec
+from inspector.frames import FrameError, decode, find_frames, frame_from_bytes, load_frame, preprocess
+
+from .conftest import SHARED_DATA
+
+DEPTH = SHARED_DATA / "depth"
+HAND = DEPTH / "hand-sr305"
+PERSON = DEPTH / "realsense-person"
+TILES = SHARED_DATA / "magnetic-tile"
+SR305 = FrameSpec(mode="depth", image_size=64, depth_unit_mm=0.125, near_mm=0.0, far_mm=1500.0)
+needs_depth = pytest.mark.skipif(not DEPTH.is_dir(), reason="needs ../shared/data/depth")
+needs_tiles = pytest.mark.skipif(not TILES.is_dir(), reason="needs ../shared/data/magnetic-tile")
+
+
+def png_bytes(img: np.ndarray) -> bytes:
+    ok, buffer = cv2.imencode(".png", img)
+    assert ok
+    return buffer.tobytes()
+
+
+def npy_bytes(arr: np.ndarray) -> bytes:
+    stream = io.BytesIO()
+    np.save(stream, arr)
+    return stream.getvalue()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG signature and IHDR claiming the given size, with no image data behind it."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
+
+
+# --- real depth frames -------------------------------------------------------------------
+
+
+@needs_depth
+@pytest.mark.parametrize("path", sorted(HAND.glob("*/*.png"))[:4] + sorted(PERSON.glob("*.png"))[:2])
+def test_real_depth_frames_load_to_unit_range(path: Path) -> None:
+    unit = 0.125 if HAND in path.parents else 1.0
+    frame = load_frame(path, FrameSpec(mode="depth", image_size=64, depth_unit_mm=unit))
+    assert frame.shape == (1, 64, 64) and frame.dtype == np.float32
+    assert 0.0 <= frame.min() and frame.max() <= 1.0
+    assert frame.max() > 0.2  # the subject is in the working range, so it is visible
+
+
+@needs_depth
+def test_sr305_units_put_the_hand_within_reach() -> None:
+    """0.125 mm per unit: the measured depths are a person at 0.4–1.2 m, not 3–9 m."""
+    raw = decode((HAND / "gesture" / "110.png").read_bytes(), 10**8)
+    assert raw.dtype == np.uint16 and raw.shape == (480, 640)
+    mm = raw[raw > 0] * SR305.depth_unit_mm
+    assert 300 < np.percentile(mm, 1) and np.percentile(mm, 99) < 1500
+
+
+@needs_depth
+@pytest.mark.parametrize(
+    ("path", "unit"), [(HAND / "gesture" / "110.png", 0.125), (PERSON / "A_hat1_depth_frame0.png", 1.0)]
+)
+def test_depth_holes_are_far_and_nearer_is_brighter(path: Path, unit: float) -> None:
+    raw = decode(path.read_bytes(), 10**8)[:400, :400]  # square: no resizing, pixel for pixel
+    spec = FrameSpec(mode="depth", image_size=400, depth_unit_mm=unit, near_mm=0.0, far_mm=1500.0)
+    frame = preprocess(raw, spec)[0]
+    holes = raw == 0
+    assert holes.any() and (frame[holes] == 0).all()
+    assert (frame[~holes] > 0).all()
+    expected = (1500.0 - raw[~holes] * unit) / 1500.0
+    np.testing.assert_allclose(frame[~holes], expected, atol=1e-5)
+
+
+@needs_depth
+def test_fill_holes_fills_dropouts_but_not_the_background() -> None:
+    path = PERSON / "A_hat1_depth_frame0.png"
+    spec = FrameSpec(mode="depth", image_size=128, far_mm=1500.0)
+    plain = load_frame(path, spec)[0]
+    filled = load_frame(path, FrameSpec(**{**spec.__dict__, "fill_holes": True}))[0]
+    assert filled[0, 0] == 0 and filled[:, :5].max() == 0  # background at the border stays far
+    inside = (plain == 0) & (filled > 0)
+    assert inside.sum() > 5  # dropouts on the person are filled...
+    near_values = filled[plain > 0]
+    assert near_values.min() <= filled[inside].min() and filled[inside].max() <= near_values.max()
+
+
+# --- synthetic depth ---------------------------------------------------------------------
+
+
+def test_depth_clips_to_the_working_range() -> None:
+    raw = np.array([[0, 100, 400], [1000, 2000, 65535]], np.uint16)
+    spec = FrameSpec(
+        mode="depth", image_size=2, depth_unit_mm=1.0, near_mm=200.0, far_mm=1200.0, roi=(0, 0, 2, 2)
+    )
+    frame = preprocess(raw, spec)[0]
+    np.testing.assert_allclose(frame, [[0.0, 1.0], [0.2, 0.0]], atol=1e-6)  # hole, too near, 1 m, too far
+
+
+def test_depth_float_nan_is_a_hole_and_8_bit_is_refused() -> None:
+    spec = FrameSpec(mode="depth", image_size=2, far_mm=1000.0)
+    frame = preprocess(np.array([[np.nan, 500.0], [500.0, 500.0]], np.float32), spec)[0]
+    assert frame[0, 0] == 0 and frame[1, 1] == pytest.approx(0.5)
+    with pytest.raises(FrameError, match="8-bit"):
+        preprocess(np.full((4, 4), 7, np.uint8), spec)
+    with pytest.raises(FrameError, match="one channel"):
+        preprocess(np.zeros((4, 4, 3), np.uint16), spec)
+
+
+def test_depth_npy_and_tiff_in_sensor_units(tmp_path: Path) -> None:
+    depth = np.full((8, 8), 4000, np.uint16)  # 500 mm at 0.125 mm per unit
+    depth[2, 2] = 0
+    spec = FrameSpec(mode="depth", image_size=8, depth_unit_mm=0.125, far_mm=1000.0)
+    (tmp_path / "d.npy").write_bytes(npy_bytes(depth))
+    cv2.imwrite(str(tmp_path / "d.tiff"), depth)
+    for name in ("d.npy", "d.tiff"):
+        frame = load_frame(tmp_path / name, spec)[0]
+        assert frame[2, 2] == 0 and frame[0, 0] == pytest.approx(0.5)
+
+
+# --- grey and colour ---------------------------------------------------------------------
+
+
+def test_16_bit_png_grey_scales_by_full_range(tmp_path: Path) -> None:
+    img = np.full((10, 10), 65535, np.uint16)
+    img[:, :5] = 0
+    (tmp_path / "a.png").write_bytes(png_bytes(img))
+    frame = load_frame(tmp_path / "a.png", FrameSpec(mode="grey", image_size=10))
+    assert frame.shape == (1, 10, 10)
+    assert frame[0, 0, 0] == 0 and frame[0, 0, 9] == 1
+
+
+def test_colour_is_rgb_and_grey_from_colour(tmp_path: Path) -> None:
+    red_bgr = np.zeros((16, 24, 3), np.uint8)
+    red_bgr[..., 2] = 255
+    cv2.imwrite(str(tmp_path / "red.jpg"), red_bgr)
+    colour = load_frame(tmp_path / "red.jpg", FrameSpec(mode="colour", image_size=8))
+    assert colour.shape == (3, 8, 8)
+    assert colour[0].mean() > 0.9 and colour[1:].mean() < 0.1
+    grey = load_frame(tmp_path / "red.jpg", FrameSpec(mode="grey", image_size=8))
+    assert grey.shape == (1, 8, 8) and grey.mean() == pytest.approx(0.299, abs=0.02)
+
+
+def test_grey_frame_in_colour_mode_repeats_it() -> None:
+    frame = preprocess(np.full((5, 7), 51, np.uint8), FrameSpec(mode="colour", image_size=4))
+    assert frame.shape == (3, 4, 4)
+    np.testing.assert_allclose(frame, 0.2, atol=1e-6)
+
+
+def test_float_frames_must_be_in_unit_range() -> None:
+    spec = FrameSpec(mode="grey", image_size=4)
+    assert preprocess(np.full((4, 4), 0.25), spec).max() == pytest.approx(0.25)
+    for bad in (np.full((4, 4), 3.0), np.full((4, 4), np.nan)):
+        with pytest.raises(FrameError, match=r"\[0, 1\]"):
+            preprocess(bad, spec)
+    with pytest.raises(FrameError, match="pixel type"):
+        preprocess(np.zeros((4, 4), np.int64), spec)
+
+
+def test_roi_crops_before_resizing() -> None:
+    img = np.zeros((20, 30), np.uint8)
+    img[5:15, 10:20] = 255
+    frame = preprocess(img, FrameSpec(image_size=10, roi=(10, 5, 10, 10)))
+    assert frame.min() == 1.0
+    with pytest.raises(FrameError, match="outside"):
+        preprocess(img, FrameSpec(image_size=10, roi=(25, 0, 10, 10)))
+    with pytest.raises(ConfigError):
+        preprocess(img, FrameSpec(image_size=10, roi=(0, 0, 0, 10)))
+
+
+def test_resize_is_bilinear_with_antialiasing() -> None:
+    """The benchmark protocol's resize: PIL's bilinear filter, which antialiases when shrinking."""
+    image = pytest.importorskip("PIL.Image")
+    img = np.random.default_rng(0).integers(0, 256, (61, 47), dtype=np.uint8)
+    ours = preprocess(img, FrameSpec(image_size=16))[0] * 255
+    theirs = np.asarray(image.fromarray(img).resize((16, 16), image.BILINEAR), np.float32)
+    assert np.abs(ours - theirs).max() <= 1.0
+
+
+# --- bad files -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty"),
+        (b"GIF89a" + bytes(100), "unknown format"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(6), "no size"),
+        (png_header(10, 10) + b"garbage", "corrupt or truncated data"),
+        (png_header(0, 10), "zero-size"),
+        (png_header(100_000, 100_000), "exceeds the limit"),
+        (npy_bytes(np.zeros((0, 4), np.uint8)), "zero-size"),
+        (npy_bytes(np.zeros(16, np.uint8)), "shape"),
+        (npy_bytes(np.array([[None]], dtype=object)), "not Python objects"),
+        (npy_bytes(np.zeros((4, 4, 2), np.uint8)), "channel count"),
+        (npy_bytes(np.zeros((40, 40), np.uint8))[:-100], "truncated"),
+    ],
+)
+def test_bad_bytes_raise_frame_error(data: bytes, message: str) -> None:
+    with pytest.raises(FrameError, match=message):
+        frame_from_bytes(data, FrameSpec(image_size=8, max_pixels=10**8))
+
+
+def test_truncated_png_is_refused(tmp_path: Path) -> None:
+    data = png_bytes(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8))
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(FrameError, match="not a readable image: corrupt or truncated"):
+        load_frame(tmp_path / "cut.png", FrameSpec(image_size=8))
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".tiff", ".bmp", ".npy"])
+def test_pixel_limit_is_checked_from_the_header(tmp_path: Path, suffix: str) -> None:
+    img = np.zeros((40, 50), np.uint8)
+    path = tmp_path / f"big{suffix}"
+    if suffix == ".npy":
+        path.write_bytes(npy_bytes(img))
+    else:
+        cv2.imwrite(str(path), img)
+    assert load_frame(path, FrameSpec(image_size=8, max_pixels=2000)).shape == (1, 8, 8)
+    with pytest.raises(FrameError, match="50x40 pixels exceeds the limit of 1999"):
+        load_frame(path, FrameSpec(image_size=8, max_pixels=1999))
+
+
+def test_npy_bomb_is_refused_before_reading_its_data() -> None:
+    stream = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        stream, {"descr": "|u1", "fortran_order": False, "shape": (99999, 99999)}
+    )
+    with pytest.raises(FrameError, match="exceeds"):
+        frame_from_bytes(stream.getvalue() + bytes(16), FrameSpec(image_size=8, max_pixels=10**8))
+
+
+def test_unreadable_path_raises_frame_error(tmp_path: Path) -> None:
+    with pytest.raises(FrameError, match="cannot read"):
+        load_frame(tmp_path / "missing.png", FrameSpec())
+    with pytest.raises(FrameError, match="cannot read"):
+        load_frame(tmp_path, FrameSpec())
+
+
+def test_find_frames_skips_hidden_and_other_files(tmp_path: Path) -> None:
+    for name in ("b.png", "a.NPY", "notes.txt", ".hidden.png", ".tmp/c.png", "sub/d.tif"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.relative_to(tmp_path).as_posix() for p in find_frames(tmp_path)] == [
+        "a.NPY",
+        "b.png",
+        "sub/d.tif",
+    ]
+
+
+# --- magnetic tile -------------------------------------------------------------------------
+
+
+@needs_tiles
+@pytest.mark.parametrize("defect", ["Free", "Blowhole", "Fray"])
+def test_magnetic_tile_images_load_as_grey(defect: str) -> None:
+    path = sorted((TILES / f"MT_{defect}" / "Imgs").glob("*.jpg"))[0]
+    raw = decode(path.read_bytes(), 10**8)
+    assert raw.ndim == 2 and raw.dtype == np.uint8
+    frame = load_frame(path, FrameSpec(mode="grey", image_size=128))
+    assert frame.shape == (1, 128, 128)
+    assert 0.05 < frame.mean() < 0.6
+    mask = load_frame(path.with_suffix(".png"), FrameSpec(mode="grey", image_size=128))
+    assert mask.shape == (1, 128, 128) and ((mask.max() > 0.5) == (defect != "Free"))
