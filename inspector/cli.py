@@ -220,6 +220,32 @@ def score(
         sys.exit(1)
 
 
+@main.command("sample-data")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--normal-digit", type=click.IntRange(0, 9), default=1, show_default=True)
+@click.option(
+    "--incoming",
+    type=click.IntRange(2, 500),
+    default=40,
+    show_default=True,
+    help="Frames to put in OUT/incoming, half normal, half other digits.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+def sample_data(out: str, normal_digit: int, incoming: int, seed: int) -> None:
+    """Write a small noisy-MNIST dataset (bundled digits, no download) for a first run."""
+    from inspector.sample_data import write_sample_data
+
+    try:
+        counts = write_sample_data(Path(out), normal_digit, incoming, seed)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"wrote {counts['train']} normal training frames (digit {normal_digit}) to {out}/train and "
+        f"{incoming} incoming frames ({counts['incoming_anomalous']} other digits, one damaged file) "
+        f"to {out}/incoming"
+    )
+
+
 def _print_rows(rows: list[dict], fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
@@ -234,3 +260,183 @@ def _print_rows(rows: list[dict], fmt: str) -> None:
             shown = "-" if r["score"] is None else f"{r['score']:.5g}"
             detail = f"  {r['error']}" if r["error"] else ""
             click.echo(f"{r['frame']:<{width}}  {shown:>10}  {r['verdict']}{detail}")
+
+
+# --- the pipeline: database, watcher, workers, thresholds, report -----------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database schema migrations (Alembic) for the configured database."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+@pass_context
+def db_upgrade(ctx: Context, revision: str) -> None:
+    """Migrate the database up to REVISION (default: the latest)."""
+    from inspector.store import migrate
+
+    migrate.upgrade(ctx.settings.db_url, revision)
+    click.echo(f"database at revision {migrate.current_revision(ctx.settings.db_url)}")
+
+
+@db.command("downgrade")
+@click.argument("revision", default="-1")
+@pass_context
+def db_downgrade(ctx: Context, revision: str) -> None:
+    """Migrate the database down to REVISION (default: one step; 'base' empties it)."""
+    from inspector.store import migrate
+
+    migrate.downgrade(ctx.settings.db_url, revision)
+    click.echo(f"database at revision {migrate.current_revision(ctx.settings.db_url) or 'base'}")
+
+
+@db.command("current")
+@pass_context
+def db_current(ctx: Context) -> None:
+    """Show the database's schema revision and the latest one."""
+    from inspector.store import migrate
+
+    current = migrate.current_revision(ctx.settings.db_url)
+    click.echo(f"current {current or 'base'} (latest {migrate.head_revision()})")
+
+
+def _log_to_stderr() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--once", is_flag=True, help="Process what is there now, then exit (cron, tests).")
+@click.option("--source", default=None, help="Source/camera name of these frames (default: watch.source).")
+@pass_context
+def watch(ctx: Context, folder: str, once: bool, source: str | None) -> None:
+    """Register frames landing in FOLDER and score them (inline) or queue them (celery)."""
+    import signal
+    import threading
+
+    from inspector.pipeline.watcher import Watcher
+    from inspector.store.migrate import SchemaError
+
+    _log_to_stderr()
+    watcher = Watcher(folder, ctx.settings, source=source)
+    try:
+        if once:
+            watcher.run_once()
+        else:
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            watcher.run(stop)
+    except SchemaError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        pass
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(watcher.stats.items())) or "nothing new"
+    click.echo(f"{folder}: {counts}")
+
+
+@main.command()
+@click.option("--gpu", type=int, default=None, help="Serve this GPU only; run one worker per GPU.")
+@click.option("--pool", type=click.Choice(["prefork", "solo"]), default="prefork", show_default=True)
+@click.option("--loglevel", default="INFO", show_default=True)
+@pass_context
+def worker(ctx: Context, gpu: int | None, pool: str, loglevel: str) -> None:
+    """A Celery worker on the `gpu` queue: one process, model loaded once, CPU when no GPU."""
+    import os
+
+    # workers.app reads the same settings from the environment.
+    if ctx.config_path:
+        os.environ["INSPECTOR_CONFIG"] = ctx.config_path
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    from inspector.pipeline.executors import QUEUE
+    from workers.app import app
+
+    name = f"inspector-{'cpu' if gpu is None else f'gpu{gpu}'}@%h"
+    argv = ["worker", "--queues", QUEUE, "--concurrency", "1", "--pool", pool, "--loglevel", loglevel]
+    app.worker_main([*argv, "--hostname", name])
+
+
+@main.group()
+def threshold() -> None:
+    """Per-source thresholds: each source may override its model's default."""
+
+
+@threshold.command("set")
+@click.argument("value", type=float)
+@click.option("--source", default=None, help="Source/camera (default: watch.source).")
+@click.option("--model", "model_version", default=None, help="Model version (default: the latest).")
+@click.option("--by", "who", default=None, help="Who makes the change (default: your login).")
+@click.option("--reason", default=None, help="Why, for the audit trail.")
+@pass_context
+def threshold_set(
+    ctx: Context,
+    value: float,
+    source: str | None,
+    model_version: str | None,
+    who: str | None,
+    reason: str | None,
+) -> None:
+    """Set the threshold of a source for a model version (recorded in the audit trail)."""
+    import getpass
+
+    from inspector.pipeline.thresholds import ThresholdError, resolve_model, set_threshold
+    from inspector.store.db import session_scope
+
+    source = source or ctx.settings.watch.source
+    try:
+        with session_scope(ctx.settings.db_url) as session:
+            version = resolve_model(session, model_version)
+            change = set_threshold(session, source, version, value, who or getpass.getuser(), reason)
+            old = "default" if change.old_value is None else f"{change.old_value:.5g}"
+    except ThresholdError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{source} on {version}: {old} -> {value:.5g}")
+
+
+@threshold.command("show")
+@click.option("--model", "model_version", default=None, help="Only this model version.")
+@pass_context
+def threshold_show(ctx: Context, model_version: str | None) -> None:
+    """Each model's default threshold and the per-source overrides."""
+    from inspector.pipeline.thresholds import ThresholdError, threshold_table
+    from inspector.store.db import session_scope
+
+    try:
+        with session_scope(ctx.settings.db_url) as session:
+            views = threshold_table(session, model_version)
+    except ThresholdError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not views:
+        click.echo("no model registered yet")
+    for v in views:
+        who = f"  (set by {v.updated_by})" if v.updated_by else "  (model default)"
+        click.echo(f"{v.model_version}  {v.source:<16}  {v.value:.5g}{who}")
+
+
+@main.command()
+@click.option("--since", default="24h", show_default=True, help="2h, 30m, 1d, or a UTC time like 2026-11-27T10:00.")
+@click.option("--flagged", is_flag=True, help="Only frames judged anomalous (the summary covers all).")
+@click.option("--source", default=None, help="Only this source/camera.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many rows.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+)
+@pass_context
+def report(ctx: Context, since: str, flagged: bool, source: str | None, limit: int | None, fmt: str) -> None:
+    """Results since a time, frame by frame, with a summary (frames, flagged, rate, percentiles)."""
+    from inspector.pipeline.report import build_report, parse_since, render, summary_line
+    from inspector.store.db import session_scope
+
+    try:
+        start = parse_since(since)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from exc
+    with session_scope(ctx.settings.db_url) as session:
+        result = build_report(session, start, flagged=flagged, source=source, limit=limit)
+    click.echo(render(result, fmt))
+    if fmt == "csv":
+        click.echo(summary_line(result.summary), err=True)
