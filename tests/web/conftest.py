@@ -1,0 +1,137 @@
+"""A seeded dashboard database: rows made directly, small PNG maps, no model or pipeline needed.
+
+40 frames with scores 0.05 … 0.9275 (model v1, default threshold 0.5), even ids from cam-a,
+odd from cam-b. Ten cam-a frames are labelled so that recall ≥ 99% calls for a threshold
+of 0.2975 on cam-a, which flags four more unreviewed cam-a frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from inspector.config import ServerSettings, Settings
+from inspector.store.artifacts import write_artifact
+from inspector.store.db import get_engine, session_scope
+from inspector.store.models import Base, Frame, Model, Result, Review, utcnow
+from inspector.web import create_app
+
+TOKEN = "letmein"
+N_FRAMES = 40
+DEFAULT_THRESHOLD = 0.5
+ANOMALY_LABELS = (14, 30, 34, 38)  # frame indexes labelled anomaly (all cam-a)
+NORMAL_LABELS = (0, 2, 4, 6, 8, 32)  # labelled normal; 32 is a false alarm above the threshold
+SUGGESTED = (0.05 + 8 * 0.0225 + 0.05 + 14 * 0.0225) / 2  # between normal 8 and anomaly 14
+
+
+def score_of(i: int) -> float:
+    return 0.05 + i * 0.0225
+
+
+def png(seed: int, heat: bool = False) -> bytes:
+    """A 32×32 picture: a disc on a gradient (grey), or a coloured blob (heat)."""
+    yy, xx = np.mgrid[:32, :32]
+    image = (xx * 4 + seed * 3) % 256
+    disc = (yy - 16 - seed % 5) ** 2 + (xx - 16) ** 2 < 60
+    image = np.where(disc, 230, image).astype(np.uint8)
+    if heat:
+        blob = np.exp(-((yy - 10 - seed % 8) ** 2 + (xx - 20) ** 2) / 30)
+        image = cv2.applyColorMap((blob * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    ok, data = cv2.imencode(".png", image)
+    assert ok
+    return data.tobytes()
+
+
+@dataclass
+class Seeded:
+    settings: Settings
+    result_ids: list[int]  # by frame index
+    frame_ids: list[int]
+
+
+def seed(data_dir: Path, token: str = TOKEN) -> Seeded:
+    settings = Settings(data_dir=str(data_dir), server=ServerSettings(token=token))
+    Base.metadata.create_all(get_engine(settings.db_url))
+    now = utcnow()
+    result_ids, frame_ids = [], []
+    with session_scope(settings.db_url) as session:
+        session.add(
+            Model(
+                version="v1",
+                path="model.pt",
+                method="vaegan-attn",
+                default_threshold=DEFAULT_THRESHOLD,
+                config={},
+                created_at=now - timedelta(days=1),
+            )
+        )
+        for i in range(N_FRAMES):
+            when = now - timedelta(minutes=3 * i)
+            frame = Frame(
+                content_hash=f"{i:064x}",
+                path=f"/incoming/f{i}.png",
+                source="cam-a" if i % 2 == 0 else "cam-b",
+                size_bytes=1000,
+                status="done",
+                landed_at=when,
+                registered_at=when,
+                updated_at=when,
+            )
+            session.add(frame)
+            session.flush()
+            maps = {
+                kind: write_artifact(data_dir, png(i, heat=kind in ("error", "attention")))
+                for kind in ("input", "reconstruction", "error", "attention")
+            }
+            score = score_of(i)
+            result = Result(
+                frame_id=frame.id,
+                model_version="v1",
+                score=score,
+                threshold=DEFAULT_THRESHOLD,
+                is_anomaly=score > DEFAULT_THRESHOLD,
+                created_at=when,
+                **{f"{kind}_map": name for kind, name in maps.items()},
+            )
+            session.add(result)
+            session.flush()
+            result_ids.append(result.id)
+            frame_ids.append(frame.id)
+        for indexes, label in ((ANOMALY_LABELS, "anomaly"), (NORMAL_LABELS, "normal")):
+            for i in indexes:
+                session.add(Review(frame_id=frame_ids[i], label=label, reviewer="seed", created_at=now))
+    return Seeded(settings, result_ids, frame_ids)
+
+
+@pytest.fixture
+def seeded(tmp_path: Path) -> Seeded:
+    return seed(tmp_path / "data")
+
+
+@pytest.fixture
+def client(seeded: Seeded) -> TestClient:
+    return TestClient(create_app(seeded.settings))
+
+
+def csrf_of(client: TestClient, path: str = "/queue") -> str:
+    """The session's CSRF token, read from a page's logout or login form."""
+    import re
+
+    page = client.get(path).text
+    match = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert match, "no CSRF field on the page"
+    return match.group(1)
+
+
+@pytest.fixture
+def logged_in(client: TestClient) -> TestClient:
+    token = csrf_of(client, "/login")
+    response = client.post("/login", data={"csrf": token, "token": TOKEN, "name": "Ada", "next": "/queue"})
+    assert response.status_code == 200 and "Ada" in response.text
+    return client
