@@ -246,6 +246,24 @@ def sample_data(out: str, normal_digit: int, incoming: int, seed: int) -> None:
     )
 
 
+@main.command()
+@click.option("--host", default=None, help="Address to bind (default: server.host, 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default: server.port, 8000).")
+@pass_context
+def serve(ctx: Context, host: str | None, port: int | None) -> None:
+    """Run the review dashboard over the configured database."""
+    import uvicorn
+
+    from inspector.web import create_app
+
+    settings = ctx.settings
+    host, port = host or settings.server.host, port or settings.server.port
+    if not settings.server.token:
+        click.echo("no server.token configured: the dashboard is read-only", err=True)
+    click.echo(f"dashboard on http://{host}:{port}/")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
 def _print_rows(rows: list[dict], fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
