@@ -97,6 +97,14 @@ def _model_config(method: str, image_size: int, channels: int, config_file: str 
 @click.option("--patience", type=int, default=0, help="Early stopping on held-out normals (0 = off).")
 @click.option("--shift", type=int, default=0, help="Augment by random shifts of up to this many pixels.")
 @click.option("--hflip/--no-hflip", default=False, help="Augment with mirror images.")
+@click.option("--gain", type=float, default=0.0, help="Augment by exposure gains of 1 ± up to this.")
+@click.option(
+    "--min-epoch-frames",
+    type=int,
+    default=256,
+    show_default=True,
+    help="Each epoch shows at least this many (re-augmented) frames, for small training sets.",
+)
 @pass_context
 def train(
     ctx: Context,
@@ -111,6 +119,8 @@ def train(
     patience: int,
     shift: int,
     hflip: bool,
+    gain: float,
+    min_epoch_frames: int,
 ) -> None:
     """Train a detector on a folder of normal frames."""
     from tqdm import tqdm
@@ -131,6 +141,8 @@ def train(
             patience=patience,
             shift=shift,
             hflip=hflip,
+            gain=gain,
+            min_epoch_frames=min_epoch_frames,
             device=ctx.settings.device,
         )
         click.echo(f"training {config.family} on {len(frames)} frames of {spec.mode} {spec.image_size}px")
@@ -320,6 +332,17 @@ def db_current(ctx: Context) -> None:
     click.echo(f"current {current or 'base'} (latest {migrate.head_revision()})")
 
 
+def _database(ctx: Context) -> str:
+    """The database URL, its schema checked (an embedded SQLite file is brought up to date)."""
+    from inspector.store.migrate import SchemaError, ensure_schema
+
+    try:
+        ensure_schema(ctx.settings.db_url)
+    except SchemaError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return ctx.settings.db_url
+
+
 def _log_to_stderr() -> None:
     import logging
 
@@ -337,8 +360,8 @@ def watch(ctx: Context, folder: str, once: bool, source: str | None) -> None:
     import threading
 
     from inspector.pipeline.watcher import Watcher
-    from inspector.store.migrate import SchemaError
 
+    _database(ctx)
     _log_to_stderr()
     watcher = Watcher(folder, ctx.settings, source=source)
     try:
@@ -348,8 +371,6 @@ def watch(ctx: Context, folder: str, once: bool, source: str | None) -> None:
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             watcher.run(stop)
-    except SchemaError as exc:
-        raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
         pass
     counts = ", ".join(f"{k} {v}" for k, v in sorted(watcher.stats.items())) or "nothing new"
@@ -406,7 +427,7 @@ def threshold_set(
 
     source = source or ctx.settings.watch.source
     try:
-        with session_scope(ctx.settings.db_url) as session:
+        with session_scope(_database(ctx)) as session:
             version = resolve_model(session, model_version)
             change = set_threshold(session, source, version, value, who or getpass.getuser(), reason)
             old = "default" if change.old_value is None else f"{change.old_value:.5g}"
@@ -424,7 +445,7 @@ def threshold_show(ctx: Context, model_version: str | None) -> None:
     from inspector.store.db import session_scope
 
     try:
-        with session_scope(ctx.settings.db_url) as session:
+        with session_scope(_database(ctx)) as session:
             views = threshold_table(session, model_version)
     except ThresholdError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -436,7 +457,7 @@ def threshold_show(ctx: Context, model_version: str | None) -> None:
 
 
 @main.command()
-@click.option("--since", default="24h", show_default=True, help="2h, 30m, 1d, or a UTC time like 2026-11-27T10:00.")
+@click.option("--since", default="24h", show_default=True, help="2h, 30m, 1d, or UTC 2026-11-27T10:00.")
 @click.option("--flagged", is_flag=True, help="Only frames judged anomalous (the summary covers all).")
 @click.option("--source", default=None, help="Only this source/camera.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many rows.")
@@ -453,7 +474,7 @@ def report(ctx: Context, since: str, flagged: bool, source: str | None, limit: i
         start = parse_since(since)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from exc
-    with session_scope(ctx.settings.db_url) as session:
+    with session_scope(_database(ctx)) as session:
         result = build_report(session, start, flagged=flagged, source=source, limit=limit)
     click.echo(render(result, fmt))
     if fmt == "csv":

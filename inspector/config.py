@@ -47,6 +47,8 @@ class WatchSettings:
     source: str = "default"  # source/camera name given to frames of this watcher
     archive: bool = True  # move a frame to the archive once its result is stored
     batch_size: int = 32
+    stale_seconds: float = 600.0  # a frame queued or in flight this long is handed out again
+    max_attempts: int = 3  # a frame that lost its worker this often is quarantined
 
 
 @dataclass

@@ -70,7 +70,7 @@ class Frame(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     content_hash: Mapped[str] = mapped_column(String(64), unique=True)
     path: Mapped[str] = mapped_column(Text)  # where it landed
-    stored_path: Mapped[str | None] = mapped_column(Text)  # archive or quarantine location
+    stored_path: Mapped[str | None] = mapped_column(Text)  # archive/quarantine file, relative to data_dir
     source: Mapped[str] = mapped_column(String(128), default="default")
     size_bytes: Mapped[int]
     status: Mapped[str] = mapped_column(String(16), default="pending")
@@ -85,7 +85,10 @@ class Frame(Base):
 
 
 class Result(Base):
-    """A model's verdict on a frame; the maps are PNG files named by content under artifacts/."""
+    """A model's verdict on a frame; the maps are PNG files named by content under artifacts/.
+
+    Map columns hold paths relative to data_dir (see store.artifacts.artifact_path).
+    """
 
     __tablename__ = "results"
     __table_args__ = (

@@ -1,0 +1,70 @@
+"""Where scoring runs: in the watcher's process (inline) or on Celery workers (celery).
+
+Both hand batches of frame ids, never pixels, to :func:`process_frames`; the Celery task
+in workers/ is a thin wrapper over it, registered under :data:`SCORE_TASK`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+from inspector.config import Settings
+from inspector.pipeline.process import Outcome, process_frames
+
+log = logging.getLogger(__name__)
+
+SCORE_TASK = "inspector.score_batch"
+QUEUE = "gpu"
+
+
+def batches(ids: Sequence[int], size: int) -> list[list[int]]:
+    return [list(ids[i : i + size]) for i in range(0, len(ids), max(1, size))]
+
+
+class Executor(Protocol):
+    # True when this process is the only one scoring: frames it finds in flight at start
+    # were orphaned by its own previous run and can be taken back at once.
+    exclusive: bool
+
+    def submit(self, frame_ids: Sequence[int]) -> Outcome | None:
+        """Hand over frames already committed as 'queued'."""
+        ...
+
+
+class InlineExecutor:
+    """The embedded default: score in this process, batch by batch."""
+
+    exclusive = True
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def submit(self, frame_ids: Sequence[int]) -> Outcome:
+        total = Outcome()
+        for batch in batches(frame_ids, self.settings.watch.batch_size):
+            total.add(process_frames(batch, self.settings))
+        return total
+
+
+class CeleryExecutor:
+    """Send batches of ids to the `gpu` queue through the broker; workers do the rest."""
+
+    exclusive = False
+
+    def __init__(self, settings: Settings):
+        from celery import Celery
+
+        self.settings = settings
+        self.app = Celery("inspector", broker=settings.broker_url, set_as_current=False)
+        self.app.conf.broker_connection_retry_on_startup = True
+
+    def submit(self, frame_ids: Sequence[int]) -> None:
+        for batch in batches(frame_ids, self.settings.watch.batch_size):
+            self.app.send_task(SCORE_TASK, args=[batch], queue=QUEUE)
+        log.info("sent %d frames to the %r queue", len(frame_ids), QUEUE)
+
+
+def make_executor(settings: Settings) -> Executor:
+    return CeleryExecutor(settings) if settings.executor == "celery" else InlineExecutor(settings)

@@ -1,0 +1,70 @@
+"""Frame files on disk: which ones to look at, their content hash, and where they go afterwards.
+
+Stored locations (archive, quarantine) are kept relative to data_dir, like the artifacts,
+so processes that mount data_dir at different places agree on them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+from inspector.store.models import Frame
+
+IGNORED_SUFFIXES = (".tmp", ".partial")
+CHUNK = 1 << 20
+
+
+def is_ignored(path: Path, root: Path) -> bool:
+    """Dotfiles, files in dot-folders and files an uploader is still writing under a temporary name."""
+    parts = path.relative_to(root).parts
+    return any(part.startswith(".") for part in parts) or path.suffix.lower() in IGNORED_SUFFIXES
+
+
+def read_nofollow(path: str | Path) -> bytes:
+    """Read a file without following a symbolic link at its last component."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as file:
+        return file.read()
+
+
+def hash_file(path: Path) -> tuple[str, int]:
+    """SHA-256 and size of a file, read without following a link."""
+    digest, size = hashlib.sha256(), 0
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as file:
+        while chunk := file.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _stored_name(frame: Frame) -> str:
+    return f"{frame.content_hash[:12]}-{Path(frame.path).name}"
+
+
+def archive_location(frame: Frame) -> str:
+    return f"archive/{frame.landed_at:%Y-%m-%d}/{_stored_name(frame)}"
+
+
+def quarantine_location(frame: Frame) -> str:
+    return f"quarantine/{_stored_name(frame)}"
+
+
+def duplicate_location(frame: Frame, path: Path) -> str:
+    return f"archive/duplicates/{frame.content_hash[:12]}-{path.name}"
+
+
+def move(source: Path, data_dir: Path, location: str, note: str | None = None) -> bool:
+    """Move a frame file to its stored location (with a note beside it); False if it is gone."""
+    target = data_dir / location
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if note is not None:
+        target.with_name(target.name + ".error.txt").write_text(note + "\n")
+    try:
+        shutil.move(source, target)
+    except FileNotFoundError:
+        return False
+    return True

@@ -1,0 +1,171 @@
+"""The scoring step both executors run: frame ids in, results and maps out, files moved on.
+
+A batch is claimed in SQL first (compare-and-set), so two workers handed the same ids
+never both score a frame; the result insert is idempotent on (frame, model version), so
+even a frame scored twice after a lost worker ends with one result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+from collections.abc import Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+
+from inspector.config import Settings
+from inspector.detector import Detector
+from inspector.frames import BYTES_PER_PIXEL_BOUND, FrameError, frame_from_bytes
+from inspector.maps import encode_png, render_maps
+from inspector.pipeline.ledger import archive_location, move, quarantine_location, read_nofollow
+from inspector.pipeline.thresholds import effective_thresholds
+from inspector.store import queries
+from inspector.store.artifacts import write_artifact
+from inspector.store.db import session_scope
+from inspector.store.models import Frame, utcnow
+
+log = logging.getLogger(__name__)
+
+_DETECTORS: dict[tuple[str, int, str | None, str, int], Detector] = {}
+_REGISTERED: set[tuple[str, str]] = set()
+
+
+@dataclass
+class Outcome:
+    """What one call did, for logs and task results."""
+
+    done: int = 0
+    quarantined: int = 0
+    skipped: int = 0  # not claimable: already finished, or in flight elsewhere
+
+    def add(self, other: Outcome) -> None:
+        self.done += other.done
+        self.quarantined += other.quarantined
+        self.skipped += other.skipped
+
+
+def get_detector(settings: Settings) -> Detector:
+    """The model, loaded once per process (and again only if the checkpoint file changes)."""
+    path = Path(settings.model_path).resolve()
+    key = (str(path), path.stat().st_mtime_ns, settings.method, settings.device, settings.watch.batch_size)
+    if key not in _DETECTORS:
+        _DETECTORS.clear()
+        _DETECTORS[key] = Detector.load(
+            path, method=settings.method, device=settings.device, batch_size=settings.watch.batch_size
+        )
+        log.info("loaded model %s on %s", _DETECTORS[key].version, _DETECTORS[key].device)
+    return _DETECTORS[key]
+
+
+def _register_model(settings: Settings, detector: Detector) -> None:
+    if (settings.db_url, detector.version) in _REGISTERED:
+        return
+    checkpoint = detector.checkpoint
+    with session_scope(settings.db_url) as session:
+        queries.ensure_model(
+            session,
+            version=detector.version,
+            path=str(Path(settings.model_path).resolve()),
+            method=detector.method,
+            default_threshold=detector.threshold,
+            config={
+                "model": dataclasses.asdict(checkpoint.model_config),
+                "frames": dataclasses.asdict(checkpoint.frame_spec),
+                "thresholds": checkpoint.thresholds,
+                "metadata": checkpoint.metadata,
+            },
+        )
+    _REGISTERED.add((settings.db_url, detector.version))
+
+
+def _load(frame: Frame, detector: Detector) -> np.ndarray:
+    """Read the very bytes that were registered (the hash must match) and preprocess them."""
+    spec = detector.frame_spec
+    if frame.size_bytes > spec.max_pixels * BYTES_PER_PIXEL_BOUND + (1 << 20):
+        raise FrameError(f"file of {frame.size_bytes} bytes is too large for {spec.max_pixels} pixels")
+    try:
+        data = read_nofollow(frame.path)
+    except OSError as exc:
+        raise FrameError(f"cannot read file: {exc.strerror or exc}") from exc
+    if hashlib.sha256(data).hexdigest() != frame.content_hash:
+        raise FrameError("file changed after it was registered")
+    return frame_from_bytes(data, spec)
+
+
+def _quarantine(settings: Settings, frame: Frame, error: str) -> bool:
+    location = quarantine_location(frame)
+    with session_scope(settings.db_url) as session:
+        closed = queries.finish_frame(session, frame.id, "quarantined", location, error)
+    if closed:
+        log.warning("quarantined frame %s (%s): %s", frame.id, frame.path, error)
+        move(Path(frame.path), settings.data_path, location, note=error)
+    return closed
+
+
+def _score(settings: Settings, detector: Detector, frames: list[Frame], outcome: Outcome) -> None:
+    loaded: list[tuple[Frame, np.ndarray]] = []
+    for frame in frames:
+        try:
+            loaded.append((frame, _load(frame, detector)))
+        except FrameError as exc:
+            outcome.quarantined += _quarantine(settings, frame, str(exc))
+    if not loaded:
+        return
+    detections = detector.score_arrays(np.stack([pixels for _, pixels in loaded]))
+    with session_scope(settings.db_url) as session:
+        limits = effective_thresholds(
+            session, detector.version, detector.threshold, {f.source for f, _ in loaded}
+        )
+    rows = []
+    for (frame, pixels), detection in zip(loaded, detections, strict=True):
+        threshold = limits[frame.source]
+        maps = {
+            f"{kind}_map": write_artifact(settings.data_path, encode_png(image))
+            for kind, image in render_maps(pixels, detection).items()
+        }
+        rows.append((frame, detection.score, threshold, maps))
+    finished: list[tuple[Frame, str | None]] = []
+    with session_scope(settings.db_url) as session:
+        for frame, score, threshold, maps in rows:
+            queries.insert_result(
+                session,
+                frame_id=frame.id,
+                model_version=detector.version,
+                score=score,
+                threshold=threshold,
+                is_anomaly=score > threshold,
+                **maps,
+            )
+            location = archive_location(frame) if settings.watch.archive else None
+            if queries.finish_frame(session, frame.id, "done", location):
+                finished.append((frame, location))
+    # Only after the commit: a crash here leaves a done frame in the folder, which the
+    # watcher's rescan archives; the other order could lose a frame.
+    for frame, location in finished:
+        if location is not None:
+            move(Path(frame.path), settings.data_path, location)
+    outcome.done += len(finished)
+
+
+def process_frames(frame_ids: Sequence[int], settings: Settings) -> Outcome:
+    """Score the frames with these ids that are still waiting; the rest are skipped."""
+    detector = get_detector(settings)
+    _register_model(settings, detector)
+    stale_before = utcnow() - timedelta(seconds=settings.watch.stale_seconds)
+    with session_scope(settings.db_url) as session:
+        claimed = queries.claim_frames(session, list(frame_ids), stale_before)
+        frames = queries.frames_by_id(session, claimed)
+    outcome = Outcome(skipped=len(set(frame_ids)) - len(claimed))
+    try:
+        _score(settings, detector, frames, outcome)
+    except Exception:
+        # Hand the batch back so a retry can take it now rather than after stale_seconds.
+        with suppress(Exception), session_scope(settings.db_url) as session:
+            queries.release_frames(session, claimed)
+        raise
+    return outcome

@@ -1,0 +1,219 @@
+"""`inspector watch`: register frames that land in a folder and hand them to the executor.
+
+Files are found by inotify events (watchdog) and by a scan at start and every
+``rescan_seconds``. A file is read only once its size and mtime held still across two
+looks ``settle_seconds`` apart. The frame row is committed before anything is queued, and
+each rescan re-queues frames left pending or stuck in flight, so a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from inspector.config import Settings
+from inspector.pipeline.executors import Executor, make_executor
+from inspector.pipeline.ledger import duplicate_location, hash_file, is_ignored, move, quarantine_location
+from inspector.pipeline.process import Outcome
+from inspector.store import queries
+from inspector.store.db import session_scope
+from inspector.store.models import Frame, utcnow
+
+log = logging.getLogger(__name__)
+
+Signature = tuple[int, int]  # size, mtime in ns
+
+
+class _Events(FileSystemEventHandler):
+    """Collect paths from inotify events for the main loop; a folder event asks for a rescan."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.paths: set[Path] = set()
+        self.rescan = False
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type not in ("created", "modified", "moved", "closed"):
+            return
+        path = os.fsdecode(event.dest_path or event.src_path)
+        with self.lock:
+            if event.is_directory:
+                self.rescan = True
+            else:
+                self.paths.add(Path(path))
+
+    def drain(self) -> tuple[set[Path], bool]:
+        with self.lock:
+            paths, rescan = self.paths, self.rescan
+            self.paths, self.rescan = set(), False
+        return paths, rescan
+
+
+class Watcher:
+    """One watched folder feeding one executor; every frame gets the same source name."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        settings: Settings,
+        executor: Executor | None = None,
+        source: str | None = None,
+    ):
+        self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise NotADirectoryError(f"not a folder: {root}")
+        self.settings = settings
+        self.executor = executor or make_executor(settings)
+        self.source = source or settings.watch.source
+        self.data_dir = settings.data_path.resolve()
+        self.stats: Counter[str] = Counter()
+        self._looks: dict[Path, Signature] = {}
+
+    # --- finding files -------------------------------------------------------------------
+
+    def scan(self) -> set[Path]:
+        """Every file under the root; links to folders are not entered (os.walk default)."""
+        found: set[Path] = set()
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            base = Path(dirpath)
+            dirnames[:] = [d for d in dirnames if not d.startswith(".") and base / d != self.data_dir]
+            found.update(base / name for name in filenames)
+        return found
+
+    def _signature(self, path: Path) -> Signature | None:
+        """(size, mtime) of a plain file inside the root worth reading; None for anything else."""
+        try:
+            if not path.is_relative_to(self.root) or is_ignored(path, self.root):
+                return None
+            if path.is_relative_to(self.data_dir):
+                return None
+            # A symlink is never followed, as a file or as a folder on the way to it.
+            if not Path(os.path.realpath(path.parent)).is_relative_to(self.root):
+                return None
+            info = os.lstat(path)
+        except OSError:
+            return None
+        return (info.st_size, info.st_mtime_ns) if stat.S_ISREG(info.st_mode) else None
+
+    def look(self, paths: set[Path]) -> list[Path]:
+        """The files whose size and mtime are the same as at the previous look: done being written."""
+        ready = []
+        for path in paths | set(self._looks):
+            signature = self._signature(path)
+            if signature is None:
+                self._looks.pop(path, None)
+            elif self._looks.get(path) == signature:
+                ready.append(path)
+                del self._looks[path]
+            else:
+                self._looks[path] = signature
+        return sorted(ready)
+
+    # --- the ledger ------------------------------------------------------------------------
+
+    def register(self, paths: list[Path]) -> None:
+        """Commit a frame row per new content; known content is settled, not registered again."""
+        moves: list[tuple[Path, str, str | None]] = []
+        with session_scope(self.settings.db_url) as session:
+            for path in paths:
+                try:
+                    digest, size = hash_file(path)
+                    mtime = os.lstat(path).st_mtime
+                except OSError:
+                    continue  # gone or replaced by a link since the look: the next look decides
+                landed = datetime.fromtimestamp(mtime, UTC).replace(tzinfo=None)
+                frame_id = queries.insert_frame(
+                    session,
+                    content_hash=digest,
+                    path=str(path),
+                    source=self.source,
+                    size_bytes=size,
+                    landed_at=landed,
+                )
+                if frame_id is not None:
+                    self.stats["registered"] += 1
+                    continue
+                known = queries.frame_by_hash(session, digest)
+                if known is None:
+                    continue
+                if known.path != str(path):
+                    self.stats["duplicates"] += 1
+                    log.info("%s duplicates frame %s (%s)", path, known.id, known.path)
+                    moves.append((path, duplicate_location(known, path), None))
+                elif known.status in ("done", "quarantined") and known.stored_path:
+                    # Its result was committed but the process died before moving the file.
+                    moves.append((path, known.stored_path, known.error))
+        for path, location, note in moves:
+            move(path, self.data_dir, location, note)
+
+    def recover(self) -> Outcome | None:
+        """Queue what waits (pending, or in flight too long) and hand it to the executor."""
+        stale_before = utcnow()
+        if not self.executor.exclusive:
+            stale_before -= timedelta(seconds=self.settings.watch.stale_seconds)
+        with session_scope(self.settings.db_url) as session:
+            lost: list[Frame] = queries.give_up_frames(
+                session, stale_before, self.settings.watch.max_attempts
+            )
+            for frame in lost:
+                queries.set_stored_path(session, frame.id, quarantine_location(frame))
+            queued = queries.queue_waiting(session, stale_before)
+        for frame in lost:
+            log.warning("quarantined frame %s (%s): %s", frame.id, frame.path, frame.error)
+            move(Path(frame.path), self.data_dir, quarantine_location(frame), frame.error)
+        self.stats["quarantined"] += len(lost)
+        if not queued:
+            return None
+        self.stats["queued"] += len(queued)
+        outcome = self.executor.submit(queued)
+        if outcome is not None:
+            self.stats["done"] += outcome.done
+            self.stats["quarantined"] += outcome.quarantined
+        return outcome
+
+    # --- running ---------------------------------------------------------------------------
+
+    def run_once(self) -> None:
+        """Two looks at the folder, register what held still, process what waits; then return."""
+        self.look(self.scan())
+        time.sleep(self.settings.watch.settle_seconds)
+        self.register(self.look(self.scan()))
+        self.recover()
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Watch until stopped: events between rescans, a full rescan every rescan_seconds."""
+        stop = stop or threading.Event()
+        events = _Events()
+        observer = Observer()
+        observer.schedule(events, str(self.root), recursive=True)
+        observer.start()
+        log.info("watching %s (source %r, executor %s)", self.root, self.source, self.settings.executor)
+        next_rescan = 0.0
+        try:
+            while not stop.is_set():
+                paths, rescan = events.drain()
+                if rescan or time.monotonic() >= next_rescan:
+                    paths |= self.scan()
+                    next_rescan = time.monotonic() + self.settings.watch.rescan_seconds
+                    rescan = True
+                try:
+                    ready = self.look(paths)
+                    if ready:
+                        self.register(ready)
+                    if ready or rescan:
+                        self.recover()
+                except Exception:  # noqa: BLE001 - a service loop: log, retry at the next rescan
+                    log.exception("watch step failed; retrying at the next rescan")
+                stop.wait(self.settings.watch.settle_seconds)
+        finally:
+            observer.stop()
+            observer.join()

@@ -1,0 +1,302 @@
+"""Every query the pipeline, CLI and dashboard run, so the SQL lives in one place.
+
+State changes of a frame are compare-and-set updates (``WHERE status = ...``): two
+workers handed the same frame can never both move it on, and a result insert that meets
+the unique (frame, model version) constraint does nothing, so a frame is scored once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from inspector.store.models import Frame, Model, Result, Threshold, ThresholdChange, utcnow
+
+IN_FLIGHT = ("queued", "processing")
+_NO_SYNC = {"synchronize_session": False}
+
+
+def _insert(session: Session, entity: type) -> Any:
+    """An INSERT that understands ON CONFLICT on both supported databases."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(entity)
+    if dialect == "sqlite":
+        return sqlite.insert(entity)
+    raise NotImplementedError(f"unsupported database {dialect!r}")
+
+
+# --- frames -------------------------------------------------------------------------------
+
+
+def insert_frame(
+    session: Session, *, content_hash: str, path: str, source: str, size_bytes: int, landed_at: datetime
+) -> int | None:
+    """Register a frame; None when its content is already known (a duplicate)."""
+    now = utcnow()
+    stmt = (
+        _insert(session, Frame)
+        .values(
+            content_hash=content_hash,
+            path=path,
+            source=source,
+            size_bytes=size_bytes,
+            landed_at=landed_at,
+            status="pending",
+            attempts=0,
+            registered_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=[Frame.content_hash])
+        .returning(Frame.id)
+    )
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def frame_by_hash(session: Session, content_hash: str) -> Frame | None:
+    return session.execute(select(Frame).where(Frame.content_hash == content_hash)).scalar_one_or_none()
+
+
+def frames_by_id(session: Session, ids: Iterable[int]) -> list[Frame]:
+    return list(session.execute(select(Frame).where(Frame.id.in_(list(ids))).order_by(Frame.id)).scalars())
+
+
+def queue_waiting(session: Session, stale_before: datetime) -> list[int]:
+    """Queue frames that are pending, or in flight but untouched since stale_before; stamp the time."""
+    stmt = (
+        update(Frame)
+        .where(
+            or_(
+                Frame.status == "pending",
+                Frame.status.in_(IN_FLIGHT) & (Frame.updated_at < stale_before),
+            )
+        )
+        .values(status="queued", updated_at=utcnow())
+        .returning(Frame.id)
+        .execution_options(**_NO_SYNC)
+    )
+    return sorted(session.execute(stmt).scalars())
+
+
+def claim_frames(session: Session, ids: Sequence[int], stale_before: datetime) -> list[int]:
+    """Take frames for scoring: waiting ones, or in-flight ones whose worker went quiet."""
+    stmt = (
+        update(Frame)
+        .where(
+            Frame.id.in_(ids),
+            or_(
+                Frame.status.in_(("pending", "queued")),
+                (Frame.status == "processing") & (Frame.updated_at < stale_before),
+            ),
+        )
+        .values(status="processing", attempts=Frame.attempts + 1, updated_at=utcnow())
+        .returning(Frame.id)
+        .execution_options(**_NO_SYNC)
+    )
+    return sorted(session.execute(stmt).scalars())
+
+
+def release_frames(session: Session, ids: Sequence[int]) -> None:
+    """Hand claimed frames back (a transient error): the retry may claim them at once."""
+    session.execute(
+        update(Frame)
+        .where(Frame.id.in_(ids), Frame.status == "processing")
+        .values(status="queued", attempts=Frame.attempts - 1)
+        .execution_options(**_NO_SYNC)
+    )
+
+
+def finish_frame(
+    session: Session, frame_id: int, status: str, stored_path: str, error: str | None = None
+) -> bool:
+    """Close an in-flight frame as done or quarantined; False if someone else already did."""
+    stmt = (
+        update(Frame)
+        .where(Frame.id == frame_id, Frame.status == "processing")
+        .values(status=status, stored_path=stored_path, error=error, updated_at=utcnow())
+        .execution_options(**_NO_SYNC)
+    )
+    return session.execute(stmt).rowcount == 1
+
+
+def give_up_frames(session: Session, stale_before: datetime, max_attempts: int) -> list[Frame]:
+    """Quarantine in-flight frames that lost their worker max_attempts times (a poison frame)."""
+    stmt = (
+        update(Frame)
+        .where(Frame.status.in_(IN_FLIGHT), Frame.updated_at < stale_before, Frame.attempts >= max_attempts)
+        .values(
+            status="quarantined",
+            error=f"no result after {max_attempts} attempts (the worker died or timed out each time)",
+            updated_at=utcnow(),
+        )
+        .returning(Frame.id)
+        .execution_options(**_NO_SYNC)
+    )
+    return frames_by_id(session, session.execute(stmt).scalars().all())
+
+
+def set_stored_path(session: Session, frame_id: int, stored_path: str) -> None:
+    session.execute(
+        update(Frame)
+        .where(Frame.id == frame_id)
+        .values(stored_path=stored_path)
+        .execution_options(**_NO_SYNC)
+    )
+
+
+def status_counts(session: Session) -> dict[str, int]:
+    rows = session.execute(select(Frame.status, func.count()).group_by(Frame.status))
+    return {status: count for status, count in rows}
+
+
+# --- models and results ---------------------------------------------------------------------
+
+
+def ensure_model(
+    session: Session,
+    *,
+    version: str,
+    path: str,
+    method: str,
+    default_threshold: float,
+    config: dict[str, Any],
+) -> None:
+    session.execute(
+        _insert(session, Model)
+        .values(
+            version=version,
+            path=path,
+            method=method,
+            default_threshold=default_threshold,
+            config=config,
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=[Model.version])
+    )
+
+
+def get_model(session: Session, version: str) -> Model | None:
+    return session.execute(select(Model).where(Model.version == version)).scalar_one_or_none()
+
+
+def latest_model(session: Session) -> Model | None:
+    return session.execute(select(Model).order_by(Model.created_at.desc(), Model.id.desc()).limit(1)).scalar()
+
+
+def list_models(session: Session) -> list[Model]:
+    return list(session.execute(select(Model).order_by(Model.created_at, Model.id)).scalars())
+
+
+def insert_result(session: Session, **values: Any) -> bool:
+    """Store a result unless this frame already has one from this model; True if stored."""
+    stmt = (
+        _insert(session, Result)
+        .values(created_at=utcnow(), **values)
+        .on_conflict_do_nothing(index_elements=[Result.frame_id, Result.model_version])
+        .returning(Result.id)
+    )
+    return session.execute(stmt).scalar_one_or_none() is not None
+
+
+def result_count(session: Session) -> int:
+    return session.execute(select(func.count()).select_from(Result)).scalar_one()
+
+
+# --- thresholds -----------------------------------------------------------------------------
+
+
+def threshold_overrides(session: Session, model_version: str, sources: Iterable[str]) -> dict[str, float]:
+    rows = session.execute(
+        select(Threshold.source, Threshold.value).where(
+            Threshold.model_version == model_version, Threshold.source.in_(set(sources))
+        )
+    )
+    return {source: value for source, value in rows}
+
+
+def get_threshold(session: Session, source: str, model_version: str) -> Threshold | None:
+    return session.execute(
+        select(Threshold).where(Threshold.source == source, Threshold.model_version == model_version)
+    ).scalar_one_or_none()
+
+
+def list_thresholds(session: Session, model_version: str | None = None) -> list[Threshold]:
+    stmt = select(Threshold).order_by(Threshold.model_version, Threshold.source)
+    if model_version is not None:
+        stmt = stmt.where(Threshold.model_version == model_version)
+    return list(session.execute(stmt).scalars())
+
+
+def threshold_history(session: Session, source: str | None = None, limit: int = 50) -> list[ThresholdChange]:
+    stmt = select(ThresholdChange).order_by(ThresholdChange.changed_at.desc(), ThresholdChange.id.desc())
+    if source is not None:
+        stmt = stmt.where(ThresholdChange.source == source)
+    return list(session.execute(stmt.limit(limit)).scalars())
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ReportRow:
+    frame_id: int
+    path: str
+    source: str
+    model_version: str
+    score: float
+    threshold: float
+    is_anomaly: bool
+    scored_at: datetime
+
+
+def _report_filter(
+    stmt: Select, since: datetime, flagged: bool, source: str | None, frames_joined: bool = False
+) -> Select:
+    # The created_at / (is_anomaly, created_at) indexes carry the time range; the join is by key.
+    stmt = stmt.where(Result.created_at >= since)
+    if flagged:
+        stmt = stmt.where(Result.is_anomaly.is_(True))
+    if source is not None:
+        if not frames_joined:
+            stmt = stmt.join(Frame, Frame.id == Result.frame_id)
+        stmt = stmt.where(Frame.source == source)
+    return stmt
+
+
+def report_rows(
+    session: Session,
+    since: datetime,
+    flagged: bool = False,
+    source: str | None = None,
+    limit: int | None = None,
+) -> list[ReportRow]:
+    stmt = select(
+        Result.frame_id,
+        Frame.path,
+        Frame.source,
+        Result.model_version,
+        Result.score,
+        Result.threshold,
+        Result.is_anomaly,
+        Result.created_at,
+    ).join(Frame, Frame.id == Result.frame_id)
+    stmt = (
+        _report_filter(stmt, since, flagged, source, frames_joined=True)
+        .order_by(Result.created_at, Result.id)
+        .limit(limit)
+    )
+    return [ReportRow(*row) for row in session.execute(stmt)]
+
+
+def report_scores(
+    session: Session, since: datetime, flagged: bool = False, source: str | None = None
+) -> list[tuple[float, bool]]:
+    """(score, is_anomaly) of every matching result: two narrow columns, for the summary."""
+    stmt = _report_filter(select(Result.score, Result.is_anomaly), since, flagged, source)
+    return [(score, bool(flag)) for score, flag in session.execute(stmt)]

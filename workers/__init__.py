@@ -1,0 +1,1 @@
+"""Celery workers: the distributed face of the pipeline (``celery -A workers.app worker``)."""
