@@ -36,6 +36,8 @@ class TrainOptions:
     patience: int = 0  # stop after this many epochs without a better validation loss (0 = never)
     shift: int = 0  # augmentation: random translation by up to this many pixels
     hflip: bool = False  # augmentation: random horizontal flip (only where mirror images are normal)
+    gain: float = 0.0  # augmentation: multiply each frame by 1 ± up to this (exposure; keeps holes at 0)
+    min_epoch_frames: int = 0  # an epoch shows at least this many (re-augmented) frames: small sets
     threshold_quantile: float = 0.99
     device: str = "auto"
 
@@ -66,21 +68,40 @@ def load_training_frames(root: str, spec: FrameSpec) -> tuple[np.ndarray, list[s
 
 
 def augment(x: torch.Tensor, options: TrainOptions, generator: torch.Generator) -> torch.Tensor:
-    """Label-preserving jitter: small translations (edge-padded) and optional mirror images."""
+    """Label-preserving jitter, drawn per frame: small translations (edge-padded), optional
+    mirror images and a small exposure gain. Each keeps a normal frame normal; none of them
+    may be larger than the differences the detector must notice."""
+    n, height, width = x.shape[0], x.shape[-2], x.shape[-1]
     if options.shift > 0:
         s = options.shift
         padded = torch.nn.functional.pad(x, (s, s, s, s), mode="replicate")
-        dx, dy = torch.randint(0, 2 * s + 1, (2,), generator=generator).tolist()
-        x = padded[..., dy : dy + x.shape[-2], dx : dx + x.shape[-1]]
-    if options.hflip and torch.rand(1, generator=generator).item() < 0.5:
-        x = x.flip(-1)
+        offsets = torch.randint(0, 2 * s + 1, (n, 2), generator=generator).tolist()
+        x = torch.stack(
+            [padded[i, :, dy : dy + height, dx : dx + width] for i, (dx, dy) in enumerate(offsets)]
+        )
+    if options.hflip:
+        flip = torch.rand(n, generator=generator) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    if options.gain > 0:
+        gain = 1 + (2 * torch.rand(n, generator=generator) - 1) * options.gain
+        x = (x * gain[:, None, None, None]).clamp(0.0, 1.0)
     return x
 
 
 def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train and held-out indices. At least two frames are held out once there are five, so
+    early stopping and the threshold rest on unseen frames even for tens of frames; below
+    five, every frame trains and the threshold comes from training frames (optimistic)."""
     order = np.random.default_rng(seed).permutation(n)
-    n_val = int(round(n * fraction)) if n >= 10 else 0
+    n_val = 0 if fraction <= 0 or n < 5 else min(max(round(n * fraction), 2), n - 3)
     return order[n_val:], order[:n_val]
+
+
+def epoch_order(n: int, min_frames: int, generator: torch.Generator) -> torch.Tensor:
+    """One epoch's frame indices: whole shuffles, repeated until at least min_frames, so that
+    ten frames still give enough optimisation steps (augmentation makes the repeats differ)."""
+    repeats = max(1, -(-min_frames // n))
+    return torch.cat([torch.randperm(n, generator=generator) for _ in range(repeats)])
 
 
 def score_frames(
@@ -123,7 +144,7 @@ def train(
     history = []
     for epoch in range(1, options.epochs + 1):
         model.train()
-        order = torch.randperm(len(train_x), generator=generator)
+        order = epoch_order(len(train_x), options.min_epoch_frames, generator)
         sums: dict[str, float] = {}
         steps = 0
         # Drop a last batch of one: BatchNorm cannot train on it.
@@ -157,6 +178,7 @@ def train(
         "frames": int(len(frames)),
         "train_frames": int(len(train_idx)),
         "validation_frames": int(len(val_idx)),
+        "threshold_from": "held-out frames" if len(val_idx) else "training frames",
         "epochs_run": len(history),
         "best_epoch": best[2] if options.patience else len(history),
         "options": dataclasses.asdict(options),
