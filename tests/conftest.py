@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -49,3 +50,43 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("model") / "tiny.pt"
     checkpoint.save(path)
     return path
+
+
+PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
+REDIS_TEST_URL = "redis://127.0.0.1:6379/9"  # a database number of the tests' own
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, uniquely named PostgreSQL database on the machine's server, dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    from inspector.store.db import dispose_engines
+
+    name = f"inspector_test_{uuid.uuid4().hex[:12]}"
+    admin = PG_SERVER.replace("+psycopg", "") + "/postgres"
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable: {exc}")
+    yield f"{PG_SERVER}/{name}"
+    dispose_engines()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """The tests' own Redis database, emptied before and after."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_TEST_URL)
+    try:
+        client.flushdb()
+    except redis.ConnectionError as exc:
+        pytest.skip(f"Redis not reachable: {exc}")
+    yield REDIS_TEST_URL
+    client.flushdb()
