@@ -1,0 +1,312 @@
+"""The magnetic-tile benchmark (real surface defects): ``inspector bench magnetic-tile --data DIR``.
+
+Protocol: ../shared/benchmarks/magnetic-tile.md. Sorted ``MT_Free`` images at positions
+0, 3, 6, … are test-normal, the others train; the test set adds every defect image. Frames
+are read by ``inspector.frames`` (grey, bilinear with antialiasing to 128×128), masks by
+nearest neighbour (pixel centres, as PIL) and > 127. Every family is trained on the
+train-normal frames and scored with each of its methods; the report gives image-level
+ROC-AUC (overall and per defect class against the test-normal frames) and pixel-level
+ROC-AUC of the maps (``vaegan``: error; ``vaegan-attn``: error × attention), pooled over
+all test pixels at 128×128 and per class (that class's pixels plus the test-normal ones).
+Results go to ``bench/results/magnetic_tile.md`` (and ``.json``), rewritten after every
+family so a cut-short run still leaves true, partial numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CLASSES = ("Blowhole", "Break", "Crack", "Fray", "Uneven")
+METRIC_SIZE = 128  # the protocol's resolution for pixel metrics
+PIXEL_MAPS = {"vaegan": "error", "vaegan-attn": "error × attention"}
+PEERS = [
+    ("anomalib 2.7.0 GANomaly (from scratch, peer)", "0.605", "— (no map)", "60 epochs, 35 min"),
+    ("anomalib 2.7.0 DRAEM (from scratch, peer)", "0.594", "0.581", "6 epochs, 29 min"),
+]
+
+
+@dataclass
+class Budget:
+    """Everything that sizes a run. The defaults are the published configuration."""
+
+    image_size: int = 128  # the detectors' resolution (maps are resized to 128 for pixel metrics)
+    seed: int = 0
+    epochs: dict[str, int] = field(default_factory=lambda: {"vaegan": 12, "vae": 12, "anogan": 12})
+    model: dict[str, dict] = field(
+        default_factory=lambda: {
+            "vaegan": {"width": 32, "batch_size": 16, "lr": 5e-4},
+            "vae": {"width": 32, "batch_size": 16, "lr": 5e-4},
+            "anogan": {"width": 32, "batch_size": 16, "lr": 2e-4, "anogan_steps": 20},
+        }
+    )
+    train: dict = field(default_factory=lambda: {"shift": 2, "gain": 0.05, "patience": 0})
+
+    @classmethod
+    def quick(cls) -> Budget:
+        """A smoke run in a couple of minutes: tiny models, one epoch."""
+        small = {"width": 8, "latent_dim": 16, "batch_size": 32}
+        return cls(
+            image_size=64,
+            epochs={"vaegan": 1, "vae": 1, "anogan": 1},
+            model={"vaegan": small, "vae": small, "anogan": {**small, "anogan_steps": 3}},
+        )
+
+
+@dataclass
+class Split:
+    train: list[Path]
+    test: list[Path]
+    classes: list[str]  # per test image: "Free" or a defect class
+
+
+def protocol_split(root: str | Path) -> Split:
+    """The protocol's fixed split: every third sorted Free image (from the first) is test-normal."""
+    root = Path(root)
+    free = sorted((root / "MT_Free" / "Imgs").glob("*.jpg"), key=lambda p: p.name)
+    if not free:
+        raise FileNotFoundError(f"no MT_Free/Imgs/*.jpg under {root}")
+    test = [p for i, p in enumerate(free) if i % 3 == 0]
+    classes = ["Free"] * len(test)
+    for name in CLASSES:
+        images = sorted((root / f"MT_{name}" / "Imgs").glob("*.jpg"), key=lambda p: p.name)
+        test += images
+        classes += [name] * len(images)
+    return Split(train=[p for i, p in enumerate(free) if i % 3 != 0], test=test, classes=classes)
+
+
+def load_images(paths: Sequence[Path], size: int) -> np.ndarray:
+    from inspector.config import FrameSpec
+    from inspector.frames import load_frame
+
+    spec = FrameSpec(mode="grey", image_size=size)
+    return np.stack([load_frame(p, spec) for p in paths])
+
+
+def load_masks(images: Sequence[Path]) -> np.ndarray:
+    """Binary masks (N, 128, 128): nearest neighbour at pixel centres, then > 127."""
+    import torch
+    from torch.nn import functional as F
+
+    from inspector.frames import decode
+
+    masks = []
+    for image in images:
+        raw = decode(image.with_suffix(".png").read_bytes(), 10**8)
+        grey = raw if raw.ndim == 2 else raw[..., 0]
+        t = torch.from_numpy(grey.astype(np.float32))[None, None]
+        masks.append(
+            F.interpolate(t, size=(METRIC_SIZE, METRIC_SIZE), mode="nearest-exact")[0, 0].numpy() > 127
+        )
+    return np.stack(masks)
+
+
+def to_metric_size(maps: np.ndarray) -> np.ndarray:
+    """Maps (N, h, w) at the detector's resolution -> (N, 128, 128), bilinear."""
+    if maps.shape[-1] == METRIC_SIZE:
+        return maps
+    import torch
+    from torch.nn import functional as F
+
+    t = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))[:, None]
+    return F.interpolate(t, size=(METRIC_SIZE, METRIC_SIZE), mode="bilinear", align_corners=False)[
+        :, 0
+    ].numpy()
+
+
+def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(labels, scores))
+
+
+def image_aurocs(scores: np.ndarray, classes: np.ndarray) -> dict[str, float]:
+    """Overall, and each defect class against the test-normal frames."""
+    result = {"overall": auroc(classes != "Free", scores)}
+    for name in CLASSES:
+        keep = (classes == "Free") | (classes == name)
+        result[name] = auroc(classes[keep] == name, scores[keep])
+    return result
+
+
+def pixel_aurocs(maps: np.ndarray, masks: np.ndarray, classes: np.ndarray) -> dict[str, float]:
+    """Pooled over all test pixels, and per class over that class's pixels plus the normal ones."""
+    result = {"overall": auroc(masks.ravel(), maps.ravel())}
+    for name in CLASSES:
+        keep = (classes == "Free") | (classes == name)
+        result[name] = auroc(masks[keep].ravel(), maps[keep].ravel())
+    return result
+
+
+def git_commit() -> str:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "inspector", "bench/magnetic_tile.py"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + (" (with uncommitted changes to inspector/ or this script)" if dirty else "")
+
+
+def run_family(family: str, budget: Budget, data: dict[str, np.ndarray], threads: int) -> dict:
+    """Train one family on the train-normal frames; score the test set with each of its methods."""
+    import torch
+
+    from inspector.config import FrameSpec
+    from inspector.detector import Detector
+    from inspector.models import FAMILIES, ModelConfig
+    from inspector.training import TrainOptions, train
+
+    torch.set_num_threads(threads)
+    config = ModelConfig(family=family, image_size=budget.image_size, channels=1, **budget.model[family])
+    options = TrainOptions(epochs=budget.epochs[family], seed=budget.seed, device="cpu", **budget.train)
+    started = time.time()
+
+    def progress(epoch: int, losses: dict[str, float]) -> None:
+        shown = " ".join(f"{k} {v:.4g}" for k, v in losses.items())
+        print(
+            f"  {family} epoch {epoch}/{options.epochs} ({time.time() - started:.0f} s): {shown}", flush=True
+        )
+
+    spec = FrameSpec(mode="grey", image_size=budget.image_size)
+    checkpoint = train(data["train"], config, spec, options, progress)
+    out: dict = {"family": family, "train_seconds": round(time.time() - started, 1), "methods": {}}
+    out["epochs_run"] = checkpoint.metadata["epochs_run"]
+    for method in FAMILIES[family].scoring_methods:
+        started = time.time()
+        detections = Detector(checkpoint, method=method, device="cpu", batch_size=64).score_arrays(
+            data["test"]
+        )
+        scores = np.array([d.score for d in detections])
+        entry: dict = {"score_seconds": round(time.time() - started, 1), "scores": scores.tolist()}
+        entry["image_auroc"] = image_aurocs(scores, data["classes"])
+        if method in PIXEL_MAPS:
+            error = np.stack([d.error for d in detections])
+            maps = error if method == "vaegan" else error * np.stack([d.attention for d in detections])
+            entry["pixel_auroc"] = pixel_aurocs(to_metric_size(maps), data["masks"], data["classes"])
+        out["methods"][method] = entry
+        print(f"  {method}: image {json.dumps(entry['image_auroc'])}", flush=True)
+        if "pixel_auroc" in entry:
+            print(f"  {method}: pixel {json.dumps(entry['pixel_auroc'])}", flush=True)
+    return out
+
+
+def _cell(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def render(runs: list[dict], header: dict) -> str:
+    lines = ["# Magnetic-tile benchmark (measured)", ""]
+    lines += [f"- **{key}**: {value}" for key, value in header.items()]
+    lines += [
+        "",
+        "## Image-level ROC-AUC (each class: its images against the 318 test-normal images)",
+        "",
+        "| method | overall | " + " | ".join(CLASSES) + " | training | scoring |",
+        "|---|---|" + "---|" * len(CLASSES) + "---|---|",
+    ]
+    for run in runs:
+        for method, entry in run["methods"].items():
+            cells = [_cell(entry["image_auroc"][k]) for k in ("overall", *CLASSES)]
+            timing = f"{run['epochs_run']} epochs, {run['train_seconds'] / 60:.1f} min"
+            lines.append(
+                f"| {method} | " + " | ".join(cells) + f" | {timing} | {entry['score_seconds']:.0f} s |"
+            )
+    for name, image, _pixel, training in PEERS:
+        lines.append(f"| {name} | {image} | " + " | ".join("—" for _ in CLASSES) + f" | {training} | — |")
+    lines += [
+        "",
+        "## Pixel-level ROC-AUC at 128×128",
+        "",
+        "Overall: all test pixels pooled; a class: its images' pixels plus the test-normal images' pixels.",
+        "",
+        "| map | overall | " + " | ".join(CLASSES) + " |",
+        "|---|---|" + "---|" * len(CLASSES),
+    ]
+    for run in runs:
+        for method, entry in run["methods"].items():
+            if "pixel_auroc" in entry:
+                cells = [_cell(entry["pixel_auroc"][k]) for k in ("overall", *CLASSES)]
+                lines.append(f"| {method} ({PIXEL_MAPS[method]}) | " + " | ".join(cells) + " |")
+    lines += [f"| {PEERS[1][0]} | {PEERS[1][2]} | " + " | ".join("—" for _ in CLASSES) + " |", ""]
+    return "\n".join(lines)
+
+
+def run_benchmark(
+    data_dir: str,
+    budget: Budget,
+    families: Sequence[str] = ("vaegan", "vae", "anogan"),
+    threads: int = 2,
+    out: Path = RESULTS,
+    name: str = "magnetic_tile",
+    command: str | None = None,
+) -> str:
+    """Run the benchmark and write ``out/name.md`` and ``out/name.json``; returns the Markdown."""
+    started = time.time()
+    split = protocol_split(data_dir)
+    data = {
+        "train": load_images(split.train, budget.image_size),
+        "test": load_images(split.test, budget.image_size),
+        "masks": load_masks(split.test),
+        "classes": np.array(split.classes),
+    }
+    counts = ", ".join(f"{c} {int((data['classes'] == c).sum())}" for c in ("Free", *CLASSES))
+    print(f"loaded {len(split.train)} train-normal, {len(split.test)} test ({counts})", flush=True)
+    header = {
+        "command": f"`{command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])}`",
+        "git commit": git_commit(),
+        "date (UTC)": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "machine": f"{platform.machine()} CPU, torch threads {threads} (shared with other jobs)",
+        "split": f"{len(split.train)} train-normal; test {counts} (../shared/benchmarks/magnetic-tile.md)",
+        "budget": json.dumps(dataclasses.asdict(budget)),
+        "families planned": ", ".join(families),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    runs: list[dict] = []
+    for family in families:
+        print(f"{family}: training on {len(data['train'])} frames at {budget.image_size}px", flush=True)
+        runs.append(run_family(family, budget, data, threads))
+        header["wall time"] = (
+            f"{(time.time() - started) / 60:.1f} min (all families so far, loading included)"
+        )
+        markdown = render(runs, header)
+        (out / f"{name}.md").write_text(markdown)
+        (out / f"{name}.json").write_text(json.dumps({"header": header, "runs": runs}))
+    return render(runs, header)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="the magnetic-tile folder (MT_* inside)")
+    parser.add_argument("--quick", action="store_true", help="tiny models, one epoch: a smoke run")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--families", default="vaegan,vae,anogan", help="comma-separated model families")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    budget = Budget.quick() if args.quick else Budget()
+    name = "magnetic_tile_quick" if args.quick else "magnetic_tile"
+    print(run_benchmark(args.data, budget, args.families.split(","), args.threads, args.out, name))
+
+
+if __name__ == "__main__":
+    main()
