@@ -165,19 +165,25 @@ def threshold_changes(session: Session, limit: int = 20) -> list[ThresholdChange
 
 
 def reapply_threshold(session: Session, source: str, model_version: str, value: float) -> int:
-    """Re-derive the stored verdicts of a source's results under a new threshold; returns rows changed."""
-    frame_ids = select(Frame.id).where(Frame.source == source)
+    """Judge a source's stored results again under a new threshold; returns how many verdicts flipped.
+
+    Each result keeps the threshold its verdict was made against, so rows stay self-consistent.
+    """
+    scope = (
+        Result.model_version == model_version,
+        Result.frame_id.in_(select(Frame.id).where(Frame.source == source)),
+    )
+    flipped = session.scalar(
+        select(func.count()).select_from(Result).where(*scope, Result.is_anomaly != (Result.score > value))
+    )
     statement = (
         update(Result)
-        .where(
-            Result.model_version == model_version,
-            Result.frame_id.in_(frame_ids),
-            or_(Result.threshold != value, Result.is_anomaly != (Result.score > value)),
-        )
+        .where(*scope)
         .values(threshold=value, is_anomaly=Result.score > value)
         .execution_options(synchronize_session=False)
     )
-    return session.execute(statement).rowcount or 0
+    session.execute(statement)
+    return flipped or 0
 
 
 @dataclass

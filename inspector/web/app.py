@@ -315,8 +315,8 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post("/login", dependencies=[Depends(security.check_csrf)])
     def login(
         request: Request,
-        token: Annotated[str, Form()],
-        name: Annotated[str, Form()],
+        token: Annotated[str, Form()] = "",
+        name: Annotated[str, Form()] = "",
         next: Annotated[str, Form()] = "/queue",
     ) -> RedirectResponse:
         security.login(request, settings.server, token, name)

@@ -39,8 +39,10 @@ def _scale(lo: float, hi: float, out_lo: float, out_hi: float):  # noqa: ANN202 
 def _ticks(x, y, xs: list[tuple[float, str]], ys: list[tuple[float, str]]) -> list[str]:  # noqa: ANN001
     out = []
     for v, text in xs:
+        at = x(v)
+        anchor = "start" if at <= LEFT else "end" if at >= W - RIGHT else "middle"  # keep edge labels inside
         out.append(
-            f'<text class="tick" x="{x(v):.1f}" y="{H - BOTTOM + 13}" text-anchor="middle">'
+            f'<text class="tick" x="{at:.1f}" y="{H - BOTTOM + 13}" text-anchor="{anchor}">'
             f"{escape(text)}</text>"
         )
     for v, text in ys:
@@ -49,6 +51,11 @@ def _ticks(x, y, xs: list[tuple[float, str]], ys: list[tuple[float, str]]) -> li
             f'<text class="tick" x="{LEFT - 4}" y="{y(v) + 4:.1f}" text-anchor="end">{escape(text)}</text>'
         )
     return out
+
+
+def _count_ticks(top: int) -> list[tuple[float, str]]:
+    """Whole-number ticks at zero, half way and the top (no "0.5 frames")."""
+    return [(v, str(v)) for v in sorted({0, top // 2, top})]
 
 
 def histogram(samples: list[Sample], marks: dict[str, float], bins: int = 24) -> Markup:
@@ -81,7 +88,7 @@ def histogram(samples: list[Sample], marks: dict[str, float], bins: int = 24) ->
         x,
         y,
         [(lo + (hi - lo) * f, f"{lo + (hi - lo) * f:.3g}") for f in (0, 0.5, 1)],
-        [(top * f, f"{top * f:.0f}") for f in (0, 0.5, 1)],
+        _count_ticks(top),
     )
     return _frame("Score histogram by label", "score", "frames", body, ticks)
 
@@ -119,5 +126,5 @@ def hourly_bars(counts: list[tuple[datetime, int]]) -> Markup:
         for i, (hour, n) in enumerate(counts)
     ]
     xs = [(i + 0.5, f"{hour:%H}h") for i, (hour, _) in enumerate(counts) if i % 4 == 0]
-    ticks = _ticks(x, y, xs, [(top * f, f"{top * f:.0f}") for f in (0, 0.5, 1)])
+    ticks = _ticks(x, y, xs, _count_ticks(top))
     return _frame("Frames per hour", "hour (UTC)", "frames", body, ticks)

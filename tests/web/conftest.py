@@ -7,6 +7,9 @@ of 0.2975 on cam-a, which flags four more unreviewed cam-a frames.
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import shutil
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -109,9 +112,18 @@ def seed(data_dir: Path, token: str = TOKEN) -> Seeded:
     return Seeded(settings, result_ids, frame_ids)
 
 
+@pytest.fixture(scope="session")
+def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> Seeded:
+    return seed(tmp_path_factory.mktemp("seed") / "data")
+
+
 @pytest.fixture
-def seeded(tmp_path: Path) -> Seeded:
-    return seed(tmp_path / "data")
+def seeded(seeded_template: Seeded, tmp_path: Path) -> Seeded:
+    """A private copy of the seeded data folder (database and maps): copying beats re-seeding."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(seeded_template.settings.data_path, data_dir)
+    settings = dataclasses.replace(seeded_template.settings, data_dir=str(data_dir))
+    return Seeded(settings, seeded_template.result_ids, seeded_template.frame_ids)
 
 
 @pytest.fixture
@@ -120,11 +132,9 @@ def client(seeded: Seeded) -> TestClient:
 
 
 def csrf_of(client: TestClient, path: str = "/queue") -> str:
-    """The session's CSRF token, read from a page's logout or login form."""
-    import re
-
+    """The session's CSRF token, as a page hands it to its forms."""
     page = client.get(path).text
-    match = re.search(r'name="csrf" value="([^"]+)"', page)
+    match = re.search(r'<meta name="csrf-token" content="([^"]+)"', page)
     assert match, "no CSRF field on the page"
     return match.group(1)
 

@@ -1,0 +1,296 @@
+"""HTTP-level tests of every dashboard endpoint over a seeded database (see conftest)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from inspector.store.db import session_scope
+from inspector.store.models import Result, Review, ThresholdChange
+from inspector.web import create_app
+from tests.web.conftest import SUGGESTED, TOKEN, Seeded, csrf_of, seed
+
+FLAGGED_UNREVIEWED = 15  # scores > 0.5 are frames 21…39; 30, 32, 34 and 38 are labelled
+
+
+def queue_ids(html: str) -> list[int]:
+    return [int(i) for i in re.findall(r'<tr data-id="(\d+)"', html)]
+
+
+def count_badge(html: str) -> int:
+    return int(re.search(r'id="queue-count">(\d+)<', html).group(1))
+
+
+def test_health_home_and_security_headers(client: TestClient) -> None:
+    response = client.get("/healthz")
+    assert response.json() == {"status": "ok"}
+    assert "default-src 'self'" in response.headers["content-security-policy"]
+    assert response.headers["x-frame-options"] == "DENY"
+    assert client.get("/", follow_redirects=False).headers["location"] == "/queue"
+
+
+def test_queue_lists_flagged_unreviewed_highest_first(client: TestClient, seeded: Seeded) -> None:
+    html = client.get("/queue").text
+    ids = queue_ids(html)
+    assert count_badge(html) == len(ids) == FLAGGED_UNREVIEWED
+    assert ids[0] == seeded.result_ids[39] and ids[-1] == seeded.result_ids[21]
+    assert seeded.result_ids[38] not in ids  # labelled
+    assert seeded.result_ids[20] not in ids  # below the threshold
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),  # expected: seed frame indexes, highest score first
+    [
+        ("source=cam-a", [36, 28, 26, 24, 22]),
+        ("score_min=0.8&score_max=0.9", [37, 36, 35]),
+        ("model_version=v1&source=cam-b&score_max=0.6", [23, 21]),
+        ("model_version=v2", []),
+        ("start=2000-01-01T00:00&end=2000-01-02T00:00", []),
+        ("all=1&source=cam-a&score_max=0.4", [12, 10]),  # unflagged too; 14 and 0…8 are labelled
+    ],
+)
+def test_queue_filters(client: TestClient, seeded: Seeded, query: str, expected: list[int]) -> None:
+    assert queue_ids(client.get(f"/queue?{query}").text) == [seeded.result_ids[i] for i in expected]
+
+
+def test_queue_rejects_bad_filters(client: TestClient) -> None:
+    assert client.get("/queue?score_min=lots").status_code == 400
+    assert client.get("/queue?start=yesterday").status_code == 400
+    assert client.get("/queue?after=nonsense").status_code == 400
+
+
+def test_queue_rows_fragment_for_live_updates(client: TestClient, seeded: Seeded) -> None:
+    response = client.get("/queue/rows?source=cam-b")
+    assert response.headers["x-queue-count"] == "10"
+    assert "<html" not in response.text
+    assert queue_ids(response.text)[0] == seeded.result_ids[39]
+
+
+def test_keyset_paging_walks_the_queue_once(seeded: Seeded) -> None:
+    from inspector.store.review import QueueFilter, queue_page
+
+    with session_scope(seeded.settings.db_url) as session:
+        pages, after = [], None
+        while True:
+            page = queue_page(session, QueueFilter(), after=after, limit=4)
+            pages.append([(r.score, r.id) for r in page.rows])
+            if not page.has_next:
+                break
+            after = pages[-1][-1]
+        seen = [key for keys in pages for key in keys]
+        assert len(set(seen)) == FLAGGED_UNREVIEWED and seen == sorted(seen, reverse=True)
+        back = queue_page(session, QueueFilter(), before=pages[2][0], limit=4)
+        assert [(r.score, r.id) for r in back.rows] == pages[1] and back.has_prev and back.has_next
+        top = queue_page(session, QueueFilter(), before=pages[1][0], limit=4)
+        assert [(r.score, r.id) for r in top.rows] == pages[0] and not top.has_prev
+
+
+def test_queue_pager_links(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("inspector.web.app.PAGE_SIZE", 10)
+    first = client.get("/queue?source=").text
+    assert len(queue_ids(first)) == 10 and 'id="page-prev"' not in first
+    next_url = re.search(r'id="page-next" href="([^"]+)"', first).group(1).replace("&amp;", "&")
+    second = client.get(next_url).text
+    assert len(queue_ids(second)) == FLAGGED_UNREVIEWED - 10 and 'id="page-next"' not in second
+    prev_url = re.search(r'id="page-prev" href="([^"]+)"', second).group(1).replace("&amp;", "&")
+    assert queue_ids(client.get(prev_url).text) == queue_ids(first)
+
+
+def test_frame_view(client: TestClient, seeded: Seeded) -> None:
+    result_id = seeded.result_ids[30]  # labelled anomaly by "seed"
+    html = client.get(f"/results/{result_id}").text
+    for kind in ("input", "reconstruction", "error", "attention"):
+        assert f"/artifacts/{result_id}/{kind}" in html
+    assert 'id="opacity"' in html and "0.725" in html and "seed" in html and "labelled anomaly" in html
+    top = client.get(f"/results/{seeded.result_ids[39]}?source=cam-b").text
+    assert f'href="/results/{seeded.result_ids[37]}?source=cam-b"' in top  # next in the filtered queue
+    assert 'id="prev"' not in top
+    assert client.get("/results/9999").status_code == 404
+
+
+def test_artifacts_served_only_from_data_dir(client: TestClient, seeded: Seeded) -> None:
+    result_id = seeded.result_ids[0]
+    response = client.get(f"/artifacts/{result_id}/attention")
+    assert response.status_code == 200 and response.content.startswith(b"\x89PNG")
+    assert response.headers["content-type"] == "image/png"
+    assert client.get(f"/artifacts/{result_id}/secret").status_code == 404
+    assert client.get("/artifacts/9999/input").status_code == 404
+    outside = seeded.settings.data_path.parent / "secret.png"
+    outside.write_bytes(b"\x89PNG secret")
+    names = {
+        "input_map": "../secret.png",
+        "error_map": str(outside),
+        "reconstruction_map": "artifacts/zz/none.png",
+    }
+    with session_scope(seeded.settings.db_url) as session:
+        for column, name in names.items():
+            setattr(session.get(Result, result_id), column, name)
+    for kind in ("input", "error", "reconstruction"):
+        response = client.get(f"/artifacts/{result_id}/{kind}")
+        assert response.status_code == 404 and b"secret" not in response.content
+    assert client.get("/artifacts/..%2F..%2Fetc%2Fpasswd").status_code == 404
+
+
+def reviews(seeded: Seeded) -> int:
+    with session_scope(seeded.settings.db_url) as session:
+        return session.scalar(select(func.count()).select_from(Review))
+
+
+def test_review_refused_without_login(client: TestClient, seeded: Seeded) -> None:
+    before = reviews(seeded)
+    csrf = csrf_of(client)
+    response = client.post(
+        f"/results/{seeded.result_ids[39]}/review", data={"label": "anomaly", "csrf": csrf}
+    )
+    assert response.status_code == 401 and "Log in" in response.text
+    assert reviews(seeded) == before
+
+
+def test_review_refused_with_bad_csrf(logged_in: TestClient, seeded: Seeded) -> None:
+    before = reviews(seeded)
+    url = f"/results/{seeded.result_ids[39]}/review"
+    assert logged_in.post(url, data={"label": "anomaly", "csrf": "forged"}).status_code == 403
+    assert logged_in.post(url, data={"label": "anomaly"}).status_code == 403
+    assert reviews(seeded) == before
+
+
+def test_review_labels_and_moves_on(logged_in: TestClient, seeded: Seeded) -> None:
+    csrf = csrf_of(logged_in)
+    url = f"/results/{seeded.result_ids[39]}/review"
+    response = logged_in.post(
+        url,
+        data={"label": "anomaly", "csrf": csrf, "q": "source=cam-b", "note": "scratch"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/results/{seeded.result_ids[37]}?source=cam-b"
+    page = logged_in.get(response.headers["location"]).text
+    assert "labelled anomaly" in page  # the one-off message
+    assert count_badge(logged_in.get("/queue").text) == FLAGGED_UNREVIEWED - 1
+    history = logged_in.get(f"/results/{seeded.result_ids[39]}").text
+    assert "Ada" in history and "scratch" in history
+    assert logged_in.post(url, data={"label": "maybe", "csrf": csrf}).status_code == 400
+    assert logged_in.post("/results/9999/review", data={"label": "normal", "csrf": csrf}).status_code == 404
+
+
+def test_last_review_returns_to_the_queue(logged_in: TestClient, seeded: Seeded) -> None:
+    csrf = csrf_of(logged_in)
+    response = logged_in.post(
+        f"/results/{seeded.result_ids[21]}/review",
+        data={"label": "normal", "csrf": csrf, "q": "score_max=0.55"},
+        follow_redirects=False,
+    )
+    assert response.headers["location"] == "/queue?score_max=0.55"
+
+
+def test_writes_refused_without_a_configured_token(tmp_path) -> None:  # noqa: ANN001
+    seeded = seed(tmp_path / "data", token="")
+    client = TestClient(create_app(seeded.settings))
+    csrf = csrf_of(client)
+    login = client.post("/login", data={"csrf": csrf, "token": "", "name": "Eve"})
+    assert login.status_code == 403 and "no login token is configured" in login.text
+    review = client.post(f"/results/{seeded.result_ids[39]}/review", data={"label": "normal", "csrf": csrf})
+    assert review.status_code == 403 and "Writes are disabled" in review.text
+    assert "read-only" in client.get("/queue").text
+
+
+def test_login_checks(client: TestClient) -> None:
+    csrf = csrf_of(client, "/login")
+    assert client.post("/login", data={"csrf": csrf, "token": "wrong", "name": "Eve"}).status_code == 401
+    assert client.post("/login", data={"token": TOKEN, "name": "Eve"}).status_code == 403  # no CSRF
+    assert client.post("/login", data={"csrf": csrf, "token": TOKEN, "name": "  "}).status_code == 400
+    response = client.post(
+        "/login",
+        data={"csrf": csrf, "token": TOKEN, "name": "Eve", "next": "//evil.example/"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303 and response.headers["location"] == "/queue"
+    assert "Eve" in client.get("/queue").text
+
+
+def test_logout(logged_in: TestClient) -> None:
+    assert logged_in.post("/logout", data={"csrf": "forged"}).status_code == 403
+    response = logged_in.post("/logout", data={"csrf": csrf_of(logged_in)})
+    assert response.status_code == 200 and "Ada" not in response.text and "Log in" in response.text
+
+
+def test_calibration_page(client: TestClient) -> None:
+    html = client.get("/calibration?source=cam-a&target=0.99").text
+    assert "4 anomalies, 6 normal" in html
+    assert re.search(r'id="suggested-threshold">([\d.]+)<', html).group(1) == f"{SUGGESTED:.4g}"
+    assert html.count("<svg") == 3 and "ROC" in html and "AUC" in html
+    assert client.get("/calibration?target=2").status_code == 400
+    assert "Log in" in html and 'id="apply-form"' not in html
+
+
+def test_calibration_without_data(tmp_path) -> None:  # noqa: ANN001
+    from inspector.store.db import get_engine
+    from inspector.store.models import Base
+
+    seeded = seed(tmp_path / "data")
+    with session_scope(seeded.settings.db_url) as session:
+        session.execute(Review.__table__.delete())
+    client = TestClient(create_app(seeded.settings))
+    assert "Label frames of both kinds" in client.get("/calibration").text
+    empty = seeded.settings.__class__(data_dir=str(tmp_path / "empty"))
+    Base.metadata.create_all(get_engine(empty.db_url))
+    assert "No results yet" in TestClient(create_app(empty)).get("/calibration").text
+
+
+def test_apply_threshold_refused_without_login_or_csrf(client: TestClient, logged_in: TestClient) -> None:
+    data = {"source": "cam-a", "model_version": "v1", "value": "0.3"}
+    fresh = TestClient(client.app)
+    assert fresh.post("/calibration/apply", data=data | {"csrf": csrf_of(fresh)}).status_code == 401
+    assert logged_in.post("/calibration/apply", data=data | {"csrf": "forged"}).status_code == 403
+
+
+def test_apply_threshold_records_and_changes_verdicts(logged_in: TestClient, seeded: Seeded) -> None:
+    csrf = csrf_of(logged_in)
+    before = queue_ids(logged_in.get("/queue?source=cam-a").text)
+    data = {
+        "csrf": csrf,
+        "source": "cam-a",
+        "model_version": "v1",
+        "value": repr(SUGGESTED),
+        "target": "0.99",
+    }
+    response = logged_in.post("/calibration/apply", data=data | {"reason": "recall"}, follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"].startswith("/calibration?")
+    page = logged_in.get(response.headers["location"]).text
+    assert "0.5 → 0.2975; 5 verdicts changed" in page and "Ada" in page
+    with session_scope(seeded.settings.db_url) as session:
+        change = session.scalars(select(ThresholdChange)).one()
+        assert (change.source, change.old_value, change.new_value, change.changed_by, change.reason) == (
+            "cam-a",
+            0.5,
+            SUGGESTED,
+            "Ada",
+            "recall",
+        )
+    after = queue_ids(logged_in.get("/queue?source=cam-a").text)
+    assert set(after) - set(before) == {seeded.result_ids[i] for i in (12, 16, 18, 20)}
+    assert len(queue_ids(logged_in.get("/queue?source=cam-b").text)) == 10  # other source untouched
+    assert (
+        'threshold now</dt><dd class="num">0.2975' in logged_in.get(f"/results/{seeded.result_ids[16]}").text
+    )
+    for bad in ({"value": "nan"}, {"source": "cam-z"}, {"model_version": "v9"}, {"value": "high"}):
+        assert logged_in.post("/calibration/apply", data=data | bad).status_code in (400, 422)
+
+
+def test_overview(client: TestClient) -> None:
+    html = client.get("/overview").text
+    assert re.search(r'id="stat-frames">(\d+)<', html).group(1) == "40"
+    assert re.search(r'id="stat-rate">([^<]+)<', html).group(1) == "47.5%"
+    assert re.search(r'id="stat-backlog">(\d+)<', html).group(1) == "0"
+    assert "inline" in html and "<svg" in html
+
+
+def test_worker_status_reports_an_unreachable_broker() -> None:
+    from inspector.config import Settings
+    from inspector.web.workers import worker_status
+
+    status = worker_status(Settings(executor="celery", broker_url="redis://127.0.0.1:1/0"), timeout=0.5)
+    assert not status.ok and "unreachable" in status.summary
