@@ -1,0 +1,68 @@
+"""Pipeline fixtures: PNG frames on disk and embedded settings around the session's tiny model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from inspector.config import Settings, WatchSettings
+from inspector.store import migrate
+from inspector.store.db import session_scope
+from inspector.store.models import Frame, Result
+from tests.conftest import blob_frames
+
+
+def write_frames(folder: Path, n: int, seed: int = 1, prefix: str = "f") -> list[Path]:
+    """n distinct 32x32 grey PNGs of the normal kind (noise makes every file's content unique)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, frame in enumerate(blob_frames(n, seed=seed)):
+        path = folder / f"{prefix}{i:03d}.png"
+        assert cv2.imwrite(str(path), (frame[0] * 255).astype(np.uint8))
+        paths.append(path)
+    return paths
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The same settings as INSPECTOR_* variables, for the CLI and subprocesses."""
+    return {
+        "INSPECTOR_DATABASE_URL": settings.database_url,
+        "INSPECTOR_DATA_DIR": settings.data_dir,
+        "INSPECTOR_MODEL_PATH": settings.model_path,
+        "INSPECTOR_DEVICE": settings.device,
+        "INSPECTOR_EXECUTOR": settings.executor,
+        "INSPECTOR_BROKER_URL": settings.broker_url,
+        "INSPECTOR_WATCH__SETTLE_SECONDS": str(settings.watch.settle_seconds),
+        "INSPECTOR_WATCH__RESCAN_SECONDS": str(settings.watch.rescan_seconds),
+        "INSPECTOR_WATCH__BATCH_SIZE": str(settings.watch.batch_size),
+        "INSPECTOR_WATCH__STALE_SECONDS": str(settings.watch.stale_seconds),
+        "OMP_NUM_THREADS": "1",
+    }
+
+
+def counts(url: str) -> tuple[int, dict[str, int], int]:
+    """(results, frames by status, the most results any one frame has)."""
+    with session_scope(url) as session:
+        results = session.scalar(select(func.count()).select_from(Result))
+        statuses = dict(session.execute(select(Frame.status, func.count()).group_by(Frame.status)).all())
+        per_frame = select(func.count().label("n")).select_from(Result).group_by(Result.frame_id).subquery()
+        most = session.scalar(select(func.max(per_frame.c.n))) or 0
+    return results, statuses, most
+
+
+@pytest.fixture
+def embedded(tmp_path: Path, tiny_checkpoint: Path) -> Settings:
+    """Embedded settings (SQLite in data_dir, inline executor), schema migrated."""
+    settings = Settings(
+        data_dir=str(tmp_path / "data"),
+        model_path=str(tiny_checkpoint),
+        device="cpu",
+        watch=WatchSettings(settle_seconds=0.05, rescan_seconds=3600, batch_size=16),
+    )
+    settings.database_url = settings.db_url
+    migrate.upgrade(settings.db_url)
+    return settings

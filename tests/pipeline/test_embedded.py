@@ -1,0 +1,233 @@
+"""Embedded mode end to end: a folder, SQLite, the inline executor, the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from click.testing import CliRunner
+from sqlalchemy import select, text
+
+from inspector.cli import main
+from inspector.config import Settings
+from inspector.pipeline.executors import InlineExecutor
+from inspector.pipeline.watcher import Watcher
+from inspector.store.artifacts import artifact_path
+from inspector.store.db import session_scope
+from inspector.store.models import Frame, Result, ThresholdChange
+from tests.pipeline.conftest import counts, settings_env, write_frames
+
+
+def _cli(settings: Settings, *args: str) -> str:
+    result = CliRunner().invoke(main, list(args), env=settings_env(settings), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_watch_once_scores_archives_and_reports_50_frames(tmp_path: Path, embedded: Settings) -> None:
+    incoming = tmp_path / "incoming"
+    write_frames(incoming, 50)
+    assert "done 50" in _cli(embedded, "watch", str(incoming), "--once")
+
+    assert counts(embedded.db_url) == (50, {"done": 50}, 1)
+    assert list(incoming.iterdir()) == []
+    archived = list((embedded.data_path / "archive").rglob("*.png"))
+    assert len(archived) == 50
+    with session_scope(embedded.db_url) as session:
+        results = session.scalars(select(Result)).all()
+        frames = session.scalars(select(Frame)).all()
+    for result in results:
+        for kind in ("input", "reconstruction", "error", "attention"):
+            assert artifact_path(embedded.data_path, getattr(result, f"{kind}_map")).is_file()
+    assert {(embedded.data_path / f.stored_path) for f in frames} == set(archived)
+
+    report = json.loads(_cli(embedded, "report", "--since", "1h", "--format", "json"))
+    assert len(report["rows"]) == 50 and report["summary"]["frames"] == 50
+    assert {Path(r["path"]).name for r in report["rows"]} == {f"f{i:03d}.png" for i in range(50)}
+    table = _cli(embedded, "report", "--since", "1h")
+    assert "50 frames" in table and "f049.png" in table
+
+    # The same contents landing again are recognised: nothing is scored twice.
+    write_frames(incoming, 50)
+    _cli(embedded, "watch", str(incoming), "--once")
+    assert counts(embedded.db_url) == (50, {"done": 50}, 1)
+    assert list(incoming.iterdir()) == []
+
+
+def test_bad_files_are_quarantined_with_their_error(tmp_path: Path, embedded: Settings) -> None:
+    incoming = tmp_path / "incoming"
+    good = write_frames(incoming, 3)
+    png = good[0].read_bytes()
+    (incoming / "corrupt.png").write_bytes(png[:8] + os.urandom(200))
+    (incoming / "empty.png").write_bytes(b"")
+    (incoming / "truncated.png").write_bytes(png[: len(png) // 2])
+    (incoming / "notes.txt").write_text("not a frame at all")
+    _cli(embedded, "watch", str(incoming), "--once")
+
+    with session_scope(embedded.db_url) as session:
+        frames = {Path(f.path).name: f for f in session.scalars(select(Frame))}
+    bad = ("corrupt.png", "empty.png", "truncated.png", "notes.txt")
+    for name in bad:
+        frame = frames[name]
+        assert frame.status == "quarantined" and frame.error, name
+        stored = embedded.data_path / frame.stored_path
+        assert stored.is_file() and stored.parent.name == "quarantine"
+        assert frame.error in stored.with_name(stored.name + ".error.txt").read_text()
+    assert "empty" in frames["empty.png"].error
+    assert counts(embedded.db_url)[:2] == (3, {"done": 3, "quarantined": 4})
+    assert list(incoming.iterdir()) == []
+
+
+def test_ignored_files_links_and_duplicates(tmp_path: Path, embedded: Settings) -> None:
+    incoming, outside = tmp_path / "incoming", tmp_path / "outside"
+    (f0,) = write_frames(incoming, 1)
+    secret = write_frames(outside, 2, seed=7)
+    (incoming / "sub").mkdir()
+    (incoming / "sub" / "copy.png").write_bytes(f0.read_bytes())  # same content, other name
+    for name in (".hidden.png", "upload.png.tmp", "upload.png.partial"):
+        (incoming / name).write_bytes(secret[0].read_bytes())
+    (incoming / ".cache").mkdir()
+    (incoming / ".cache" / "x.png").write_bytes(secret[0].read_bytes())
+    (incoming / "link.png").symlink_to(secret[0])
+    (incoming / "linked-dir").symlink_to(outside, target_is_directory=True)
+    _cli(embedded, "watch", str(incoming), "--once")
+
+    with session_scope(embedded.db_url) as session:
+        paths = session.scalars(select(Frame.path)).all()
+    assert [Path(p).name for p in paths] in (["f000.png"], ["copy.png"])
+    assert counts(embedded.db_url)[0] == 1
+    left = sorted(p.name for p in incoming.rglob("*"))
+    assert left == sorted(
+        [
+            ".cache",
+            ".hidden.png",
+            "link.png",
+            "linked-dir",
+            "sub",
+            "upload.png.partial",
+            "upload.png.tmp",
+            "x.png",
+        ]
+    )
+    assert all(p.exists() for p in secret)  # nothing outside the folder was read or moved
+    assert len(list((embedded.data_path / "archive" / "duplicates").iterdir())) == 1
+
+
+def test_a_file_still_being_written_is_not_read(tmp_path: Path, embedded: Settings) -> None:
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    watcher = Watcher(incoming, embedded, InlineExecutor(embedded))
+    growing = incoming / "growing.png"
+    growing.write_bytes(b"\x89PNG")
+    assert watcher.look(watcher.scan()) == []  # first look
+    with growing.open("ab") as f:
+        f.write(b"more bytes")
+    assert watcher.look(watcher.scan()) == []  # changed since the first look
+    assert watcher.look(watcher.scan()) == [growing]  # held still across two looks
+
+
+def test_restart_picks_up_frames_left_pending_queued_or_in_flight(tmp_path: Path, embedded: Settings) -> None:
+    """A watcher that died at any step: rows committed but not queued, queued, claimed, scored."""
+    incoming = tmp_path / "incoming"
+    paths = write_frames(incoming, 8)
+    first = Watcher(incoming, embedded, InlineExecutor(embedded))
+    first.register(first.look(first.scan()) or first.look(first.scan()))  # then "crash": nothing queued
+    with session_scope(embedded.db_url) as session:
+        session.execute(text("UPDATE frames SET status='queued' WHERE id IN (2, 3)"))
+        session.execute(text("UPDATE frames SET status='processing', attempts=1 WHERE id IN (4, 5)"))
+    assert counts(embedded.db_url) == (0, {"pending": 4, "queued": 2, "processing": 2}, 0)
+
+    # One frame got its result committed, but the process died before moving the file.
+    content = paths[-1].read_bytes()
+    first.executor.submit([8])
+    paths[-1].write_bytes(content)
+
+    restarted = Watcher(incoming, embedded, InlineExecutor(embedded))
+    restarted.run_once()
+    assert counts(embedded.db_url) == (8, {"done": 8}, 1)
+    assert list(incoming.iterdir()) == []
+
+
+def test_inotify_events_drive_the_running_watcher(tmp_path: Path, embedded: Settings) -> None:
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    watcher = Watcher(incoming, embedded, InlineExecutor(embedded))
+    stop = threading.Event()
+    thread = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        time.sleep(0.5)  # the start-up scan is done; no rescan for an hour from now on
+        for path in write_frames(tmp_path / "staging", 5):
+            path.rename(incoming / path.name)  # an atomic arrival, as an uploader should do it
+        deadline = time.monotonic() + 60
+        while counts(embedded.db_url)[0] < 5 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert counts(embedded.db_url) == (5, {"done": 5}, 1)
+
+
+def test_killed_watcher_restarts_without_losing_or_repeating_a_frame(
+    tmp_path: Path, embedded: Settings
+) -> None:
+    incoming, staging = tmp_path / "incoming", tmp_path / "staging"
+    incoming.mkdir()
+    frames = write_frames(staging, 50)
+    env = os.environ | settings_env(embedded) | {"INSPECTOR_WATCH__BATCH_SIZE": "4"}
+    cli = [sys.executable, "-c", "from inspector.cli import main; main()"]
+    watcher = subprocess.Popen([*cli, "watch", str(incoming)], env=env, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        for i, path in enumerate(frames):
+            path.rename(incoming / path.name)
+            if i % 5 == 4:
+                time.sleep(0.1)
+            if i >= 20 and counts(embedded.db_url)[0] >= 5:
+                break  # it is mid-stream: some frames scored, others not yet arrived
+        while counts(embedded.db_url)[0] < 5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        watcher.send_signal(signal.SIGKILL)
+    finally:
+        watcher.wait(timeout=30)
+    scored_before = counts(embedded.db_url)[0]
+    assert 0 < scored_before < 50
+    for path in staging.iterdir():
+        path.rename(incoming / path.name)
+
+    subprocess.run([*cli, "watch", str(incoming), "--once"], env=env, check=True, capture_output=True)
+    assert counts(embedded.db_url) == (50, {"done": 50}, 1)
+    assert list(incoming.iterdir()) == []
+
+
+def test_per_source_threshold_decides_the_verdict(tmp_path: Path, embedded: Settings) -> None:
+    write_frames(tmp_path / "cam1", 4, seed=3)
+    write_frames(tmp_path / "cam2", 4, seed=4)
+    _cli(embedded, "watch", str(tmp_path / "cam1"), "--once", "--source", "cam1")
+    out = _cli(embedded, "threshold", "set", "0", "--source", "cam2", "--by", "ada", "--reason", "test")
+    assert "cam2" in out and "-> 0" in out
+    _cli(embedded, "watch", str(tmp_path / "cam2"), "--once", "--source", "cam2")
+
+    with session_scope(embedded.db_url) as session:
+        rows = session.execute(select(Frame.source, Result.threshold, Result.is_anomaly).join(Result)).all()
+        (change,) = session.scalars(select(ThresholdChange)).all()
+    default = {t for s, t, _ in rows if s == "cam1"}
+    assert len(default) == 1 and next(iter(default)) > 0
+    assert all(flag and t == 0 for s, t, flag in rows if s == "cam2")
+    assert (change.source, change.new_value, change.changed_by, change.reason) == ("cam2", 0.0, "ada", "test")
+
+    shown = _cli(embedded, "threshold", "show")
+    assert "cam2" in shown and "set by ada" in shown and "model default" in shown
+    flagged = json.loads(_cli(embedded, "report", "--since", "1h", "--flagged", "--format", "json"))
+    assert all(r["verdict"] == "anomaly" for r in flagged["rows"]) and flagged["summary"]["frames"] == 8
+    assert sum(r["source"] == "cam2" for r in flagged["rows"]) == 4
+    only_cam1 = _cli(embedded, "report", "--since", "1h", "--source", "cam1", "--format", "csv")
+    sources = [row["source"] for row in csv.DictReader(only_cam1.splitlines()) if row.get("path")]
+    assert sources == ["cam1"] * 4 and "4 frames" in only_cam1  # the summary goes to stderr

@@ -1,0 +1,136 @@
+"""The invariants the pipeline leans on: compare-and-set claims, one result per frame and model."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from inspector.store import queries
+from inspector.store.db import get_engine, session_scope
+from inspector.store.models import Base, utcnow
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    Base.metadata.create_all(get_engine(url))
+    with session_scope(url) as session:
+        queries.ensure_model(
+            session, version="m1", path="m.pt", method="vaegan-attn", default_threshold=0.5, config={}
+        )
+    return url
+
+
+def _frames(url: str, n: int) -> list[int]:
+    with session_scope(url) as session:
+        return [
+            queries.insert_frame(
+                session,
+                content_hash=f"{i:064x}",
+                path=f"/in/{i}.png",
+                source="cam",
+                size_bytes=10,
+                landed_at=utcnow(),
+            )
+            for i in range(n)
+        ]
+
+
+def test_insert_frame_deduplicates_by_content(url: str) -> None:
+    (first,) = _frames(url, 1)
+    assert first is not None
+    assert _frames(url, 1) == [None]
+    with session_scope(url) as session:
+        assert queries.frame_by_hash(session, f"{0:064x}").id == first
+
+
+def test_a_frame_is_claimed_once_until_its_claim_goes_stale(url: str) -> None:
+    ids = _frames(url, 3)
+    now = utcnow()
+    with session_scope(url) as session:
+        assert queries.claim_frames(session, ids, stale_before=now - timedelta(minutes=10)) == ids
+    with session_scope(url) as session:
+        assert queries.claim_frames(session, ids, stale_before=now - timedelta(minutes=10)) == []
+        # A claim older than stale_before belongs to a dead worker: it may be taken over.
+        assert queries.claim_frames(session, ids[:1], stale_before=utcnow() + timedelta(seconds=1)) == ids[:1]
+        assert queries.frames_by_id(session, ids[:1])[0].attempts == 2
+
+
+def test_finish_is_compare_and_set(url: str) -> None:
+    (fid,) = _frames(url, 1)
+    with session_scope(url) as session:
+        queries.claim_frames(session, [fid], utcnow())
+        assert queries.finish_frame(session, fid, "done", "archive/x.png")
+        assert not queries.finish_frame(session, fid, "quarantined", "quarantine/x.png", "late")
+        frame = queries.frames_by_id(session, [fid])[0]
+        assert (frame.status, frame.stored_path, frame.error) == ("done", "archive/x.png", None)
+
+
+def test_result_insert_is_idempotent(url: str) -> None:
+    (fid,) = _frames(url, 1)
+    values = dict(frame_id=fid, model_version="m1", score=0.7, threshold=0.5, is_anomaly=True)
+    with session_scope(url) as session:
+        assert queries.insert_result(session, **values)
+    with session_scope(url) as session:
+        assert not queries.insert_result(session, **(values | {"score": 0.1}))
+        assert queries.result_count(session) == 1
+
+
+def test_queue_waiting_takes_pending_and_stale_in_flight_frames(url: str) -> None:
+    ids = _frames(url, 4)
+    old = utcnow() - timedelta(hours=1)
+    with session_scope(url) as session:
+        session.execute(
+            text("UPDATE frames SET status='processing', updated_at=:t WHERE id=:i"), {"t": old, "i": ids[0]}
+        )
+        session.execute(text("UPDATE frames SET status='queued' WHERE id=:i"), {"i": ids[1]})
+        session.execute(text("UPDATE frames SET status='done' WHERE id=:i"), {"i": ids[2]})
+    with session_scope(url) as session:
+        queued = queries.queue_waiting(session, stale_before=utcnow() - timedelta(minutes=10))
+    assert queued == [ids[0], ids[3]]  # the recently queued and the done frame stay as they are
+
+
+def test_poison_frames_are_given_up(url: str) -> None:
+    ids = _frames(url, 2)
+    old = utcnow() - timedelta(hours=1)
+    with session_scope(url) as session:
+        session.execute(
+            text("UPDATE frames SET status='processing', attempts=3, updated_at=:t WHERE id=:i"),
+            {"t": old, "i": ids[0]},
+        )
+    with session_scope(url) as session:
+        lost = queries.give_up_frames(session, utcnow() - timedelta(minutes=1), max_attempts=3)
+    assert [f.id for f in lost] == [ids[0]]
+    assert lost[0].status == "quarantined" and "3 attempts" in lost[0].error
+
+
+def test_report_queries_search_indexes_instead_of_scanning(url: str) -> None:
+    """Every report query starts from an index (time, flag or source), never a full table scan."""
+    from sqlalchemy import event
+
+    engine = get_engine(url)
+    executed: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        if statement.lstrip().upper().startswith("SELECT"):
+            executed.append((statement, parameters))
+
+    since = utcnow() - timedelta(hours=2)
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        with session_scope(url) as session:
+            for flagged, source in ((False, None), (True, None), (False, "cam"), (True, "cam")):
+                queries.report_rows(session, since, flagged=flagged, source=source)
+                queries.report_scores(session, since, flagged=flagged, source=source)
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    assert len(executed) == 8
+    with engine.connect() as connection:
+        for statement, parameters in executed:
+            plan = [
+                row[-1] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            ]
+            assert not [step for step in plan if step.startswith("SCAN")], (statement, plan)
