@@ -1,7 +1,7 @@
 // inspector dashboard: keyboard shortcuts, the attention opacity slider and the live queue.
 (() => {
   "use strict";
-  const typing = (e) => e.target.closest("input, textarea, select") || e.altKey || e.ctrlKey || e.metaKey;
+  const typing = (e) => e.target.closest("input:not([type=range]):not([type=checkbox]), textarea, select") || e.altKey || e.ctrlKey || e.metaKey;
   let busy = false; // one label per key press: the page is about to move on
 
   // Frame view: the attention layer's opacity follows the slider.

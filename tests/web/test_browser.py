@@ -1,0 +1,160 @@
+"""The dashboard in a real headless Chromium (Debian's package, driven by Playwright).
+
+Login, open the top frame, label it with the keyboard, watch the queue shrink and a new
+frame arrive without reloading, then apply a calibrated threshold and watch verdicts flip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import uvicorn
+
+from inspector.store.db import session_scope
+from inspector.store.models import Frame, Result, utcnow
+from inspector.web import create_app
+from tests.web.conftest import SUGGESTED, TOKEN, Seeded
+
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)"
+    ),
+]
+playwright = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture
+def server(seeded: Seeded) -> Iterator[str]:
+    """uvicorn on a free loopback port, in a thread, over the seeded database."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(create_app(seeded.settings), host="127.0.0.1", port=port, log_level="warning")
+    instance = uvicorn.Server(config)
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not instance.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    instance.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def page(server: str) -> Iterator:
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 900}, base_url=server)
+        page.set_default_timeout(10_000)
+        yield page
+        browser.close()
+
+
+def screenshot(page, path: Path) -> np.ndarray:  # noqa: ANN001 - a Playwright page
+    """Save a screenshot (also to $INSPECTOR_SCREENSHOTS, to look at) and return its pixels."""
+    page.screenshot(path=str(path), full_page=True)
+    if os.environ.get("INSPECTOR_SCREENSHOTS"):
+        shutil.copy(path, Path(os.environ["INSPECTOR_SCREENSHOTS"]) / path.name)
+    return cv2.imread(str(path))
+
+
+def assert_not_blank(pixels: np.ndarray) -> None:
+    assert pixels is not None and pixels.shape[0] > 500
+    assert pixels.std() > 20, "screenshot is (nearly) one colour"
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 200, "screenshot has too few colours"
+
+
+def add_flagged_frame(seeded: Seeded, score: float) -> int:
+    with session_scope(seeded.settings.db_url) as session:
+        frame = Frame(
+            content_hash="f" * 64,
+            path="/incoming/new.png",
+            source="cam-b",
+            size_bytes=1,
+            status="done",
+            landed_at=utcnow() - timedelta(seconds=1),
+        )
+        session.add(frame)
+        session.flush()
+        result = Result(frame_id=frame.id, model_version="v1", score=score, threshold=0.5, is_anomaly=True)
+        session.add(result)
+        session.flush()
+        return result.id
+
+
+def test_review_and_calibrate_in_a_browser(page, seeded: Seeded, tmp_path: Path) -> None:  # noqa: ANN001
+    ids = seeded.result_ids
+    page.goto("/login?next=/queue")
+    page.fill("input[name=name]", "Ada")
+    page.fill("input[name=token]", TOKEN)
+    page.click("form.stack-form button")
+    page.wait_for_url("**/queue")
+    assert page.inner_text("#user") == "Ada"
+    assert page.inner_text("#queue-count") == "15"
+
+    # Open the top frame: all four maps load, the overlay follows the slider.
+    page.click("#queue-rows tr[data-id] >> nth=0")
+    page.wait_for_url(f"**/results/{ids[39]}")
+    page.wait_for_function("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
+    assert page.locator(".maps img").count() == 5  # input, reconstruction, error, input under attention
+    page.fill("#opacity", "20")
+    assert page.eval_on_selector("#attention-layer", "e => getComputedStyle(e).opacity") == "0.2"
+    assert_not_blank(screenshot(page, tmp_path / "frame.png"))
+
+    # Label it with the keyboard: the page moves on to the next frame (38 is already labelled).
+    page.keyboard.press("a")
+    page.wait_for_url(f"**/results/{ids[37]}")
+    assert "labelled anomaly" in page.inner_text(".flash")
+    page.keyboard.press("j")
+    page.wait_for_url(f"**/results/{ids[36]}")
+    page.keyboard.press("k")
+    page.wait_for_url(f"**/results/{ids[37]}")
+
+    # The queue shrank; a new flagged frame appears without reloading.
+    page.goto("/queue")
+    assert page.inner_text("#queue-count") == "14"
+    assert page.get_attribute("#queue-rows tr[data-id] >> nth=0", "data-id") == str(ids[37])
+    new_id = add_flagged_frame(seeded, score=0.99)
+    page.wait_for_selector(f'#queue-rows tr[data-id="{new_id}"]', timeout=15_000)
+    assert page.inner_text("#queue-count") == "15"
+    assert page.get_attribute("#queue-rows tr[data-id] >> nth=0", "data-id") == str(new_id)
+    assert_not_blank(screenshot(page, tmp_path / "queue.png"))
+
+    # Calibrate cam-a for recall ≥ 99% and apply: four unreviewed cam-a frames get flagged.
+    page.goto(f"/results/{ids[16]}")
+    assert page.inner_text("#verdict") == "below threshold"
+    page.goto("/calibration?source=cam-a&target=0.99")
+    assert page.inner_text("#suggested-threshold") == f"{SUGGESTED:.4g}"
+    page.click("#apply")
+    page.wait_for_selector(".flash")
+    assert "0.5 → 0.2975; 5 verdicts changed" in page.inner_text(".flash")
+    assert "Ada" in page.inner_text("#changes")
+    assert_not_blank(screenshot(page, tmp_path / "calibration.png"))
+    page.goto(f"/results/{ids[16]}")
+    assert page.inner_text("#verdict") == "flagged"
+    page.goto("/queue?source=cam-a")
+    assert page.inner_text("#queue-count") == "9"
