@@ -271,6 +271,7 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
     from inspector.web import create_app
 
     settings = ctx.settings
+    _database(ctx)
     host, port = host or settings.server.host, port or settings.server.port
     if not settings.server.token:
         click.echo("no server.token configured: the dashboard is read-only", err=True)
