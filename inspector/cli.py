@@ -381,7 +381,7 @@ def watch(ctx: Context, folder: str, once: bool, source: str | None) -> None:
 
 
 @main.command()
-@click.option("--gpu", type=int, default=None, help="Serve this GPU only; run one worker per GPU.")
+@click.option("--gpu", type=int, default=None, help="Use only this GPU (host index); one worker per GPU.")
 @click.option("--pool", type=click.Choice(["prefork", "solo"]), default="prefork", show_default=True)
 @click.option("--loglevel", default="INFO", show_default=True)
 @pass_context
@@ -397,7 +397,7 @@ def worker(ctx: Context, gpu: int | None, pool: str, loglevel: str) -> None:
     from inspector.pipeline.executors import QUEUE
     from workers.app import app
 
-    name = f"inspector-{'cpu' if gpu is None else f'gpu{gpu}'}@%h"
+    name = f"inspector-{'worker' if gpu is None else f'gpu{gpu}'}@%h"
     argv = ["worker", "--queues", QUEUE, "--concurrency", "1", "--pool", pool, "--loglevel", loglevel]
     app.worker_main([*argv, "--hostname", name])
 

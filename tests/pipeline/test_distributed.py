@@ -1,0 +1,124 @@
+"""Distributed mode against the machine's real PostgreSQL and Redis, with real Celery worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from inspector.cli import main
+from inspector.config import Settings, WatchSettings
+from inspector.store import migrate
+from tests.pipeline.conftest import counts, settings_env, write_frames
+
+pytestmark = pytest.mark.services
+
+ROOT = Path(__file__).resolve().parents[2]
+INSPECTOR = [sys.executable, "-c", "from inspector.cli import main; main()"]
+
+
+@pytest.fixture
+def distributed(tmp_path: Path, tiny_checkpoint: Path, pg_url: str, redis_url: str) -> Settings:
+    settings = Settings(
+        database_url=pg_url,
+        broker_url=redis_url,
+        executor="celery",
+        data_dir=str(tmp_path / "data"),
+        model_path=str(tiny_checkpoint),
+        device="cpu",
+        watch=WatchSettings(settle_seconds=0.05, rescan_seconds=3600, batch_size=8, stale_seconds=3),
+    )
+    migrate.upgrade(pg_url)
+    return settings
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path, distributed: Settings) -> Iterator[Callable[..., subprocess.Popen]]:
+    """Start Celery worker processes (stopped at the end); their logs go to tmp_path."""
+    started: list[subprocess.Popen] = []
+
+    def start(*command: str) -> subprocess.Popen:
+        log = (tmp_path / f"worker{len(started)}.log").open("wb")
+        env = os.environ | settings_env(distributed)
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in started:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _watch_once(settings: Settings, folder: Path) -> None:
+    result = CliRunner().invoke(main, ["watch", str(folder), "--once"], env=settings_env(settings))
+    assert result.exit_code == 0, result.output
+
+
+def _wait_for(settings: Settings, results: int, timeout: float, tmp_path: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while counts(settings.database_url)[0] < results:
+        if time.monotonic() > deadline:
+            logs = "\n".join(p.read_text(errors="replace")[-3000:] for p in tmp_path.glob("worker*.log"))
+            pytest.fail(f"only {counts(settings.database_url)} after {timeout} s; worker logs:\n{logs}")
+        time.sleep(0.25)
+
+
+def test_celery_workers_score_50_frames_exactly_once(
+    tmp_path: Path, distributed: Settings, start_worker: Callable[..., subprocess.Popen]
+) -> None:
+    incoming = tmp_path / "incoming"
+    write_frames(incoming, 50)
+    start_worker(*INSPECTOR, "worker", "--loglevel", "INFO")
+    _watch_once(distributed, incoming)  # registers, commits, sends 7 batches of ids
+    _wait_for(distributed, 50, timeout=180, tmp_path=tmp_path)
+    assert counts(distributed.database_url) == (50, {"done": 50}, 1)
+    assert list(incoming.iterdir()) == []
+    assert len(list((distributed.data_path / "archive").rglob("*.png"))) == 50
+
+
+def _children(pid: int) -> list[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(child) for child in text.split()]
+
+
+def test_a_worker_killed_mid_batch_loses_nothing_and_repeats_nothing(
+    tmp_path: Path, distributed: Settings, start_worker: Callable[..., subprocess.Popen]
+) -> None:
+    incoming = tmp_path / "incoming"
+    write_frames(incoming, 24)
+    celery = [sys.executable, "-m", "celery", "-A", "tests.pipeline.slow_worker", "worker"]
+    parent = start_worker(*celery, "--queues", "gpu", "--concurrency", "1", "--loglevel", "INFO")
+    _watch_once(distributed, incoming)
+
+    deadline = time.monotonic() + 120
+    while counts(distributed.database_url)[1].get("processing", 0) == 0:
+        assert time.monotonic() < deadline, "the worker never claimed a batch"
+        time.sleep(0.05)
+    (child,) = _children(parent.pid)
+    os.kill(child, signal.SIGKILL)  # the pool process dies holding a claimed, unscored batch
+    results, statuses, _ = counts(distributed.database_url)
+    assert results < 24 and statuses.get("processing", 0) > 0
+
+    # The worker's parent forks a new pool process and the batch comes back (late ack);
+    # frames whose claim went stale are re-queued by the watcher's rescan (here: cron-style).
+    deadline = time.monotonic() + 180
+    while counts(distributed.database_url)[0] < 24:
+        assert time.monotonic() < deadline, counts(distributed.database_url)
+        time.sleep(distributed.watch.stale_seconds)
+        _watch_once(distributed, incoming)
+    assert counts(distributed.database_url) == (24, {"done": 24}, 1)
+    assert list(incoming.iterdir()) == []
