@@ -362,6 +362,7 @@ def watch(ctx: Context, folder: str, once: bool, source: str | None) -> None:
     import signal
     import threading
 
+    from inspector.detector import CheckpointError
     from inspector.pipeline.watcher import Watcher
 
     _database(ctx)
@@ -374,6 +375,8 @@ def watch(ctx: Context, folder: str, once: bool, source: str | None) -> None:
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             watcher.run(stop)
+    except CheckpointError as exc:
+        raise click.ClickException(f"{exc} (frames stay queued for the next run)") from exc
     except KeyboardInterrupt:
         pass
     counts = ", ".join(f"{k} {v}" for k, v in sorted(watcher.stats.items())) or "nothing new"
@@ -528,3 +531,19 @@ def bench_magnetic_tile(data: str, quick: bool, threads: int, families: str, out
     command = shlex.join(["inspector", *sys.argv[1:]])
     results = Path(out) if out else module.RESULTS
     click.echo(module.run_benchmark(data, budget, chosen, threads, results, name, command))
+
+
+@bench.command("paper")
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="MNIST-format IDX folder (e.g. ../shared/data/mnist).",
+)
+@click.option("--quick", is_flag=True, help="Digit 0, one seed, a small budget: a few minutes.")
+@click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="Runs at a time.")
+def bench_paper(data: str, quick: bool, jobs: int) -> None:
+    """The paper's Table 1 on noisy MNIST: four methods and ours, ten normal digits."""
+    module = _bench_module("paper_table")
+    command = shlex.join(["inspector", *sys.argv[1:]])
+    click.echo(module.run_table(data, quick=quick, jobs=jobs, command=command))

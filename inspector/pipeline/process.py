@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from inspector.config import Settings
-from inspector.detector import Detector
+from inspector.detector import CheckpointError, Detector
 from inspector.frames import BYTES_PER_PIXEL_BOUND, FrameError, frame_from_bytes
 from inspector.maps import encode_png, render_maps
 from inspector.pipeline.ledger import archive_location, move, quarantine_location, read_nofollow
@@ -52,7 +52,11 @@ class Outcome:
 def get_detector(settings: Settings) -> Detector:
     """The model, loaded once per process (and again only if the checkpoint file changes)."""
     path = Path(settings.model_path).resolve()
-    key = (str(path), path.stat().st_mtime_ns, settings.method, settings.device, settings.watch.batch_size)
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError as exc:
+        raise CheckpointError(f"model file not found: {path}") from exc
+    key = (str(path), mtime, settings.method, settings.device, settings.watch.batch_size)
     if key not in _DETECTORS:
         _DETECTORS.clear()
         _DETECTORS[key] = Detector.load(

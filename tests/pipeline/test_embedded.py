@@ -231,3 +231,16 @@ def test_per_source_threshold_decides_the_verdict(tmp_path: Path, embedded: Sett
     only_cam1 = _cli(embedded, "report", "--since", "1h", "--source", "cam1", "--format", "csv")
     sources = [row["source"] for row in csv.DictReader(only_cam1.splitlines()) if row.get("path")]
     assert sources == ["cam1"] * 4 and "4 frames" in only_cam1  # the summary goes to stderr
+
+
+def test_without_a_model_frames_wait_for_the_next_run(tmp_path: Path, embedded: Settings) -> None:
+    incoming = tmp_path / "incoming"
+    write_frames(incoming, 3)
+    model = embedded.model_path
+    embedded.model_path = str(tmp_path / "missing.pt")
+    result = CliRunner().invoke(main, ["watch", str(incoming), "--once"], env=settings_env(embedded))
+    assert result.exit_code == 1 and "model file not found" in result.output
+    assert counts(embedded.db_url) == (0, {"queued": 3}, 0)
+    embedded.model_path = model
+    _cli(embedded, "watch", str(incoming), "--once")
+    assert counts(embedded.db_url) == (3, {"done": 3}, 1)
