@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from inspector.store.models import Frame, Model, Result, Threshold, ThresholdChange, utcnow
+from inspector.store.models import Frame, Model, Result, Threshold, utcnow
 
 IN_FLIGHT = ("queued", "processing")
 _NO_SYNC = {"synchronize_session": False}
@@ -113,7 +113,7 @@ def release_frames(session: Session, ids: Sequence[int]) -> None:
 
 
 def finish_frame(
-    session: Session, frame_id: int, status: str, stored_path: str, error: str | None = None
+    session: Session, frame_id: int, status: str, stored_path: str | None, error: str | None = None
 ) -> bool:
     """Close an in-flight frame as done or quarantined; False if someone else already did."""
     stmt = (
@@ -148,11 +148,6 @@ def set_stored_path(session: Session, frame_id: int, stored_path: str) -> None:
         .values(stored_path=stored_path)
         .execution_options(**_NO_SYNC)
     )
-
-
-def status_counts(session: Session) -> dict[str, int]:
-    rows = session.execute(select(Frame.status, func.count()).group_by(Frame.status))
-    return {status: count for status, count in rows}
 
 
 # --- models and results ---------------------------------------------------------------------
@@ -204,10 +199,6 @@ def insert_result(session: Session, **values: Any) -> bool:
     return session.execute(stmt).scalar_one_or_none() is not None
 
 
-def result_count(session: Session) -> int:
-    return session.execute(select(func.count()).select_from(Result)).scalar_one()
-
-
 # --- thresholds -----------------------------------------------------------------------------
 
 
@@ -220,24 +211,11 @@ def threshold_overrides(session: Session, model_version: str, sources: Iterable[
     return {source: value for source, value in rows}
 
 
-def get_threshold(session: Session, source: str, model_version: str) -> Threshold | None:
-    return session.execute(
-        select(Threshold).where(Threshold.source == source, Threshold.model_version == model_version)
-    ).scalar_one_or_none()
-
-
 def list_thresholds(session: Session, model_version: str | None = None) -> list[Threshold]:
     stmt = select(Threshold).order_by(Threshold.model_version, Threshold.source)
     if model_version is not None:
         stmt = stmt.where(Threshold.model_version == model_version)
     return list(session.execute(stmt).scalars())
-
-
-def threshold_history(session: Session, source: str | None = None, limit: int = 50) -> list[ThresholdChange]:
-    stmt = select(ThresholdChange).order_by(ThresholdChange.changed_at.desc(), ThresholdChange.id.desc())
-    if source is not None:
-        stmt = stmt.where(ThresholdChange.source == source)
-    return list(session.execute(stmt.limit(limit)).scalars())
 
 
 # --- report ---------------------------------------------------------------------------------

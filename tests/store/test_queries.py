@@ -6,11 +6,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from inspector.store import queries
 from inspector.store.db import get_engine, session_scope
-from inspector.store.models import Base, utcnow
+from inspector.store.models import Base, Result, utcnow
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_result_insert_is_idempotent(url: str) -> None:
         assert queries.insert_result(session, **values)
     with session_scope(url) as session:
         assert not queries.insert_result(session, **(values | {"score": 0.1}))
-        assert queries.result_count(session) == 1
+        assert session.scalar(select(func.count()).select_from(Result)) == 1
 
 
 def test_queue_waiting_takes_pending_and_stale_in_flight_frames(url: str) -> None:
