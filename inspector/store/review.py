@@ -136,9 +136,7 @@ def effective_threshold(session: Session, source: str, model_version: str) -> fl
     own = session.scalar(
         select(Threshold.value).where(Threshold.source == source, Threshold.model_version == model_version)
     )
-    if own is not None:
-        return own
-    return session.scalar(select(Model.default_threshold).where(Model.version == model_version))
+    return own if own is not None else default_threshold(session, model_version)
 
 
 def labelled_scores(

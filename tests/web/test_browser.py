@@ -134,10 +134,14 @@ def test_review_and_calibrate_in_a_browser(page, seeded: Seeded, tmp_path: Path)
     page.keyboard.press("k")
     page.wait_for_url(f"**/results/{ids[37]}")
 
-    # The queue shrank; a new flagged frame appears without reloading.
+    # The queue shrank, and opens from the keyboard too; a new flagged frame appears without reloading.
     page.goto("/queue")
     assert page.inner_text("#queue-count") == "14"
     assert page.get_attribute("#queue-rows tr[data-id] >> nth=0", "data-id") == str(ids[37])
+    page.keyboard.press("j")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/results/{ids[37]}")
+    page.go_back()
     new_id = add_flagged_frame(seeded, score=0.99)
     page.wait_for_selector(f'#queue-rows tr[data-id="{new_id}"]', timeout=15_000)
     assert page.inner_text("#queue-count") == "15"
