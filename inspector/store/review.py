@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Select, and_, exists, func, or_, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
 
 from inspector.store.models import Frame, Model, Result, Review, Threshold, ThresholdChange
 
@@ -57,11 +58,11 @@ def _queue_query(filters: QueueFilter) -> Select[tuple[Result]]:
     return query
 
 
-def _below(key: Key):  # noqa: ANN202 - an SQL expression
+def _below(key: Key) -> ColumnElement[bool]:
     return or_(Result.score < key[0], and_(Result.score == key[0], Result.id < key[1]))
 
 
-def _above(key: Key):  # noqa: ANN202 - an SQL expression
+def _above(key: Key) -> ColumnElement[bool]:
     return or_(Result.score > key[0], and_(Result.score == key[0], Result.id > key[1]))
 
 
@@ -198,7 +199,8 @@ class Overview:
         return self.flagged / self.results if self.results else None
 
 
-def _hour(session: Session, column):  # noqa: ANN001, ANN202 - an SQL expression per dialect
+def _hour(session: Session, column: InstrumentedAttribute[datetime]) -> ColumnElement[Any]:
+    """The start of the hour, in each dialect's own words."""
     if session.get_bind().dialect.name == "sqlite":
         return func.strftime("%Y-%m-%d %H:00:00", column)
     return func.date_trunc("hour", column)

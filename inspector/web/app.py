@@ -7,10 +7,10 @@ template. The dashboard reads the maps the pipeline wrote; it never runs the mod
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
@@ -31,6 +31,7 @@ from inspector.store.models import LABELS, Result
 from inspector.web import calibration, charts, security
 from inspector.web.workers import worker_status
 
+T = TypeVar("T")
 HERE = Path(__file__).parent
 MAP_KINDS = ("input", "reconstruction", "error", "attention")
 FILTER_KEYS = ("start", "end", "source", "score_min", "score_max", "model_version", "all")
@@ -76,7 +77,7 @@ def see_other(url: str, flash: str | None = None, request: Request | None = None
     return RedirectResponse(url, status_code=303)
 
 
-def _param(params, key: str, parse):  # noqa: ANN001, ANN202 - query mapping and parser
+def _param(params: Mapping[str, str], key: str, parse: Callable[[str], T]) -> T | None:
     raw = (params.get(key) or "").strip()
     if not raw:
         return None
@@ -89,7 +90,7 @@ def _param(params, key: str, parse):  # noqa: ANN001, ANN202 - query mapping and
     return value
 
 
-def parse_filter(params) -> store.QueueFilter:  # noqa: ANN001 - any str mapping
+def parse_filter(params: Mapping[str, str]) -> store.QueueFilter:
     """The queue filter from query (or form) fields; times are UTC."""
     return store.QueueFilter(
         start=_param(params, "start", datetime.fromisoformat),
@@ -102,7 +103,7 @@ def parse_filter(params) -> store.QueueFilter:  # noqa: ANN001 - any str mapping
     )
 
 
-def filter_query(params) -> str:  # noqa: ANN001 - any str mapping
+def filter_query(params: Mapping[str, str]) -> str:
     """The filter part of a query string, to carry through frame views and reviews."""
     return urlencode([(k, params[k]) for k in FILTER_KEYS if params.get(k)])
 
@@ -135,7 +136,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.middleware("http")
-    async def security_headers(request: Request, call_next):  # noqa: ANN001, ANN202
+    async def security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         response = await call_next(request)
         response.headers.update(SECURITY_HEADERS)
         return response

@@ -5,12 +5,14 @@ Colours come from CSS classes in static/app.css, so the charts follow the page's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from markupsafe import Markup, escape
 
 from inspector.web.calibration import Operating, Sample
 
+Scale = Callable[[float], float]  # data value → SVG coordinate
 W, H = 420, 240
 LEFT, RIGHT, TOP, BOTTOM = 44, 12, 12, 34
 
@@ -31,12 +33,12 @@ def _frame(title: str, x_label: str, y_label: str, body: list[str], ticks: list[
     return Markup("".join(parts))
 
 
-def _scale(lo: float, hi: float, out_lo: float, out_hi: float):  # noqa: ANN202 - a small closure
+def _scale(lo: float, hi: float, out_lo: float, out_hi: float) -> Callable[[float], float]:
     span = (hi - lo) or 1.0
     return lambda v: out_lo + (v - lo) / span * (out_hi - out_lo)
 
 
-def _ticks(x, y, xs: list[tuple[float, str]], ys: list[tuple[float, str]]) -> list[str]:  # noqa: ANN001
+def _ticks(x: Scale, y: Scale, xs: list[tuple[float, str]], ys: list[tuple[float, str]]) -> list[str]:
     out = []
     for v, text in xs:
         at = x(v)

@@ -34,7 +34,7 @@ def _ping(broker_url: str, timeout: float) -> WorkerStatus:
     app.conf.broker_transport_options = {"socket_connect_timeout": timeout, "socket_timeout": timeout}
     try:
         replies = app.control.ping(timeout=timeout) or []
-    except Exception as exc:  # noqa: BLE001 - any broker failure is a status to show, not a crash
+    except Exception as exc:  # any broker failure is a status to show, not a crash
         return WorkerStatus(False, f"broker unreachable ({type(exc).__name__}: {exc})")
     finally:
         app.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -186,7 +187,7 @@ def test_last_review_returns_to_the_queue(logged_in: TestClient, seeded: Seeded)
     assert response.headers["location"] == "/queue?score_max=0.55"
 
 
-def test_writes_refused_without_a_configured_token(tmp_path) -> None:  # noqa: ANN001
+def test_writes_refused_without_a_configured_token(tmp_path: Path) -> None:
     seeded = seed(tmp_path / "data", token="")
     client = TestClient(create_app(seeded.settings))
     csrf = csrf_of(client)
@@ -226,7 +227,7 @@ def test_calibration_page(client: TestClient) -> None:
     assert "Log in" in html and 'id="apply-form"' not in html
 
 
-def test_calibration_without_data(tmp_path) -> None:  # noqa: ANN001
+def test_calibration_without_data(tmp_path: Path) -> None:
     from inspector.store.db import get_engine
     from inspector.store.models import Base
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -33,6 +34,8 @@ pytestmark = [
     ),
 ]
 playwright = pytest.importorskip("playwright.sync_api")
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 
 @pytest.fixture
@@ -55,7 +58,7 @@ def server(seeded: Seeded) -> Iterator[str]:
 
 
 @pytest.fixture
-def page(server: str) -> Iterator:
+def page(server: str) -> Iterator[Page]:
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
@@ -74,7 +77,7 @@ def page(server: str) -> Iterator:
         browser.close()
 
 
-def screenshot(page, path: Path) -> np.ndarray:  # noqa: ANN001 - a Playwright page
+def screenshot(page: Page, path: Path) -> np.ndarray:
     """Save a screenshot (also to $INSPECTOR_SCREENSHOTS, to look at) and return its pixels."""
     page.screenshot(path=str(path), full_page=True)
     if os.environ.get("INSPECTOR_SCREENSHOTS"):
@@ -106,7 +109,7 @@ def add_flagged_frame(seeded: Seeded, score: float) -> int:
         return result.id
 
 
-def test_review_and_calibrate_in_a_browser(page, seeded: Seeded, tmp_path: Path) -> None:  # noqa: ANN001
+def test_review_and_calibrate_in_a_browser(page: Page, seeded: Seeded, tmp_path: Path) -> None:
     ids = seeded.result_ids
     page.goto("/login?next=/queue")
     page.fill("input[name=name]", "Ada")
