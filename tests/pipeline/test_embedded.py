@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -185,17 +184,19 @@ def test_killed_watcher_restarts_without_losing_or_repeating_a_frame(
     cli = [sys.executable, "-c", "from inspector.cli import main; main()"]
     watcher = subprocess.Popen([*cli, "watch", str(incoming)], env=env, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 120
-        for i, path in enumerate(frames):
+        for path in frames[:5]:
             path.rename(incoming / path.name)
-            if i % 5 == 4:
-                time.sleep(0.1)
-            if i >= 20 and counts(embedded.db_url)[0] >= 5:
-                break  # it is mid-stream: some frames scored, others not yet arrived
-        while counts(embedded.db_url)[0] < 5 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 120
+        while counts(embedded.db_url)[0] == 0:  # the watcher is up and its model loaded
+            assert time.monotonic() < deadline and watcher.poll() is None
             time.sleep(0.1)
-        watcher.send_signal(signal.SIGKILL)
+        for path in frames[5:]:
+            path.rename(incoming / path.name)
+            time.sleep(0.05)
+            if counts(embedded.db_url)[0] >= 15:
+                break
     finally:
+        watcher.kill()  # SIGKILL mid-stream: frames scored, in flight, and not yet landed
         watcher.wait(timeout=30)
     scored_before = counts(embedded.db_url)[0]
     assert 0 < scored_before < 50
