@@ -122,3 +122,38 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_repeats_nothing(
         _watch_once(distributed, incoming)
     assert counts(distributed.database_url) == (24, {"done": 24}, 1)
     assert list(incoming.iterdir()) == []
+
+
+def test_a_killed_watcher_restarts_and_its_rescans_finish_the_job(
+    tmp_path: Path, distributed: Settings, start_worker: Callable[..., subprocess.Popen]
+) -> None:
+    incoming, staging = tmp_path / "incoming", tmp_path / "staging"
+    incoming.mkdir()
+    frames = write_frames(staging, 30)
+    start_worker(*INSPECTOR, "worker", "--loglevel", "INFO")
+    env = os.environ | settings_env(distributed) | {"INSPECTOR_WATCH__RESCAN_SECONDS": "1"}
+    watcher = subprocess.Popen([*INSPECTOR, "watch", str(incoming)], env=env, stderr=subprocess.DEVNULL)
+    try:
+        for path in frames[:10]:
+            path.rename(incoming / path.name)
+        deadline = time.monotonic() + 120
+        while sum(counts(distributed.database_url)[1].values()) < 10:  # registered
+            assert time.monotonic() < deadline and watcher.poll() is None
+            time.sleep(0.1)
+        for path in frames[10:20]:
+            path.rename(incoming / path.name)
+    finally:
+        watcher.kill()  # SIGKILL while frames land, some registered, some not
+        watcher.wait(timeout=30)
+    for path in frames[20:]:
+        path.rename(incoming / path.name)
+
+    restarted = subprocess.Popen([*INSPECTOR, "watch", str(incoming)], env=env, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(distributed, 30, timeout=180, tmp_path=tmp_path)
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        restarted.wait(timeout=30)
+    assert restarted.returncode == 0  # SIGTERM stops the watcher cleanly
+    assert counts(distributed.database_url) == (30, {"done": 30}, 1)
+    assert list(incoming.iterdir()) == []
