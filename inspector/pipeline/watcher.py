@@ -145,7 +145,10 @@ class Watcher:
                 known = queries.frame_by_hash(session, digest)
                 if known is None:
                     continue
-                if known.path != str(path):
+                if known.status in ("pending", "queued") and not os.path.lexists(known.path):
+                    # Moved within the folder before it was scored: follow it.
+                    queries.set_frame_path(session, known.id, str(path))
+                elif known.path != str(path):
                     self.stats["duplicates"] += 1
                     log.info("%s duplicates frame %s (%s)", path, known.id, known.path)
                     moves.append((path, duplicate_location(known, path), None))

@@ -141,6 +141,11 @@ def give_up_frames(session: Session, stale_before: datetime, max_attempts: int) 
     return frames_by_id(session, session.execute(stmt).scalars().all())
 
 
+def set_frame_path(session: Session, frame_id: int, path: str) -> None:
+    stmt = update(Frame).where(Frame.id == frame_id).values(path=path, updated_at=utcnow())
+    session.execute(stmt.execution_options(**_NO_SYNC))
+
+
 def set_stored_path(session: Session, frame_id: int, stored_path: str) -> None:
     session.execute(
         update(Frame)

@@ -245,3 +245,19 @@ def test_without_a_model_frames_wait_for_the_next_run(tmp_path: Path, embedded: 
     embedded.model_path = model
     _cli(embedded, "watch", str(incoming), "--once")
     assert counts(embedded.db_url) == (3, {"done": 3}, 1)
+
+
+def test_a_frame_moved_within_the_folder_before_scoring_is_followed(
+    tmp_path: Path, embedded: Settings
+) -> None:
+    incoming = tmp_path / "incoming"
+    (first,) = write_frames(incoming / "a", 1)
+    watcher = Watcher(incoming, embedded, InlineExecutor(embedded))
+    watcher.look(watcher.scan())
+    watcher.register(watcher.look(watcher.scan()))  # registered, not yet scored
+    (incoming / "b").mkdir()
+    first.rename(incoming / "b" / first.name)
+    watcher.run_once()
+    assert counts(embedded.db_url) == (1, {"done": 1}, 1)
+    with session_scope(embedded.db_url) as session:
+        assert session.scalar(select(Frame.path)) == str(incoming / "b" / first.name)
