@@ -6,10 +6,13 @@ so processes that mount data_dir at different places agree on them.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
+import stat
 from pathlib import Path
+from typing import BinaryIO
 
 from inspector.store.models import Frame
 
@@ -23,18 +26,24 @@ def is_ignored(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in parts) or path.suffix.lower() in IGNORED_SUFFIXES
 
 
+def _open_plain(path: str | Path) -> BinaryIO:
+    """Open a plain file for reading; a link (not followed), pipe or device raises OSError."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a plain file", str(path))
+    return os.fdopen(fd, "rb")
+
+
 def read_nofollow(path: str | Path) -> bytes:
-    """Read a file without following a symbolic link at its last component."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    with os.fdopen(fd, "rb") as file:
+    with _open_plain(path) as file:
         return file.read()
 
 
 def hash_file(path: Path) -> tuple[str, int]:
-    """SHA-256 and size of a file, read without following a link."""
+    """SHA-256 and size of a plain file."""
     digest, size = hashlib.sha256(), 0
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    with os.fdopen(fd, "rb") as file:
+    with _open_plain(path) as file:
         while chunk := file.read(CHUNK):
             digest.update(chunk)
             size += len(chunk)
