@@ -2,10 +2,16 @@
 
 from inspector.models.anogan import AnoGAN
 from inspector.models.base import AnomalyModel, ModelConfig, Scores
+from inspector.models.glimpse_vaegan import GlimpseVAEGAN
 from inspector.models.vae import VAE
 from inspector.models.vaegan import VAEGAN
 
-FAMILIES: dict[str, type[AnomalyModel]] = {"vae": VAE, "anogan": AnoGAN, "vaegan": VAEGAN}
+FAMILIES: dict[str, type[AnomalyModel]] = {
+    "vae": VAE,
+    "anogan": AnoGAN,
+    "vaegan": VAEGAN,
+    "vaegan+": GlimpseVAEGAN,
+}
 METHODS: dict[str, str] = {m: family for family, cls in FAMILIES.items() for m in cls.scoring_methods}
 
 

@@ -12,7 +12,7 @@ from torch import nn
 class ModelConfig:
     """Hyper-parameters of a method; stored whole in the checkpoint."""
 
-    family: str = "vaegan"  # vae | anogan | vaegan (vaegan-attn scores the vaegan checkpoint)
+    family: str = "vaegan"  # vae | anogan | vaegan | vaegan+ (each scores its own checkpoint)
     image_size: int = 84
     channels: int = 1
     latent_dim: int = 64
@@ -26,6 +26,11 @@ class ModelConfig:
     gan_weight: float = 1.0  # weight of the decoder's GAN term
     feature_layer: int = -1  # discriminator block for L_feat
     attention_layer: int = -1  # discriminator block for Grad-CAM
+    # vaegan+: the glimpse (object found, cropped and resampled to a square; see glimpse.py)
+    glimpse_size: int = 28
+    glimpse_blur: float = 1.5  # σ of the smoothing used to find the object and to resample it
+    glimpse_threshold: float = 0.25  # object = smoothed frame above its median by this much
+    glimpse_fill: float = 20 / 28  # fraction of the glimpse side the object spans
     # VAE reconstruction probability (An & Cho): number of z samples L
     vae_samples: int = 10
     # AnoGAN latent search (Schlegl et al.)
