@@ -11,6 +11,9 @@ A frame's life, each step a committed state in the ``frames`` table::
   its database, so at start it takes back everything in flight at once.
 - A claim is a compare-and-set update, and the result insert does nothing when the frame
   already has a result from that model version: delivery may repeat, scoring does not.
+  A claim records its delivery (the Celery task id), so when a worker process dies the
+  redelivered message (late ack) resumes its frames at once; anything else waits out
+  ``stale_seconds`` and is re-queued by the watcher.
 - A frame whose worker died ``watch.max_attempts`` times is quarantined, not retried forever.
 - Files move only after the commit that makes them done or quarantined; a crash in
   between leaves the file where it was, and the next rescan moves it.

@@ -156,13 +156,17 @@ def _score(settings: Settings, detector: Detector, frames: list[Frame], outcome:
     outcome.done += len(finished)
 
 
-def process_frames(frame_ids: Sequence[int], settings: Settings) -> Outcome:
-    """Score the frames with these ids that are still waiting; the rest are skipped."""
+def process_frames(frame_ids: Sequence[int], settings: Settings, claimant: str | None = None) -> Outcome:
+    """Score the frames with these ids that are still waiting; the rest are skipped.
+
+    ``claimant`` names the delivery (the Celery task id): when the same message comes back
+    because its worker died, it resumes the frames that worker had claimed.
+    """
     detector = get_detector(settings)
     _register_model(settings, detector)
     stale_before = utcnow() - timedelta(seconds=settings.watch.stale_seconds)
     with session_scope(settings.db_url) as session:
-        claimed = queries.claim_frames(session, list(frame_ids), stale_before)
+        claimed = queries.claim_frames(session, list(frame_ids), stale_before, claimant)
         frames = queries.frames_by_id(session, claimed)
     outcome = Outcome(skipped=len(set(frame_ids)) - len(claimed))
     try:

@@ -75,6 +75,9 @@ class Frame(Base):
     size_bytes: Mapped[int]
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(default=0)
+    # The delivery (Celery task id) holding the claim: a redelivery of that same message,
+    # after its worker died, may take the frames back at once instead of waiting them out.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
     landed_at: Mapped[datetime]  # the file's modification time
     registered_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -84,18 +84,18 @@ def queue_waiting(session: Session, stale_before: datetime) -> list[int]:
     return sorted(session.execute(stmt).scalars())
 
 
-def claim_frames(session: Session, ids: Sequence[int], stale_before: datetime) -> list[int]:
-    """Take frames for scoring: waiting ones, or in-flight ones whose worker went quiet."""
+def claim_frames(
+    session: Session, ids: Sequence[int], stale_before: datetime, claimant: str | None = None
+) -> list[int]:
+    """Take frames for scoring: waiting ones, ones this claimant held before (a redelivery of
+    its message), or in-flight ones whose worker went quiet before stale_before."""
+    takeover = (Frame.status == "processing") & (Frame.updated_at < stale_before)
+    if claimant is not None:
+        takeover = takeover | ((Frame.status == "processing") & (Frame.claimed_by == claimant))
     stmt = (
         update(Frame)
-        .where(
-            Frame.id.in_(ids),
-            or_(
-                Frame.status.in_(("pending", "queued")),
-                (Frame.status == "processing") & (Frame.updated_at < stale_before),
-            ),
-        )
-        .values(status="processing", attempts=Frame.attempts + 1, updated_at=utcnow())
+        .where(Frame.id.in_(ids), or_(Frame.status.in_(("pending", "queued")), takeover))
+        .values(status="processing", claimed_by=claimant, attempts=Frame.attempts + 1, updated_at=utcnow())
         .returning(Frame.id)
         .execution_options(**_NO_SYNC)
     )

@@ -62,10 +62,13 @@ def test_ensure_schema_refuses_an_unmigrated_postgresql(pg_url: str) -> None:
 def test_db_commands(tmp_path: Path) -> None:
     env = {"INSPECTOR_DATA_DIR": str(tmp_path / "data")}
     runner = CliRunner()
+    head = migrate.head_revision()
     result = runner.invoke(main, ["db", "upgrade"], env=env)
     assert result.exit_code == 0, result.output
-    assert "revision 0001" in result.output
-    assert "current 0001" in runner.invoke(main, ["db", "current"], env=env).output
+    assert f"revision {head}" in result.output
+    assert f"current {head}" in runner.invoke(main, ["db", "current"], env=env).output
+    result = runner.invoke(main, ["db", "downgrade"], env=env)  # one step
+    assert result.exit_code == 0 and f"revision {head}" not in result.output
     result = runner.invoke(main, ["db", "downgrade", "base"], env=env)
     assert result.exit_code == 0 and "revision base" in result.output
 

@@ -59,6 +59,16 @@ def test_a_frame_is_claimed_once_until_its_claim_goes_stale(url: str) -> None:
         assert queries.frames_by_id(session, ids[:1])[0].attempts == 2
 
 
+def test_a_redelivery_resumes_its_own_claim_at_once(url: str) -> None:
+    ids = _frames(url, 2)
+    long_ago = utcnow() - timedelta(hours=1)
+    with session_scope(url) as session:
+        assert queries.claim_frames(session, ids, long_ago, claimant="task-1") == ids
+    with session_scope(url) as session:
+        assert queries.claim_frames(session, ids, long_ago, claimant="task-2") == []
+        assert queries.claim_frames(session, ids, long_ago, claimant="task-1") == ids
+
+
 def test_finish_is_compare_and_set(url: str) -> None:
     (fid,) = _frames(url, 1)
     with session_scope(url) as session:
