@@ -123,6 +123,33 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_repeats_nothing(
     assert "WorkerLostError" in (tmp_path / "worker0.log").read_text()
 
 
+def test_a_lost_worker_host_is_recovered_by_the_watchers_rescan(
+    tmp_path: Path, distributed: Settings, start_worker: Callable[..., subprocess.Popen]
+) -> None:
+    """The whole worker dies (its message stays unacknowledged): stale claims are re-queued."""
+    incoming = tmp_path / "incoming"
+    write_frames(incoming, 16)
+    celery = [sys.executable, "-m", "celery", "-A", "tests.pipeline.slow_worker", "worker"]
+    doomed = start_worker(*celery, "--queues", "gpu", "--pool", "solo", "--loglevel", "INFO")
+    _watch_once(distributed, incoming)
+    deadline = time.monotonic() + 120
+    while counts(distributed.database_url)[1].get("processing", 0) == 0:
+        assert time.monotonic() < deadline, "the worker never claimed a batch"
+        time.sleep(0.05)
+    doomed.kill()
+    doomed.wait()
+    assert counts(distributed.database_url)[0] < 16
+
+    start_worker(*INSPECTOR, "worker", "--loglevel", "INFO")
+    deadline = time.monotonic() + 180
+    while counts(distributed.database_url)[0] < 16:  # cron-style rescans re-queue stale claims
+        assert time.monotonic() < deadline, counts(distributed.database_url)
+        time.sleep(distributed.watch.stale_seconds)
+        _watch_once(distributed, incoming)
+    assert counts(distributed.database_url) == (16, {"done": 16}, 1)
+    assert list(incoming.iterdir()) == []
+
+
 def test_a_killed_watcher_restarts_and_its_rescans_finish_the_job(
     tmp_path: Path, distributed: Settings, start_worker: Callable[..., subprocess.Popen]
 ) -> None:
