@@ -302,6 +302,9 @@ def run_benchmark(
         header["wall time"] = (
             f"{(time.time() - started) / 60:.1f} min (all families so far, loading included)"
         )
+        header["CPU time"] = (
+            f"{time.process_time() / 60:.1f} min (this process, all threads: the cost without load)"
+        )
         markdown = render(runs, header)
         (out / f"{name}.md").write_text(markdown)
         (out / f"{name}.json").write_text(json.dumps({"header": header, "runs": runs}))
