@@ -45,7 +45,7 @@ class Budget:
 
     image_size: int = 128  # the detectors' resolution (maps are resized to 128 for pixel metrics)
     seed: int = 0
-    epochs: dict[str, int] = field(default_factory=lambda: {"vaegan": 14, "vae": 10, "anogan": 10})
+    epochs: dict[str, int] = field(default_factory=lambda: {"vaegan": 12, "vae": 8, "anogan": 8})
     model: dict[str, dict] = field(
         default_factory=lambda: {
             "vaegan": {"width": 32, "batch_size": 16, "lr": 5e-4},
