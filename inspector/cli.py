@@ -389,7 +389,7 @@ def watch(ctx: Context, folder: str, once: bool, source: str | None) -> None:
 @click.option("--loglevel", default="INFO", show_default=True)
 @pass_context
 def worker(ctx: Context, gpu: int | None, pool: str, loglevel: str) -> None:
-    """A Celery worker on the `gpu` queue: one process, model loaded once, CPU when no GPU."""
+    """A Celery worker on the `gpu` queue (settings.queue): one process, model loaded once, CPU fallback."""
     import os
 
     # workers.app reads the same settings from the environment.
@@ -397,11 +397,11 @@ def worker(ctx: Context, gpu: int | None, pool: str, loglevel: str) -> None:
         os.environ["INSPECTOR_CONFIG"] = ctx.config_path
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
-    from inspector.pipeline.executors import QUEUE
     from workers.app import app
 
     name = f"inspector-{'worker' if gpu is None else f'gpu{gpu}'}@%h"
-    argv = ["worker", "--queues", QUEUE, "--concurrency", "1", "--pool", pool, "--loglevel", loglevel]
+    queue = ctx.settings.queue
+    argv = ["worker", "--queues", queue, "--concurrency", "1", "--pool", pool, "--loglevel", loglevel]
     app.worker_main([*argv, "--hostname", name])
 
 

@@ -65,6 +65,7 @@ class Settings:
     data_dir: str = "inspector-data"  # artifacts/, archive/, quarantine/
     executor: str = "inline"  # inline | celery
     broker_url: str = "redis://127.0.0.1:6379/0"
+    queue: str = "gpu"  # the Celery queue the watcher sends batches to and workers consume
     model_path: str = "model.pt"
     method: str = "vaegan-attn"
     device: str = "auto"  # auto | cpu | cuda | cuda:N

@@ -1,4 +1,4 @@
-"""The Celery app: Redis broker, one `gpu` queue, at-least-once delivery made safe by SQL.
+"""The Celery app: Redis broker, one queue (`gpu`), at-least-once delivery made safe by SQL.
 
 Late acknowledgement plus ``task_reject_on_worker_lost`` puts a batch back on the queue
 when its worker process dies; prefetch 1 keeps a dead worker from holding more than the
@@ -15,7 +15,7 @@ from celery import Celery
 from celery.signals import worker_process_init
 
 from inspector.config import load_settings
-from inspector.pipeline.executors import QUEUE, SCORE_TASK
+from inspector.pipeline.executors import SCORE_TASK
 from inspector.store.db import dispose_engines
 
 settings = load_settings()
@@ -25,8 +25,8 @@ app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
-    task_default_queue=QUEUE,
-    task_routes={SCORE_TASK: {"queue": QUEUE}},
+    task_default_queue=settings.queue,
+    task_routes={SCORE_TASK: {"queue": settings.queue}},
     task_ignore_result=True,
     task_serializer="json",
     accept_content=["json"],

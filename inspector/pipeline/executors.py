@@ -16,7 +16,6 @@ from inspector.pipeline.process import Outcome, process_frames
 log = logging.getLogger(__name__)
 
 SCORE_TASK = "inspector.score_batch"
-QUEUE = "gpu"
 
 
 def batches(ids: Sequence[int], size: int) -> list[list[int]]:
@@ -49,7 +48,7 @@ class InlineExecutor:
 
 
 class CeleryExecutor:
-    """Send batches of ids to the `gpu` queue through the broker; workers do the rest."""
+    """Send batches of ids to the workers' queue (settings.queue) through the broker."""
 
     exclusive = False
 
@@ -62,8 +61,8 @@ class CeleryExecutor:
 
     def submit(self, frame_ids: Sequence[int]) -> None:
         for batch in batches(frame_ids, self.settings.watch.batch_size):
-            self.app.send_task(SCORE_TASK, args=[batch], queue=QUEUE)
-        log.info("sent %d frames to the %r queue", len(frame_ids), QUEUE)
+            self.app.send_task(SCORE_TASK, args=[batch], queue=self.settings.queue)
+        log.info("sent %d frames to the %r queue", len(frame_ids), self.settings.queue)
 
 
 def make_executor(settings: Settings) -> Executor:

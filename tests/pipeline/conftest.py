@@ -36,6 +36,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "INSPECTOR_DEVICE": settings.device,
         "INSPECTOR_EXECUTOR": settings.executor,
         "INSPECTOR_BROKER_URL": settings.broker_url,
+        "INSPECTOR_QUEUE": settings.queue,
         "INSPECTOR_WATCH__SETTLE_SECONDS": str(settings.watch.settle_seconds),
         "INSPECTOR_WATCH__RESCAN_SECONDS": str(settings.watch.rescan_seconds),
         "INSPECTOR_WATCH__BATCH_SIZE": str(settings.watch.batch_size),

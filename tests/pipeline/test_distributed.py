@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,10 +26,14 @@ INSPECTOR = [sys.executable, "-c", "from inspector.cli import main; main()"]
 
 
 @pytest.fixture
-def distributed(tmp_path: Path, tiny_checkpoint: Path, pg_url: str, redis_url: str) -> Settings:
+def distributed(tmp_path: Path, tiny_checkpoint: Path, pg_url: str, redis_url: str) -> Iterator[Settings]:
+    """Distributed settings on a fresh database and a queue no other test run shares."""
+    import redis
+
     settings = Settings(
         database_url=pg_url,
         broker_url=redis_url,
+        queue=f"gpu-test-{uuid.uuid4().hex[:12]}",
         executor="celery",
         data_dir=str(tmp_path / "data"),
         model_path=str(tiny_checkpoint),
@@ -36,7 +41,9 @@ def distributed(tmp_path: Path, tiny_checkpoint: Path, pg_url: str, redis_url: s
         watch=WatchSettings(settle_seconds=0.05, rescan_seconds=3600, batch_size=8, stale_seconds=3),
     )
     migrate.upgrade(pg_url)
-    return settings
+    yield settings
+    queue = settings.queue
+    redis.Redis.from_url(redis_url).delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
 
 
 @pytest.fixture
@@ -103,7 +110,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_repeats_nothing(
     incoming = tmp_path / "incoming"
     write_frames(incoming, 24)
     celery = [sys.executable, "-m", "celery", "-A", "tests.pipeline.slow_worker", "worker"]
-    parent = start_worker(*celery, "--queues", "gpu", "--concurrency", "1", "--loglevel", "INFO")
+    parent = start_worker(*celery, "--queues", distributed.queue, "--concurrency", "1", "--loglevel", "INFO")
     _watch_once(distributed, incoming)
 
     deadline = time.monotonic() + 120
@@ -130,7 +137,7 @@ def test_a_lost_worker_host_is_recovered_by_the_watchers_rescan(
     incoming = tmp_path / "incoming"
     write_frames(incoming, 16)
     celery = [sys.executable, "-m", "celery", "-A", "tests.pipeline.slow_worker", "worker"]
-    doomed = start_worker(*celery, "--queues", "gpu", "--pool", "solo", "--loglevel", "INFO")
+    doomed = start_worker(*celery, "--queues", distributed.queue, "--pool", "solo", "--loglevel", "INFO")
     _watch_once(distributed, incoming)
     deadline = time.monotonic() + 120
     while counts(distributed.database_url)[1].get("processing", 0) == 0:

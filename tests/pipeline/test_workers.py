@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from inspector.config import Settings
-from inspector.pipeline.executors import QUEUE, SCORE_TASK, CeleryExecutor, InlineExecutor, make_executor
+from inspector.pipeline.executors import SCORE_TASK, CeleryExecutor, InlineExecutor, make_executor
 
 
 def test_celery_app_acknowledges_late_one_batch_at_a_time_on_the_gpu_queue() -> None:
@@ -13,7 +13,7 @@ def test_celery_app_acknowledges_late_one_batch_at_a_time_on_the_gpu_queue() -> 
     conf = app.conf
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
     assert conf.worker_prefetch_multiplier == 1
-    assert conf.task_routes[SCORE_TASK] == {"queue": QUEUE} == {"queue": "gpu"}
+    assert conf.task_routes[SCORE_TASK] == {"queue": Settings().queue} == {"queue": "gpu"}
     assert score_batch.name == SCORE_TASK
     assert score_batch.autoretry_for == TRANSIENT and score_batch.retry_backoff
 
