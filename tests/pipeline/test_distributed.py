@@ -43,7 +43,8 @@ def distributed(tmp_path: Path, tiny_checkpoint: Path, pg_url: str, redis_url: s
     migrate.upgrade(pg_url)
     yield settings
     queue = settings.queue
-    redis.Redis.from_url(redis_url).delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+    keys = (queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+    redis.Redis.from_url(redis_url).delete(*keys)
 
 
 @pytest.fixture
