@@ -21,7 +21,7 @@ import numpy as np
 from inspector.config import Settings
 from inspector.detector import CheckpointError, Detector
 from inspector.frames import BYTES_PER_PIXEL_BOUND, FrameError, frame_from_bytes
-from inspector.maps import encode_png, render_maps
+from inspector.maps import encode_png, render_batch
 from inspector.pipeline.ledger import archive_location, move, quarantine_location, read_nofollow
 from inspector.pipeline.thresholds import effective_thresholds
 from inspector.store import queries
@@ -120,34 +120,35 @@ def _score(settings: Settings, detector: Detector, frames: list[Frame], outcome:
             outcome.quarantined += _quarantine(settings, frame, str(exc))
     if not loaded:
         return
-    detections = detector.score_arrays(np.stack([pixels for _, pixels in loaded]))
+    batch = np.stack([pixels for _, pixels in loaded])
+    detections = detector.score_arrays(batch)
     with session_scope(settings.db_url) as session:
         limits = effective_thresholds(
             session, detector.version, detector.threshold, {f.source for f, _ in loaded}
         )
     rows = []
-    for (frame, pixels), detection in zip(loaded, detections, strict=True):
+    for (frame, _), detection, images in zip(
+        loaded, detections, render_batch(batch, detections), strict=True
+    ):
         threshold = limits[frame.source]
-        maps = {
-            f"{kind}_map": write_artifact(settings.data_path, encode_png(image))
-            for kind, image in render_maps(pixels, detection).items()
-        }
-        rows.append((frame, detection.score, threshold, maps))
-    finished: list[tuple[Frame, str | None]] = []
+        rows.append(
+            {
+                "frame_id": frame.id,
+                "model_version": detector.version,
+                "score": detection.score,
+                "threshold": threshold,
+                "is_anomaly": detection.score > threshold,
+                **{
+                    f"{kind}_map": write_artifact(settings.data_path, encode_png(image, fast=True))
+                    for kind, image in images.items()
+                },
+            }
+        )
+    locations = {frame.id: archive_location(frame) if settings.watch.archive else None for frame, _ in loaded}
     with session_scope(settings.db_url) as session:
-        for frame, score, threshold, maps in rows:
-            queries.insert_result(
-                session,
-                frame_id=frame.id,
-                model_version=detector.version,
-                score=score,
-                threshold=threshold,
-                is_anomaly=score > threshold,
-                **maps,
-            )
-            location = archive_location(frame) if settings.watch.archive else None
-            if queries.finish_frame(session, frame.id, "done", location):
-                finished.append((frame, location))
+        queries.insert_results(session, rows)
+        closed = set(queries.finish_frames(session, "done", locations))
+    finished = [(frame, locations[frame.id]) for frame, _ in loaded if frame.id in closed]
     # Only after the commit: a crash here leaves a done frame in the folder, which the
     # watcher's rescan archives; the other order could lose a frame.
     for frame, location in finished:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, or_, select, update
+from sqlalchemy import Select, case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -112,17 +112,35 @@ def release_frames(session: Session, ids: Sequence[int]) -> None:
     )
 
 
+def finish_frames(
+    session: Session, status: str, stored_paths: dict[int, str | None], error: str | None = None
+) -> list[int]:
+    """Close in-flight frames as done or quarantined, each with its stored path, in one statement.
+
+    Returns the ids this call closed; a frame someone else already closed is left alone.
+    """
+    if not stored_paths:
+        return []
+    stmt = (
+        update(Frame)
+        .where(Frame.id.in_(list(stored_paths)), Frame.status == "processing")
+        .values(
+            status=status,
+            stored_path=case(stored_paths, value=Frame.id, else_=None),
+            error=error,
+            updated_at=utcnow(),
+        )
+        .returning(Frame.id)
+        .execution_options(**_NO_SYNC)
+    )
+    return sorted(session.execute(stmt).scalars())
+
+
 def finish_frame(
     session: Session, frame_id: int, status: str, stored_path: str | None, error: str | None = None
 ) -> bool:
     """Close an in-flight frame as done or quarantined; False if someone else already did."""
-    stmt = (
-        update(Frame)
-        .where(Frame.id == frame_id, Frame.status == "processing")
-        .values(status=status, stored_path=stored_path, error=error, updated_at=utcnow())
-        .execution_options(**_NO_SYNC)
-    )
-    return session.execute(stmt).rowcount == 1
+    return finish_frames(session, status, {frame_id: stored_path}, error) == [frame_id]
 
 
 def give_up_frames(session: Session, stale_before: datetime, max_attempts: int) -> list[Frame]:
@@ -193,15 +211,26 @@ def list_models(session: Session) -> list[Model]:
     return list(session.execute(select(Model).order_by(Model.created_at, Model.id)).scalars())
 
 
-def insert_result(session: Session, **values: Any) -> bool:
-    """Store a result unless this frame already has one from this model; True if stored."""
+def insert_results(session: Session, rows: Sequence[dict[str, Any]]) -> int:
+    """Store results in one statement, skipping frames that already have one from that model.
+
+    Returns how many were stored.
+    """
+    if not rows:
+        return 0
+    now = utcnow()
     stmt = (
         _insert(session, Result)
-        .values(created_at=utcnow(), **values)
+        .values([{"created_at": now, **values} for values in rows])
         .on_conflict_do_nothing(index_elements=[Result.frame_id, Result.model_version])
         .returning(Result.id)
     )
-    return session.execute(stmt).scalar_one_or_none() is not None
+    return len(session.execute(stmt).all())
+
+
+def insert_result(session: Session, **values: Any) -> bool:
+    """Store a result unless this frame already has one from this model; True if stored."""
+    return insert_results(session, [values]) == 1
 
 
 # --- thresholds -----------------------------------------------------------------------------

@@ -32,7 +32,7 @@ def test_a_transient_error_hands_the_batch_back_for_an_immediate_retry(
     def database_gone(*_: object, **__: object) -> bool:
         raise OperationalError("INSERT", {}, Exception("connection reset"))
 
-    monkeypatch.setattr(queries, "insert_result", database_gone)
+    monkeypatch.setattr(queries, "insert_results", database_gone)
     with pytest.raises(OperationalError):
         process_frames(ids, embedded)
     assert counts(embedded.db_url) == (0, {"queued": 4}, 0)  # released, not stuck in processing
