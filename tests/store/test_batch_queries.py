@@ -1,0 +1,66 @@
+"""The batched statements of the scoring step, on SQLite and PostgreSQL: one INSERT, one UPDATE."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from inspector.store import queries
+from inspector.store.db import get_engine, session_scope
+from inspector.store.models import Base, Frame, Result, utcnow
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'q.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    Base.metadata.create_all(get_engine(url))
+    with session_scope(url) as session:
+        queries.ensure_model(
+            session, version="m1", path="m.pt", method="vaegan-attn", default_threshold=0.5, config={}
+        )
+    return url
+
+
+def _claimed(url: str, n: int) -> list[int]:
+    with session_scope(url) as session:
+        ids = [
+            queries.insert_frame(
+                session,
+                content_hash=f"{i:064x}",
+                path=f"/in/{i}.png",
+                source="cam",
+                size_bytes=1,
+                landed_at=utcnow(),
+            )
+            for i in range(n)
+        ]
+        assert queries.claim_frames(session, ids, utcnow()) == ids
+    return ids
+
+
+def test_finish_frames_sets_each_stored_path_and_skips_frames_already_closed(url: str) -> None:
+    a, b, c = _claimed(url, 3)
+    with session_scope(url) as session:
+        assert queries.finish_frame(session, c, "quarantined", "quarantine/c.png", "bad")
+        closed = queries.finish_frames(session, "done", {a: "archive/a.png", b: None, c: "archive/c.png"})
+        assert closed == [a, b]
+        rows = session.execute(select(Frame.id, Frame.status, Frame.stored_path).order_by(Frame.id)).all()
+    assert [tuple(r) for r in rows] == [
+        (a, "done", "archive/a.png"),
+        (b, "done", None),
+        (c, "quarantined", "quarantine/c.png"),
+    ]
+    with session_scope(url) as session:
+        assert queries.finish_frames(session, "done", {}) == []
+
+
+def test_insert_results_stores_a_batch_once(url: str) -> None:
+    ids = _claimed(url, 3)
+    rows = [dict(frame_id=i, model_version="m1", score=0.1 * i, threshold=0.5, is_anomaly=False) for i in ids]
+    with session_scope(url) as session:
+        assert queries.insert_results(session, rows[:2]) == 2
+    with session_scope(url) as session:
+        assert queries.insert_results(session, rows) == 1  # the first two are already stored
+        assert sorted(session.scalars(select(Result.frame_id))) == ids
