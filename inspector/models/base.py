@@ -28,9 +28,11 @@ class ModelConfig:
     attention_layer: int = -1  # discriminator block for Grad-CAM
     # vaegan+: the glimpse (object found, cropped and resampled to a square; see glimpse.py)
     glimpse_size: int = 28
-    glimpse_blur: float = 1.5  # σ of the smoothing used to find the object and to resample it
+    glimpse_blur: float = 1.0  # σ of the smoothing used to find the object and to resample it
     glimpse_threshold: float = 0.25  # object = smoothed frame above its median by this much
     glimpse_fill: float = 20 / 28  # fraction of the glimpse side the object spans
+    error_blur: float = 1.0  # σ (glimpse pixels) of the smoothing of the error map for vaegan-attn+
+    attended_fraction: float = 0.05  # vaegan-attn+ scores the mean of this top fraction of it
     # VAE reconstruction probability (An & Cho): number of z samples L
     vae_samples: int = 10
     # AnoGAN latent search (Schlegl et al.)

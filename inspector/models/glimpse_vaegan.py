@@ -5,7 +5,11 @@ VAEGAN of ``vaegan.py`` is trained and scores on g, so the comparison of g with 
 reconstruction g̃ = dec(enc(g)) no longer has to cover every size and place of the object.
 Maps go back to the frame through θ⁻¹.
 
-Scores: ``vaegan+`` = mean |g − g̃|; ``vaegan-attn+`` = see ``attention_score``.
+Scores: ``vaegan+`` = mean of e = |g − g̃|. ``vaegan-attn+`` attends twice: the glimpse
+says where the object is, and the score looks only at the most anomalous part of it,
+    ē = G_σ * e,   A = 1[ē ≥ q-th largest value of ē],   score = Σ A·ē / Σ A
+(q = ``attended_fraction`` of the glimpse's pixels), so a defect is not diluted by the
+noise over the rest of the object. The attention map is A, put back in the frame.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import dataclasses
 import torch
 
 from inspector.models.base import ModelConfig, Scores, absolute_error
-from inspector.models.glimpse import glimpse, locate, unglimpse
+from inspector.models.glimpse import gaussian_blur, glimpse, locate, unglimpse
 from inspector.models.vaegan import VAEGAN
 
 
@@ -51,9 +55,12 @@ class GlimpseVAEGAN(VAEGAN):
         frame_error = unglimpse(error[:, None], theta, size)[:, 0]
         if method == "vaegan+":
             return Scores(score=error.mean(dim=(1, 2)), reconstruction=reconstruction, error=frame_error)
-        attention = self.attention(g)
+        smooth = gaussian_blur(error[:, None], self.config.error_blur)[:, 0]
+        k = max(1, round(self.config.attended_fraction * smooth[0].numel()))
+        kth = smooth.flatten(1).topk(k, dim=1).values[:, -1]
+        attention = (smooth >= kth[:, None, None]).to(smooth.dtype)
         return Scores(
-            score=(error * attention).mean(dim=(1, 2)),
+            score=(attention * smooth).sum(dim=(1, 2)) / attention.sum(dim=(1, 2)),
             reconstruction=reconstruction,
             error=frame_error,
             attention=unglimpse(attention[:, None], theta, size)[:, 0],
