@@ -55,6 +55,7 @@ INSPECTOR = [sys.executable, "-c", "from inspector.cli import main; main()"]
 IMAGE_SIZE = 84
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 REDIS_URL = "redis://127.0.0.1:6379/13"  # a database number of this benchmark's own
+QUEUE = "bench-throughput"  # and a queue name of its own
 
 
 @dataclass
@@ -285,7 +286,7 @@ def measure_pipeline(
     migrate.upgrade(url)
     processes = [
         _start(
-            [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "--queues", "gpu"]
+            [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "--queues", QUEUE]
             + ["--concurrency", "1", "--hostname", f"bench{i}@%h", "--loglevel", "WARNING"],
             env,
             workdir / f"worker{i}.log",
@@ -475,6 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "INSPECTOR_DATA_DIR": str(run / "data"),
                         "INSPECTOR_DATABASE_URL": url,
                         "INSPECTOR_BROKER_URL": broker,
+                        "INSPECTOR_QUEUE": QUEUE,
                     }
                     phases += measure_pipeline(
                         f"distributed, {n} worker(s) × {per_worker} thread(s)",

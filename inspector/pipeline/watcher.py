@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
@@ -40,6 +41,7 @@ class _Events(FileSystemEventHandler):
         self.lock = threading.Lock()
         self.paths: set[Path] = set()
         self.rescan = False
+        self.arrived = threading.Event()  # wakes the main loop
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type not in ("created", "modified", "moved", "closed"):
@@ -50,9 +52,11 @@ class _Events(FileSystemEventHandler):
                 self.rescan = True
             else:
                 self.paths.add(Path(path))
+        self.arrived.set()
 
     def drain(self) -> tuple[set[Path], bool]:
         with self.lock:
+            self.arrived.clear()
             paths, rescan = self.paths, self.rescan
             self.paths, self.rescan = set(), False
         return paths, rescan
@@ -76,7 +80,7 @@ class Watcher:
         self.source = source or settings.watch.source
         self.data_dir = settings.data_path.resolve()
         self.stats: Counter[str] = Counter()
-        self._looks: dict[Path, Signature] = {}
+        self._looks: dict[Path, tuple[Signature, float]] = {}  # last look: signature, when
 
     # --- finding files -------------------------------------------------------------------
 
@@ -104,19 +108,32 @@ class Watcher:
             return None
         return (info.st_size, info.st_mtime_ns) if stat.S_ISREG(info.st_mode) else None
 
-    def look(self, paths: set[Path]) -> list[Path]:
-        """The files whose size and mtime are the same as at the previous look: done being written."""
+    def look(self, paths: set[Path], settle: float = 0.0) -> list[Path]:
+        """The files whose size and mtime are the same as at the previous look: done being written.
+
+        A file is looked at again only once ``settle`` seconds have passed since its last look.
+        """
+        now = time.monotonic()
         ready = []
         for path in paths | set(self._looks):
+            previous = self._looks.get(path)
+            if previous is not None and now - previous[1] < settle:
+                continue
             signature = self._signature(path)
             if signature is None:
                 self._looks.pop(path, None)
-            elif self._looks.get(path) == signature:
+            elif previous is not None and previous[0] == signature:
                 ready.append(path)
                 del self._looks[path]
             else:
-                self._looks[path] = signature
+                self._looks[path] = (signature, now)
         return sorted(ready)
+
+    def _next_look(self, settle: float) -> float | None:
+        """Seconds until the earliest file is due for its next look; None when none waits."""
+        if not self._looks:
+            return None
+        return max(0.0, min(seen for _, seen in self._looks.values()) + settle - time.monotonic())
 
     # --- the ledger ------------------------------------------------------------------------
 
@@ -124,6 +141,8 @@ class Watcher:
         """Commit a frame row per new content; known content is settled, not registered again."""
         moves: list[tuple[Path, str, str | None]] = []
         with session_scope(self.settings.db_url) as session:
+            found: list[tuple[Path, str]] = []
+            rows: list[dict[str, Any]] = []
             for path in paths:
                 try:
                     digest, size = hash_file(path)
@@ -131,16 +150,20 @@ class Watcher:
                 except OSError:
                     continue  # gone or replaced by a link since the look: the next look decides
                 landed = datetime.fromtimestamp(mtime, UTC).replace(tzinfo=None)
-                frame_id = queries.insert_frame(
-                    session,
-                    content_hash=digest,
-                    path=str(path),
-                    source=self.source,
-                    size_bytes=size,
-                    landed_at=landed,
+                found.append((path, digest))
+                rows.append(
+                    dict(
+                        content_hash=digest,
+                        path=str(path),
+                        source=self.source,
+                        size_bytes=size,
+                        landed_at=landed,
+                    )
                 )
-                if frame_id is not None:
-                    self.stats["registered"] += 1
+            new = queries.insert_frames(session, rows)  # one statement, not one per file
+            self.stats["registered"] += len(new)
+            for path, digest in found:
+                if str(path) in new:
                     continue
                 known = queries.frame_by_hash(session, digest)
                 if known is None:
@@ -201,6 +224,7 @@ class Watcher:
         observer.start()
         log.info("watching %s (source %r, executor %s)", self.root, self.source, self.settings.executor)
         next_rescan = 0.0
+        settle = self.settings.watch.settle_seconds
         try:
             while not stop.is_set():
                 paths, rescan = events.drain()
@@ -209,14 +233,16 @@ class Watcher:
                     next_rescan = time.monotonic() + self.settings.watch.rescan_seconds
                     rescan = True
                 try:
-                    ready = self.look(paths)
+                    ready = self.look(paths, settle)
                     if ready:
                         self.register(ready)
                     if ready or rescan:
                         self.recover()
                 except Exception:  # noqa: BLE001 - a service loop: log, retry at the next rescan
                     log.exception("watch step failed; retrying at the next rescan")
-                stop.wait(self.settings.watch.settle_seconds)
+                # Sleep until an event, a file's second look, or settle_seconds (to notice stop).
+                due = self._next_look(settle)
+                events.arrived.wait(settle if due is None else min(settle, due))
         finally:
             observer.stop()
             observer.join()

@@ -35,28 +35,38 @@ def _insert(session: Session, entity: type) -> Any:
 # --- frames -------------------------------------------------------------------------------
 
 
+def insert_frames(session: Session, rows: Sequence[dict[str, Any]], chunk: int = 500) -> dict[str, int]:
+    """Register frames (content_hash, path, source, size_bytes, landed_at), a few statements in all.
+
+    Returns the new frame ids by path; a row whose content is already known (a duplicate,
+    also of an earlier row of the same call) is skipped.
+    """
+    now = utcnow()
+    new: dict[str, int] = {}
+    for start in range(0, len(rows), chunk):  # SQLite binds at most 32766 values per statement
+        stmt = (
+            _insert(session, Frame)
+            .values(
+                [
+                    {**values, "status": "pending", "attempts": 0, "registered_at": now, "updated_at": now}
+                    for values in rows[start : start + chunk]
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=[Frame.content_hash])
+            .returning(Frame.path, Frame.id)
+        )
+        new.update((path, frame_id) for path, frame_id in session.execute(stmt))
+    return new
+
+
 def insert_frame(
     session: Session, *, content_hash: str, path: str, source: str, size_bytes: int, landed_at: datetime
 ) -> int | None:
     """Register a frame; None when its content is already known (a duplicate)."""
-    now = utcnow()
-    stmt = (
-        _insert(session, Frame)
-        .values(
-            content_hash=content_hash,
-            path=path,
-            source=source,
-            size_bytes=size_bytes,
-            landed_at=landed_at,
-            status="pending",
-            attempts=0,
-            registered_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=[Frame.content_hash])
-        .returning(Frame.id)
+    values = dict(
+        content_hash=content_hash, path=path, source=source, size_bytes=size_bytes, landed_at=landed_at
     )
-    return session.execute(stmt).scalar_one_or_none()
+    return insert_frames(session, [values]).get(path)
 
 
 def frame_by_hash(session: Session, content_hash: str) -> Frame | None:

@@ -64,3 +64,18 @@ def test_insert_results_stores_a_batch_once(url: str) -> None:
     with session_scope(url) as session:
         assert queries.insert_results(session, rows) == 1  # the first two are already stored
         assert sorted(session.scalars(select(Result.frame_id))) == ids
+
+
+def test_insert_frames_registers_each_content_once(url: str) -> None:
+    row = dict(source="cam", size_bytes=1, landed_at=utcnow())
+    rows = [
+        dict(row, content_hash="a" * 64, path="/in/a.png"),
+        dict(row, content_hash="b" * 64, path="/in/b.png"),
+        dict(row, content_hash="a" * 64, path="/in/copy-of-a.png"),  # same content, same call
+    ]
+    with session_scope(url) as session:
+        new = queries.insert_frames(session, rows, chunk=2)
+    assert sorted(new) == ["/in/a.png", "/in/b.png"]
+    with session_scope(url) as session:
+        assert queries.insert_frames(session, [dict(row, content_hash="b" * 64, path="/in/b2.png")]) == {}
+        assert queries.frame_by_hash(session, "a" * 64).id == new["/in/a.png"]
