@@ -216,12 +216,19 @@ class Watcher:
         self.recover()
 
     def run(self, stop: threading.Event | None = None) -> None:
-        """Watch until stopped: events between rescans, a full rescan every rescan_seconds."""
+        """Watch until stopped: events between rescans, a full rescan every rescan_seconds.
+
+        Scoring (or sending to the workers) runs in a thread of its own, so files keep being
+        looked at and registered on time while a batch is scored.
+        """
         stop = stop or threading.Event()
         events = _Events()
+        work, finished = threading.Event(), threading.Event()
+        scorer = threading.Thread(target=self._recover_when_asked, args=(work, finished), name="recover")
         observer = Observer()
         observer.schedule(events, str(self.root), recursive=True)
         observer.start()
+        scorer.start()
         log.info("watching %s (source %r, executor %s)", self.root, self.source, self.settings.executor)
         next_rescan = 0.0
         settle = self.settings.watch.settle_seconds
@@ -232,17 +239,33 @@ class Watcher:
                     paths |= self.scan()
                     next_rescan = time.monotonic() + self.settings.watch.rescan_seconds
                     rescan = True
+                ready = []
                 try:
                     ready = self.look(paths, settle)
                     if ready:
                         self.register(ready)
-                    if ready or rescan:
-                        self.recover()
                 except Exception:  # noqa: BLE001 - a service loop: log, retry at the next rescan
                     log.exception("watch step failed; retrying at the next rescan")
+                if ready or rescan:
+                    work.set()
                 # Sleep until an event, a file's second look, or settle_seconds (to notice stop).
                 due = self._next_look(settle)
                 events.arrived.wait(settle if due is None else min(settle, due))
         finally:
+            finished.set()
+            work.set()
+            scorer.join()  # lets the scoring in progress finish and commit
             observer.stop()
             observer.join()
+
+    def _recover_when_asked(self, work: threading.Event, finished: threading.Event) -> None:
+        """The scoring thread: recover() each time the main loop registered frames or rescanned."""
+        while True:
+            work.wait()
+            if finished.is_set():
+                return
+            work.clear()
+            try:
+                self.recover()
+            except Exception:  # noqa: BLE001 - a service loop: log, retry at the next rescan
+                log.exception("scoring step failed; retrying at the next rescan")
