@@ -435,11 +435,11 @@ def threshold_set(
     try:
         with session_scope(_database(ctx)) as session:
             version = resolve_model(session, model_version)
-            change = set_threshold(session, source, version, value, who or getpass.getuser(), reason)
+            change, flipped = set_threshold(session, source, version, value, who or getpass.getuser(), reason)
             old = "default" if change.old_value is None else f"{change.old_value:.5g}"
     except ThresholdError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"{source} on {version}: {old} -> {value:.5g}")
+    click.echo(f"{source} on {version}: {old} -> {value:.5g}; {flipped} stored verdicts changed")
 
 
 @threshold.command("show")

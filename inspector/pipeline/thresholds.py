@@ -56,15 +56,20 @@ def set_threshold(
     value: float,
     who: str,
     reason: str | None = None,
-) -> ThresholdChange:
-    """Set a source's threshold for a model version and record who changed it, from what, and why."""
+) -> tuple[ThresholdChange, int]:
+    """Set a source's threshold for a model version, record who changed it, from what, and why,
+    and judge that source's stored results again; returns the change and how many verdicts flipped.
+
+    The CLI and the dashboard both come here, so a threshold means the same wherever it is set.
+    """
     if not math.isfinite(value):
         raise ThresholdError(f"a threshold must be a finite number, not {value}")
     if queries.get_model(session, model_version) is None:
         raise ThresholdError(f"unknown model version {model_version!r}")
     if not source or not who:
         raise ThresholdError("a threshold change needs a source and the name of who made it")
-    return review.set_threshold(session, source, model_version, float(value), who, reason)
+    change = review.set_threshold(session, source, model_version, float(value), who, reason)
+    return change, review.reapply_threshold(session, source, model_version, float(value))
 
 
 def threshold_table(session: Session, model_version: str | None = None) -> list[ThresholdView]:

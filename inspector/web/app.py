@@ -283,12 +283,11 @@ def create_app(settings: Settings) -> FastAPI:
             raise HTTPException(400, f"Unknown source {source!r}.")
         old = store.effective_threshold(session, source, model_version)
         try:
-            thresholds.set_threshold(
+            _, changed = thresholds.set_threshold(
                 session, source, model_version, value, user, reason.strip()[:500] or None
             )
         except thresholds.ThresholdError as exc:
             raise HTTPException(400, str(exc)) from exc
-        changed = store.reapply_threshold(session, source, model_version, value)
         session.commit()
         back = urlencode({"model_version": model_version, "source": source, "target": target})
         message = (

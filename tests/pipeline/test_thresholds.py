@@ -64,3 +64,43 @@ def test_the_latest_model_is_the_default_target(url: str) -> None:
         assert resolve_model(session, "old") == "old"
         with pytest.raises(ThresholdError):
             resolve_model(session, "missing")
+
+
+def test_a_change_judges_that_sources_stored_results_again(url: str) -> None:
+    from datetime import datetime
+
+    from inspector.store.models import Result
+
+    with session_scope(url) as session:
+        ids = queries.insert_frames(
+            session,
+            [
+                {
+                    "content_hash": f"h{i}",
+                    "path": f"f{i}.png",
+                    "source": source,
+                    "size_bytes": 1,
+                    "landed_at": datetime(2026, 1, 1),
+                }
+                for i, source in enumerate(["cam1", "cam1", "cam2"])
+            ],
+        )
+        queries.insert_results(
+            session,
+            [
+                {
+                    "frame_id": ids[f"f{i}.png"],
+                    "model_version": "new",
+                    "score": score,
+                    "threshold": 0.5,
+                    "is_anomaly": score > 0.5,
+                }
+                for i, score in enumerate([0.3, 0.7, 0.3])
+            ],
+        )
+    with session_scope(url) as session:
+        change, flipped = set_threshold(session, "cam1", "new", 0.2, "ada")
+    assert (change.old_value, change.new_value, flipped) == (0.5, 0.2, 1)
+    with session_scope(url) as session:
+        verdicts = {r.frame.path: (r.is_anomaly, r.threshold) for r in session.scalars(select(Result))}
+    assert verdicts == {"f0.png": (True, 0.2), "f1.png": (True, 0.2), "f2.png": (False, 0.5)}
