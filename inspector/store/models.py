@@ -98,6 +98,7 @@ class Result(Base):
         UniqueConstraint("frame_id", "model_version", name="uq_results_frame_model"),
         Index("ix_results_created", "created_at"),
         Index("ix_results_anomaly_created", "is_anomaly", "created_at"),
+        Index("ix_results_anomaly_score", "is_anomaly", "score", "id"),  # the review queue's order
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
