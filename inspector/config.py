@@ -67,7 +67,7 @@ class Settings:
     broker_url: str = "redis://127.0.0.1:6379/0"
     queue: str = "gpu"  # the Celery queue the watcher sends batches to and workers consume
     model_path: str = "model.pt"
-    method: str = "vaegan-attn"
+    method: str = ""  # scoring method; empty = the model's recommended one (vaegan: vaegan-attn)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     frames: FrameSpec = field(default_factory=FrameSpec)
     watch: WatchSettings = field(default_factory=WatchSettings)

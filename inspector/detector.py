@@ -21,7 +21,7 @@ import torch
 
 from inspector.config import FrameSpec
 from inspector.frames import FrameError, load_frame
-from inspector.models import METHODS, AnomalyModel, ModelConfig, build_model, family_of
+from inspector.models import METHODS, AnomalyModel, ModelConfig, build_model, default_method, family_of
 
 CHECKPOINT_FORMAT = 1
 
@@ -122,7 +122,7 @@ class Detector:
     ):
         self.checkpoint = checkpoint
         family = checkpoint.model_config.family
-        self.method = method or ("vaegan-attn" if family == "vaegan" else family)
+        self.method = method or default_method(family)
         if family_of(self.method) != family:
             raise CheckpointError(
                 f"method {self.method!r} needs a {family_of(self.method)!r} model, this one is {family!r}"

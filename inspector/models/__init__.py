@@ -23,6 +23,11 @@ def family_of(method: str) -> str:
         raise ValueError(f"unknown method {method!r}; choose from {sorted(METHODS)}") from None
 
 
+def default_method(family: str) -> str:
+    """The scoring method a checkpoint of this family uses unless told otherwise."""
+    return FAMILIES[family].scoring_methods[-1]
+
+
 def build_model(config: ModelConfig) -> AnomalyModel:
     return FAMILIES[config.family](config)
 
@@ -34,5 +39,6 @@ __all__ = [
     "ModelConfig",
     "Scores",
     "build_model",
+    "default_method",
     "family_of",
 ]

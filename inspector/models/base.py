@@ -54,7 +54,7 @@ class Scores:
 class AnomalyModel(nn.Module):
     """A method trained on normal frames only, able to score new ones."""
 
-    scoring_methods: tuple[str, ...] = ()
+    scoring_methods: tuple[str, ...] = ()  # the methods this family scores with, the recommended last
 
     def __init__(self, config: ModelConfig):
         super().__init__()
