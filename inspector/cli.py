@@ -9,13 +9,15 @@ import shlex
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import click
 import yaml
 
+if TYPE_CHECKING:
+    from inspector.models import ModelConfig
+
 from inspector.config import ConfigError, Settings, load_settings
-from inspector.frames import FrameError, find_frames, load_frame
-from inspector.models import FAMILIES, ModelConfig, family_of
 
 
 class Context:
@@ -54,7 +56,12 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 
 
 def _model_config(method: str, image_size: int, channels: int, config_file: str | None) -> ModelConfig:
-    family = family_of(method)
+    from inspector.models import ModelConfig, family_of
+
+    try:
+        family = family_of(method)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
     values = {}
     if config_file:
         data = yaml.safe_load(Path(config_file).read_text()) or {}
@@ -76,9 +83,9 @@ def _model_config(method: str, image_size: int, channels: int, config_file: str 
 )
 @click.option(
     "--method",
-    type=click.Choice(sorted(FAMILIES) + ["vaegan-attn"]),
     default="vaegan",
     show_default=True,
+    help="Model family (vae, anogan, vaegan, vaegan+) or one of its scoring methods.",
 )
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Checkpoint file to write.")
 @click.option("--epochs", type=int, default=20, show_default=True)
@@ -191,6 +198,7 @@ def score(
 ) -> None:
     """Score frames (files or folders) and print a verdict per frame."""
     from inspector.detector import CheckpointError, Detector
+    from inspector.frames import FrameError, find_frames, load_frame
     from inspector.maps import write_maps
 
     try:
