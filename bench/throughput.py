@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC
 from pathlib import Path
 
 import cv2
@@ -103,7 +103,10 @@ class Phase:
     frames: int
     offered_fps: float | None
     fps: float
-    latency: tuple[float, float, float]  # p50, p95, p99 in seconds
+    latency: tuple[float, float, float]  # landed → committed: p50, p95, p99 in seconds
+    waiting: tuple[float, float]  # landed → registered (settling, looks): p50, p95
+    scoring: tuple[float, float]  # registered → committed (queue, scoring): p50, p95
+    cpu_ms: float  # CPU time of the pipeline's processes per frame
     load: Load
 
 
@@ -191,15 +194,29 @@ def write_frames(folder: Path, prefix: str, frames: Sequence[bytes], rate: float
     return len(frames) / max(time.monotonic() - start, 1e-9)
 
 
-def _timings(url: str, folder: Path, prefix: str) -> list[tuple[datetime, datetime]]:
-    """(landed, committed) of every result for frames of this phase."""
+def _timings(url: str, folder: Path, prefix: str) -> np.ndarray:
+    """(landed, registered, committed) of every result for frames of this phase, in epoch seconds."""
     with session_scope(url) as session:
         rows = session.execute(
-            select(Frame.landed_at, Result.created_at)
+            select(Frame.landed_at, Frame.registered_at, Result.created_at)
             .join(Result, Result.frame_id == Frame.id)
             .where(Frame.path.like(f"{folder}/{prefix}-%"))
         ).all()
-    return [(landed, committed) for landed, committed in rows]
+    return np.array([[stamp.replace(tzinfo=UTC).timestamp() for stamp in row] for row in rows]).reshape(-1, 3)
+
+
+def cpu_seconds(processes: Sequence[subprocess.Popen]) -> float:
+    """User + system CPU time of these processes and their children (celery's pool), from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, pids = 0.0, [p.pid for p in processes]
+    while pids:
+        pid = pids.pop()
+        with suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                pids += [int(child) for child in (task / "children").read_text().split()]
+    return total
 
 
 def _wait_for(
@@ -231,21 +248,31 @@ def run_phase(
     timeout: float,
     alive: Sequence[subprocess.Popen],
 ) -> Phase:
-    load = Load(os.getloadavg()[0])
+    load, cpu = Load(os.getloadavg()[0]), cpu_seconds(alive)
     offered = write_frames(folder, phase, frames, rate)
     _wait_for(url, folder, phase, len(frames), timeout, alive)
-    load.after = os.getloadavg()[0]
-    timings = _timings(url, folder, phase)
-    if len(timings) != len(frames):
-        raise RuntimeError(f"{mode} {phase}: {len(timings)} results for {len(frames)} frames")
-    latency = np.array([(committed - landed).total_seconds() for landed, committed in timings])
-    span = (max(c for _, c in timings) - min(landed for landed, _ in timings)).total_seconds()
-    p50, p95, p99 = np.percentile(latency, [50, 95, 99])
+    cpu, load.after = cpu_seconds(alive) - cpu, os.getloadavg()[0]
+    landed, registered, committed = _timings(url, folder, phase).T
+    if len(landed) != len(frames):
+        raise RuntimeError(f"{mode} {phase}: {len(landed)} results for {len(frames)} frames")
+    latency = committed - landed
     result = Phase(
-        mode, phase, len(frames), offered if rate else None, len(frames) / span, (p50, p95, p99), load
+        mode=mode,
+        phase=phase,
+        frames=len(frames),
+        offered_fps=offered if rate else None,
+        fps=len(frames) / (committed.max() - landed.min()),
+        latency=tuple(np.percentile(latency, [50, 95, 99])),
+        waiting=tuple(np.percentile(registered - landed, [50, 95])),
+        scoring=tuple(np.percentile(committed - registered, [50, 95])),
+        cpu_ms=1000 * cpu / len(frames),
+        load=load,
     )
+    p50, p95, p99 = result.latency
     print(
-        f"{mode} {phase}: {result.fps:.1f} frames/s, latency p50 {p50:.3f} p95 {p95:.3f} p99 {p99:.3f} s",
+        f"{mode} {phase}: {result.fps:.1f} frames/s, latency p50 {p50:.3f} p95 {p95:.3f} p99 {p99:.3f} s "
+        f"(registered after {result.waiting[0]:.3f}, committed {result.scoring[0]:.3f} later; "
+        f"{result.cpu_ms:.1f} CPU ms/frame)",
         flush=True,
     )
     return result
@@ -396,15 +423,17 @@ def report(
         f"torch threads per scoring process as noted. Steady phase offered at half the ceiling for "
         f"{budget.steady_seconds:g} s, then a burst of {budget.burst} frames.",
         "",
-        "| mode | phase | frames | offered frames/s | frames/s | ÷ ceiling "
-        "| p50 s | p95 s | p99 s | load avg |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| mode | phase | frames | offered frames/s | frames/s | ÷ ceiling | p50 s | p95 s | p99 s "
+        "| landed→registered p50/p95 s | registered→committed p50/p95 s | CPU ms/frame | load avg |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for p in phases:
         offered = "burst" if p.offered_fps is None else f"{p.offered_fps:.1f}"
         lines.append(
             f"| {p.mode} | {p.phase} | {p.frames} | {offered} | {p.fps:.1f} | {p.fps / ceiling.fps:.0%} | "
-            f"{p.latency[0]:.3f} | {p.latency[1]:.3f} | {p.latency[2]:.3f} | {p.load} |"
+            f"{p.latency[0]:.3f} | {p.latency[1]:.3f} | {p.latency[2]:.3f} | "
+            f"{p.waiting[0]:.2f} / {p.waiting[1]:.2f} | {p.scoring[0]:.2f} / {p.scoring[1]:.2f} | "
+            f"{p.cpu_ms:.1f} | {p.load} |"
         )
     return "\n".join(lines) + "\n"
 

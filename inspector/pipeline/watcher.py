@@ -35,7 +35,10 @@ Signature = tuple[int, int]  # size, mtime in ns
 
 
 class _Events(FileSystemEventHandler):
-    """Collect paths from inotify events for the main loop; a folder event asks for a rescan."""
+    """Collect paths from inotify events for the main loop; a folder created or moved in asks
+    for a rescan (its files may have no events of their own). A folder's "modified" event only
+    says that a file in it changed, which that file's own event reports.
+    """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -45,6 +48,8 @@ class _Events(FileSystemEventHandler):
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type not in ("created", "modified", "moved", "closed"):
+            return
+        if event.is_directory and event.event_type == "modified":
             return
         path = os.fsdecode(event.dest_path or event.src_path)
         with self.lock:

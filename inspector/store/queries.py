@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, case, or_, select, update
+from sqlalchemy import Select, Table, case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -22,7 +22,7 @@ IN_FLIGHT = ("queued", "processing")
 _NO_SYNC = {"synchronize_session": False}
 
 
-def _insert(session: Session, entity: type) -> Any:
+def _insert(session: Session, entity: type | Table) -> Any:
     """An INSERT that understands ON CONFLICT on both supported databases."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
@@ -35,28 +35,23 @@ def _insert(session: Session, entity: type) -> Any:
 # --- frames -------------------------------------------------------------------------------
 
 
-def insert_frames(session: Session, rows: Sequence[dict[str, Any]], chunk: int = 500) -> dict[str, int]:
-    """Register frames (content_hash, path, source, size_bytes, landed_at), a few statements in all.
+def insert_frames(session: Session, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Register frames (content_hash, path, source, size_bytes, landed_at) in one executemany.
 
     Returns the new frame ids by path; a row whose content is already known (a duplicate,
     also of an earlier row of the same call) is skipped.
     """
+    if not rows:
+        return {}
     now = utcnow()
-    new: dict[str, int] = {}
-    for start in range(0, len(rows), chunk):  # SQLite binds at most 32766 values per statement
-        stmt = (
-            _insert(session, Frame)
-            .values(
-                [
-                    {**values, "status": "pending", "attempts": 0, "registered_at": now, "updated_at": now}
-                    for values in rows[start : start + chunk]
-                ]
-            )
-            .on_conflict_do_nothing(index_elements=[Frame.content_hash])
-            .returning(Frame.path, Frame.id)
-        )
-        new.update((path, frame_id) for path, frame_id in session.execute(stmt))
-    return new
+    table = Frame.__table__
+    stmt = (
+        _insert(session, table)
+        .on_conflict_do_nothing(index_elements=[table.c.content_hash])
+        .returning(table.c.path, table.c.id)
+    )
+    extra = {"status": "pending", "attempts": 0, "registered_at": now, "updated_at": now}
+    return {path: frame_id for path, frame_id in session.execute(stmt, [{**r, **extra} for r in rows])}
 
 
 def insert_frame(
@@ -222,20 +217,20 @@ def list_models(session: Session) -> list[Model]:
 
 
 def insert_results(session: Session, rows: Sequence[dict[str, Any]]) -> int:
-    """Store results in one statement, skipping frames that already have one from that model.
+    """Store results in one executemany, skipping frames that already have one from that model.
 
     Returns how many were stored.
     """
     if not rows:
         return 0
     now = utcnow()
+    table = Result.__table__
     stmt = (
-        _insert(session, Result)
-        .values([{"created_at": now, **values} for values in rows])
-        .on_conflict_do_nothing(index_elements=[Result.frame_id, Result.model_version])
-        .returning(Result.id)
+        _insert(session, table)
+        .on_conflict_do_nothing(index_elements=[table.c.frame_id, table.c.model_version])
+        .returning(table.c.id)
     )
-    return len(session.execute(stmt).all())
+    return len(session.execute(stmt, [{"created_at": now, **values} for values in rows]).all())
 
 
 def insert_result(session: Session, **values: Any) -> bool:

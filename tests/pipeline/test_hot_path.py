@@ -1,13 +1,16 @@
-"""The watcher's settle rule when looks come quicker than settle_seconds (the event-driven loop)."""
+"""The watcher's hot path: the settle rule under an event-driven loop, events, and moving frames out."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+from watchdog.events import DirModifiedEvent, DirMovedEvent, FileMovedEvent
+
 from inspector.config import Settings
 from inspector.pipeline.executors import InlineExecutor
-from inspector.pipeline.watcher import Watcher
+from inspector.pipeline.ledger import move
+from inspector.pipeline.watcher import Watcher, _Events
 
 
 def test_a_file_is_ready_only_after_holding_still_for_settle_seconds(
@@ -28,3 +31,31 @@ def test_a_file_is_ready_only_after_holding_still_for_settle_seconds(
     time.sleep(0.3)
     assert watcher.look(set(), settle=0.3) == [frame]
     assert watcher._next_look(0.3) is None
+
+
+def test_a_folder_modified_event_does_not_ask_for_a_rescan(tmp_path: Path) -> None:
+    events = _Events()
+    events.on_any_event(DirModifiedEvent(str(tmp_path)))  # a file in it changed: its own event says which
+    assert events.drain() == (set(), False) and not events.arrived.is_set()
+    events.on_any_event(FileMovedEvent(str(tmp_path / "a.png.tmp"), str(tmp_path / "a.png")))
+    events.on_any_event(DirMovedEvent(str(tmp_path / "x"), str(tmp_path / "y")))  # files without events
+    assert events.arrived.is_set()
+    assert events.drain() == ({tmp_path / "a.png"}, True)
+
+
+def test_move_links_then_unlinks_and_replaces_an_existing_target(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    source = tmp_path / "f.png"
+    source.write_bytes(b"frame")
+    assert move(source, data, "archive/f.png")
+    assert not source.exists() and (data / "archive/f.png").read_bytes() == b"frame"
+    source.write_bytes(b"again")
+    assert move(source, data, "archive/f.png", note="why")
+    assert (data / "archive/f.png").read_bytes() == b"again"
+    assert (data / "archive/f.png.error.txt").read_text() == "why\n"
+    assert not move(source, data, "archive/g.png")  # gone
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not a frame")
+    (tmp_path / "link.png").symlink_to(outside)
+    assert move(tmp_path / "link.png", data, "quarantine/link.png")
+    assert (data / "quarantine/link.png").is_symlink() and outside.read_text() == "not a frame"

@@ -74,7 +74,7 @@ def test_insert_frames_registers_each_content_once(url: str) -> None:
         dict(row, content_hash="a" * 64, path="/in/copy-of-a.png"),  # same content, same call
     ]
     with session_scope(url) as session:
-        new = queries.insert_frames(session, rows, chunk=2)
+        new = queries.insert_frames(session, rows)
     assert sorted(new) == ["/in/a.png", "/in/b.png"]
     with session_scope(url) as session:
         assert queries.insert_frames(session, [dict(row, content_hash="b" * 64, path="/in/b2.png")]) == {}
