@@ -18,7 +18,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 
 from inspector.config import Settings
@@ -32,6 +41,16 @@ from inspector.store.models import Frame, utcnow
 log = logging.getLogger(__name__)
 
 Signature = tuple[int, int]  # size, mtime in ns
+SEND_INTERVAL = 0.1  # seconds between sends to the workers (celery), to gather frames into batches
+# Asked of inotify: not the opens, reads and closes of our own hashing and scoring, nor deletes.
+WATCHED_EVENTS = [
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileClosedEvent,
+    DirCreatedEvent,
+    DirMovedEvent,
+]
 
 
 class _Events(FileSystemEventHandler):
@@ -167,10 +186,10 @@ class Watcher:
                 )
             new = queries.insert_frames(session, rows)  # one statement, not one per file
             self.stats["registered"] += len(new)
-            for path, digest in found:
-                if str(path) in new:
-                    continue
-                known = queries.frame_by_hash(session, digest)
+            seen = [(path, digest) for path, digest in found if str(path) not in new]
+            frames = queries.frames_by_hash(session, [digest for _, digest in seen])
+            for path, digest in seen:
+                known = frames.get(digest)
                 if known is None:
                     continue
                 if known.status in ("pending", "queued") and not os.path.lexists(known.path):
@@ -231,7 +250,7 @@ class Watcher:
         work, finished = threading.Event(), threading.Event()
         scorer = threading.Thread(target=self._recover_when_asked, args=(work, finished), name="recover")
         observer = Observer()
-        observer.schedule(events, str(self.root), recursive=True)
+        observer.schedule(events, str(self.root), recursive=True, event_filter=WATCHED_EVENTS)
         observer.start()
         scorer.start()
         log.info("watching %s (source %r, executor %s)", self.root, self.source, self.settings.executor)
@@ -264,7 +283,12 @@ class Watcher:
             observer.join()
 
     def _recover_when_asked(self, work: threading.Event, finished: threading.Event) -> None:
-        """The scoring thread: recover() each time the main loop registered frames or rescanned."""
+        """The scoring thread: recover() each time the main loop registered frames or rescanned.
+
+        Sending to workers takes no time, so each file registered would go out as a batch of
+        its own; a pause of SEND_INTERVAL between sends gathers them into batches instead.
+        """
+        pause = 0.0 if self.executor.exclusive else SEND_INTERVAL
         while True:
             work.wait()
             if finished.is_set():
@@ -274,3 +298,4 @@ class Watcher:
                 self.recover()
             except Exception:  # noqa: BLE001 - a service loop: log, retry at the next rescan
                 log.exception("scoring step failed; retrying at the next rescan")
+            finished.wait(pause)

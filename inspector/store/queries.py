@@ -65,7 +65,17 @@ def insert_frame(
 
 
 def frame_by_hash(session: Session, content_hash: str) -> Frame | None:
-    return session.execute(select(Frame).where(Frame.content_hash == content_hash)).scalar_one_or_none()
+    return frames_by_hash(session, [content_hash]).get(content_hash)
+
+
+def frames_by_hash(session: Session, hashes: Iterable[str], chunk: int = 1000) -> dict[str, Frame]:
+    """The frames of these contents, by content hash (a few queries, not one per frame)."""
+    hashes = sorted(set(hashes))
+    found: dict[str, Frame] = {}
+    for start in range(0, len(hashes), chunk):
+        stmt = select(Frame).where(Frame.content_hash.in_(hashes[start : start + chunk]))
+        found.update((frame.content_hash, frame) for frame in session.execute(stmt).scalars())
+    return found
 
 
 def frames_by_id(session: Session, ids: Iterable[int]) -> list[Frame]:
