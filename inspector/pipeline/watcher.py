@@ -23,7 +23,6 @@ from watchdog.events import (
     DirMovedEvent,
     FileClosedEvent,
     FileCreatedEvent,
-    FileModifiedEvent,
     FileMovedEvent,
     FileSystemEvent,
     FileSystemEventHandler,
@@ -42,10 +41,11 @@ log = logging.getLogger(__name__)
 
 Signature = tuple[int, int]  # size, mtime in ns
 SEND_INTERVAL = 0.1  # seconds between sends to the workers (celery), to gather frames into batches
-# Asked of inotify: not the opens, reads and closes of our own hashing and scoring, nor deletes.
+# Asked of inotify: a file appearing (created, moved in) and closed after writing. Not the
+# opens, reads and closes of our own hashing and scoring, nor the attribute changes of our
+# own archiving; a file still being written is followed by the looks, not by its events.
 WATCHED_EVENTS = [
     FileCreatedEvent,
-    FileModifiedEvent,
     FileMovedEvent,
     FileClosedEvent,
     DirCreatedEvent,

@@ -1,4 +1,4 @@
-"""The watcher's hot path: the settle rule under an event-driven loop, events, and moving frames out."""
+"""The hot path: the settle rule under an event-driven loop, events, moving frames out, writing maps."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from inspector.config import Settings
 from inspector.pipeline.executors import InlineExecutor
 from inspector.pipeline.ledger import move
 from inspector.pipeline.watcher import Watcher, _Events
+from inspector.store.artifacts import artifact_path, write_artifact
 
 
 def test_a_file_is_ready_only_after_holding_still_for_settle_seconds(
@@ -59,3 +60,14 @@ def test_move_links_then_unlinks_and_replaces_an_existing_target(tmp_path: Path)
     (tmp_path / "link.png").symlink_to(outside)
     assert move(tmp_path / "link.png", data, "quarantine/link.png")
     assert (data / "quarantine/link.png").is_symlink() and outside.read_text() == "not a frame"
+
+
+def test_an_artifact_is_written_once_and_a_short_one_is_replaced(tmp_path: Path) -> None:
+    name = write_artifact(tmp_path, b"map bytes")
+    path = artifact_path(tmp_path, name)
+    assert path.read_bytes() == b"map bytes"
+    assert write_artifact(tmp_path, b"map bytes") == name  # already there: left alone
+    path.write_bytes(b"map")  # a write cut short by a crash
+    assert write_artifact(tmp_path, b"map bytes") == name
+    assert path.read_bytes() == b"map bytes"
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
