@@ -305,6 +305,7 @@ def measure_pipeline(
     frames: Sequence[bytes],
     rate: float,
     budget: Budget,
+    batch_size: int,
     workers: int = 0,
 ) -> list[Phase]:
     """Start a watcher (and workers), warm up, then the steady phase and the burst."""
@@ -323,8 +324,9 @@ def measure_pipeline(
     processes.append(_start([*INSPECTOR, "watch", str(folder)], env, workdir / "watcher.log"))
     try:
         steady_n = max(1, round(rate * budget.steady_seconds))
-        warm, steady, burst = frames[:64], frames[64 : 64 + steady_n], frames[64 + steady_n :]
-        # The model loads on the first batch (in each worker): warm up before measuring.
+        # The model loads on the first batch in each scoring process: two batches each first.
+        n_warm = 2 * batch_size * max(1, workers)
+        warm, steady, burst = frames[:n_warm], frames[n_warm : n_warm + steady_n], frames[n_warm + steady_n :]
         write_frames(folder, "warm", warm, None)
         _wait_for(url, folder, "warm", len(warm), budget.timeout, processes)
         return [
@@ -469,7 +471,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         threads = sorted({1, cores}) if cpu else [torch.get_num_threads()]
         ceiling = measure_detector(checkpoint, decoded(make_frames(256)), device, budget, threads)
         rate = ceiling.fps / 2
-        frames = make_frames(64 + round(rate * budget.steady_seconds) + budget.burst, seed=1)
+        workers = [int(w) for w in args.workers.split(",")] if "distributed" in modes else []
+        n_warm = 2 * ceiling.batch_size * max([1, *workers])
+        frames = make_frames(n_warm + round(rate * budget.steady_seconds) + budget.burst, seed=1)
 
         def env(threads: int) -> dict[str, str]:
             return {
@@ -494,9 +498,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 frames,
                 rate,
                 budget,
+                ceiling.batch_size,
             )
         if "distributed" in modes:
-            for n in (int(w) for w in args.workers.split(",")):
+            for n in workers:
                 run = work / f"distributed-{n}"
                 per_worker = max(1, ceiling.threads // n) if cpu else ceiling.threads
                 with fresh_postgres(args.postgres) as url, fresh_redis(args.redis) as broker:
@@ -515,6 +520,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         frames,
                         rate,
                         budget,
+                        ceiling.batch_size,
                         workers=n,
                     )
         command = shlex.join(["python", "bench/throughput.py", *(argv if argv is not None else sys.argv[1:])])

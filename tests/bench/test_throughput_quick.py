@@ -1,0 +1,61 @@
+"""A tiny run of the throughput benchmark end to end (embedded): it measures and reports.
+
+No timing is asserted: the numbers depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "throughput.py"
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_throughput", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_tiny_run_measures_the_detector_and_the_embedded_pipeline(
+    bench: ModuleType, tmp_path: Path
+) -> None:
+    threads = torch.get_num_threads()
+    budget = bench.Budget(burst=12, steady_seconds=1.0, sweep_seconds=0.1, batch_sizes=(4,), timeout=120.0)
+    checkpoint = bench.make_checkpoint(tmp_path / "model.pt")
+    frames = bench.make_frames(8 + 10 + 12)
+    assert len(set(frames)) == len(frames)  # every frame is new content
+    ceiling = bench.measure_detector(checkpoint, bench.decoded(frames[:8]), "cpu", budget, [1])
+    torch.set_num_threads(threads)
+    assert ceiling.batch_size == 4 and ceiling.fps > 0
+
+    url = f"sqlite:///{tmp_path / 'data' / 'inspector.db'}"
+    env = {
+        "INSPECTOR_MODEL_PATH": str(tmp_path / "model.pt"),
+        "INSPECTOR_DEVICE": "cpu",
+        "INSPECTOR_EXECUTOR": "inline",
+        "INSPECTOR_DATA_DIR": str(tmp_path / "data"),
+        "INSPECTOR_DATABASE_URL": url,
+        "INSPECTOR_WATCH__BATCH_SIZE": "4",
+        "INSPECTOR_WATCH__SETTLE_SECONDS": "0.1",
+        "OMP_NUM_THREADS": "1",
+    }
+    steady, burst = bench.measure_pipeline("embedded", env, url, tmp_path, frames, 10.0, budget, batch_size=4)
+    assert (steady.phase, burst.phase, burst.frames) == ("steady", "burst", 12)
+    for phase in (steady, burst):
+        assert phase.fps > 0 and phase.latency[0] <= phase.latency[1] <= phase.latency[2]
+        assert phase.waiting[0] > 0 and phase.cpu_ms > 0
+
+    text = bench.report(
+        ceiling, [steady, burst], bench.machine(), "python bench/throughput.py", "cpu", budget
+    )
+    assert "| embedded | burst | 12 | burst |" in text and "Ceiling:" in text
