@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from inspector.config import Settings
@@ -42,8 +43,15 @@ class InlineExecutor:
 
     def submit(self, frame_ids: Sequence[int]) -> Outcome:
         total = Outcome()
-        for batch in batches(frame_ids, self.settings.watch.batch_size):
-            total.add(process_frames(batch, self.settings))
+        work = batches(frame_ids, self.settings.watch.batch_size)
+        threads = min(self.settings.watch.threads, len(work))
+        if threads > 1:  # a backlog: batches side by side, as celery workers would take them
+            with ThreadPoolExecutor(threads, thread_name_prefix="score") as pool:
+                outcomes = list(pool.map(lambda batch: process_frames(batch, self.settings), work))
+        else:
+            outcomes = [process_frames(batch, self.settings) for batch in work]
+        for outcome in outcomes:
+            total.add(outcome)
         return total
 
 

@@ -40,6 +40,7 @@ from inspector.store.models import Frame, utcnow
 log = logging.getLogger(__name__)
 
 Signature = tuple[int, int]  # size, mtime in ns
+TICK = 0.05  # seconds: the shortest turn of the watch loop
 SEND_INTERVAL = 0.1  # seconds between sends to the workers (celery), to gather frames into batches
 # Asked of inotify: a file appearing (created, moved in) and closed after writing. Not the
 # opens, reads and closes of our own hashing and scoring, nor the attribute changes of our
@@ -272,9 +273,11 @@ class Watcher:
                     log.exception("watch step failed; retrying at the next rescan")
                 if ready or rescan:
                     work.set()
-                # Sleep until an event, a file's second look, or settle_seconds (to notice stop).
+                # Sleep until an event, a file's second look, or settle_seconds (to notice stop),
+                # but at least TICK: files landing together are looked at and registered together.
                 due = self._next_look(settle)
-                events.arrived.wait(settle if due is None else min(settle, due))
+                stop.wait(TICK)
+                events.arrived.wait(max(0.0, (settle if due is None else min(settle, due)) - TICK))
         finally:
             finished.set()
             work.set()

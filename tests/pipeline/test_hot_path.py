@@ -12,6 +12,7 @@ from inspector.pipeline.executors import InlineExecutor
 from inspector.pipeline.ledger import move
 from inspector.pipeline.watcher import Watcher, _Events
 from inspector.store.artifacts import artifact_path, write_artifact
+from tests.pipeline.conftest import counts, write_frames
 
 
 def test_a_file_is_ready_only_after_holding_still_for_settle_seconds(
@@ -71,3 +72,13 @@ def test_an_artifact_is_written_once_and_a_short_one_is_replaced(tmp_path: Path)
     assert write_artifact(tmp_path, b"map bytes") == name
     assert path.read_bytes() == b"map bytes"
     assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_inline_batches_scored_side_by_side_score_each_frame_once(tmp_path: Path, embedded: Settings) -> None:
+    embedded.watch.threads, embedded.watch.batch_size = 2, 4
+    incoming = tmp_path / "incoming"
+    write_frames(incoming, 18)
+    watcher = Watcher(incoming, embedded, InlineExecutor(embedded))
+    watcher.run_once()
+    assert watcher.stats["done"] == 18
+    assert counts(embedded.db_url) == (18, {"done": 18}, 1)
