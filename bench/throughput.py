@@ -417,13 +417,23 @@ def report(
         *(f"| {t} | {b} | {fps:.1f} |" for t, b, fps in ceiling.sweep),
         "",
         f"Ceiling: **{ceiling.fps:.1f} frames/s** ({ceiling.threads} thread(s), batch {ceiling.batch_size}); "
-        f"load average {ceiling.load}.",
+        f"load average {ceiling.load}. `Detector.score_arrays` on frames already in memory: "
+        "reconstruction, Grad-CAM and score, with the arrays copied back to the host.",
         "",
         "## Pipeline",
         "",
-        f"Watch settings: batch size {ceiling.batch_size}, settle {budget.settle_seconds} s; "
-        f"torch threads per scoring process as noted. Steady phase offered at half the ceiling for "
-        f"{budget.steady_seconds:g} s, then a burst of {budget.burst} frames.",
+        f"Watch settings: batch size {ceiling.batch_size} (the ceiling's), settle {budget.settle_seconds} s "
+        "(the shipped default), scoring and torch threads as in the mode column. Frames are written "
+        "under a `.tmp` name and renamed into the watched folder: first at a steady offered rate of "
+        f"half the ceiling for {budget.steady_seconds:g} s, then a burst of {budget.burst} at once.",
+        "",
+        "- frames/s: frames ÷ (last result committed − first frame landed), from the database.",
+        "- latency: landed (`frames.landed_at`, the file's mtime) → committed (`results.created_at`, "
+        "stamped in the transaction that commits the result); split into landed → registered "
+        "(settling: two looks `settle` apart) and registered → committed (queue and scoring).",
+        "- CPU ms/frame: user + system CPU of the watcher and worker processes (not PostgreSQL or "
+        "Redis) during the phase, per frame.",
+        "- load avg: the 1-minute load average before → after the phase (other work on the machine).",
         "",
         "| mode | phase | frames | offered frames/s | frames/s | ÷ ceiling | p50 s | p95 s | p99 s "
         "| landed→registered p50/p95 s | registered→committed p50/p95 s | CPU ms/frame | load avg |",
@@ -487,11 +497,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         phases: list[Phase] = []
         if "embedded" in modes:
             run = work / "embedded"
-            settings = {"INSPECTOR_EXECUTOR": "inline", "INSPECTOR_DATA_DIR": str(run / "data")}
             url = f"sqlite:///{run / 'data' / 'inspector.db'}"
-            settings["INSPECTOR_DATABASE_URL"] = url
+            # On a CPU, batches of a backlog side by side, one per core the ceiling leaves free.
+            scorers = max(1, cores // ceiling.threads) if cpu else 1
+            settings = {
+                "INSPECTOR_EXECUTOR": "inline",
+                "INSPECTOR_DATA_DIR": str(run / "data"),
+                "INSPECTOR_DATABASE_URL": url,
+                "INSPECTOR_WATCH__THREADS": str(scorers),
+            }
             phases += measure_pipeline(
-                f"embedded ({ceiling.threads} thread(s))",
+                f"embedded, {scorers} scoring thread(s) × {ceiling.threads} torch thread(s)",
                 env(ceiling.threads) | settings,
                 url,
                 run,
@@ -513,7 +529,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "INSPECTOR_QUEUE": QUEUE,
                     }
                     phases += measure_pipeline(
-                        f"distributed, {n} worker(s) × {per_worker} thread(s)",
+                        f"distributed, {n} worker(s) × {per_worker} torch thread(s)",
                         env(per_worker) | settings,
                         url,
                         run,
