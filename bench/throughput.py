@@ -451,6 +451,7 @@ def report(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop workers, drop the database
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--quick", action="store_true", help="a development run: small burst, a few seconds each"
@@ -485,21 +486,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         n_warm = 2 * ceiling.batch_size * max([1, *workers])
         frames = make_frames(n_warm + round(rate * budget.steady_seconds) + budget.burst, seed=1)
 
-        def env(threads: int) -> dict[str, str]:
-            return {
-                "INSPECTOR_MODEL_PATH": str(work / "model.pt"),
-                "INSPECTOR_DEVICE": args.device,
-                "INSPECTOR_WATCH__BATCH_SIZE": str(ceiling.batch_size),
-                "INSPECTOR_WATCH__SETTLE_SECONDS": str(budget.settle_seconds),
-                "OMP_NUM_THREADS": str(threads),
-            }
+        # On a CPU every scoring thread or process runs torch on one thread, and there are as
+        # many of them as cores: torch's own threads wait for each other at every operation and
+        # lose badly whenever another thread holds a core (the sweep's multi-thread rows under load).
+        torch_threads = 1 if cpu else ceiling.threads
+
+        common = {
+            "INSPECTOR_MODEL_PATH": str(work / "model.pt"),
+            "INSPECTOR_DEVICE": args.device,
+            "INSPECTOR_WATCH__BATCH_SIZE": str(ceiling.batch_size),
+            "INSPECTOR_WATCH__SETTLE_SECONDS": str(budget.settle_seconds),
+            "OMP_NUM_THREADS": str(torch_threads),
+        }
 
         phases: list[Phase] = []
         if "embedded" in modes:
             run = work / "embedded"
             url = f"sqlite:///{run / 'data' / 'inspector.db'}"
-            # On a CPU, batches of a backlog side by side, one per core the ceiling leaves free.
-            scorers = max(1, cores // ceiling.threads) if cpu else 1
+            scorers = cores if cpu else 1
             settings = {
                 "INSPECTOR_EXECUTOR": "inline",
                 "INSPECTOR_DATA_DIR": str(run / "data"),
@@ -507,8 +511,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "INSPECTOR_WATCH__THREADS": str(scorers),
             }
             phases += measure_pipeline(
-                f"embedded, {scorers} scoring thread(s) × {ceiling.threads} torch thread(s)",
-                env(ceiling.threads) | settings,
+                f"embedded, {scorers} scoring thread(s) × {torch_threads} torch thread(s)",
+                common | settings,
                 url,
                 run,
                 frames,
@@ -519,7 +523,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "distributed" in modes:
             for n in workers:
                 run = work / f"distributed-{n}"
-                per_worker = max(1, ceiling.threads // n) if cpu else ceiling.threads
                 with fresh_postgres(args.postgres) as url, fresh_redis(args.redis) as broker:
                     settings = {
                         "INSPECTOR_EXECUTOR": "celery",
@@ -529,8 +532,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "INSPECTOR_QUEUE": QUEUE,
                     }
                     phases += measure_pipeline(
-                        f"distributed, {n} worker(s) × {per_worker} torch thread(s)",
-                        env(per_worker) | settings,
+                        f"distributed, {n} worker(s) × {torch_threads} torch thread(s)",
+                        common | settings,
                         url,
                         run,
                         frames,
