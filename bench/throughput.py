@@ -396,7 +396,13 @@ def machine() -> dict[str, str]:
 
 
 def report(
-    ceiling: Ceiling, phases: Sequence[Phase], info: dict[str, str], command: str, device: str, budget: Budget
+    ceiling: Ceiling,
+    phases: Sequence[Phase],
+    info: dict[str, str],
+    command: str,
+    device: str,
+    budget: Budget,
+    batch: int,
 ) -> str:
     lines = [
         "# Throughput and latency (issue 7)",
@@ -422,7 +428,8 @@ def report(
         "",
         "## Pipeline",
         "",
-        f"Watch settings: batch size {ceiling.batch_size} (the ceiling's), settle {budget.settle_seconds} s "
+        f"Watch settings: batch size {batch} (the sweep's best at the pipeline's torch threads), "
+        f"settle {budget.settle_seconds} s "
         "(the shipped default), scoring and torch threads as in the mode column. Frames are written "
         "under a `.tmp` name and renamed into the watched folder: first at a steady offered rate of "
         f"half the ceiling for {budget.steady_seconds:g} s, then a burst of {budget.burst} at once.",
@@ -482,19 +489,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         threads = sorted({1, cores}) if cpu else [torch.get_num_threads()]
         ceiling = measure_detector(checkpoint, decoded(make_frames(256)), device, budget, threads)
         rate = ceiling.fps / 2
-        workers = [int(w) for w in args.workers.split(",")] if "distributed" in modes else []
-        n_warm = 2 * ceiling.batch_size * max([1, *workers])
-        frames = make_frames(n_warm + round(rate * budget.steady_seconds) + budget.burst, seed=1)
-
         # On a CPU every scoring thread or process runs torch on one thread, and there are as
         # many of them as cores: torch's own threads wait for each other at every operation and
         # lose badly whenever another thread holds a core (the sweep's multi-thread rows under load).
         torch_threads = 1 if cpu else ceiling.threads
+        batch = max((p for p in ceiling.sweep if p[0] == torch_threads), key=lambda p: p[2])[1]
+
+        workers = [int(w) for w in args.workers.split(",")] if "distributed" in modes else []
+        n_warm = 2 * batch * max([1, *workers])
+        frames = make_frames(n_warm + round(rate * budget.steady_seconds) + budget.burst, seed=1)
 
         common = {
             "INSPECTOR_MODEL_PATH": str(work / "model.pt"),
             "INSPECTOR_DEVICE": args.device,
-            "INSPECTOR_WATCH__BATCH_SIZE": str(ceiling.batch_size),
+            "INSPECTOR_WATCH__BATCH_SIZE": str(batch),
             "INSPECTOR_WATCH__SETTLE_SECONDS": str(budget.settle_seconds),
             "OMP_NUM_THREADS": str(torch_threads),
         }
@@ -518,7 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 frames,
                 rate,
                 budget,
-                ceiling.batch_size,
+                batch,
             )
         if "distributed" in modes:
             for n in workers:
@@ -539,11 +547,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         frames,
                         rate,
                         budget,
-                        ceiling.batch_size,
+                        batch,
                         workers=n,
                     )
         command = shlex.join(["python", "bench/throughput.py", *(argv if argv is not None else sys.argv[1:])])
-        text = report(ceiling, phases, machine(), command, device, budget)
+        text = report(ceiling, phases, machine(), command, device, budget, batch)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(f"wrote {args.out}")

@@ -56,6 +56,6 @@ def test_a_tiny_run_measures_the_detector_and_the_embedded_pipeline(
         assert phase.waiting[0] > 0 and phase.cpu_ms > 0
 
     text = bench.report(
-        ceiling, [steady, burst], bench.machine(), "python bench/throughput.py", "cpu", budget
+        ceiling, [steady, burst], bench.machine(), "python bench/throughput.py", "cpu", budget, 4
     )
     assert "| embedded | burst | 12 | burst |" in text and "Ceiling:" in text
