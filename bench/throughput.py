@@ -428,7 +428,7 @@ def report(
         "",
         "## Pipeline",
         "",
-        f"Watch settings: batch size {batch} (the sweep's best at the pipeline's torch threads), "
+        f"Watch settings: batch size {batch} (the sweep's best from 32 up at the pipeline's torch threads), "
         f"settle {budget.settle_seconds} s "
         "(the shipped default), scoring and torch threads as in the mode column. Frames are written "
         "under a `.tmp` name and renamed into the watched folder: first at a steady offered rate of "
@@ -493,7 +493,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # many of them as cores: torch's own threads wait for each other at every operation and
         # lose badly whenever another thread holds a core (the sweep's multi-thread rows under load).
         torch_threads = 1 if cpu else ceiling.threads
-        batch = max((p for p in ceiling.sweep if p[0] == torch_threads), key=lambda p: p[2])[1]
+        # Each batch costs the pipeline a claim and a commit (an fsync on SQLite): the best of
+        # the sweep's batches from 32 up at those threads (any size where the sweep has no such).
+        sizes = [p for p in ceiling.sweep if p[0] == torch_threads and p[1] >= 32] or ceiling.sweep
+        batch = max(sizes, key=lambda p: p[2])[1]
 
         workers = [int(w) for w in args.workers.split(",")] if "distributed" in modes else []
         n_warm = 2 * batch * max([1, *workers])
