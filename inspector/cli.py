@@ -197,6 +197,8 @@ def score(
     threshold: float | None,
 ) -> None:
     """Score frames (files or folders) and print a verdict per frame."""
+    import numpy as np
+
     from inspector.detector import CheckpointError, Detector
     from inspector.frames import FrameError, find_frames, load_frame
     from inspector.maps import write_maps
@@ -208,37 +210,32 @@ def score(
     paths = [p for item in inputs for p in find_frames(item)]
     if not paths:
         raise click.ClickException("no image files among the inputs")
-    rows, failed = [], 0
-    if threshold is None:
-        threshold = detector.threshold
-    for path, result in zip(paths, detector.score_files(paths), strict=True):
-        if isinstance(result, FrameError):
-            failed += 1
-            rows.append(
-                {
-                    "frame": str(path),
-                    "score": None,
-                    "threshold": threshold,
-                    "verdict": "error",
-                    "error": str(result),
-                }
-            )
-            continue
-        verdict = "anomaly" if result.score > threshold else "normal"
-        row = {
-            "frame": str(path),
-            "score": result.score,
-            "threshold": threshold,
-            "verdict": verdict,
-            "error": "",
-        }
-        if maps_dir:
-            frame = load_frame(path, detector.frame_spec)
-            row["maps"] = {k: str(v) for k, v in write_maps(Path(maps_dir), path.stem, frame, result).items()}
+    loaded: dict[Path, np.ndarray] = {}
+    errors: dict[Path, FrameError] = {}
+    for path in paths:
+        try:
+            loaded[path] = load_frame(path, detector.frame_spec)
+        except FrameError as exc:
+            errors[path] = exc
+    # Each file is read once: the same pixels are scored and drawn into the maps.
+    frames = list(loaded.values())
+    detections = dict(zip(loaded, detector.score_arrays(frames, threshold) if frames else [], strict=True))
+    threshold = detector.threshold if threshold is None else threshold
+    rows = []
+    for path in paths:
+        row = {"frame": str(path), "score": None, "threshold": threshold, "verdict": "error", "error": ""}
+        if path in errors:
+            row["error"] = str(errors[path])
+        else:
+            result = detections[path]
+            row.update(score=result.score, verdict="anomaly" if result.is_anomaly else "normal")
+            if maps_dir:
+                written = write_maps(Path(maps_dir), path.stem, loaded[path], result)
+                row["maps"] = {k: str(v) for k, v in written.items()}
         rows.append(row)
     _print_rows(rows, fmt)
-    if failed:
-        click.echo(f"{failed} of {len(paths)} frames could not be read", err=True)
+    if errors:
+        click.echo(f"{len(errors)} of {len(paths)} frames could not be read", err=True)
         sys.exit(1)
 
 

@@ -11,7 +11,7 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from inspector.config import FrameSpec
-from inspector.frames import FrameError, load_frame
-from inspector.models import METHODS, AnomalyModel, ModelConfig, build_model, default_method, family_of
+from inspector.frames import FrameError
+from inspector.models import AnomalyModel, ModelConfig, build_model, default_method, family_of
 
 CHECKPOINT_FORMAT = 1
 
@@ -188,19 +188,3 @@ class Detector:
                     )
                 )
         return results
-
-    def score_files(self, paths: Iterable[str | os.PathLike[str]]) -> list[Detection | FrameError]:
-        """Score files; an unreadable one yields its FrameError in place, the rest carry on."""
-        loaded: list[np.ndarray | FrameError] = []
-        for path in paths:
-            try:
-                loaded.append(load_frame(path, self.frame_spec))
-            except FrameError as exc:
-                loaded.append(exc)
-        good = [f for f in loaded if not isinstance(f, FrameError)]
-        detections = iter(self.score_arrays(np.stack(good)) if good else [])
-        return [f if isinstance(f, FrameError) else next(detections) for f in loaded]
-
-
-def available_methods(family: str) -> list[str]:
-    return [m for m, f in METHODS.items() if f == family]
