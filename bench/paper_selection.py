@@ -42,3 +42,84 @@ def validation_set(
     corrupted = np.stack([corrupt(d, CORRUPTIONS[i % len(CORRUPTIONS)], rng) for i, d in enumerate(digits)])
     frames = noisy_frames(np.concatenate([digits, corrupted]), seed)
     return frames, np.repeat([0, 1], len(digits))
+
+
+def attended_scores(
+    model, frames: np.ndarray, fractions: tuple[float, ...], blurs: tuple[float, ...]
+) -> dict:
+    """Validation scores of one trained glimpse VAEGAN under each (blur, top fraction) variant."""
+    import torch
+
+    from inspector.models.base import absolute_error
+    from inspector.models.glimpse import gaussian_blur
+
+    out: dict[str, list[np.ndarray]] = {}
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, len(frames), 250):
+            g, _ = model.see(torch.from_numpy(frames[i : i + 250]))
+            error = absolute_error(g, model.reconstruct(g))
+            out.setdefault("mean error", []).append(error.mean(dim=(1, 2)).numpy())
+            for blur in blurs:
+                smooth = gaussian_blur(error[:, None], blur)[:, 0].flatten(1)
+                for fraction in fractions:
+                    k = max(1, round(fraction * smooth.shape[1]))
+                    top = smooth.topk(k, dim=1).values.mean(dim=1).numpy()
+                    out.setdefault(f"top {fraction:g}, blur {blur:g}", []).append(top)
+    return {name: np.concatenate(parts) for name, parts in out.items()}
+
+
+def main() -> None:
+    """Validation ROC-AUC of one glimpse-VAEGAN candidate on one selection digit (no test labels)."""
+    import argparse
+    import json
+    import time
+
+    import torch
+    from sklearn.metrics import roc_auc_score
+
+    from inspector.config import FrameSpec
+    from inspector.models import ModelConfig
+    from inspector.models.glimpse_vaegan import GlimpseVAEGAN
+    from inspector.training import TrainOptions, train
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--data", default="../shared/data/mnist")
+    parser.add_argument("--digit", type=int, required=True)
+    parser.add_argument("--train-size", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", nargs="*", default=[], help="ModelConfig overrides, key=value (JSON values)")
+    parser.add_argument("--validation-skip", type=int, default=5000, help="validation images start here")
+    args = parser.parse_args()
+
+    torch.set_num_threads(1)
+    overrides = {"width": 32, "lr": 1e-3, "gan_weight": 0.1}
+    overrides.update({k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)})
+    train_images = load_mnist(args.data, "train")
+    digits = train_images.images[train_images.labels == args.digit][: args.train_size]
+    started = time.time()
+    checkpoint = train(
+        noisy_frames(digits, 0),
+        ModelConfig(family="vaegan+", **overrides),
+        FrameSpec(),
+        TrainOptions(epochs=args.epochs, seed=args.seed, device="cpu"),
+    )
+    model = GlimpseVAEGAN(checkpoint.model_config)
+    model.load_state_dict(checkpoint.state_dict)
+    frames, labels = validation_set(args.data, args.digit, skip=args.validation_skip)
+    scores = attended_scores(model, frames, fractions=(0.02, 0.05, 0.1, 0.2), blurs=(1.0, 2.0))
+    result = {
+        "digit": args.digit,
+        "train_size": args.train_size,
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "model": overrides,
+        "seconds": round(time.time() - started, 1),
+        "auc": {name: round(float(roc_auc_score(labels, s)), 4) for name, s in scores.items()},
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -44,6 +44,9 @@ class FrameSpec:
 class WatchSettings:
     rescan_seconds: float = 30.0
     settle_seconds: float = 0.5  # a file must keep its size and mtime this long
+    # A file closed after writing or renamed into the folder is complete: read it at once.
+    # Off for writers that close and reopen a file while writing it: every file then settles.
+    ready_on_close: bool = True
     source: str = "default"  # source/camera name given to frames of this watcher
     archive: bool = True  # move a frame to the archive once its result is stored
     batch_size: int = 32
@@ -63,7 +66,7 @@ class ServerSettings:
 @dataclass
 class Settings:
     database_url: str = ""  # empty: SQLite file inside data_dir
-    data_dir: str = "inspector-data"  # artifacts/, archive/, quarantine/
+    data_dir: str = "inspector-data"  # archive/, quarantine/ (and the SQLite database by default)
     executor: str = "inline"  # inline | celery
     broker_url: str = "redis://127.0.0.1:6379/0"
     queue: str = "gpu"  # the Celery queue the watcher sends batches to and workers consume

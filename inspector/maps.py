@@ -1,9 +1,10 @@
-"""Turning a detection into pictures a person can read: input, reconstruction, error, attention.
+"""Maps of a detection: stored as data (uint8 planes), drawn as pictures a person can read.
 
-Heat maps are scaled per frame (the score, not the picture, carries the magnitude) and
-laid over the input so the operator sees *where* on the part the model looks. A batch is
-rendered with one OpenCV call per step on the frames stacked into one tall image, which
-is the same arithmetic as frame by frame at a fraction of the per-call overhead.
+The planes of a frame are its input and reconstruction as images, and its error and
+attention scaled so each frame's peak is 255 (the score, not the picture, carries the
+magnitude). The pipeline stores the planes; a picture (a heat map laid over the input,
+so the operator sees *where* on the part the model looks) is drawn only when someone
+looks: by the dashboard, or by ``inspector score --maps``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from inspector.detector import Detection
 
 MAP_KINDS = ("input", "reconstruction", "error", "attention")
+HEAT_KINDS = ("error", "attention")
 
 
 def _uint8_batch(images: np.ndarray) -> np.ndarray:
@@ -26,32 +28,40 @@ def _uint8_batch(images: np.ndarray) -> np.ndarray:
     return (arr * 255.0 + 0.5).astype(np.uint8)
 
 
-def heat_overlay(heat: np.ndarray, frames: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """JET heat maps of ``heat`` (N, H, W) blended over the frames (N, C, H, W): BGR uint8 (N, H, W, 3)."""
-    n, h, w = heat.shape
-    peak = np.maximum(heat.reshape(n, -1).max(axis=1), 1e-8)[:, None, None]
-    coloured = cv2.applyColorMap(_uint8_batch((heat / peak)[:, None]).reshape(n * h, w), cv2.COLORMAP_JET)
-    base = _uint8_batch(frames).reshape(n * h, w, -1)
-    if base.shape[2] == 1:
-        base = cv2.cvtColor(base, cv2.COLOR_GRAY2BGR)
-    return cv2.addWeighted(coloured, alpha, base, 1 - alpha, 0).reshape(n, h, w, 3)
+def _peak_scaled(heat: np.ndarray) -> np.ndarray:
+    """(N, H, W) -> uint8 with each frame's maximum at 255."""
+    peak = np.maximum(heat.reshape(len(heat), -1).max(axis=1), 1e-8)[:, None, None]
+    return (np.clip(heat / peak, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def render_batch(frames: np.ndarray, detections: Sequence[Detection]) -> list[dict[str, np.ndarray]]:
-    """The pictures of each detection of a batch (N, C, H, W), by kind (attention where there is one)."""
-    pictures = {
+def map_planes(frames: np.ndarray, detections: Sequence[Detection]) -> list[dict[str, np.ndarray]]:
+    """The planes of each detection of a batch (N, C, H, W), by kind (attention where there is one)."""
+    planes = {
         "input": _uint8_batch(frames),
         "reconstruction": _uint8_batch(np.stack([d.reconstruction for d in detections])),
-        "error": heat_overlay(np.stack([d.error for d in detections]), frames),
+        "error": _peak_scaled(np.stack([d.error for d in detections])),
     }
     if detections and detections[0].attention is not None:
-        pictures["attention"] = heat_overlay(np.stack([d.attention for d in detections]), frames)
-    return [{kind: images[i] for kind, images in pictures.items()} for i in range(len(detections))]
+        planes["attention"] = _peak_scaled(np.stack([d.attention for d in detections]))
+    return [{kind: images[i] for kind, images in planes.items()} for i in range(len(detections))]
+
+
+def heat_overlay(heat: np.ndarray, base: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """A JET heat map of the uint8 plane ``heat`` (H, W) blended over the uint8 image ``base``: BGR."""
+    if base.ndim == 2:
+        base = cv2.cvtColor(base, cv2.COLOR_GRAY2BGR)
+    return cv2.addWeighted(cv2.applyColorMap(heat, cv2.COLORMAP_JET), alpha, base, 1 - alpha, 0)
+
+
+def picture(kind: str, planes: dict[str, np.ndarray]) -> np.ndarray:
+    """What a person sees of one kind: the image itself, or its heat map over the input."""
+    return heat_overlay(planes[kind], planes["input"]) if kind in HEAT_KINDS else planes[kind]
 
 
 def render_maps(frame: np.ndarray, detection: Detection) -> dict[str, np.ndarray]:
     """The pictures of one detection, by kind (attention only where the method has one)."""
-    return render_batch(frame[None], [detection])[0]
+    planes = map_planes(frame[None], [detection])[0]
+    return {kind: picture(kind, planes) for kind in planes}
 
 
 # Stored PNG (no filter, no deflate): about 20x faster to write than OpenCV's default for
@@ -65,6 +75,14 @@ def encode_png(image: np.ndarray, fast: bool = False) -> bytes:
     if not ok:
         raise ValueError("PNG encoding failed")
     return buffer.tobytes()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """The uint8 image of PNG bytes, grey or BGR as it was encoded."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError("not a PNG image")
+    return image
 
 
 def write_maps(directory: Path, stem: str, frame: np.ndarray, detection: Detection) -> dict[str, Path]:

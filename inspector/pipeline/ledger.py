@@ -1,6 +1,6 @@
 """Frame files on disk: which ones to look at, their content hash, and where they go afterwards.
 
-Stored locations (archive, quarantine) are kept relative to data_dir, like the artifacts,
+Stored locations (archive, quarantine) are kept relative to data_dir,
 so processes that mount data_dir at different places agree on them.
 """
 

@@ -1,4 +1,4 @@
-"""The scoring step both executors run: frame ids in, results and maps out, files moved on.
+"""The scoring step both executors run: frame ids in, results with their maps out, files moved on.
 
 A batch is claimed in SQL first (compare-and-set), so two workers handed the same ids
 never both score a frame; the result insert is idempotent on (frame, model version), so
@@ -21,11 +21,10 @@ import numpy as np
 from inspector.config import Settings
 from inspector.detector import CheckpointError, Detector
 from inspector.frames import BYTES_PER_PIXEL_BOUND, FrameError, frame_from_bytes
-from inspector.maps import encode_png, render_batch
+from inspector.maps import encode_png, map_planes
 from inspector.pipeline.ledger import archive_location, move, quarantine_location, read_nofollow
 from inspector.pipeline.thresholds import effective_thresholds
 from inspector.store import queries
-from inspector.store.artifacts import write_artifact
 from inspector.store.db import session_scope
 from inspector.store.models import Frame, utcnow
 
@@ -122,30 +121,23 @@ def _score(settings: Settings, detector: Detector, frames: list[Frame], outcome:
         return
     batch = np.stack([pixels for _, pixels in loaded])
     detections = detector.score_arrays(batch)
+    planes = map_planes(batch, detections)
+    locations = {frame.id: archive_location(frame) if settings.watch.archive else None for frame, _ in loaded}
     with session_scope(settings.db_url) as session:
         limits = effective_thresholds(
             session, detector.version, detector.threshold, {f.source for f, _ in loaded}
         )
-    rows = []
-    for (frame, _), detection, images in zip(
-        loaded, detections, render_batch(batch, detections), strict=True
-    ):
-        threshold = limits[frame.source]
-        rows.append(
+        rows = [
             {
                 "frame_id": frame.id,
                 "model_version": detector.version,
                 "score": detection.score,
-                "threshold": threshold,
-                "is_anomaly": detection.score > threshold,
-                **{
-                    f"{kind}_map": write_artifact(settings.data_path, encode_png(image, fast=True))
-                    for kind, image in images.items()
-                },
+                "threshold": limits[frame.source],
+                "is_anomaly": detection.score > limits[frame.source],
+                "maps": {kind: encode_png(plane, fast=True) for kind, plane in frame_planes.items()},
             }
-        )
-    locations = {frame.id: archive_location(frame) if settings.watch.archive else None for frame, _ in loaded}
-    with session_scope(settings.db_url) as session:
+            for (frame, _), detection, frame_planes in zip(loaded, detections, planes, strict=True)
+        ]
         queries.insert_results(session, rows)
         closed = set(queries.finish_frames(session, "done", locations))
     finished = [(frame, locations[frame.id]) for frame, _ in loaded if frame.id in closed]

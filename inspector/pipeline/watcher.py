@@ -1,8 +1,10 @@
 """`inspector watch`: register frames that land in a folder and hand them to the executor.
 
 Files are found by inotify events (watchdog) and by a scan at start and every
-``rescan_seconds``. A file is read only once its size and mtime held still across two
-looks ``settle_seconds`` apart. The frame row is committed before anything is queued, and
+``rescan_seconds``. A file is read once it is complete: its writer closed it (IN_CLOSE_WRITE)
+or it was renamed into the folder, the usual atomic hand-over; otherwise (a file found by a
+scan, a writer that reopens its files) once its size and mtime held still across two looks
+``settle_seconds`` apart. The frame row is committed before anything is queued, and
 each rescan re-queues frames left pending or stuck in flight, so a restart loses nothing.
 """
 
@@ -14,6 +16,7 @@ import stat
 import threading
 import time
 from collections import Counter
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -57,12 +60,14 @@ WATCHED_EVENTS = [
 class _Events(FileSystemEventHandler):
     """Collect paths from inotify events for the main loop; a folder created or moved in asks
     for a rescan (its files may have no events of their own). A folder's "modified" event only
-    says that a file in it changed, which that file's own event reports.
+    says that a file in it changed, which that file's own event reports. Files closed after
+    writing or moved in are also noted as complete.
     """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.paths: set[Path] = set()
+        self.complete: set[Path] = set()
         self.rescan = False
         self.arrived = threading.Event()  # wakes the main loop
 
@@ -77,14 +82,17 @@ class _Events(FileSystemEventHandler):
                 self.rescan = True
             else:
                 self.paths.add(Path(path))
+                if event.event_type in ("closed", "moved"):
+                    self.complete.add(Path(path))
         self.arrived.set()
 
-    def drain(self) -> tuple[set[Path], bool]:
+    def drain(self) -> tuple[set[Path], set[Path], bool]:
+        """Paths seen, those of them known to be complete, and whether a rescan is asked."""
         with self.lock:
             self.arrived.clear()
-            paths, rescan = self.paths, self.rescan
-            self.paths, self.rescan = set(), False
-        return paths, rescan
+            paths, complete, rescan = self.paths, self.complete, self.rescan
+            self.paths, self.complete, self.rescan = set(), set(), False
+        return paths, complete, rescan
 
 
 class Watcher:
@@ -133,23 +141,26 @@ class Watcher:
             return None
         return (info.st_size, info.st_mtime_ns) if stat.S_ISREG(info.st_mode) else None
 
-    def look(self, paths: set[Path], settle: float = 0.0) -> list[Path]:
-        """The files whose size and mtime are the same as at the previous look: done being written.
+    def look(
+        self, paths: set[Path], settle: float = 0.0, complete: AbstractSet[Path] = frozenset()
+    ) -> list[Path]:
+        """The files done being written: ``complete`` ones, and those whose size and mtime are
+        the same as at the previous look.
 
         A file is looked at again only once ``settle`` seconds have passed since its last look.
         """
         now = time.monotonic()
         ready = []
-        for path in paths | set(self._looks):
+        for path in paths | complete | set(self._looks):
             previous = self._looks.get(path)
-            if previous is not None and now - previous[1] < settle:
+            if previous is not None and now - previous[1] < settle and path not in complete:
                 continue
             signature = self._signature(path)
             if signature is None:
                 self._looks.pop(path, None)
-            elif previous is not None and previous[0] == signature:
+            elif path in complete or (previous is not None and previous[0] == signature):
                 ready.append(path)
-                del self._looks[path]
+                self._looks.pop(path, None)
             else:
                 self._looks[path] = (signature, now)
         return sorted(ready)
@@ -257,16 +268,17 @@ class Watcher:
         log.info("watching %s (source %r, executor %s)", self.root, self.source, self.settings.executor)
         next_rescan = 0.0
         settle = self.settings.watch.settle_seconds
+        trust_close = self.settings.watch.ready_on_close
         try:
             while not stop.is_set():
-                paths, rescan = events.drain()
+                paths, complete, rescan = events.drain()
                 if rescan or time.monotonic() >= next_rescan:
                     paths |= self.scan()
                     next_rescan = time.monotonic() + self.settings.watch.rescan_seconds
                     rescan = True
                 ready = []
                 try:
-                    ready = self.look(paths, settle)
+                    ready = self.look(paths, settle, complete if trust_close else frozenset())
                     if ready:
                         self.register(ready)
                 except Exception:  # noqa: BLE001 - a service loop: log, retry at the next rescan

@@ -16,6 +16,7 @@ from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
     Index,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -88,10 +89,7 @@ class Frame(Base):
 
 
 class Result(Base):
-    """A model's verdict on a frame; the maps are PNG files named by content under artifacts/.
-
-    Map columns hold paths relative to data_dir (see store.artifacts.artifact_path).
-    """
+    """A model's verdict on a frame; its maps are rows of result_maps, written in the same transaction."""
 
     __tablename__ = "results"
     __table_args__ = (
@@ -107,13 +105,24 @@ class Result(Base):
     score: Mapped[float]
     threshold: Mapped[float]
     is_anomaly: Mapped[bool]
-    input_map: Mapped[str | None] = mapped_column(Text)
-    reconstruction_map: Mapped[str | None] = mapped_column(Text)
-    error_map: Mapped[str | None] = mapped_column(Text)
-    attention_map: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     frame: Mapped[Frame] = relationship(back_populates="results")
+
+
+class ResultMap(Base):
+    """One map of a result at the model's resolution, as a PNG of uint8 planes (see inspector.maps).
+
+    Stored as data, not as a picture: the dashboard draws the overlay when a person looks,
+    so the pipeline writes one small row per map instead of rendering and writing files,
+    and a result and its maps are committed (or lost) together.
+    """
+
+    __tablename__ = "result_maps"
+
+    result_id: Mapped[int] = mapped_column(ForeignKey("results.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    png: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Review(Base):

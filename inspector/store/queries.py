@@ -16,7 +16,7 @@ from sqlalchemy import Select, Table, case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from inspector.store.models import Frame, Model, Result, Threshold, utcnow
+from inspector.store.models import Frame, Model, Result, ResultMap, Threshold, utcnow
 
 IN_FLIGHT = ("queued", "processing")
 _NO_SYNC = {"synchronize_session": False}
@@ -227,9 +227,10 @@ def list_models(session: Session) -> list[Model]:
 
 
 def insert_results(session: Session, rows: Sequence[dict[str, Any]]) -> int:
-    """Store results in one executemany, skipping frames that already have one from that model.
+    """Store results and their maps, skipping frames that already have one from that model.
 
-    Returns how many were stored.
+    A row may carry ``maps``: {kind: PNG bytes}. Two executemany statements, whatever the
+    batch size; returns how many results were stored.
     """
     if not rows:
         return 0
@@ -238,9 +239,19 @@ def insert_results(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     stmt = (
         _insert(session, table)
         .on_conflict_do_nothing(index_elements=[table.c.frame_id, table.c.model_version])
-        .returning(table.c.id)
+        .returning(table.c.frame_id, table.c.id)
     )
-    return len(session.execute(stmt, [{"created_at": now, **values} for values in rows]).all())
+    results = [{k: v for k, v in row.items() if k != "maps"} for row in rows]
+    stored = dict(session.execute(stmt, [{"created_at": now, **values} for values in results]).all())
+    maps = [
+        {"result_id": stored[row["frame_id"]], "kind": kind, "png": png}
+        for row in rows
+        if row["frame_id"] in stored
+        for kind, png in row.get("maps", {}).items()
+    ]
+    if maps:
+        session.execute(ResultMap.__table__.insert(), maps)
+    return len(stored)
 
 
 def insert_result(session: Session, **values: Any) -> bool:

@@ -6,6 +6,7 @@ a backlog costs what page 1 does. A frame leaves the queue once it has any revie
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
 
-from inspector.store.models import Frame, Model, Result, Review, Threshold, ThresholdChange
+from inspector.store.models import Frame, Model, Result, ResultMap, Review, Threshold, ThresholdChange
 
 Key = tuple[float, int]  # (score, result id): the queue's sort key
 
@@ -112,6 +113,20 @@ def get_result(session: Session, result_id: int) -> Result | None:
         .options(selectinload(Result.frame).selectinload(Frame.reviews))
     )
     return session.scalar(query)
+
+
+def map_kinds(session: Session, result_id: int) -> set[str]:
+    return set(session.scalars(select(ResultMap.kind).where(ResultMap.result_id == result_id)))
+
+
+def result_maps(session: Session, result_id: int, kinds: Iterable[str]) -> dict[str, bytes]:
+    """The stored PNG planes of a result, by kind (only the kinds asked for that exist)."""
+    rows = session.execute(
+        select(ResultMap.kind, ResultMap.png).where(
+            ResultMap.result_id == result_id, ResultMap.kind.in_(list(kinds))
+        )
+    )
+    return {kind: png for kind, png in rows}
 
 
 def add_review(session: Session, frame_id: int, label: str, reviewer: str, note: str | None = None) -> Review:

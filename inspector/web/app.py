@@ -1,7 +1,7 @@
 """The review dashboard: server-rendered pages over the pipeline's database.
 
 Handlers parse the request, call inspector.store.review (all SQL lives there) and render a
-template. The dashboard reads the maps the pipeline wrote; it never runs the model.
+template. The dashboard draws the maps the pipeline stored; it never runs the model.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Annotated, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import text
@@ -23,9 +23,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from inspector.config import Settings
+from inspector.maps import HEAT_KINDS, MAP_KINDS, decode_png, encode_png, picture
 from inspector.pipeline import thresholds
 from inspector.store import review as store
-from inspector.store.artifacts import artifact_path
 from inspector.store.db import session_scope
 from inspector.store.models import LABELS, Result
 from inspector.web import calibration, charts, security
@@ -33,7 +33,6 @@ from inspector.web.workers import worker_status
 
 T = TypeVar("T")
 HERE = Path(__file__).parent
-MAP_KINDS = ("input", "reconstruction", "error", "attention")
 FILTER_KEYS = ("start", "end", "source", "score_min", "score_max", "model_version", "all")
 PAGE_SIZE = 50
 SECURITY_HEADERS = {
@@ -123,7 +122,7 @@ def key_of(result: Result) -> str:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """The dashboard over the database and artifacts named in ``settings``."""
+    """The dashboard over the database named in ``settings``."""
     app = FastAPI(title="inspector", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     app.add_middleware(
@@ -145,7 +144,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if request.url.path.startswith(("/static/", "/artifacts/")):
+        if request.url.path.startswith(("/static/", "/maps/")):
             return Response(str(exc.detail), status_code=exc.status_code, media_type="text/plain")
         return render(
             request, "error.html", {"status": exc.status_code, "detail": exc.detail}, exc.status_code
@@ -198,7 +197,7 @@ def create_app(settings: Settings) -> FastAPI:
         context = {
             "result": result,
             "frame": result.frame,
-            "maps": [k for k in MAP_KINDS if getattr(result, f"{k}_map")],
+            "maps": store.map_kinds(session, result.id),
             "threshold_now": store.effective_threshold(session, result.frame.source, result.model_version),
             "next_id": store.neighbour(session, filters, key, forward=True),
             "prev_id": store.neighbour(session, filters, key, forward=False),
@@ -232,20 +231,17 @@ def create_app(settings: Settings) -> FastAPI:
             return see_other(f"/queue{suffix}", done + " That was the last one in the queue.", request)
         return see_other(f"/results/{next_id}{suffix}", done, request)
 
-    @app.get("/artifacts/{result_id}/{kind}")
-    def artifact(result_id: int, kind: str, session: DB) -> FileResponse:
-        """A map image, looked up by result so no client-supplied path reaches the filesystem."""
-        result = session.get(Result, result_id) if kind in MAP_KINDS else None
-        name = getattr(result, f"{kind}_map", None) if result else None
-        if not name:
+    @app.get("/maps/{result_id}/{kind}.png")
+    def map_picture(result_id: int, kind: str, session: DB) -> Response:
+        """A map drawn from the result's stored planes (a heat map is laid over the input)."""
+        needed = {kind, "input"} if kind in HEAT_KINDS else {kind}
+        planes = store.result_maps(session, result_id, needed) if kind in MAP_KINDS else {}
+        if set(planes) != needed:
             raise HTTPException(404, "No such map.")
-        try:
-            path = artifact_path(settings.data_path, name)
-        except ValueError as exc:
-            raise HTTPException(404, "No such map.") from exc
-        if not path.is_file():
-            raise HTTPException(404, "Map file is missing.")
-        return FileResponse(path, headers={"Cache-Control": "private, max-age=86400"})
+        image = picture(kind, {name: decode_png(png) for name, png in planes.items()})
+        return Response(
+            encode_png(image), media_type="image/png", headers={"Cache-Control": "private, max-age=86400"}
+        )
 
     @app.get("/calibration")
     def calibration_view(request: Request, session: DB) -> HTMLResponse:

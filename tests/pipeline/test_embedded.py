@@ -16,11 +16,12 @@ from sqlalchemy import select, text
 
 from inspector.cli import main
 from inspector.config import Settings
+from inspector.maps import MAP_KINDS, decode_png
 from inspector.pipeline.executors import InlineExecutor
 from inspector.pipeline.watcher import Watcher
-from inspector.store.artifacts import artifact_path
 from inspector.store.db import session_scope
-from inspector.store.models import Frame, Result, ThresholdChange
+from inspector.store.models import Frame, Result, ResultMap, ThresholdChange
+from tests.conftest import TINY_SIZE
 from tests.pipeline.conftest import counts, settings_env, write_frames
 
 
@@ -42,9 +43,9 @@ def test_watch_once_scores_archives_and_reports_50_frames(tmp_path: Path, embedd
     with session_scope(embedded.db_url) as session:
         results = session.scalars(select(Result)).all()
         frames = session.scalars(select(Frame)).all()
-    for result in results:
-        for kind in ("input", "reconstruction", "error", "attention"):
-            assert artifact_path(embedded.data_path, getattr(result, f"{kind}_map")).is_file()
+        maps = session.execute(select(ResultMap.result_id, ResultMap.kind, ResultMap.png)).all()
+    assert {(r, kind) for r, kind, _ in maps} == {(r.id, kind) for r in results for kind in MAP_KINDS}
+    assert all(decode_png(png).shape == (TINY_SIZE, TINY_SIZE) for *_, png in maps)
     assert {(embedded.data_path / f.stored_path) for f in frames} == set(archived)
 
     report = json.loads(_cli(embedded, "report", "--since", "1h", "--format", "json"))

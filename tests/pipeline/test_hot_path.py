@@ -1,17 +1,22 @@
-"""The hot path: the settle rule under an event-driven loop, events, moving frames out, writing maps."""
+"""The hot path: the settle rule under an event-driven loop, events, moving frames out."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from watchdog.events import DirModifiedEvent, DirMovedEvent, FileMovedEvent
+from watchdog.events import (
+    DirModifiedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileMovedEvent,
+)
 
 from inspector.config import Settings
 from inspector.pipeline.executors import InlineExecutor
 from inspector.pipeline.ledger import move
 from inspector.pipeline.watcher import Watcher, _Events
-from inspector.store.artifacts import artifact_path, write_artifact
 from tests.pipeline.conftest import counts, write_frames
 
 
@@ -38,11 +43,30 @@ def test_a_file_is_ready_only_after_holding_still_for_settle_seconds(
 def test_a_folder_modified_event_does_not_ask_for_a_rescan(tmp_path: Path) -> None:
     events = _Events()
     events.on_any_event(DirModifiedEvent(str(tmp_path)))  # a file in it changed: its own event says which
-    assert events.drain() == (set(), False) and not events.arrived.is_set()
+    assert events.drain() == (set(), set(), False) and not events.arrived.is_set()
     events.on_any_event(FileMovedEvent(str(tmp_path / "a.png.tmp"), str(tmp_path / "a.png")))
     events.on_any_event(DirMovedEvent(str(tmp_path / "x"), str(tmp_path / "y")))  # files without events
     assert events.arrived.is_set()
-    assert events.drain() == ({tmp_path / "a.png"}, True)
+    assert events.drain() == ({tmp_path / "a.png"}, {tmp_path / "a.png"}, True)
+
+
+def test_a_file_closed_after_writing_or_moved_in_is_ready_at_once(tmp_path: Path, embedded: Settings) -> None:
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    events = _Events()
+    written, moved, opened = incoming / "w.png", incoming / "m.png", incoming / "o.png"
+    for path in (written, moved, opened):
+        path.write_bytes(b"\x89PNG")
+    events.on_any_event(FileCreatedEvent(str(written)))
+    events.on_any_event(FileClosedEvent(str(written)))
+    events.on_any_event(FileMovedEvent(str(incoming / "m.png.tmp"), str(moved)))
+    events.on_any_event(FileCreatedEvent(str(opened)))  # still open: no close event yet
+    paths, complete, _ = events.drain()
+    assert complete == {written, moved}
+    watcher = Watcher(incoming, embedded, InlineExecutor(embedded))
+    assert watcher.look(paths, settle=30, complete=complete) == [moved, written]
+    assert watcher.look(set(), settle=30) == []  # the open one waits to hold still
+    assert watcher.look(set(), settle=30, complete={opened}) == [opened]  # until its close event
 
 
 def test_move_links_then_unlinks_and_replaces_an_existing_target(tmp_path: Path) -> None:
@@ -61,17 +85,6 @@ def test_move_links_then_unlinks_and_replaces_an_existing_target(tmp_path: Path)
     (tmp_path / "link.png").symlink_to(outside)
     assert move(tmp_path / "link.png", data, "quarantine/link.png")
     assert (data / "quarantine/link.png").is_symlink() and outside.read_text() == "not a frame"
-
-
-def test_an_artifact_is_written_once_and_a_short_one_is_replaced(tmp_path: Path) -> None:
-    name = write_artifact(tmp_path, b"map bytes")
-    path = artifact_path(tmp_path, name)
-    assert path.read_bytes() == b"map bytes"
-    assert write_artifact(tmp_path, b"map bytes") == name  # already there: left alone
-    path.write_bytes(b"map")  # a write cut short by a crash
-    assert write_artifact(tmp_path, b"map bytes") == name
-    assert path.read_bytes() == b"map bytes"
-    assert [p.name for p in path.parent.iterdir()] == [path.name]
 
 
 def test_inline_batches_scored_side_by_side_score_each_frame_once(tmp_path: Path, embedded: Settings) -> None:

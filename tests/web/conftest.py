@@ -1,4 +1,4 @@
-"""A seeded dashboard database: rows made directly, small PNG maps, no model or pipeline needed.
+"""A seeded dashboard database: rows made directly, small stored map planes, no model or pipeline needed.
 
 40 frames with scores 0.05 … 0.9275 (model v1, default threshold 0.5), even ids from cam-a,
 odd from cam-b. Ten cam-a frames are labelled so that recall ≥ 99% calls for a threshold
@@ -14,15 +14,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from inspector.config import ServerSettings, Settings
-from inspector.store.artifacts import write_artifact
+from inspector.maps import HEAT_KINDS, MAP_KINDS, encode_png
 from inspector.store.db import get_engine, session_scope
-from inspector.store.models import Base, Frame, Model, Result, Review, utcnow
+from inspector.store.models import Base, Frame, Model, Result, ResultMap, Review, utcnow
 from inspector.web import create_app
 
 TOKEN = "letmein"
@@ -38,17 +37,14 @@ def score_of(i: int) -> float:
 
 
 def png(seed: int, heat: bool = False) -> bytes:
-    """A 32×32 picture: a disc on a gradient (grey), or a coloured blob (heat)."""
+    """A stored 32×32 plane: a disc on a gradient (an image), or a blob scaled to peak 255 (heat)."""
     yy, xx = np.mgrid[:32, :32]
     image = (xx * 4 + seed * 3) % 256
     disc = (yy - 16 - seed % 5) ** 2 + (xx - 16) ** 2 < 60
-    image = np.where(disc, 230, image).astype(np.uint8)
+    image = np.where(disc, 230, image)
     if heat:
-        blob = np.exp(-((yy - 10 - seed % 8) ** 2 + (xx - 20) ** 2) / 30)
-        image = cv2.applyColorMap((blob * 255).astype(np.uint8), cv2.COLORMAP_JET)
-    ok, data = cv2.imencode(".png", image)
-    assert ok
-    return data.tobytes()
+        image = 255 * np.exp(-((yy - 10 - seed % 8) ** 2 + (xx - 20) ** 2) / 30)
+    return encode_png(image.astype(np.uint8), fast=True)
 
 
 @dataclass
@@ -88,10 +84,6 @@ def seed(data_dir: Path, token: str = TOKEN) -> Seeded:
             )
             session.add(frame)
             session.flush()
-            maps = {
-                kind: write_artifact(data_dir, png(i, heat=kind in ("error", "attention")))
-                for kind in ("input", "reconstruction", "error", "attention")
-            }
             score = score_of(i)
             result = Result(
                 frame_id=frame.id,
@@ -100,10 +92,11 @@ def seed(data_dir: Path, token: str = TOKEN) -> Seeded:
                 threshold=DEFAULT_THRESHOLD,
                 is_anomaly=score > DEFAULT_THRESHOLD,
                 created_at=when,
-                **{f"{kind}_map": name for kind, name in maps.items()},
             )
             session.add(result)
             session.flush()
+            for kind in MAP_KINDS:
+                session.add(ResultMap(result_id=result.id, kind=kind, png=png(i, heat=kind in HEAT_KINDS)))
             result_ids.append(result.id)
             frame_ids.append(frame.id)
         for indexes, label in ((ANOMALY_LABELS, "anomaly"), (NORMAL_LABELS, "normal")):

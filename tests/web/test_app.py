@@ -5,12 +5,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
+from inspector.maps import MAP_KINDS, decode_png, picture
 from inspector.store.db import session_scope
-from inspector.store.models import Result, Review, ThresholdChange
+from inspector.store.models import ResultMap, Review, ThresholdChange
+from inspector.store.review import result_maps
 from inspector.web import create_app
 from tests.web.conftest import SUGGESTED, TOKEN, Seeded, csrf_of, seed
 
@@ -104,7 +107,7 @@ def test_frame_view(client: TestClient, seeded: Seeded) -> None:
     result_id = seeded.result_ids[30]  # labelled anomaly by "seed"
     html = client.get(f"/results/{result_id}").text
     for kind in ("input", "reconstruction", "error", "attention"):
-        assert f"/artifacts/{result_id}/{kind}" in html
+        assert f"/maps/{result_id}/{kind}.png" in html
     assert 'id="opacity"' in html and "0.725" in html and "seed" in html and "labelled anomaly" in html
     top = client.get(f"/results/{seeded.result_ids[39]}?source=cam-b").text
     assert f'href="/results/{seeded.result_ids[37]}?source=cam-b"' in top  # next in the filtered queue
@@ -112,27 +115,23 @@ def test_frame_view(client: TestClient, seeded: Seeded) -> None:
     assert client.get("/results/9999").status_code == 404
 
 
-def test_artifacts_served_only_from_data_dir(client: TestClient, seeded: Seeded) -> None:
+def test_maps_drawn_from_stored_planes(client: TestClient, seeded: Seeded) -> None:
     result_id = seeded.result_ids[0]
-    response = client.get(f"/artifacts/{result_id}/attention")
-    assert response.status_code == 200 and response.content.startswith(b"\x89PNG")
-    assert response.headers["content-type"] == "image/png"
-    assert client.get(f"/artifacts/{result_id}/secret").status_code == 404
-    assert client.get("/artifacts/9999/input").status_code == 404
-    outside = seeded.settings.data_path.parent / "secret.png"
-    outside.write_bytes(b"\x89PNG secret")
-    names = {
-        "input_map": "../secret.png",
-        "error_map": str(outside),
-        "reconstruction_map": "artifacts/zz/none.png",
-    }
     with session_scope(seeded.settings.db_url) as session:
-        for column, name in names.items():
-            setattr(session.get(Result, result_id), column, name)
-    for kind in ("input", "error", "reconstruction"):
-        response = client.get(f"/artifacts/{result_id}/{kind}")
-        assert response.status_code == 404 and b"secret" not in response.content
-    assert client.get("/artifacts/..%2F..%2Fetc%2Fpasswd").status_code == 404
+        stored = result_maps(session, result_id, MAP_KINDS)
+    planes = {kind: decode_png(data) for kind, data in stored.items()}
+    for kind in MAP_KINDS:
+        response = client.get(f"/maps/{result_id}/{kind}.png")
+        assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+        np.testing.assert_array_equal(decode_png(response.content), picture(kind, planes))
+    assert decode_png(client.get(f"/maps/{result_id}/attention.png").content).shape == (32, 32, 3)
+    assert client.get(f"/maps/{result_id}/secret.png").status_code == 404
+    assert client.get("/maps/9999/input.png").status_code == 404
+    with session_scope(seeded.settings.db_url) as session:  # a heat map needs its input too
+        session.execute(delete(ResultMap).where(ResultMap.result_id == result_id, ResultMap.kind == "input"))
+    assert client.get(f"/maps/{result_id}/error.png").status_code == 404
+    assert client.get(f"/maps/{result_id}/reconstruction.png").status_code == 200
+    assert "no input map" in client.get(f"/results/{result_id}").text
 
 
 def reviews(seeded: Seeded) -> int:
