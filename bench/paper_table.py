@@ -50,7 +50,7 @@ SELECTION = (Path(__file__).resolve().parent / "paper_selection.md").read_text()
 class Budget:
     """Everything that sizes a run; the same for every digit."""
 
-    train_size: int = 1000  # first noisy training images of the normal digit
+    train_size: int = 3000  # first noisy training images of the normal digit (as the protocol's peers)
     epochs: dict[str, int] = field(
         default_factory=lambda: {"vae": 6, "anogan": 6, "vaegan": 4, "vaegan+": 15}
     )
