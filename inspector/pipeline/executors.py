@@ -1,7 +1,9 @@
 """Where scoring runs: in the watcher's process (inline) or on Celery workers (celery).
 
-Both hand batches of frame ids, never pixels, to :func:`process_frames`; the Celery task
-in workers/ is a thin wrapper over it, registered under :data:`SCORE_TASK`.
+Both score through the same claim-and-score step of ``pipeline.process``: Celery workers
+take batches of frame ids (never pixels) in :func:`process_frames`, the Celery task in
+workers/ being a thin wrapper over it registered under :data:`SCORE_TASK`; inline scorers
+pull the next waiting batch themselves (:func:`process_next`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from inspector.config import Settings
-from inspector.pipeline.process import Outcome, process_frames
+from inspector.pipeline.process import Outcome, process_next
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,12 @@ class Executor(Protocol):
 
 
 class InlineExecutor:
-    """The embedded default: score in this process, batch by batch."""
+    """The embedded default: score in this process.
+
+    ``watch.threads`` scorers each pull the next batch of waiting frames from the database
+    until none is left, frames registered meanwhile included, so a backlog keeps every
+    scorer busy instead of waiting at the end of each hand-over for the slowest batch.
+    """
 
     exclusive = True
 
@@ -42,14 +49,20 @@ class InlineExecutor:
         self.settings = settings
 
     def submit(self, frame_ids: Sequence[int]) -> Outcome:
+        """Score these frames and every other waiting one; returns when none is left."""
+
+        def drain() -> Outcome:
+            total = Outcome()
+            while (outcome := process_next(self.settings)) is not None:
+                total.add(outcome)
+            return total
+
+        threads = max(1, self.settings.watch.threads)
+        if threads == 1:
+            return drain()
+        with ThreadPoolExecutor(threads, thread_name_prefix="score") as pool:
+            outcomes = [future.result() for future in [pool.submit(drain) for _ in range(threads)]]
         total = Outcome()
-        work = batches(frame_ids, self.settings.watch.batch_size)
-        threads = min(self.settings.watch.threads, len(work))
-        if threads > 1:  # a backlog: batches side by side, as celery workers would take them
-            with ThreadPoolExecutor(threads, thread_name_prefix="score") as pool:
-                outcomes = list(pool.map(lambda batch: process_frames(batch, self.settings), work))
-        else:
-            outcomes = [process_frames(batch, self.settings) for batch in work]
         for outcome in outcomes:
             total.add(outcome)
         return total

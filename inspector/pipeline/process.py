@@ -10,13 +10,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy.orm import Session
 
 from inspector.config import Settings
 from inspector.detector import CheckpointError, Detector
@@ -155,13 +156,31 @@ def process_frames(frame_ids: Sequence[int], settings: Settings, claimant: str |
     ``claimant`` names the delivery (the Celery task id): when the same message comes back
     because its worker died, it resumes the frames that worker had claimed.
     """
+    stale_before = utcnow() - timedelta(seconds=settings.watch.stale_seconds)
+    claimed, outcome = _claim_and_score(
+        settings, lambda session: queries.claim_frames(session, list(frame_ids), stale_before, claimant)
+    )
+    outcome.skipped = len(set(frame_ids)) - claimed
+    return outcome
+
+
+def process_next(settings: Settings) -> Outcome | None:
+    """Score a batch of the oldest waiting frames; None when none waits (the embedded scorers' pull)."""
+    watch = settings.watch
+    claimed, outcome = _claim_and_score(
+        settings, lambda session: queries.claim_next(session, watch.batch_size, watch.max_attempts)
+    )
+    return outcome if claimed else None
+
+
+def _claim_and_score(settings: Settings, claim: Callable[[Session], list[int]]) -> tuple[int, Outcome]:
+    """Claim frames in one transaction, then score them; how many were claimed, and what came of them."""
     detector = get_detector(settings)
     _register_model(settings, detector)
-    stale_before = utcnow() - timedelta(seconds=settings.watch.stale_seconds)
     with session_scope(settings.db_url) as session:
-        claimed = queries.claim_frames(session, list(frame_ids), stale_before, claimant)
+        claimed = claim(session)
         frames = queries.frames_by_id(session, claimed)
-    outcome = Outcome(skipped=len(set(frame_ids)) - len(claimed))
+    outcome = Outcome()
     try:
         _score(settings, detector, frames, outcome)
     except Exception:
@@ -169,4 +188,4 @@ def process_frames(frame_ids: Sequence[int], settings: Settings, claimant: str |
         with suppress(Exception), session_scope(settings.db_url) as session:
             queries.release_frames(session, claimed)
         raise
-    return outcome
+    return len(claimed), outcome

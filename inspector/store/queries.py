@@ -117,6 +117,26 @@ def claim_frames(
     return sorted(session.execute(stmt).scalars())
 
 
+def claim_next(session: Session, limit: int, max_attempts: int) -> list[int]:
+    """Take the oldest waiting frames (pending or queued), up to limit: the embedded scorers'
+    pull, so they take frames the moment they are registered. One statement, so two scorers
+    never take the same frame."""
+    waiting = (
+        select(Frame.id)
+        .where(Frame.status.in_(("pending", "queued")), Frame.attempts < max_attempts)
+        .order_by(Frame.id)
+        .limit(limit)
+    )
+    stmt = (
+        update(Frame)
+        .where(Frame.id.in_(waiting.scalar_subquery()), Frame.status.in_(("pending", "queued")))
+        .values(status="processing", claimed_by=None, attempts=Frame.attempts + 1, updated_at=utcnow())
+        .returning(Frame.id)
+        .execution_options(**_NO_SYNC)
+    )
+    return sorted(session.execute(stmt).scalars())
+
+
 def release_frames(session: Session, ids: Sequence[int]) -> None:
     """Hand claimed frames back (a transient error): the retry may claim them at once."""
     session.execute(

@@ -18,6 +18,7 @@ from inspector.cli import main
 from inspector.config import Settings
 from inspector.maps import MAP_KINDS, decode_png
 from inspector.pipeline.executors import InlineExecutor
+from inspector.pipeline.process import process_frames
 from inspector.pipeline.watcher import Watcher
 from inspector.store.db import session_scope
 from inspector.store.models import Frame, Result, ResultMap, ThresholdChange
@@ -146,7 +147,7 @@ def test_restart_picks_up_frames_left_pending_queued_or_in_flight(tmp_path: Path
 
     # One frame got its result committed, but the process died before moving the file.
     content = paths[-1].read_bytes()
-    first.executor.submit([8])
+    process_frames([8], embedded)
     paths[-1].write_bytes(content)
 
     restarted = Watcher(incoming, embedded, InlineExecutor(embedded))

@@ -1,15 +1,16 @@
-"""The batched statements of the scoring step, on SQLite and PostgreSQL: one INSERT, one UPDATE."""
+"""The batched statements of the scoring step, on SQLite and PostgreSQL: claims, inserts, updates."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from inspector.store import queries
 from inspector.store.db import get_engine, session_scope
-from inspector.store.models import Base, Frame, Result, utcnow
+from inspector.store.models import Base, Frame, Result, ResultMap, utcnow
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
@@ -23,9 +24,12 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-def _claimed(url: str, n: int) -> list[int]:
+RESULT = dict(model_version="m1", score=0.1, threshold=0.5, is_anomaly=False)
+
+
+def _registered(url: str, n: int) -> list[int]:
     with session_scope(url) as session:
-        ids = [
+        return [
             queries.insert_frame(
                 session,
                 content_hash=f"{i:064x}",
@@ -36,6 +40,11 @@ def _claimed(url: str, n: int) -> list[int]:
             )
             for i in range(n)
         ]
+
+
+def _claimed(url: str, n: int) -> list[int]:
+    ids = _registered(url, n)
+    with session_scope(url) as session:
         assert queries.claim_frames(session, ids, utcnow()) == ids
     return ids
 
@@ -56,14 +65,42 @@ def test_finish_frames_sets_each_stored_path_and_skips_frames_already_closed(url
         assert queries.finish_frames(session, "done", {}) == []
 
 
-def test_insert_results_stores_a_batch_once(url: str) -> None:
+def test_insert_results_stores_a_batch_and_its_maps_once(url: str) -> None:
     ids = _claimed(url, 3)
-    rows = [dict(frame_id=i, model_version="m1", score=0.1 * i, threshold=0.5, is_anomaly=False) for i in ids]
+    rows = [dict(RESULT, frame_id=i, maps={"error": bytes([i])}) for i in ids]
     with session_scope(url) as session:
         assert queries.insert_results(session, rows[:2]) == 2
+    rows[0]["maps"] = {"error": b"scored again"}
     with session_scope(url) as session:
         assert queries.insert_results(session, rows) == 1  # the first two are already stored
         assert sorted(session.scalars(select(Result.frame_id))) == ids
+        maps = session.execute(select(Result.frame_id, ResultMap.png).join(Result)).all()
+    assert sorted(tuple(m) for m in maps) == [(i, bytes([i])) for i in ids]  # the first maps kept
+
+
+def test_claim_next_takes_the_oldest_waiting_frames_once(url: str) -> None:
+    ids = _registered(url, 40)
+    with session_scope(url) as session:
+        session.execute(update(Frame).where(Frame.id == ids[1]).values(status="queued"))
+        session.execute(update(Frame).where(Frame.id == ids[2]).values(attempts=3))  # gave up on
+        session.execute(update(Frame).where(Frame.id == ids[3]).values(status="done"))
+    with session_scope(url) as session:
+        assert queries.claim_next(session, 3, max_attempts=3) == [ids[0], ids[1], ids[4]]
+    # Scorers pulling side by side never take the same frame.
+    with ThreadPoolExecutor(4) as pool:
+        claims = list(pool.map(lambda _: _pull_all(url), range(4)))
+    taken = [i for claim in claims for i in claim]
+    assert sorted(taken) == ids[5:] and len(set(taken)) == len(taken)
+
+
+def _pull_all(url: str) -> list[int]:
+    taken: list[int] = []
+    while True:
+        with session_scope(url) as session:
+            claimed = queries.claim_next(session, 4, max_attempts=3)
+        if not claimed:
+            return taken
+        taken += claimed
 
 
 def test_insert_frames_registers_each_content_once(url: str) -> None:
