@@ -429,15 +429,16 @@ def report(
         "## Pipeline",
         "",
         f"Watch settings: batch size {batch} (the sweep's best from 32 up at the pipeline's torch threads), "
-        f"settle {budget.settle_seconds} s "
-        "(the shipped default), scoring and torch threads as in the mode column. Frames are written "
+        f"settle {budget.settle_seconds} s (the shipped default; used only for files found by a scan), "
+        "scoring and torch threads as in the mode column. Frames are written "
         "under a `.tmp` name and renamed into the watched folder: first at a steady offered rate of "
         f"half the ceiling for {budget.steady_seconds:g} s, then a burst of {budget.burst} at once.",
         "",
         "- frames/s: frames ÷ (last result committed − first frame landed), from the database.",
         "- latency: landed (`frames.landed_at`, the file's mtime) → committed (`results.created_at`, "
         "stamped in the transaction that commits the result); split into landed → registered "
-        "(settling: two looks `settle` apart) and registered → committed (queue and scoring).",
+        "(events, hashing and the frame row; a file renamed in is complete, no second look) and "
+        "registered → committed (queue and scoring).",
         "- CPU ms/frame: user + system CPU of the watcher and worker processes (not PostgreSQL or "
         "Redis) during the phase, per frame.",
         "- load avg: the 1-minute load average before → after the phase (other work on the machine).",
