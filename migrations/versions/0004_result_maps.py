@@ -33,6 +33,10 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("result_id", "kind", name=op.f("pk_result_maps")),
     )
+    if op.get_bind().dialect.name == "postgresql":
+        # Out of line but not compressed: pglz on these PNGs doubled the insert time (0.3 -> 0.6
+        # ms a frame, measured) to save a quarter of the bytes.
+        op.execute("ALTER TABLE result_maps ALTER COLUMN png SET STORAGE EXTERNAL")
     with op.batch_alter_table("results") as batch:
         for column in OLD_COLUMNS:
             batch.drop_column(column)

@@ -8,13 +8,13 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from inspector.cli import main
 from inspector.store import migrate
 from inspector.store.models import Base
 
-TABLES = {"frames", "models", "results", "reviews", "thresholds", "threshold_changes"}
+TABLES = {"frames", "models", "results", "result_maps", "reviews", "thresholds", "threshold_changes"}
 
 
 def _check_round_trip(url: str) -> None:
@@ -45,6 +45,17 @@ def test_sqlite_upgrade_matches_models_and_downgrades(tmp_path: Path) -> None:
 @pytest.mark.services
 def test_postgresql_upgrade_matches_models_and_downgrades(pg_url: str) -> None:
     _check_round_trip(pg_url)
+    engine = create_engine(pg_url)
+    try:
+        with engine.connect() as connection:  # maps are stored out of line, uncompressed
+            storage = connection.execute(
+                text(
+                    "SELECT attstorage FROM pg_attribute WHERE attrelid = 'result_maps'::regclass AND attname = 'png'"
+                )
+            )
+            assert storage.scalar() == "e"
+    finally:
+        engine.dispose()
 
 
 def test_ensure_schema_migrates_an_embedded_sqlite(tmp_path: Path) -> None:
