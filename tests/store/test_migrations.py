@@ -48,11 +48,8 @@ def test_postgresql_upgrade_matches_models_and_downgrades(pg_url: str) -> None:
     engine = create_engine(pg_url)
     try:
         with engine.connect() as connection:  # maps are stored out of line, uncompressed
-            storage = connection.execute(
-                text(
-                    "SELECT attstorage FROM pg_attribute WHERE attrelid = 'result_maps'::regclass AND attname = 'png'"
-                )
-            )
+            where = "attrelid = 'result_maps'::regclass AND attname = 'png'"
+            storage = connection.execute(text(f"SELECT attstorage FROM pg_attribute WHERE {where}"))
             assert storage.scalar() == "e"
     finally:
         engine.dispose()
