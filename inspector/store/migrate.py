@@ -12,7 +12,16 @@ from alembic.script import ScriptDirectory
 import inspector
 from inspector.store.db import get_engine
 
-MIGRATIONS = Path(inspector.__file__).resolve().parents[1] / "migrations"
+
+def _migrations() -> Path:
+    """The Alembic scripts: inside an installed wheel (inspector/migrations), else the
+    checkout's migrations/ beside the package (an editable install maps it by import only)."""
+    package = Path(inspector.__file__).resolve().parent
+    installed = package / "migrations"
+    return installed if (installed / "env.py").is_file() else package.parent / "migrations"
+
+
+MIGRATIONS = _migrations()
 
 
 class SchemaError(RuntimeError):

@@ -10,6 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
 from sqlalchemy import create_engine, inspect, text
 
+import inspector
 from inspector.cli import main
 from inspector.store import migrate
 from inspector.store.models import Base
@@ -95,3 +96,13 @@ def test_alembic_command_line_takes_the_url(tmp_path: Path) -> None:
         capture_output=True,
     )
     assert migrate.current_revision(url) == migrate.head_revision()
+
+
+def test_an_installed_package_finds_its_own_scripts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wheel carries the scripts as inspector/migrations; a checkout keeps them beside the package."""
+    assert migrate.MIGRATIONS == Path(migrate.__file__).resolve().parents[2] / "migrations"
+    package = tmp_path / "site-packages" / "inspector"
+    (package / "migrations").mkdir(parents=True)
+    (package / "migrations" / "env.py").write_text("")
+    monkeypatch.setattr(inspector, "__file__", str(package / "__init__.py"))
+    assert migrate._migrations() == package / "migrations"
