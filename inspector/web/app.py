@@ -133,6 +133,7 @@ def create_app(settings: Settings) -> FastAPI:
         same_site="strict",
     )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    throttle = security.LoginThrottle()
 
     @app.middleware("http")
     async def security_headers(
@@ -145,10 +146,12 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if request.url.path.startswith(("/static/", "/maps/")):
-            return Response(str(exc.detail), status_code=exc.status_code, media_type="text/plain")
-        return render(
-            request, "error.html", {"status": exc.status_code, "detail": exc.detail}, exc.status_code
-        )
+            response = Response(str(exc.detail), status_code=exc.status_code, media_type="text/plain")
+        else:
+            context = {"status": exc.status_code, "detail": exc.detail}
+            response = render(request, "error.html", context, exc.status_code)
+        response.headers.update(exc.headers or {})  # e.g. Retry-After
+        return response
 
     @app.get("/healthz")
     def healthz(session: DB) -> dict[str, str]:
@@ -317,7 +320,7 @@ def create_app(settings: Settings) -> FastAPI:
         name: Annotated[str, Form()] = "",
         next: Annotated[str, Form()] = "/queue",
     ) -> RedirectResponse:
-        security.login(request, settings.server, token, name)
+        security.login(request, settings.server, token, name, throttle)
         return see_other(_local(next))
 
     @app.post("/logout", dependencies=[Depends(security.check_csrf)])

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
+import time
+from collections import deque
+from collections.abc import Callable
 
 from fastapi import HTTPException, Request
 
@@ -64,11 +68,48 @@ async def require_writer(request: Request) -> str:
     return user
 
 
-def login(request: Request, server: ServerSettings, token: str, name: str) -> None:
+class LoginThrottle:
+    """Wrong tokens per client address: after ``limit`` within ``window`` seconds, further tries
+    are refused (429) until the oldest failure ages out, so a token cannot be guessed quickly.
+
+    Kept in memory: the dashboard is one process. Behind a reverse proxy every client has the
+    proxy's address, so a burst of wrong tokens holds everyone off for up to ``window``.
+    """
+
+    def __init__(self, limit: int = 5, window: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self.limit, self.window, self.clock = limit, window, clock
+        self.failures: dict[str, deque[float]] = {}
+
+    def _recent(self, who: str) -> deque[float]:
+        now = self.clock()
+        if len(self.failures) > 1024:  # many addresses: forget the ones whose failures aged out
+            for key in [k for k, times in self.failures.items() if now - times[-1] >= self.window]:
+                del self.failures[key]
+        times = self.failures.setdefault(who, deque())
+        while times and now - times[0] >= self.window:
+            times.popleft()
+        return times
+
+    def check(self, who: str) -> None:
+        times = self._recent(who)
+        if len(times) >= self.limit:
+            wait = math.ceil(times[0] + self.window - self.clock())
+            raise HTTPException(
+                429, f"Too many wrong tokens: try again in {wait} s.", headers={"Retry-After": str(wait)}
+            )
+
+    def failed(self, who: str) -> None:
+        self._recent(who).append(self.clock())
+
+
+def login(request: Request, server: ServerSettings, token: str, name: str, throttle: LoginThrottle) -> None:
     """Start a reviewer session if the token matches; a fresh CSRF token follows."""
     if not server.token:
         raise HTTPException(403, NO_TOKEN)
+    who = request.client.host if request.client else "unknown"
+    throttle.check(who)
     if not hmac.compare_digest(token.encode(), server.token.encode()):
+        throttle.failed(who)
         raise HTTPException(401, "Wrong token.")
     name = name.strip()
     if not name or len(name) > 64:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi import HTTPException
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, func, select
 
@@ -14,7 +15,7 @@ from inspector.maps import MAP_KINDS, decode_png, picture
 from inspector.store.db import session_scope
 from inspector.store.models import ResultMap, Review, ThresholdChange
 from inspector.store.review import result_maps
-from inspector.web import create_app
+from inspector.web import create_app, security
 from tests.web.conftest import SUGGESTED, TOKEN, Seeded, csrf_of, seed
 
 FLAGGED_UNREVIEWED = 15  # scores > 0.5 are frames 21…39; 30, 32, 34 and 38 are labelled
@@ -195,6 +196,29 @@ def test_writes_refused_without_a_configured_token(tmp_path: Path) -> None:
     review = client.post(f"/results/{seeded.result_ids[39]}/review", data={"label": "normal", "csrf": csrf})
     assert review.status_code == 403 and "Writes are disabled" in review.text
     assert "read-only" in client.get("/queue").text
+
+
+def test_wrong_tokens_are_throttled_per_client() -> None:
+    now = [0.0]
+    throttle = security.LoginThrottle(limit=3, window=60, clock=lambda: now[0])
+    for _ in range(3):
+        throttle.check("10.0.0.1")
+        throttle.failed("10.0.0.1")
+    with pytest.raises(HTTPException) as refused:
+        throttle.check("10.0.0.1")
+    assert refused.value.status_code == 429 and refused.value.headers == {"Retry-After": "60"}
+    throttle.check("10.0.0.2")  # another client is not held off
+    now[0] = 60.0
+    throttle.check("10.0.0.1")  # the failures aged out
+
+
+def test_login_refuses_after_five_wrong_tokens(client: TestClient) -> None:
+    csrf = csrf_of(client, "/login")
+    for _ in range(5):
+        assert client.post("/login", data={"csrf": csrf, "token": "guess", "name": "Eve"}).status_code == 401
+    refused = client.post("/login", data={"csrf": csrf, "token": TOKEN, "name": "Eve"})
+    assert refused.status_code == 429 and "Too many wrong tokens" in refused.text
+    assert int(refused.headers["Retry-After"]) > 0
 
 
 def test_login_checks(client: TestClient) -> None:
