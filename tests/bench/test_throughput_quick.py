@@ -30,7 +30,9 @@ def test_a_tiny_run_measures_the_detector_and_the_embedded_pipeline(
     bench: ModuleType, tmp_path: Path
 ) -> None:
     threads = torch.get_num_threads()
-    budget = bench.Budget(burst=12, steady_seconds=1.0, sweep_seconds=0.1, batch_sizes=(4,), timeout=120.0)
+    budget = bench.Budget(
+        burst=12, steady_seconds=1.0, sweep_seconds=0.1, confirm_seconds=0.1, batch_sizes=(4,), timeout=120.0
+    )
     checkpoint = bench.make_checkpoint(tmp_path / "model.pt")
     frames = bench.make_frames(8 + 10 + 12)
     assert len(set(frames)) == len(frames)  # every frame is new content
