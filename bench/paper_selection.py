@@ -91,6 +91,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", nargs="*", default=[], help="ModelConfig overrides, key=value (JSON values)")
     parser.add_argument("--validation-skip", type=int, default=5000, help="validation images start here")
+    parser.add_argument("--save", help="also write the trained checkpoint here")
     args = parser.parse_args()
 
     torch.set_num_threads(1)
@@ -105,6 +106,8 @@ def main() -> None:
         FrameSpec(),
         TrainOptions(epochs=args.epochs, seed=args.seed, device="cpu"),
     )
+    if args.save:
+        checkpoint.save(args.save)
     model = GlimpseVAEGAN(checkpoint.model_config)
     model.load_state_dict(checkpoint.state_dict)
     frames, labels = validation_set(args.data, args.digit, skip=args.validation_skip)

@@ -39,7 +39,7 @@ LABELS = {
     "vaegan": "naive VAEGAN, error (paper)",
     "vaegan-attn": "VAEGAN + Grad-CAM (paper)",
     "vaegan+": "glimpse VAEGAN, error (ours)",
-    "vaegan-attn+": "glimpse VAEGAN, top-5% attended error (ours)",
+    "vaegan-attn+": "glimpse VAEGAN, top-5% attended error + L_feat (ours)",
 }
 
 # How our variant differs from the paper and how its settings were chosen (measured, by hand).

@@ -10,7 +10,7 @@ from inspector.config import FrameSpec
 from inspector.detector import Detector
 from inspector.models import build_model
 from inspector.models.glimpse import gaussian_blur, glimpse, locate, unglimpse
-from inspector.training import TrainOptions, train
+from inspector.training import TrainOptions, split_validation, train
 
 from ..conftest import TINY_SIZE, blob_frames, tiny_config
 
@@ -86,3 +86,20 @@ def test_glimpse_vaegan_checkpoint_round_trip(tmp_path) -> None:
     b = Detector.load(tmp_path / "m.pt", method="vaegan-attn+", device="cpu").score_arrays(frames[:3])
     np.testing.assert_array_equal([d.score for d in a], [d.score for d in b])
     assert a[0].attention is not None and a[0].attention.shape == (TINY_SIZE, TINY_SIZE)
+
+
+def test_attended_score_is_standardised_on_held_out_normals() -> None:
+    """s_pix and s_feat are scaled by their mean and std on the held-out normals, fitted after
+    training and kept with the weights: those frames score about 0 on average."""
+    frames = blob_frames(40)
+    options = TrainOptions(epochs=1, device="cpu")
+    config = tiny_config("vaegan+", glimpse_size=16)
+    checkpoint = train(frames, config, FrameSpec(image_size=TINY_SIZE), options)
+    mean, std = checkpoint.state_dict["signal_mean"], checkpoint.state_dict["signal_std"]
+    assert (mean > 0).all() and (std > 0).all() and not torch.equal(std, torch.ones(2))
+    model = build_model(checkpoint.model_config)
+    model.load_state_dict(checkpoint.state_dict)
+    model.eval()
+    _, held_out = split_validation(len(frames), options.val_fraction, options.seed)
+    scores = model.score(torch.from_numpy(frames[held_out]), "vaegan-attn+").score
+    assert abs(float(scores.mean())) < 1e-4
