@@ -9,8 +9,12 @@ pull the next waiting batch themselves (:func:`process_next`).
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
+import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
 
 from inspector.config import Settings
@@ -34,38 +38,91 @@ class Executor(Protocol):
         """Hand over frames already committed as 'queued'."""
         ...
 
+    def close(self) -> None:
+        """The watcher stops: end what this executor runs."""
+        ...
+
+
+class EventLike(Protocol):
+    def is_set(self) -> bool: ...
+
+
+_stopping: EventLike | None = None  # in a scorer process: set when the watcher stops
+
+
+def drain(settings: Settings, stop: EventLike | None = None) -> Outcome:
+    """Score waiting frames batch by batch until none is left or ``stop`` is set."""
+    stop = stop or _stopping
+    total = Outcome()
+    while not (stop is not None and stop.is_set()) and (outcome := process_next(settings)) is not None:
+        total.add(outcome)
+    return total
+
+
+def _start_scorer(stop: EventLike, torch_threads: int, log_level: int) -> None:
+    """A scorer process: the watcher's stop signal, its share of the cores, the watcher's logging."""
+    global _stopping
+    _stopping = stop
+    import torch
+
+    torch.set_num_threads(torch_threads)
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(processName)s: %(message)s")
+
 
 class InlineExecutor:
-    """The embedded default: score in this process.
+    """The embedded default: no broker; scorers on this machine pull batches from the database.
 
-    ``watch.threads`` scorers each pull the next batch of waiting frames from the database
-    until none is left, frames registered meanwhile included, so a backlog keeps every
-    scorer busy instead of waiting at the end of each hand-over for the slowest batch.
+    Each scorer takes the next batch of waiting frames until none is left, frames registered
+    meanwhile included, so a backlog keeps every scorer busy. One scorer runs in the
+    watcher's own scoring thread; ``watch.threads`` > 1 starts that many processes (each
+    with cores ÷ scorers torch threads), so that they never take turns on one interpreter
+    lock, and a scorer that crashes takes only its batch with it: those frames are handed
+    out again, and quarantined after ``watch.max_attempts``.
     """
 
     exclusive = True
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        self._context = multiprocessing.get_context("spawn")
+        self._stop = self._context.Event()
+        self._lock = threading.Lock()  # pool start and hand-over against close()
+        self._pool: ProcessPoolExecutor | None = None
 
     def submit(self, frame_ids: Sequence[int]) -> Outcome:
-        """Score these frames and every other waiting one; returns when none is left."""
-
-        def drain() -> Outcome:
-            total = Outcome()
-            while (outcome := process_next(self.settings)) is not None:
-                total.add(outcome)
-            return total
-
-        threads = max(1, self.settings.watch.threads)
-        if threads == 1:
-            return drain()
-        with ThreadPoolExecutor(threads, thread_name_prefix="score") as pool:
-            outcomes = [future.result() for future in [pool.submit(drain) for _ in range(threads)]]
+        """Score these frames and every other waiting one; returns when none is left or on close()."""
+        scorers = max(1, self.settings.watch.threads)
+        if scorers == 1:
+            return drain(self.settings, self._stop)
+        with self._lock:
+            if self._stop.is_set():
+                return Outcome()
+            if self._pool is None:
+                threads = max(1, (os.cpu_count() or 1) // scorers)
+                level = logging.getLogger().getEffectiveLevel()
+                self._pool = ProcessPoolExecutor(
+                    scorers, self._context, initializer=_start_scorer, initargs=(self._stop, threads, level)
+                )
+            pool = self._pool
+            futures = [pool.submit(drain, self.settings) for _ in range(scorers)]
         total = Outcome()
-        for outcome in outcomes:
-            total.add(outcome)
+        try:
+            for future in futures:
+                total.add(future.result())
+        except BrokenProcessPool:
+            with self._lock:  # a scorer died: its claimed frames go out again at the next recover
+                if self._pool is pool:
+                    self._pool = None
+            raise
         return total
+
+    def close(self) -> None:
+        """Final: no new batch starts; wait for the scorers to finish the ones in progress."""
+        with self._lock:
+            self._stop.set()
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
 
 class CeleryExecutor:
@@ -84,6 +141,9 @@ class CeleryExecutor:
         for batch in batches(frame_ids, self.settings.watch.batch_size):
             self.app.send_task(SCORE_TASK, args=[batch], queue=self.settings.queue)
         log.info("sent %d frames to the %r queue", len(frame_ids), self.settings.queue)
+
+    def close(self) -> None:
+        self.app.close()
 
 
 def make_executor(settings: Settings) -> Executor:

@@ -246,10 +246,13 @@ class Watcher:
 
     def run_once(self) -> None:
         """Two looks at the folder, register what held still, process what waits; then return."""
-        self.look(self.scan())
-        time.sleep(self.settings.watch.settle_seconds)
-        self.register(self.look(self.scan()))
-        self.recover()
+        try:
+            self.look(self.scan())
+            time.sleep(self.settings.watch.settle_seconds)
+            self.register(self.look(self.scan()))
+            self.recover()
+        finally:
+            self.executor.close()
 
     def run(self, stop: threading.Event | None = None) -> None:
         """Watch until stopped: events between rescans, a full rescan every rescan_seconds.
@@ -293,7 +296,8 @@ class Watcher:
         finally:
             finished.set()
             work.set()
-            scorer.join()  # lets the scoring in progress finish and commit
+            self.executor.close()  # the batches in progress finish and commit; no new ones start
+            scorer.join()
             observer.stop()
             observer.join()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -87,7 +88,7 @@ def test_move_links_then_unlinks_and_replaces_an_existing_target(tmp_path: Path)
     assert (data / "quarantine/link.png").is_symlink() and outside.read_text() == "not a frame"
 
 
-def test_inline_batches_scored_side_by_side_score_each_frame_once(tmp_path: Path, embedded: Settings) -> None:
+def test_scorer_processes_score_each_frame_once(tmp_path: Path, embedded: Settings) -> None:
     embedded.watch.threads, embedded.watch.batch_size = 2, 4
     incoming = tmp_path / "incoming"
     write_frames(incoming, 18)
@@ -95,3 +96,23 @@ def test_inline_batches_scored_side_by_side_score_each_frame_once(tmp_path: Path
     watcher.run_once()
     assert watcher.stats["done"] == 18
     assert counts(embedded.db_url) == (18, {"done": 18}, 1)
+
+
+def test_close_stops_scorers_after_their_batch(tmp_path: Path, embedded: Settings) -> None:
+    embedded.watch.threads, embedded.watch.batch_size = 2, 2
+    incoming = tmp_path / "incoming"
+    write_frames(incoming, 60)
+    watcher = Watcher(incoming, embedded, InlineExecutor(embedded))
+    watcher.register(watcher.look(watcher.scan()) or watcher.look(watcher.scan()))
+    scoring = threading.Thread(target=watcher.recover)
+    scoring.start()
+    deadline = time.monotonic() + 60
+    while counts(embedded.db_url)[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    watcher.executor.close()  # as on SIGTERM: the batches in progress finish, no new one starts
+    scoring.join()
+    results, statuses, _ = counts(embedded.db_url)
+    assert 0 < results < 60 and "processing" not in statuses
+    assert watcher.executor.submit([]).done == 0  # closed for good
+    Watcher(incoming, embedded, InlineExecutor(embedded)).run_once()
+    assert counts(embedded.db_url) == (60, {"done": 60}, 1)
