@@ -540,10 +540,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "INSPECTOR_EXECUTOR": "inline",
                 "INSPECTOR_DATA_DIR": str(run / "data"),
                 "INSPECTOR_DATABASE_URL": url,
-                "INSPECTOR_WATCH__THREADS": str(scorers),
+                "INSPECTOR_WATCH__SCORERS": str(scorers),
             }
             phases += measure_pipeline(
-                f"embedded, {scorers} scoring thread(s) × {torch_threads} torch thread(s)",
+                f"embedded, {scorers} scorer(s) × {torch_threads} torch thread(s)",
                 common | settings,
                 url,
                 run,

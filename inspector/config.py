@@ -50,7 +50,7 @@ class WatchSettings:
     source: str = "default"  # source/camera name given to frames of this watcher
     archive: bool = True  # move a frame to the archive once its result is stored
     batch_size: int = 32
-    threads: int = 1  # inline: batches of a backlog scored side by side (e.g. one per CPU core)
+    scorers: int = 1  # inline: scorers pulling batches side by side; more than 1 = processes (one per core)
     stale_seconds: float = 600.0  # a frame queued or in flight this long is handed out again
     max_attempts: int = 3  # a frame that lost its worker this often is quarantined
 

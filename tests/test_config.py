@@ -19,9 +19,9 @@ def test_shipped_configs_load(name: str) -> None:
 
 
 def test_environment_overrides_nested_settings(tmp_path: Path) -> None:
-    env = {"INSPECTOR_WATCH__READY_ON_CLOSE": "false", "INSPECTOR_WATCH__THREADS": "2"}
+    env = {"INSPECTOR_WATCH__READY_ON_CLOSE": "false", "INSPECTOR_WATCH__SCORERS": "2"}
     settings = load_settings(CONFIGS / "default.yaml", environ=env)
-    assert not settings.watch.ready_on_close and settings.watch.threads == 2
+    assert not settings.watch.ready_on_close and settings.watch.scorers == 2
     with pytest.raises(ConfigError, match="unknown setting"):
         load_settings(None, environ={"INSPECTOR_WATCH__SETLE_SECONDS": "1"})
     bad = tmp_path / "bad.yaml"

@@ -74,7 +74,7 @@ class InlineExecutor:
 
     Each scorer takes the next batch of waiting frames until none is left, frames registered
     meanwhile included, so a backlog keeps every scorer busy. One scorer runs in the
-    watcher's own scoring thread; ``watch.threads`` > 1 starts that many processes (each
+    watcher's own scoring thread; ``watch.scorers`` > 1 starts that many processes (each
     with cores ÷ scorers torch threads), so that they never take turns on one interpreter
     lock, and a scorer that crashes takes only its batch with it: those frames are handed
     out again, and quarantined after ``watch.max_attempts``.
@@ -91,7 +91,7 @@ class InlineExecutor:
 
     def submit(self, frame_ids: Sequence[int]) -> Outcome:
         """Score these frames and every other waiting one; returns when none is left or on close()."""
-        scorers = max(1, self.settings.watch.threads)
+        scorers = max(1, self.settings.watch.scorers)
         if scorers == 1:
             return drain(self.settings, self._stop)
         with self._lock:

@@ -89,7 +89,7 @@ def test_move_links_then_unlinks_and_replaces_an_existing_target(tmp_path: Path)
 
 
 def test_scorer_processes_score_each_frame_once(tmp_path: Path, embedded: Settings) -> None:
-    embedded.watch.threads, embedded.watch.batch_size = 2, 4
+    embedded.watch.scorers, embedded.watch.batch_size = 2, 4
     incoming = tmp_path / "incoming"
     write_frames(incoming, 18)
     watcher = Watcher(incoming, embedded, InlineExecutor(embedded))
@@ -99,7 +99,7 @@ def test_scorer_processes_score_each_frame_once(tmp_path: Path, embedded: Settin
 
 
 def test_close_stops_scorers_after_their_batch(tmp_path: Path, embedded: Settings) -> None:
-    embedded.watch.threads, embedded.watch.batch_size = 2, 2
+    embedded.watch.scorers, embedded.watch.batch_size = 2, 2
     incoming = tmp_path / "incoming"
     write_frames(incoming, 60)
     watcher = Watcher(incoming, embedded, InlineExecutor(embedded))
