@@ -12,6 +12,7 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -50,12 +51,29 @@ class EventLike(Protocol):
 _stopping: EventLike | None = None  # in a scorer process: set when the watcher stops
 
 
+LINGER = 0.25  # seconds a scorer keeps looking for new frames before it stops
+POLL = 0.02  # seconds between its looks meanwhile
+
+
 def drain(settings: Settings, stop: EventLike | None = None) -> Outcome:
-    """Score waiting frames batch by batch until none is left or ``stop`` is set."""
+    """Score waiting frames batch by batch until none has come for LINGER seconds, or ``stop``.
+
+    Lingering keeps every scorer busy while frames keep landing: the watcher registers them
+    every few tens of milliseconds, and a scorer that left at the first empty look would
+    leave the next ones to the others until the whole hand-over ended.
+    """
     stop = stop or _stopping
-    total = Outcome()
-    while not (stop is not None and stop.is_set()) and (outcome := process_next(settings)) is not None:
-        total.add(outcome)
+    total, idle_since = Outcome(), None
+    while not (stop is not None and stop.is_set()):
+        outcome = process_next(settings)
+        if outcome is not None:
+            total.add(outcome)
+            idle_since = None
+            continue
+        idle_since = idle_since or time.monotonic()
+        if time.monotonic() - idle_since >= LINGER:
+            break
+        time.sleep(POLL)
     return total
 
 
