@@ -94,8 +94,8 @@ class InlineExecutor:
     meanwhile included, so a backlog keeps every scorer busy. One scorer runs in the
     watcher's own scoring thread; ``watch.scorers`` > 1 starts that many processes (each
     with cores ÷ scorers torch threads), so that they never take turns on one interpreter
-    lock, and a scorer that crashes takes only its batch with it: those frames are handed
-    out again, and quarantined after ``watch.max_attempts``.
+    lock. If a scorer process dies, the watcher survives: the batches in progress are handed
+    out again at its next recover (each frame counting an attempt, up to ``max_attempts``).
     """
 
     exclusive = True

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -116,3 +119,28 @@ def test_close_stops_scorers_after_their_batch(tmp_path: Path, embedded: Setting
     assert watcher.executor.submit([]).done == 0  # closed for good
     Watcher(incoming, embedded, InlineExecutor(embedded)).run_once()
     assert counts(embedded.db_url) == (60, {"done": 60}, 1)
+
+
+def test_a_killed_scorer_process_loses_no_frame(tmp_path: Path, embedded: Settings) -> None:
+    """kill -9 of a scorer mid-burst: the watcher carries on, the batches in progress go out again."""
+    embedded.watch.scorers, embedded.watch.batch_size = 2, 2
+    incoming = tmp_path / "incoming"
+    write_frames(incoming, 60)
+    watcher = Watcher(incoming, embedded, InlineExecutor(embedded))
+    stop = threading.Event()
+    thread = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    try:
+        while counts(embedded.db_url)[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(multiprocessing.active_children()[0].pid, signal.SIGKILL)
+        time.sleep(0.5)
+        write_frames(incoming, 1, seed=7, prefix="after-")  # new work: the watcher recovers
+        while counts(embedded.db_url) != (61, {"done": 61}, 1) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        thread.join(60)
+    assert counts(embedded.db_url) == (61, {"done": 61}, 1)
+    assert list(incoming.iterdir()) == []
