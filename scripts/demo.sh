@@ -22,8 +22,8 @@ Label some in the dashboard and its Calibration page suggests a threshold for yo
 MSG
 cat <<MSG
 
-Done. Results are in $DEMO/data/inspector.db, maps in $DEMO/data/artifacts,
-scored frames in $DEMO/data/archive and the damaged one in $DEMO/data/quarantine.
+Done. Results and their maps are in $DEMO/data/inspector.db, scored frames in
+$DEMO/data/archive and the damaged one (with the reason beside it) in $DEMO/data/quarantine.
 Open the review dashboard with:
   INSPECTOR_DATA_DIR=$DEMO/data INSPECTOR_SERVER__TOKEN=choose-a-token $BIN/inspector serve
 then browse http://127.0.0.1:8000 and log in with that token.
