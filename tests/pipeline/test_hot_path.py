@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from watchdog.events import (
@@ -101,17 +102,25 @@ def test_scorer_processes_score_each_frame_once(tmp_path: Path, embedded: Settin
     assert counts(embedded.db_url) == (18, {"done": 18}, 1)
 
 
-def test_close_stops_scorers_after_their_batch(tmp_path: Path, embedded: Settings) -> None:
+def _sixty_frames_two_scorers(tmp_path: Path, embedded: Settings) -> tuple[Path, Watcher]:
     embedded.watch.scorers, embedded.watch.batch_size = 2, 2
     incoming = tmp_path / "incoming"
     write_frames(incoming, 60)
-    watcher = Watcher(incoming, embedded, InlineExecutor(embedded))
+    return incoming, Watcher(incoming, embedded, InlineExecutor(embedded))
+
+
+def _until(condition: Callable[[], bool], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_close_stops_scorers_after_their_batch(tmp_path: Path, embedded: Settings) -> None:
+    incoming, watcher = _sixty_frames_two_scorers(tmp_path, embedded)
     watcher.register(watcher.look(watcher.scan()) or watcher.look(watcher.scan()))
     scoring = threading.Thread(target=watcher.recover)
     scoring.start()
-    deadline = time.monotonic() + 60
-    while counts(embedded.db_url)[0] == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _until(lambda: counts(embedded.db_url)[0] > 0, 60)
     watcher.executor.close()  # as on SIGTERM: the batches in progress finish, no new one starts
     scoring.join()
     results, statuses, _ = counts(embedded.db_url)
@@ -123,22 +132,16 @@ def test_close_stops_scorers_after_their_batch(tmp_path: Path, embedded: Setting
 
 def test_a_killed_scorer_process_loses_no_frame(tmp_path: Path, embedded: Settings) -> None:
     """kill -9 of a scorer mid-burst: the watcher carries on, the batches in progress go out again."""
-    embedded.watch.scorers, embedded.watch.batch_size = 2, 2
-    incoming = tmp_path / "incoming"
-    write_frames(incoming, 60)
-    watcher = Watcher(incoming, embedded, InlineExecutor(embedded))
+    incoming, watcher = _sixty_frames_two_scorers(tmp_path, embedded)
     stop = threading.Event()
     thread = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
     thread.start()
-    deadline = time.monotonic() + 120
     try:
-        while counts(embedded.db_url)[0] == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _until(lambda: counts(embedded.db_url)[0] > 0, 60)
         os.kill(multiprocessing.active_children()[0].pid, signal.SIGKILL)
         time.sleep(0.5)
         write_frames(incoming, 1, seed=7, prefix="after-")  # new work: the watcher recovers
-        while counts(embedded.db_url) != (61, {"done": 61}, 1) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        _until(lambda: counts(embedded.db_url) == (61, {"done": 61}, 1), 120)
     finally:
         stop.set()
         thread.join(60)
