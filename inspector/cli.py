@@ -366,6 +366,7 @@ def watch(ctx: Context, folder: str, once: bool, source: str | None) -> None:
     """Register frames landing in FOLDER and score them (inline) or queue them (celery)."""
     import signal
     import threading
+    from concurrent.futures.process import BrokenProcessPool
 
     from inspector.detector import CheckpointError
     from inspector.pipeline.watcher import Watcher
@@ -382,6 +383,11 @@ def watch(ctx: Context, folder: str, once: bool, source: str | None) -> None:
             watcher.run(stop)
     except CheckpointError as exc:
         raise click.ClickException(f"{exc} (frames stay queued for the next run)") from exc
+    except BrokenProcessPool as exc:
+        raise click.ClickException(
+            "a scorer process died; the frames it held are scored again at the next run "
+            f"(each up to watch.max_attempts = {ctx.settings.watch.max_attempts} times, then quarantined)"
+        ) from exc
     except KeyboardInterrupt:
         pass
     counts = ", ".join(f"{k} {v}" for k, v in sorted(watcher.stats.items())) or "nothing new"

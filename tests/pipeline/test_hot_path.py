@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from click.testing import CliRunner
 from watchdog.events import (
     DirModifiedEvent,
     DirMovedEvent,
@@ -18,11 +19,12 @@ from watchdog.events import (
     FileMovedEvent,
 )
 
+from inspector.cli import main
 from inspector.config import Settings
 from inspector.pipeline.executors import InlineExecutor
 from inspector.pipeline.ledger import move
 from inspector.pipeline.watcher import Watcher, _Events
-from tests.pipeline.conftest import counts, write_frames
+from tests.pipeline.conftest import counts, settings_env, write_frames
 
 
 def test_a_file_is_ready_only_after_holding_still_for_settle_seconds(
@@ -147,3 +149,20 @@ def test_a_killed_scorer_process_loses_no_frame(tmp_path: Path, embedded: Settin
         thread.join(60)
     assert counts(embedded.db_url) == (61, {"done": 61}, 1)
     assert list(incoming.iterdir()) == []
+
+
+def test_watch_once_says_when_a_scorer_process_died(tmp_path: Path, embedded: Settings) -> None:
+    incoming, _ = _sixty_frames_two_scorers(tmp_path, embedded)
+    env = {**settings_env(embedded), "INSPECTOR_WATCH__SCORERS": "2", "INSPECTOR_WATCH__BATCH_SIZE": "2"}
+    outcome = []
+    cli = threading.Thread(
+        target=lambda: outcome.append(CliRunner().invoke(main, ["watch", str(incoming), "--once"], env=env))
+    )
+    cli.start()
+    _until(lambda: counts(embedded.db_url)[0] > 0, 60)
+    os.kill(multiprocessing.active_children()[0].pid, signal.SIGKILL)
+    cli.join(60)
+    assert outcome[0].exit_code == 1 and "a scorer process died" in outcome[0].output
+    assert "Traceback" not in outcome[0].output
+    Watcher(incoming, embedded, InlineExecutor(embedded)).run_once()  # the next run scores the rest
+    assert counts(embedded.db_url) == (60, {"done": 60}, 1)
