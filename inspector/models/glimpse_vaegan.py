@@ -52,6 +52,13 @@ class GlimpseVAEGAN(VAEGAN):
     def validation_loss(self, x: torch.Tensor) -> float:
         return super().validation_loss(self.see(x)[0])
 
+    @torch.no_grad()
+    def _reconstructed(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The glimpse g, its map θ, its reconstruction g̃ and the error e = |g − g̃|."""
+        g, theta = self.see(x)
+        g_rec = self.reconstruct(g)
+        return g, theta, g_rec, absolute_error(g, g_rec)
+
     def _attended(self, error: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """s_pix and the attention A of glimpse error maps (N, s, s)."""
         smooth = gaussian_blur(error[:, None], self.config.error_blur)[:, 0]
@@ -71,9 +78,8 @@ class GlimpseVAEGAN(VAEGAN):
     def fit_normal_statistics(self, x: torch.Tensor, batch: int = 64) -> None:
         signals = []
         for start in range(0, len(x), batch):
-            g, _ = self.see(x[start : start + batch])
-            g_rec = self.reconstruct(g)
-            signals.append(self._signals(g, g_rec, absolute_error(g, g_rec))[0])
+            g, _, g_rec, error = self._reconstructed(x[start : start + batch])
+            signals.append(self._signals(g, g_rec, error)[0])
         stacked = torch.cat(signals)
         self.signal_mean.copy_(stacked.mean(dim=0))
         self.signal_std.copy_(stacked.std(dim=0, correction=0).clamp_min(1e-6))
@@ -81,11 +87,8 @@ class GlimpseVAEGAN(VAEGAN):
     def score(self, x: torch.Tensor, method: str = "vaegan-attn+") -> Scores:
         if method not in self.scoring_methods:
             raise ValueError(f"this model scores with {self.scoring_methods}, not {method!r}")
-        g, theta = self.see(x)
+        g, theta, g_rec, error = self._reconstructed(x)
         size = self.config.image_size
-        with torch.no_grad():
-            g_rec = self.reconstruct(g)
-            error = absolute_error(g, g_rec)
         reconstruction = unglimpse(g_rec, theta, size)
         frame_error = unglimpse(error[:, None], theta, size)[:, 0]
         if method == "vaegan+":

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from inspector.store.models import Frame, Model, Result, ResultMap, Threshold, utcnow
 
+WAITING = ("pending", "queued")  # registered, not yet claimed by a scorer
 IN_FLIGHT = ("queued", "processing")
 _NO_SYNC = {"synchronize_session": False}
 
@@ -109,7 +110,7 @@ def claim_frames(
         takeover = takeover | ((Frame.status == "processing") & (Frame.claimed_by == claimant))
     stmt = (
         update(Frame)
-        .where(Frame.id.in_(ids), or_(Frame.status.in_(("pending", "queued")), takeover))
+        .where(Frame.id.in_(ids), or_(Frame.status.in_(WAITING), takeover))
         .values(status="processing", claimed_by=claimant, attempts=Frame.attempts + 1, updated_at=utcnow())
         .returning(Frame.id)
         .execution_options(**_NO_SYNC)
@@ -123,13 +124,13 @@ def claim_next(session: Session, limit: int, max_attempts: int) -> list[int]:
     never take the same frame."""
     waiting = (
         select(Frame.id)
-        .where(Frame.status.in_(("pending", "queued")), Frame.attempts < max_attempts)
+        .where(Frame.status.in_(WAITING), Frame.attempts < max_attempts)
         .order_by(Frame.id)
         .limit(limit)
     )
     stmt = (
         update(Frame)
-        .where(Frame.id.in_(waiting.scalar_subquery()), Frame.status.in_(("pending", "queued")))
+        .where(Frame.id.in_(waiting.scalar_subquery()), Frame.status.in_(WAITING))
         .values(status="processing", claimed_by=None, attempts=Frame.attempts + 1, updated_at=utcnow())
         .returning(Frame.id)
         .execution_options(**_NO_SYNC)
