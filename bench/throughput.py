@@ -3,8 +3,9 @@
 Measured in one run on one machine (issue 7):
 
 1. **Detector alone** — ``vaegan-attn`` scoring (reconstruction + Grad-CAM + score) of
-   84×84 frames already in memory, swept over batch sizes (and torch thread counts on a
-   CPU); the best is the *ceiling*.
+   84×84 frames already in memory, swept over batch sizes and (on a CPU) over ways to spend
+   the cores: one process with several torch threads, or one-thread processes side by side;
+   the best is the *ceiling*.
 2. **Pipeline, embedded** — ``inspector watch`` (inline executor, SQLite) on a folder
    that frames land in, first at a steady offered rate of half the ceiling, then as a
    burst. Frames are written under a ``.tmp`` name and renamed, as an uploader should.
@@ -22,6 +23,7 @@ defaults, image size 84): the work per frame is the same as for a trained one.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shlex
@@ -66,6 +68,7 @@ class Budget:
     steady_seconds: float = 30.0
     sweep_seconds: float = 4.0  # per (threads, batch size) point of the detector sweep
     confirm_seconds: float = 15.0  # the sweep's best point measured again: the ceiling
+    claim_batch: int = 64  # the pipeline's watch.batch_size: frames claimed and committed together
     batch_sizes: tuple[int, ...] = (8, 16, 32, 64, 128)
     settle_seconds: float = 0.5  # the shipped default (configs/default.yaml)
     timeout: float = 600.0  # the longest a phase may take to drain (--quick: 120)
@@ -77,7 +80,7 @@ class Budget:
             steady_seconds=4.0,
             sweep_seconds=1.0,
             confirm_seconds=2.0,
-            batch_sizes=(16, 64),
+            batch_sizes=(8, 64),
             timeout=120.0,
         )
 
@@ -93,13 +96,30 @@ class Load:
         return f"{self.before:.1f} → {self.after:.1f}"
 
 
+@dataclass(frozen=True)
+class Layout:
+    """How the cores are spent on scoring: processes side by side, each with torch threads."""
+
+    processes: int
+    threads: int
+
+    def __str__(self) -> str:
+        return f"{self.processes} process(es) × {self.threads} torch thread(s)"
+
+
+@dataclass
+class Point:
+    layout: Layout
+    batch_size: int
+    fps: float
+
+
 @dataclass
 class Ceiling:
     fps: float
-    batch_size: int
-    threads: int
+    best: Point
     load: Load
-    sweep: list[tuple[int, int, float]] = field(default_factory=list)  # threads, batch, fps
+    sweep: list[Point] = field(default_factory=list)
 
 
 @dataclass
@@ -161,38 +181,75 @@ def decoded(frames: Sequence[bytes]) -> np.ndarray:
 # --- 1. the detector alone ---------------------------------------------------------------------
 
 
-def _frames_per_second(
-    checkpoint: Checkpoint, pixels: np.ndarray, device: str, threads: int, batch_size: int, seconds: float
-) -> float:
+def _score_point(checkpoint: Path, device: str, threads: int, batch_size: int, seconds: float) -> None:
+    """One process of a sweep point (``--point``): warm up, say ready, wait for go, score for
+    ``seconds`` and print the frames scored and the time taken, as JSON."""
     torch.set_num_threads(threads)
-    detector = Detector(checkpoint, method="vaegan-attn", device=device, batch_size=batch_size)
+    detector = Detector.load(checkpoint, method="vaegan-attn", device=device, batch_size=batch_size)
+    pixels = decoded(make_frames(256))
     chunk = pixels[: max(batch_size, 256 // batch_size * batch_size)]
     detector.score_arrays(chunk[:batch_size])  # warm-up
+    print("ready", flush=True)
+    sys.stdin.readline()
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         detector.score_arrays(chunk)
         done += len(chunk)
-    return done / (time.perf_counter() - start)
+    print(json.dumps({"frames": done, "seconds": time.perf_counter() - start}), flush=True)
 
 
-def measure_detector(
-    checkpoint: Checkpoint, pixels: np.ndarray, device: str, budget: Budget, threads: Sequence[int]
-) -> Ceiling:
-    """Frames/s of Detector.score_arrays for each (threads, batch size); the ceiling is the best
+def _frames_per_second(
+    checkpoint: Path, device: str, layout: Layout, batch_size: int, seconds: float
+) -> float:
+    """Frames/s of ``layout.processes`` scoring processes started together, summed."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--point", str(checkpoint), device]
+    command += [str(layout.threads), str(batch_size), str(seconds)]
+    env = os.environ | {"OMP_NUM_THREADS": str(layout.threads)}
+    children = [
+        subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for _ in range(layout.processes)
+    ]
+    try:
+        for child in children:  # a barrier: every process loaded and warm before any starts
+            assert child.stdout is not None and child.stdout.readline().strip() == "ready", child.args
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        measured = [json.loads(child.communicate(timeout=seconds + 120)[0]) for child in children]
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+    if any(child.returncode for child in children):
+        raise RuntimeError(f"a sweep process failed: {[child.returncode for child in children]}")
+    return sum(m["frames"] for m in measured) / max(m["seconds"] for m in measured)
+
+
+def sweep_layouts(cpu: bool, cores: int) -> list[Layout]:
+    """On a CPU: one process on one core, one process on all cores, one one-thread process per
+    core (what the pipeline runs). On a GPU one process feeds it."""
+    if not cpu:
+        return [Layout(1, torch.get_num_threads())]
+    return list(dict.fromkeys([Layout(1, 1), Layout(1, cores), Layout(cores, 1)]))
+
+
+def measure_detector(checkpoint: Path, device: str, budget: Budget, layouts: Sequence[Layout]) -> Ceiling:
+    """Frames/s of Detector.score_arrays for each (layout, batch size); the ceiling is the best
     point measured again for ``confirm_seconds``: the best of several short noisy measurements
     is biased upwards (each sweep point is short), the same point measured again is not."""
     load = Load(os.getloadavg()[0])
     sweep = []
-    for n_threads in threads:
+    for layout in layouts:
         for batch_size in budget.batch_sizes:
-            fps = _frames_per_second(checkpoint, pixels, device, n_threads, batch_size, budget.sweep_seconds)
-            sweep.append((n_threads, batch_size, fps))
-            print(f"detector: {n_threads} thread(s), batch {batch_size}: {fps:.1f} frames/s", flush=True)
-    best = max(sweep, key=lambda point: point[2])
-    fps = _frames_per_second(checkpoint, pixels, device, best[0], best[1], budget.confirm_seconds)
+            fps = _frames_per_second(checkpoint, device, layout, batch_size, budget.sweep_seconds)
+            sweep.append(Point(layout, batch_size, fps))
+            print(f"detector: {layout}, batch {batch_size}: {fps:.1f} frames/s", flush=True)
+    best = max(sweep, key=lambda point: point.fps)
+    fps = _frames_per_second(checkpoint, device, best.layout, best.batch_size, budget.confirm_seconds)
     print(f"detector: best point again for {budget.confirm_seconds:g} s: {fps:.1f} frames/s", flush=True)
     load.after = os.getloadavg()[0]
-    return Ceiling(fps=fps, batch_size=best[1], threads=best[0], load=load, sweep=sweep)
+    return Ceiling(fps=fps, best=best, load=load, sweep=sweep)
 
 
 # --- 2 and 3. the pipeline ---------------------------------------------------------------------
@@ -421,6 +478,7 @@ def report(
     device: str,
     budget: Budget,
     batch: int,
+    inference: int,
 ) -> str:
     lines = [
         "# Throughput and latency (issue 7)",
@@ -436,19 +494,24 @@ def report(
         "",
         "## Detector alone (the ceiling)",
         "",
-        "| torch threads | batch | frames/s |",
-        "|---:|---:|---:|",
-        *(f"| {t} | {b} | {fps:.1f} |" for t, b, fps in ceiling.sweep),
+        "| processes × torch threads | batch | frames/s |",
+        "|---|---:|---:|",
+        *(
+            f"| {p.layout.processes} × {p.layout.threads} | {p.batch_size} | {p.fps:.1f} |"
+            for p in ceiling.sweep
+        ),
         "",
-        f"Ceiling: **{ceiling.fps:.1f} frames/s**: the sweep's best point ({ceiling.threads} thread(s), "
-        f"batch {ceiling.batch_size}) measured again for {budget.confirm_seconds:g} s (the best of the "
-        f"short sweep points is biased upwards); load average {ceiling.load}. "
-        "`Detector.score_arrays` on frames already in memory: "
-        "reconstruction, Grad-CAM and score, with the arrays copied back to the host.",
+        f"Ceiling: **{ceiling.fps:.1f} frames/s**: the sweep's best point ({ceiling.best.layout}, "
+        f"batch {ceiling.best.batch_size}) measured again for {budget.confirm_seconds:g} s (the best of "
+        f"the short sweep points is biased upwards); load average {ceiling.load}. "
+        "`Detector.score_arrays` on frames already in memory, in processes started together "
+        "(frames/s summed over them): reconstruction, Grad-CAM and score, with the arrays copied "
+        "back to the host.",
         "",
         "## Pipeline",
         "",
-        f"Watch settings: batch size {batch} (the sweep's best from 32 up at the pipeline's torch threads), "
+        f"Watch settings: {batch} frames claimed and committed together (`watch.batch_size`), {inference} "
+        "per forward pass (`inference_batch`: the sweep's best at the pipeline's layout), "
         f"settle {budget.settle_seconds} s (the shipped default; used only for files found by a scan), "
         "scoring and torch threads as in the mode column. Frames are written "
         "under a `.tmp` name and renamed into the watched folder: first at a steady offered rate of "
@@ -492,7 +555,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--postgres", default=PG_SERVER, help="PostgreSQL server (a fresh database is made)")
     parser.add_argument("--redis", default=REDIS_URL, help="Redis database of the benchmark's own (flushed)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="the Markdown report")
+    parser.add_argument("--point", nargs=5, help=argparse.SUPPRESS)  # one process of a sweep point
     args = parser.parse_args(argv)
+    if args.point:
+        path, device, threads, batch_size, seconds = args.point
+        _score_point(Path(path), device, int(threads), int(batch_size), float(seconds))
+        return 0
 
     budget = Budget.quick() if args.quick else Budget()
     if args.burst is not None:
@@ -506,18 +574,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="inspector-throughput-") as tmp:
         work = Path(tmp)
-        checkpoint = make_checkpoint(work / "model.pt")
-        threads = sorted({1, cores}) if cpu else [torch.get_num_threads()]
-        ceiling = measure_detector(checkpoint, decoded(make_frames(256)), device, budget, threads)
+        make_checkpoint(work / "model.pt")
+        ceiling = measure_detector(work / "model.pt", device, budget, sweep_layouts(cpu, cores))
         rate = ceiling.fps / 2
-        # On a CPU every scoring thread or process runs torch on one thread, and there are as
-        # many of them as cores: torch's own threads wait for each other at every operation and
-        # lose badly whenever another thread holds a core (the sweep's multi-thread rows under load).
-        torch_threads = 1 if cpu else ceiling.threads
-        # Each batch costs the pipeline a claim and a commit (an fsync on SQLite): the best of
-        # the sweep's batches from 32 up at those threads (any size where the sweep has no such).
-        sizes = [p for p in ceiling.sweep if p[0] == torch_threads and p[1] >= 32] or ceiling.sweep
-        batch = max(sizes, key=lambda p: p[2])[1]
+        # On a CPU every scorer (embedded scoring process or celery worker) runs torch on one
+        # thread, one per core: torch's own threads wait for each other at every operation and
+        # lose whenever another process holds a core. Frames per forward pass: the sweep's best
+        # for that layout; frames per claim and commit (an fsync on SQLite): budget.claim_batch.
+        layout = Layout(cores, 1) if cpu else ceiling.best.layout
+        torch_threads = layout.threads
+        inference = max((p for p in ceiling.sweep if p.layout == layout), key=lambda p: p.fps).batch_size
+        batch = budget.claim_batch
 
         workers = [int(w) for w in args.workers.split(",")] if "distributed" in modes else []
         n_warm = 2 * batch * max([1, *workers])
@@ -527,6 +594,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "INSPECTOR_MODEL_PATH": str(work / "model.pt"),
             "INSPECTOR_DEVICE": args.device,
             "INSPECTOR_WATCH__BATCH_SIZE": str(batch),
+            "INSPECTOR_INFERENCE_BATCH": str(inference),
             "INSPECTOR_WATCH__SETTLE_SECONDS": str(budget.settle_seconds),
             "OMP_NUM_THREADS": str(torch_threads),
         }
@@ -575,7 +643,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         workers=n,
                     )
         command = shlex.join(["python", "bench/throughput.py", *(argv if argv is not None else sys.argv[1:])])
-        text = report(ceiling, phases, machine(), command, device, budget, batch)
+        text = report(ceiling, phases, machine(), command, device, budget, batch, inference)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(f"wrote {args.out}")

@@ -49,7 +49,7 @@ class WatchSettings:
     ready_on_close: bool = True
     source: str = "default"  # source/camera name given to frames of this watcher
     archive: bool = True  # move a frame to the archive once its result is stored
-    batch_size: int = 32
+    batch_size: int = 32  # frames claimed, scored and committed together
     scorers: int = 1  # inline: scorers pulling batches side by side; more than 1 = processes (one per core)
     stale_seconds: float = 600.0  # a frame queued or in flight this long is handed out again
     max_attempts: int = 3  # a frame that lost its worker this often is quarantined
@@ -73,6 +73,7 @@ class Settings:
     model_path: str = "model.pt"
     method: str = ""  # scoring method; empty = the model's recommended one (vaegan: vaegan-attn)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    inference_batch: int = 0  # frames per forward pass; 0 = by device: 8 on a CPU, 256 on a GPU
     frames: FrameSpec = field(default_factory=FrameSpec)
     watch: WatchSettings = field(default_factory=WatchSettings)
     server: ServerSettings = field(default_factory=ServerSettings)

@@ -3,7 +3,7 @@
 Both score through the same claim-and-score step of ``pipeline.process``: Celery workers
 take batches of frame ids (never pixels) in :func:`process_frames`, the Celery task in
 workers/ being a thin wrapper over it registered under :data:`SCORE_TASK`; inline scorers
-pull the next waiting batch themselves (:func:`process_next`).
+pull the next waiting batch themselves (:func:`score_next`, then :func:`store`).
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Protocol
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Protocol
 
 from inspector.config import Settings
-from inspector.pipeline.process import Outcome, process_next
+from inspector.pipeline.process import Outcome, released_on_error, score_next, store
 
 log = logging.getLogger(__name__)
 
@@ -48,39 +49,81 @@ class EventLike(Protocol):
     def is_set(self) -> bool: ...
 
 
-_stopping: EventLike | None = None  # in a scorer process: set when the watcher stops
+class CounterLike(Protocol):
+    value: int
+
+    def get_lock(self) -> AbstractContextManager[Any]: ...
 
 
-LINGER = 0.25  # seconds a scorer keeps looking for new frames before it stops
+# In a scorer process: set when the watcher stops, and how many scorers hold a batch.
+_stopping: EventLike | None = None
+_scoring: CounterLike | None = None
+
+
+LINGER = 0.25  # seconds a scorer keeps looking for new frames once none is being scored
 POLL = 0.02  # seconds between its looks meanwhile
 
 
-def drain(settings: Settings, stop: EventLike | None = None) -> Outcome:
+@contextmanager
+def _holding(scoring: CounterLike | None) -> Iterator[None]:
+    if scoring is None:
+        yield
+        return
+    with scoring.get_lock():
+        scoring.value += 1
+    try:
+        yield
+    finally:
+        with scoring.get_lock():
+            scoring.value -= 1
+
+
+def drain(settings: Settings, stop: EventLike | None = None, scoring: CounterLike | None = None) -> Outcome:
     """Score waiting frames batch by batch until none has come for LINGER seconds, or ``stop``.
 
-    Lingering keeps every scorer busy while frames keep landing: the watcher registers them
-    every few tens of milliseconds, and a scorer that left at the first empty look would
-    leave the next ones to the others until the whole hand-over ended.
+    Each batch is stored (results, maps, the commit's fsync, the archive moves) in a thread of
+    its own while the next one is claimed and scored, so the core keeps computing while the
+    database writes; at most one batch waits to be stored.
+
+    A scorer that finds nothing keeps looking while another scorer (``scoring`` counts them)
+    is busy and for LINGER seconds after: frames of a burst are registered a few hundred at a
+    time, and a scorer that left at the first empty look would leave the rest of the burst to
+    the others, its core idle until the whole hand-over ended.
     """
     stop = stop or _stopping
+    scoring = scoring or _scoring
     total, idle_since = Outcome(), None
-    while not (stop is not None and stop.is_set()):
-        outcome = process_next(settings)
-        if outcome is not None:
-            total.add(outcome)
-            idle_since = None
-            continue
-        idle_since = idle_since or time.monotonic()
-        if time.monotonic() - idle_since >= LINGER:
-            break
-        time.sleep(POLL)
+    storing: Future[Outcome] | None = None
+    with ThreadPoolExecutor(1, thread_name_prefix="store") as storer:
+        try:
+            while not (stop is not None and stop.is_set()):
+                with _holding(scoring):
+                    scored = score_next(settings)
+                if scored is not None:
+                    if storing is not None:  # the previous batch stored first; if it failed, this one
+                        with released_on_error(settings, scored.claimed):  # goes back too
+                            previous, storing = storing, None
+                            total.add(previous.result())
+                    storing = storer.submit(store, settings, scored)
+                    idle_since = None
+                    continue
+                if scoring is not None and scoring.value > 0:
+                    idle_since = None
+                idle_since = idle_since or time.monotonic()
+                if time.monotonic() - idle_since >= LINGER:
+                    break
+                time.sleep(POLL)
+        finally:
+            if storing is not None:
+                total.add(storing.result())
     return total
 
 
-def _start_scorer(stop: EventLike, torch_threads: int, log_level: int) -> None:
-    """A scorer process: the watcher's stop signal, its share of the cores, the watcher's logging."""
-    global _stopping
-    _stopping = stop
+def _start_scorer(stop: EventLike, scoring: CounterLike, torch_threads: int, log_level: int) -> None:
+    """A scorer process: the watcher's stop signal, the busy count, its share of the cores, the
+    watcher's logging."""
+    global _stopping, _scoring
+    _stopping, _scoring = stop, scoring
     import torch
 
     torch.set_num_threads(torch_threads)
@@ -118,8 +161,12 @@ class InlineExecutor:
             if self._pool is None:
                 threads = max(1, (os.cpu_count() or 1) // scorers)
                 level = logging.getLogger().getEffectiveLevel()
+                scoring = self._context.Value("i", 0)  # a new count: a dead pool's may never come down
                 self._pool = ProcessPoolExecutor(
-                    scorers, self._context, initializer=_start_scorer, initargs=(self._stop, threads, level)
+                    scorers,
+                    self._context,
+                    initializer=_start_scorer,
+                    initargs=(self._stop, scoring, threads, level),
                 )
             pool = self._pool
             futures = [pool.submit(drain, self.settings) for _ in range(scorers)]

@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
-from contextlib import suppress
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -56,11 +56,11 @@ def get_detector(settings: Settings) -> Detector:
         mtime = path.stat().st_mtime_ns
     except OSError as exc:
         raise CheckpointError(f"model file not found: {path}") from exc
-    key = (str(path), mtime, settings.method, settings.device, settings.watch.batch_size)
+    key = (str(path), mtime, settings.method, settings.device, settings.inference_batch)
     if key not in _DETECTORS:
         _DETECTORS.clear()
         _DETECTORS[key] = Detector.load(
-            path, method=settings.method, device=settings.device, batch_size=settings.watch.batch_size
+            path, method=settings.method, device=settings.device, batch_size=settings.inference_batch
         )
         log.info("loaded model %s on %s", _DETECTORS[key].version, _DETECTORS[key].device)
     return _DETECTORS[key]
@@ -111,81 +111,119 @@ def _quarantine(settings: Settings, frame: Frame, error: str) -> bool:
     return closed
 
 
-def _score(settings: Settings, detector: Detector, frames: list[Frame], outcome: Outcome) -> None:
+@dataclass
+class Scored:
+    """A claimed batch once scored: the results ``store`` commits."""
+
+    claimed: list[int]  # every frame claimed for this batch (released again if storing fails)
+    frames: list[Frame]  # those scored, in the order of the lists below
+    scores: list[float]
+    maps: list[dict[str, bytes]]  # PNG by kind, per frame
+    quarantined: int  # claimed frames that could not be read
+
+
+def _score(settings: Settings, detector: Detector, claimed: list[int], frames: list[Frame]) -> Scored:
+    """Read, preprocess and score the claimed frames; unreadable ones are quarantined."""
     loaded: list[tuple[Frame, np.ndarray]] = []
+    quarantined = 0
     for frame in frames:
         try:
             loaded.append((frame, _load(frame, detector)))
         except FrameError as exc:
-            outcome.quarantined += _quarantine(settings, frame, str(exc))
+            quarantined += _quarantine(settings, frame, str(exc))
     if not loaded:
-        return
+        return Scored(claimed, [], [], [], quarantined)
     batch = np.stack([pixels for _, pixels in loaded])
     detections = detector.score_arrays(batch)
-    planes = map_planes(batch, detections)
-    locations = {frame.id: archive_location(frame) if settings.watch.archive else None for frame, _ in loaded}
-    with session_scope(settings.db_url) as session:
-        limits = effective_thresholds(
-            session, detector.version, detector.threshold, {f.source for f, _ in loaded}
-        )
-        rows = [
-            {
-                "frame_id": frame.id,
-                "model_version": detector.version,
-                "score": detection.score,
-                "threshold": limits[frame.source],
-                "is_anomaly": detection.score > limits[frame.source],
-                "maps": {kind: encode_png(plane, fast=True) for kind, plane in frame_planes.items()},
-            }
-            for (frame, _), detection, frame_planes in zip(loaded, detections, planes, strict=True)
-        ]
-        queries.insert_results(session, rows)
-        closed = set(queries.finish_frames(session, "done", locations))
-    finished = [(frame, locations[frame.id]) for frame, _ in loaded if frame.id in closed]
+    maps = [
+        {kind: encode_png(plane, fast=True) for kind, plane in frame_planes.items()}
+        for frame_planes in map_planes(batch, detections)
+    ]
+    return Scored(claimed, [f for f, _ in loaded], [d.score for d in detections], maps, quarantined)
+
+
+def store(settings: Settings, scored: Scored) -> Outcome:
+    """Commit a scored batch's results with their maps and verdicts, then archive the frames.
+
+    A failure hands the batch back (the frames become claimable again at once).
+    """
+    detector = get_detector(settings)
+    frames = scored.frames
+    with released_on_error(settings, scored.claimed):
+        if frames:
+            locations = {f.id: archive_location(f) if settings.watch.archive else None for f in frames}
+            with session_scope(settings.db_url) as session:
+                limits = effective_thresholds(
+                    session, detector.version, detector.threshold, {f.source for f in frames}
+                )
+                rows = [
+                    {
+                        "frame_id": frame.id,
+                        "model_version": detector.version,
+                        "score": score,
+                        "threshold": limits[frame.source],
+                        "is_anomaly": score > limits[frame.source],
+                        "maps": maps,
+                    }
+                    for frame, score, maps in zip(frames, scored.scores, scored.maps, strict=True)
+                ]
+                queries.insert_results(session, rows)
+                closed = set(queries.finish_frames(session, "done", locations))
+            finished = [(frame, locations[frame.id]) for frame in frames if frame.id in closed]
+        else:
+            finished = []
     # Only after the commit: a crash here leaves a done frame in the folder, which the
     # watcher's rescan archives; the other order could lose a frame.
     for frame, location in finished:
         if location is not None:
             move(Path(frame.path), settings.data_path, location)
-    outcome.done += len(finished)
+    return Outcome(done=len(finished), quarantined=scored.quarantined)
 
 
-def process_frames(frame_ids: Sequence[int], settings: Settings, claimant: str | None = None) -> Outcome:
-    """Score the frames with these ids that are still waiting; the rest are skipped.
-
-    ``claimant`` names the delivery (the Celery task id): when the same message comes back
-    because its worker died, it resumes the frames that worker had claimed.
-    """
-    stale_before = utcnow() - timedelta(seconds=settings.watch.stale_seconds)
-    claimed, outcome = _claim_and_score(
-        settings, lambda session: queries.claim_frames(session, list(frame_ids), stale_before, claimant)
-    )
-    outcome.skipped = len(set(frame_ids)) - claimed
-    return outcome
+@contextmanager
+def released_on_error(settings: Settings, claimed: list[int]) -> Iterator[None]:
+    """Hand claimed frames back on an error, so a retry can take them now rather than after
+    stale_seconds."""
+    try:
+        yield
+    except Exception:
+        with suppress(Exception), session_scope(settings.db_url) as session:
+            queries.release_frames(session, claimed)
+        raise
 
 
-def process_next(settings: Settings) -> Outcome | None:
-    """Score a batch of the oldest waiting frames; None when none waits (the embedded scorers' pull)."""
-    watch = settings.watch
-    claimed, outcome = _claim_and_score(
-        settings, lambda session: queries.claim_next(session, watch.batch_size, watch.max_attempts)
-    )
-    return outcome if claimed else None
-
-
-def _claim_and_score(settings: Settings, claim: Callable[[Session], list[int]]) -> tuple[int, Outcome]:
-    """Claim frames in one transaction, then score them; how many were claimed, and what came of them."""
+def claim_and_score(settings: Settings, claim: Callable[[Session], list[int]]) -> Scored | None:
+    """Claim frames in one transaction, then score them; None when none could be claimed."""
     detector = get_detector(settings)
     _register_model(settings, detector)
     with session_scope(settings.db_url) as session:
         claimed = claim(session)
         frames = queries.frames_by_id(session, claimed)
-    outcome = Outcome()
-    try:
-        _score(settings, detector, frames, outcome)
-    except Exception:
-        # Hand the batch back so a retry can take it now rather than after stale_seconds.
-        with suppress(Exception), session_scope(settings.db_url) as session:
-            queries.release_frames(session, claimed)
-        raise
-    return len(claimed), outcome
+    if not claimed:
+        return None
+    with released_on_error(settings, claimed):
+        return _score(settings, detector, claimed, frames)
+
+
+def process_frames(frame_ids: Sequence[int], settings: Settings, claimant: str | None = None) -> Outcome:
+    """Score and store the frames with these ids that are still waiting; the rest are skipped.
+
+    ``claimant`` names the delivery (the Celery task id): when the same message comes back
+    because its worker died, it resumes the frames that worker had claimed.
+    """
+    stale_before = utcnow() - timedelta(seconds=settings.watch.stale_seconds)
+    scored = claim_and_score(
+        settings, lambda session: queries.claim_frames(session, list(frame_ids), stale_before, claimant)
+    )
+    outcome = Outcome() if scored is None else store(settings, scored)
+    outcome.skipped = len(set(frame_ids)) - (0 if scored is None else len(scored.claimed))
+    return outcome
+
+
+def score_next(settings: Settings) -> Scored | None:
+    """Claim and score a batch of the oldest waiting frames; None when none waits (the embedded
+    scorers' pull, which stores each batch while it scores the next)."""
+    watch = settings.watch
+    return claim_and_score(
+        settings, lambda session: queries.claim_next(session, watch.batch_size, watch.max_attempts)
+    )

@@ -11,7 +11,6 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-import torch
 
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "throughput.py"
 
@@ -29,16 +28,15 @@ def bench() -> ModuleType:
 def test_a_tiny_run_measures_the_detector_and_the_embedded_pipeline(
     bench: ModuleType, tmp_path: Path
 ) -> None:
-    threads = torch.get_num_threads()
     budget = bench.Budget(
         burst=12, steady_seconds=1.0, sweep_seconds=0.1, confirm_seconds=0.1, batch_sizes=(4,), timeout=120.0
     )
-    checkpoint = bench.make_checkpoint(tmp_path / "model.pt")
+    bench.make_checkpoint(tmp_path / "model.pt")
     frames = bench.make_frames(8 + 10 + 12)
     assert len(set(frames)) == len(frames)  # every frame is new content
-    ceiling = bench.measure_detector(checkpoint, bench.decoded(frames[:8]), "cpu", budget, [1])
-    torch.set_num_threads(threads)
-    assert ceiling.batch_size == 4 and ceiling.fps > 0
+    layouts = [bench.Layout(1, 1), bench.Layout(2, 1)]
+    ceiling = bench.measure_detector(tmp_path / "model.pt", "cpu", budget, layouts)
+    assert [p.layout for p in ceiling.sweep] == layouts and ceiling.best.batch_size == 4 and ceiling.fps > 0
 
     url = f"sqlite:///{tmp_path / 'data' / 'inspector.db'}"
     env = {
@@ -58,6 +56,6 @@ def test_a_tiny_run_measures_the_detector_and_the_embedded_pipeline(
         assert phase.waiting[0] > 0 and phase.cpu_ms > 0
 
     text = bench.report(
-        ceiling, [steady, burst], bench.machine(), "python bench/throughput.py", "cpu", budget, 4
+        ceiling, [steady, burst], bench.machine(), "python bench/throughput.py", "cpu", budget, 4, 2
     )
     assert "| embedded | burst | 12 | burst |" in text and "Ceiling:" in text

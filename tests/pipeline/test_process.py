@@ -1,7 +1,11 @@
-"""process_frames, the function both executors run: claims, transient failures, repeat deliveries."""
+"""The scoring step both executors run (process_frames; drain, the embedded scorers' loop):
+claims, transient failures, repeat deliveries, scorers side by side."""
 
 from __future__ import annotations
 
+import multiprocessing
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -9,7 +13,8 @@ from sqlalchemy.exc import OperationalError
 
 from inspector.config import Settings
 from inspector.pipeline import process
-from inspector.pipeline.process import process_frames
+from inspector.pipeline.executors import LINGER, drain
+from inspector.pipeline.process import Outcome, process_frames
 from inspector.pipeline.watcher import Watcher
 from inspector.store import queries
 from tests.pipeline.conftest import counts, write_frames
@@ -53,3 +58,34 @@ def test_a_repeated_delivery_scores_nothing_twice(tmp_path: Path, embedded: Sett
 def test_the_model_is_loaded_once_per_process(tmp_path: Path, embedded: Settings) -> None:
     first = process.get_detector(embedded)
     assert process.get_detector(embedded) is first
+
+
+def test_a_failure_while_storing_stops_the_scorer_and_hands_its_batch_back(
+    tmp_path: Path, embedded: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _registered(tmp_path, embedded, 4)
+
+    def database_gone(*_: object, **__: object) -> bool:
+        raise OperationalError("INSERT", {}, Exception("connection reset"))
+
+    monkeypatch.setattr(queries, "insert_results", database_gone)
+    with pytest.raises(OperationalError):
+        drain(embedded)  # the batch is stored in another thread: its error still reaches the caller
+    assert counts(embedded.db_url) == (0, {"queued": 4}, 0)
+    monkeypatch.undo()
+    assert drain(embedded).done == 4
+
+
+def test_an_idle_scorer_keeps_looking_while_another_holds_a_batch(tmp_path: Path, embedded: Settings) -> None:
+    busy = multiprocessing.Value("i", 1)  # another scorer is scoring
+    outcomes: list[Outcome] = []
+    scorer = threading.Thread(target=lambda: outcomes.append(drain(embedded, scoring=busy)))
+    scorer.start()
+    time.sleep(4 * LINGER)
+    assert scorer.is_alive()  # nothing waits, yet it did not leave
+    _registered(tmp_path, embedded, 3)  # a batch registered meanwhile is taken
+    with busy.get_lock():
+        busy.value = 0
+    scorer.join(timeout=120)
+    assert not scorer.is_alive() and outcomes[0].done == 3
+    assert counts(embedded.db_url) == (3, {"done": 3}, 1)
