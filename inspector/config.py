@@ -73,7 +73,7 @@ class Settings:
     model_path: str = "model.pt"
     method: str = ""  # scoring method; empty = the model's recommended one (vaegan: vaegan-attn)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    inference_batch: int = 0  # frames per forward pass; 0 = by device: 8 on a CPU, 256 on a GPU
+    inference_batch: int = 0  # frames per forward pass; 0 = by device: 16 on a CPU, 256 on a GPU
     frames: FrameSpec = field(default_factory=FrameSpec)
     watch: WatchSettings = field(default_factory=WatchSettings)
     server: ServerSettings = field(default_factory=ServerSettings)

@@ -25,9 +25,10 @@ from inspector.models import AnomalyModel, ModelConfig, build_model, default_met
 
 CHECKPOINT_FORMAT = 1
 # Frames per forward pass when none is asked for. On a CPU small batches keep the activations
-# in cache: two one-thread scorers gave 690 frames/s at 8 and 550-600 at 64 (84×84 VAEGAN,
-# bench/throughput.py's sweep). A GPU wants as many as it is given.
-CPU_BATCH = 8
+# in cache: two one-thread scorers (84×84 VAEGAN) scored 600-710 frames/s at 8 and 16 and
+# 510-600 at 64 alone, and in the pipeline's burst 16 did best (bench/throughput.py).
+# A GPU wants as many as it is given.
+CPU_BATCH = 16
 GPU_BATCH = 256
 
 

@@ -178,6 +178,7 @@ class InlineExecutor:
             with self._lock:  # a scorer died: its claimed frames go out again at the next recover
                 if self._pool is pool:
                     self._pool = None
+            pool.shutdown(wait=True)  # once its other scorers are gone too: none of them claims any more
             raise
         return total
 

@@ -11,7 +11,6 @@ import hashlib
 import os
 import shutil
 import stat
-from contextlib import suppress
 from pathlib import Path
 from typing import BinaryIO
 
@@ -70,10 +69,8 @@ def duplicate_location(frame: Frame, path: Path) -> str:
 def move(source: Path, data_dir: Path, location: str, note: str | None = None) -> bool:
     """Move a frame file to its stored location (with a note beside it); False if it is gone.
 
-    Within a filesystem this is a hard link and an unlink rather than a rename: a rename out
-    of the watched folder is an unmatched "moved from" inotify event, and watchdog holds every
-    later event back half a second behind one (to pair moves), so each archived frame would
-    delay the frames landing after it.
+    A rename (a link is moved as the link, never followed), replacing what was there; a copy
+    and delete only where the data folder is on another file system.
     """
     target = data_dir / location
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -81,16 +78,11 @@ def move(source: Path, data_dir: Path, location: str, note: str | None = None) -
         target.with_name(target.name + ".error.txt").write_text(note + "\n")
     try:
         try:
-            os.link(source, target, follow_symlinks=False)
-        except FileExistsError:
-            os.replace(source, target)  # as a rename would
-        except FileNotFoundError:
-            raise
-        except OSError:  # another filesystem, or one without hard links
+            os.replace(source, target)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
             shutil.move(source, target)
-        else:
-            with suppress(FileNotFoundError):
-                os.unlink(source)
     except FileNotFoundError:
         return False
     return True

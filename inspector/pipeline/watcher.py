@@ -1,6 +1,6 @@
 """`inspector watch`: register frames that land in a folder and hand them to the executor.
 
-Files are found by inotify events (watchdog) and by a scan at start and every
+Files are found by inotify events (``pipeline.inotify``) and by a scan at start and every
 ``rescan_seconds``. A file is read once it is complete: its writer closed it (IN_CLOSE_WRITE)
 or it was renamed into the folder, the usual atomic hand-over; otherwise (a file found by a
 scan, a writer that reopens its files) once its size and mtime held still across two looks
@@ -21,19 +21,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from watchdog.events import (
-    DirCreatedEvent,
-    DirMovedEvent,
-    FileClosedEvent,
-    FileCreatedEvent,
-    FileMovedEvent,
-    FileSystemEvent,
-    FileSystemEventHandler,
-)
-from watchdog.observers import Observer
-
 from inspector.config import Settings
 from inspector.pipeline.executors import Executor, make_executor
+from inspector.pipeline.inotify import Changes, Inotify
 from inspector.pipeline.ledger import duplicate_location, hash_file, is_ignored, move, quarantine_location
 from inspector.pipeline.process import Outcome
 from inspector.store import queries
@@ -45,54 +35,7 @@ log = logging.getLogger(__name__)
 Signature = tuple[int, int]  # size, mtime in ns
 TICK = 0.05  # seconds: the shortest turn of the watch loop
 SEND_INTERVAL = 0.1  # seconds between sends to the workers (celery), to gather frames into batches
-# Asked of inotify: a file appearing (created, moved in) and closed after writing. Not the
-# opens, reads and closes of our own hashing and scoring, nor the attribute changes of our
-# own archiving; a file still being written is followed by the looks, not by its events.
-WATCHED_EVENTS = [
-    FileCreatedEvent,
-    FileMovedEvent,
-    FileClosedEvent,
-    DirCreatedEvent,
-    DirMovedEvent,
-]
-
-
-class _Events(FileSystemEventHandler):
-    """Collect paths from inotify events for the main loop; a folder created or moved in asks
-    for a rescan (its files may have no events of their own). A folder's "modified" event only
-    says that a file in it changed, which that file's own event reports. Files closed after
-    writing or moved in are also noted as complete.
-    """
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.paths: set[Path] = set()
-        self.complete: set[Path] = set()
-        self.rescan = False
-        self.arrived = threading.Event()  # wakes the main loop
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type not in ("created", "modified", "moved", "closed"):
-            return
-        if event.is_directory and event.event_type == "modified":
-            return
-        path = os.fsdecode(event.dest_path or event.src_path)
-        with self.lock:
-            if event.is_directory:
-                self.rescan = True
-            else:
-                self.paths.add(Path(path))
-                if event.event_type in ("closed", "moved"):
-                    self.complete.add(Path(path))
-        self.arrived.set()
-
-    def drain(self) -> tuple[set[Path], set[Path], bool]:
-        """Paths seen, those of them known to be complete, and whether a rescan is asked."""
-        with self.lock:
-            self.arrived.clear()
-            paths, complete, rescan = self.paths, self.complete, self.rescan
-            self.paths, self.complete, self.rescan = set(), set(), False
-        return paths, complete, rescan
+RETRY_SECONDS = 5.0  # after a failed scoring step (a dead scorer, the database away)
 
 
 class Watcher:
@@ -117,12 +60,16 @@ class Watcher:
 
     # --- finding files -------------------------------------------------------------------
 
+    def _skipped(self, folder: Path) -> bool:
+        """Folders never looked into: hidden ones and the data folder (when it lies inside)."""
+        return folder.name.startswith(".") or folder == self.data_dir
+
     def scan(self) -> set[Path]:
         """Every file under the root; links to folders are not entered (os.walk default)."""
         found: set[Path] = set()
         for dirpath, dirnames, filenames in os.walk(self.root):
             base = Path(dirpath)
-            dirnames[:] = [d for d in dirnames if not d.startswith(".") and base / d != self.data_dir]
+            dirnames[:] = [d for d in dirnames if not self._skipped(base / d)]
             found.update(base / name for name in filenames)
         return found
 
@@ -255,54 +202,59 @@ class Watcher:
             self.executor.close()
 
     def run(self, stop: threading.Event | None = None) -> None:
-        """Watch until stopped: events between rescans, a full rescan every rescan_seconds.
+        """Watch until stopped: inotify events between rescans, a full rescan every
+        rescan_seconds (every settle_seconds where there is no inotify).
 
         Scoring (or sending to the workers) runs in a thread of its own, so files keep being
         looked at and registered on time while a batch is scored.
         """
         stop = stop or threading.Event()
-        events = _Events()
         work, finished = threading.Event(), threading.Event()
         scorer = threading.Thread(target=self._recover_when_asked, args=(work, finished), name="recover")
-        observer = Observer()
-        observer.schedule(events, str(self.root), recursive=True, event_filter=WATCHED_EVENTS)
-        observer.start()
+        events = Inotify.open(self.root, self._skipped)
         scorer.start()
         log.info("watching %s (source %r, executor %s)", self.root, self.source, self.settings.executor)
         next_rescan = 0.0
         settle = self.settings.watch.settle_seconds
+        rescan_every = self.settings.watch.rescan_seconds if events else settle
         trust_close = self.settings.watch.ready_on_close
         try:
             while not stop.is_set():
-                paths, complete, rescan = events.drain()
-                if rescan or time.monotonic() >= next_rescan:
+                changes = events.read() if events else Changes()
+                paths = changes.paths
+                if changes.rescan or time.monotonic() >= next_rescan:
                     paths |= self.scan()
-                    next_rescan = time.monotonic() + self.settings.watch.rescan_seconds
-                    rescan = True
+                    next_rescan = time.monotonic() + rescan_every
+                    changes.rescan = True
                 ready = []
                 try:
-                    ready = self.look(paths, settle, complete if trust_close else frozenset())
+                    ready = self.look(paths, settle, changes.complete if trust_close else frozenset())
                     if ready:
                         self.register(ready)
                 except Exception:  # noqa: BLE001 - a service loop: log, retry at the next rescan
                     log.exception("watch step failed; retrying at the next rescan")
-                if ready or rescan:
+                if ready or changes.rescan:
                     work.set()
                 # Sleep until an event, a file's second look, or settle_seconds (to notice stop),
                 # but at least TICK: files landing together are looked at and registered together.
                 due = self._next_look(settle)
                 stop.wait(TICK)
-                events.arrived.wait(max(0.0, (settle if due is None else min(settle, due)) - TICK))
+                timeout = (settle if due is None else min(settle, due)) - TICK
+                if events:
+                    events.wait(timeout)
+                else:
+                    stop.wait(max(0.0, timeout))
         finally:
             finished.set()
             work.set()
             self.executor.close()  # the batches in progress finish and commit; no new ones start
             scorer.join()
-            observer.stop()
-            observer.join()
+            if events:
+                events.close()
 
     def _recover_when_asked(self, work: threading.Event, finished: threading.Event) -> None:
-        """The scoring thread: recover() each time the main loop registered frames or rescanned.
+        """The scoring thread: recover() each time the main loop registered frames or rescanned,
+        and RETRY_SECONDS after a step that failed.
 
         Sending to workers takes no time, so each file registered would go out as a batch of
         its own; a pause of SEND_INTERVAL between sends gathers them into batches instead.
@@ -315,6 +267,8 @@ class Watcher:
             work.clear()
             try:
                 self.recover()
-            except Exception:  # noqa: BLE001 - a service loop: log, retry at the next rescan
-                log.exception("scoring step failed; retrying at the next rescan")
+            except Exception:  # noqa: BLE001 - a service loop: log, retry soon
+                log.exception("scoring step failed; retrying in %g s", RETRY_SECONDS)
+                finished.wait(RETRY_SECONDS)
+                work.set()  # frames a failed step left in flight go out again
             finished.wait(pause)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import signal
@@ -10,20 +11,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
-from watchdog.events import (
-    DirModifiedEvent,
-    DirMovedEvent,
-    FileClosedEvent,
-    FileCreatedEvent,
-    FileMovedEvent,
-)
 
 from inspector.cli import main
 from inspector.config import Settings
 from inspector.pipeline.executors import InlineExecutor
+from inspector.pipeline.inotify import Changes, Inotify
 from inspector.pipeline.ledger import move
-from inspector.pipeline.watcher import Watcher, _Events
+from inspector.pipeline.watcher import Watcher
 from tests.pipeline.conftest import counts, settings_env, write_frames
 
 
@@ -47,36 +43,81 @@ def test_a_file_is_ready_only_after_holding_still_for_settle_seconds(
     assert watcher._next_look(0.3) is None
 
 
-def test_a_folder_modified_event_does_not_ask_for_a_rescan(tmp_path: Path) -> None:
-    events = _Events()
-    events.on_any_event(DirModifiedEvent(str(tmp_path)))  # a file in it changed: its own event says which
-    assert events.drain() == (set(), set(), False) and not events.arrived.is_set()
-    events.on_any_event(FileMovedEvent(str(tmp_path / "a.png.tmp"), str(tmp_path / "a.png")))
-    events.on_any_event(DirMovedEvent(str(tmp_path / "x"), str(tmp_path / "y")))  # files without events
-    assert events.arrived.is_set()
-    assert events.drain() == ({tmp_path / "a.png"}, {tmp_path / "a.png"}, True)
-
-
 def test_a_file_closed_after_writing_or_moved_in_is_ready_at_once(tmp_path: Path, embedded: Settings) -> None:
     incoming = tmp_path / "incoming"
     incoming.mkdir()
-    events = _Events()
     written, moved, opened = incoming / "w.png", incoming / "m.png", incoming / "o.png"
     for path in (written, moved, opened):
         path.write_bytes(b"\x89PNG")
-    events.on_any_event(FileCreatedEvent(str(written)))
-    events.on_any_event(FileClosedEvent(str(written)))
-    events.on_any_event(FileMovedEvent(str(incoming / "m.png.tmp"), str(moved)))
-    events.on_any_event(FileCreatedEvent(str(opened)))  # still open: no close event yet
-    paths, complete, _ = events.drain()
-    assert complete == {written, moved}
+    paths, complete = {written, moved, opened}, {written, moved}  # as inotify reports them
     watcher = Watcher(incoming, embedded, InlineExecutor(embedded))
     assert watcher.look(paths, settle=30, complete=complete) == [moved, written]
     assert watcher.look(set(), settle=30) == []  # the open one waits to hold still
     assert watcher.look(set(), settle=30, complete={opened}) == [opened]  # until its close event
 
 
-def test_move_links_then_unlinks_and_replaces_an_existing_target(tmp_path: Path) -> None:
+def _events(inotify: Inotify) -> Changes:
+    assert inotify.wait(5)
+    time.sleep(0.05)  # the rest of what was just done
+    return inotify.read()
+
+
+def test_inotify_reports_files_written_or_renamed_in_and_folders_that_appear(tmp_path: Path) -> None:
+    root = tmp_path / "incoming"
+    for folder in (root / "sub", root / ".hidden", tmp_path / "elsewhere"):
+        folder.mkdir(parents=True)
+    inotify = Inotify(root, skip=lambda folder: folder.name.startswith("."))
+    try:
+        assert not inotify.wait(0.05) and inotify.read() == Changes()
+        (root / "w.png").write_bytes(b"written")
+        (root / "m.png.tmp").write_bytes(b"renamed in")
+        (root / "m.png.tmp").rename(root / "m.png")
+        (root / "sub" / "s.png").write_bytes(b"in a folder below")
+        (root / ".hidden" / "h.png").write_bytes(b"never looked at")
+        with (root / "o.png").open("wb") as still_open:
+            still_open.write(b"not closed yet")
+            still_open.flush()
+            changes = _events(inotify)
+            complete = {root / "w.png", root / "m.png.tmp", root / "m.png", root / "sub" / "s.png"}
+            assert changes == Changes(paths=complete | {root / "o.png"}, complete=complete, rescan=False)
+        assert _events(inotify) == Changes(paths={root / "o.png"}, complete={root / "o.png"})
+
+        (root / "new").mkdir()  # its files may have landed before its watch: a rescan
+        assert _events(inotify).rescan
+        (tmp_path / "elsewhere" / "x.png").write_bytes(b"before the move")
+        (tmp_path / "elsewhere").rename(root / "moved")  # a folder moved in: a rescan, and watched
+        assert _events(inotify).rescan
+        for folder in (root / "new", root / "moved"):
+            (folder / "y.png").write_bytes(b"after")
+            assert _events(inotify).complete == {folder / "y.png"}
+    finally:
+        inotify.close()
+
+
+def test_without_inotify_the_watcher_finds_frames_by_scanning(
+    tmp_path: Path, embedded: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ctypes, "CDLL", lambda *_, **__: object())  # a libc without inotify_init1
+    assert Inotify.open(tmp_path, skip=lambda _: False) is None
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    watcher = Watcher(incoming, embedded, InlineExecutor(embedded))
+    stop = threading.Event()
+    thread = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        time.sleep(0.3)
+        write_frames(incoming, 3)
+        deadline = time.monotonic() + 60
+        while counts(embedded.db_url)[0] < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert counts(embedded.db_url) == (3, {"done": 3}, 1)
+
+
+def test_move_renames_and_replaces_an_existing_target(tmp_path: Path) -> None:
     data = tmp_path / "data"
     source = tmp_path / "f.png"
     source.write_bytes(b"frame")
