@@ -116,6 +116,7 @@ def drain(settings: Settings, stop: EventLike | None = None, scoring: CounterLik
         finally:
             if storing is not None:
                 total.add(storing.result())
+    log.debug("scorer done: %d frames scored, %d quarantined", total.done, total.quarantined)
     return total
 
 
