@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
@@ -150,9 +150,15 @@ class InlineExecutor:
         self._stop = self._context.Event()
         self._lock = threading.Lock()  # pool start and hand-over against close()
         self._pool: ProcessPoolExecutor | None = None
+        self._scoring: CounterLike = self._context.Value("i", 0)  # scorers of the pool holding a batch
 
     def submit(self, frame_ids: Sequence[int]) -> Outcome:
-        """Score these frames and every other waiting one; returns when none is left or on close()."""
+        """Score these frames and every other waiting one; returns when none is left or on close().
+
+        A scorer that left (none waited for LINGER seconds) while another still scores is sent
+        back as soon as one holds a batch again: the next wave of frames (a burst after a lull)
+        would otherwise fall to the scorers still there, the others' cores idle until it ended.
+        """
         scorers = max(1, self.settings.watch.scorers)
         if scorers == 1:
             return drain(self.settings, self._stop)
@@ -162,19 +168,26 @@ class InlineExecutor:
             if self._pool is None:
                 threads = max(1, (os.cpu_count() or 1) // scorers)
                 level = logging.getLogger().getEffectiveLevel()
-                scoring = self._context.Value("i", 0)  # a new count: a dead pool's may never come down
+                self._scoring = self._context.Value("i", 0)  # new: a dead pool's may never come down
                 self._pool = ProcessPoolExecutor(
                     scorers,
                     self._context,
                     initializer=_start_scorer,
-                    initargs=(self._stop, scoring, threads, level),
+                    initargs=(self._stop, self._scoring, threads, level),
                 )
-            pool = self._pool
-            futures = [pool.submit(drain, self.settings) for _ in range(scorers)]
+            pool, scoring = self._pool, self._scoring
+            running = {pool.submit(drain, self.settings) for _ in range(scorers)}
         total = Outcome()
         try:
-            for future in futures:
-                total.add(future.result())
+            while running:
+                done, running = wait(running, timeout=POLL, return_when=FIRST_COMPLETED)
+                for future in done:
+                    total.add(future.result())
+                missing = scorers - len(running)
+                if running and missing and scoring.value > 0:
+                    with self._lock:
+                        if not self._stop.is_set():
+                            running |= {pool.submit(drain, self.settings) for _ in range(missing)}
         except BrokenProcessPool:
             with self._lock:  # a scorer died: its claimed frames go out again at the next recover
                 if self._pool is pool:
