@@ -120,6 +120,13 @@ def drain(settings: Settings, stop: EventLike | None = None, scoring: CounterLik
     return total
 
 
+def _nothing() -> None:
+    """Submitted after the scorers: CPython's process pool (3.11) wakes its manager thread before
+    it starts the process a submission needs, so the manager can go on watching only the
+    scorers started before; one more submission makes it watch them all. Without it the
+    death of the last-started scorer went unnoticed and its batch was never handed out again."""
+
+
 def _start_scorer(stop: EventLike, scoring: CounterLike, torch_threads: int, log_level: int) -> None:
     """A scorer process: the watcher's stop signal, the busy count, its share of the cores, the
     watcher's logging."""
@@ -177,6 +184,7 @@ class InlineExecutor:
                 )
             pool, scoring = self._pool, self._scoring
             running = {pool.submit(drain, self.settings) for _ in range(scorers)}
+            pool.submit(_nothing)  # see _nothing
         total = Outcome()
         try:
             while running:

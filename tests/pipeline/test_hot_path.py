@@ -152,6 +152,11 @@ def _sixty_frames_two_scorers(tmp_path: Path, embedded: Settings) -> tuple[Path,
     return incoming, Watcher(incoming, embedded, InlineExecutor(embedded))
 
 
+def _last_started_scorer() -> int:
+    """The pid of the scorer started last: the one whose death the process pool used to miss."""
+    return max(child.pid for child in multiprocessing.active_children() if child.pid is not None)
+
+
 def _until(condition: Callable[[], bool], seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while not condition() and time.monotonic() < deadline:
@@ -181,7 +186,7 @@ def test_a_killed_scorer_process_loses_no_frame(tmp_path: Path, embedded: Settin
     thread.start()
     try:
         _until(lambda: counts(embedded.db_url)[0] > 0, 60)
-        os.kill(multiprocessing.active_children()[0].pid, signal.SIGKILL)
+        os.kill(_last_started_scorer(), signal.SIGKILL)
         time.sleep(0.5)
         write_frames(incoming, 1, seed=7, prefix="after-")  # new work: the watcher recovers
         _until(lambda: counts(embedded.db_url) == (61, {"done": 61}, 1), 120)
@@ -201,7 +206,7 @@ def test_watch_once_says_when_a_scorer_process_died(tmp_path: Path, embedded: Se
     )
     cli.start()
     _until(lambda: counts(embedded.db_url)[0] > 0, 60)
-    os.kill(multiprocessing.active_children()[0].pid, signal.SIGKILL)
+    os.kill(_last_started_scorer(), signal.SIGKILL)
     cli.join(60)
     assert outcome[0].exit_code == 1 and "a scorer process died" in outcome[0].output
     assert "Traceback" not in outcome[0].output
