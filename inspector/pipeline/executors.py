@@ -61,11 +61,12 @@ _scoring: CounterLike | None = None
 
 
 LINGER = 0.25  # seconds a scorer keeps looking for new frames once none is being scored
-POLL = 0.02  # seconds between its looks meanwhile
+POLL = 0.02  # seconds between its looks meanwhile (and between the executor's looks at its scorers)
 
 
 @contextmanager
 def _holding(scoring: CounterLike | None) -> Iterator[None]:
+    """Count this scorer in ``scoring`` while it claims and scores a batch."""
     if scoring is None:
         yield
         return

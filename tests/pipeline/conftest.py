@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -10,6 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from inspector.config import Settings, WatchSettings
+from inspector.pipeline.watcher import Watcher
 from inspector.store import migrate
 from inspector.store.db import session_scope
 from inspector.store.models import Frame, Result
@@ -53,6 +58,26 @@ def counts(url: str) -> tuple[int, dict[str, int], int]:
         per_frame = select(func.count().label("n")).select_from(Result).group_by(Result.frame_id).subquery()
         most = session.scalar(select(func.max(per_frame.c.n))) or 0
     return results, statuses, most
+
+
+def until(condition: Callable[[], bool], seconds: float) -> None:
+    """Wait until condition() holds, at most this long (the assertion after says what failed)."""
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@contextmanager
+def running(watcher: Watcher) -> Iterator[None]:
+    """The watcher's service loop in a thread for the block; stopped and joined after it."""
+    stop = threading.Event()
+    thread = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=60)
 
 
 @pytest.fixture

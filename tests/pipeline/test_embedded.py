@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from inspector.pipeline.watcher import Watcher
 from inspector.store.db import session_scope
 from inspector.store.models import Frame, Result, ResultMap, ThresholdChange
 from tests.conftest import TINY_SIZE
-from tests.pipeline.conftest import counts, settings_env, write_frames
+from tests.pipeline.conftest import counts, running, settings_env, until, write_frames
 
 
 def _cli(settings: Settings, *args: str) -> str:
@@ -159,20 +158,11 @@ def test_restart_picks_up_frames_left_pending_queued_or_in_flight(tmp_path: Path
 def test_inotify_events_drive_the_running_watcher(tmp_path: Path, embedded: Settings) -> None:
     incoming = tmp_path / "incoming"
     incoming.mkdir()
-    watcher = Watcher(incoming, embedded, InlineExecutor(embedded))
-    stop = threading.Event()
-    thread = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
+    with running(Watcher(incoming, embedded, InlineExecutor(embedded))):
         time.sleep(0.5)  # the start-up scan is done; no rescan for an hour from now on
         for path in write_frames(tmp_path / "staging", 5):
             path.rename(incoming / path.name)  # an atomic arrival, as an uploader should do it
-        deadline = time.monotonic() + 60
-        while counts(embedded.db_url)[0] < 5 and time.monotonic() < deadline:
-            time.sleep(0.2)
-    finally:
-        stop.set()
-        thread.join(timeout=30)
+        until(lambda: counts(embedded.db_url)[0] >= 5, 60)
     assert counts(embedded.db_url) == (5, {"done": 5}, 1)
 
 

@@ -8,7 +8,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from inspector.pipeline.executors import InlineExecutor
 from inspector.pipeline.inotify import Changes, Inotify
 from inspector.pipeline.ledger import move
 from inspector.pipeline.watcher import Watcher
-from tests.pipeline.conftest import counts, settings_env, write_frames
+from tests.pipeline.conftest import counts, running, settings_env, until, write_frames
 
 
 def test_a_file_is_ready_only_after_holding_still_for_settle_seconds(
@@ -101,19 +100,10 @@ def test_without_inotify_the_watcher_finds_frames_by_scanning(
     assert Inotify.open(tmp_path, skip=lambda _: False) is None
     incoming = tmp_path / "incoming"
     incoming.mkdir()
-    watcher = Watcher(incoming, embedded, InlineExecutor(embedded))
-    stop = threading.Event()
-    thread = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
+    with running(Watcher(incoming, embedded, InlineExecutor(embedded))):
         time.sleep(0.3)
         write_frames(incoming, 3)
-        deadline = time.monotonic() + 60
-        while counts(embedded.db_url)[0] < 3 and time.monotonic() < deadline:
-            time.sleep(0.1)
-    finally:
-        stop.set()
-        thread.join(timeout=30)
+        until(lambda: counts(embedded.db_url)[0] >= 3, 60)
     assert counts(embedded.db_url) == (3, {"done": 3}, 1)
 
 
@@ -157,18 +147,12 @@ def _last_started_scorer() -> int:
     return max(child.pid for child in multiprocessing.active_children() if child.pid is not None)
 
 
-def _until(condition: Callable[[], bool], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
 def test_close_stops_scorers_after_their_batch(tmp_path: Path, embedded: Settings) -> None:
     incoming, watcher = _sixty_frames_two_scorers(tmp_path, embedded)
     watcher.register(watcher.look(watcher.scan()) or watcher.look(watcher.scan()))
     scoring = threading.Thread(target=watcher.recover)
     scoring.start()
-    _until(lambda: counts(embedded.db_url)[0] > 0, 60)
+    until(lambda: counts(embedded.db_url)[0] > 0, 60)
     watcher.executor.close()  # as on SIGTERM: the batches in progress finish, no new one starts
     scoring.join()
     results, statuses, _ = counts(embedded.db_url)
@@ -181,18 +165,12 @@ def test_close_stops_scorers_after_their_batch(tmp_path: Path, embedded: Setting
 def test_a_killed_scorer_process_loses_no_frame(tmp_path: Path, embedded: Settings) -> None:
     """kill -9 of a scorer mid-burst: the watcher carries on, the batches in progress go out again."""
     incoming, watcher = _sixty_frames_two_scorers(tmp_path, embedded)
-    stop = threading.Event()
-    thread = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        _until(lambda: counts(embedded.db_url)[0] > 0, 60)
+    with running(watcher):
+        until(lambda: counts(embedded.db_url)[0] > 0, 60)
         os.kill(_last_started_scorer(), signal.SIGKILL)
         time.sleep(0.5)
         write_frames(incoming, 1, seed=7, prefix="after-")  # new work: the watcher recovers
-        _until(lambda: counts(embedded.db_url) == (61, {"done": 61}, 1), 120)
-    finally:
-        stop.set()
-        thread.join(60)
+        until(lambda: counts(embedded.db_url) == (61, {"done": 61}, 1), 120)
     assert counts(embedded.db_url) == (61, {"done": 61}, 1)
     assert list(incoming.iterdir()) == []
 
@@ -205,7 +183,7 @@ def test_watch_once_says_when_a_scorer_process_died(tmp_path: Path, embedded: Se
         target=lambda: outcome.append(CliRunner().invoke(main, ["watch", str(incoming), "--once"], env=env))
     )
     cli.start()
-    _until(lambda: counts(embedded.db_url)[0] > 0, 60)
+    until(lambda: counts(embedded.db_url)[0] > 0, 60)
     os.kill(_last_started_scorer(), signal.SIGKILL)
     cli.join(60)
     assert outcome[0].exit_code == 1 and "a scorer process died" in outcome[0].output
