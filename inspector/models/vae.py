@@ -8,6 +8,7 @@ z_l ~ q(z|x).
 from __future__ import annotations
 
 import math
+from functools import cached_property
 
 import torch
 from torch import optim
@@ -24,7 +25,11 @@ class VAE(AnomalyModel):
         c = config
         self.encoder = GaussianEncoder(c.channels, c.width, c.image_size, c.latent_dim)
         self.decoder = Decoder(c.latent_dim, 2 * c.channels, c.width, c.image_size)
-        self.optimizer = optim.Adam(self.parameters(), lr=c.lr)
+
+    @cached_property
+    def optimizer(self) -> optim.Adam:
+        """Made on first use, by training (scoring needs no optimiser, nor its imports)."""
+        return optim.Adam(self.parameters(), lr=self.config.lr)
 
     def likelihood(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean in [0, 1] and log-variance of p(x|z)."""

@@ -15,6 +15,8 @@ Scores: ``vaegan`` = mean of the error image |x − dec(enc(x))| (with z = μ);
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import torch
 from torch import optim
 from torch.nn import functional as F
@@ -44,10 +46,20 @@ class VAEGAN(AnomalyModel):
         self.encoder = GaussianEncoder(c.channels, c.width, c.image_size, c.latent_dim)
         self.decoder = Decoder(c.latent_dim, c.channels, c.width, c.image_size)
         self.discriminator = Discriminator(c.channels, c.width, c.image_size)
-        betas = (0.5, 0.999)
-        self.opt_enc = optim.Adam(self.encoder.parameters(), lr=c.lr, betas=betas)
-        self.opt_dec = optim.Adam(self.decoder.parameters(), lr=c.lr, betas=betas)
-        self.opt_dis = optim.Adam(self.discriminator.parameters(), lr=c.lr, betas=betas)
+
+    # Made on first use, by training: the first Adam of a process costs about a second of
+    # imports, which scoring never needs.
+    @cached_property
+    def opt_enc(self) -> optim.Adam:
+        return optim.Adam(self.encoder.parameters(), lr=self.config.lr, betas=(0.5, 0.999))
+
+    @cached_property
+    def opt_dec(self) -> optim.Adam:
+        return optim.Adam(self.decoder.parameters(), lr=self.config.lr, betas=(0.5, 0.999))
+
+    @cached_property
+    def opt_dis(self) -> optim.Adam:
+        return optim.Adam(self.discriminator.parameters(), lr=self.config.lr, betas=(0.5, 0.999))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.decoder(z))
