@@ -115,6 +115,7 @@ def _quarantine(settings: Settings, frame: Frame, error: str) -> bool:
 class Scored:
     """A claimed batch once scored: the results ``store`` commits."""
 
+    detector: Detector  # the model that scored it (the file may be replaced before it is stored)
     claimed: list[int]  # every frame claimed for this batch (released again if storing fails)
     frames: list[Frame]  # those scored, in the order of the lists below
     scores: list[float]
@@ -132,14 +133,14 @@ def _score(settings: Settings, detector: Detector, claimed: list[int], frames: l
         except FrameError as exc:
             quarantined += _quarantine(settings, frame, str(exc))
     if not loaded:
-        return Scored(claimed, [], [], [], quarantined)
+        return Scored(detector, claimed, [], [], [], quarantined)
     batch = np.stack([pixels for _, pixels in loaded])
     detections = detector.score_arrays(batch)
     maps = [
         {kind: encode_png(plane, fast=True) for kind, plane in frame_planes.items()}
         for frame_planes in map_planes(batch, detections)
     ]
-    return Scored(claimed, [f for f, _ in loaded], [d.score for d in detections], maps, quarantined)
+    return Scored(detector, claimed, [f for f, _ in loaded], [d.score for d in detections], maps, quarantined)
 
 
 def store(settings: Settings, scored: Scored) -> Outcome:
@@ -147,8 +148,7 @@ def store(settings: Settings, scored: Scored) -> Outcome:
 
     A failure hands the batch back (the frames become claimable again at once).
     """
-    detector = get_detector(settings)
-    frames = scored.frames
+    detector, frames = scored.detector, scored.frames
     with released_on_error(settings, scored.claimed):
         if frames:
             locations = {f.id: archive_location(f) if settings.watch.archive else None for f in frames}
@@ -192,7 +192,7 @@ def released_on_error(settings: Settings, claimed: list[int]) -> Iterator[None]:
         raise
 
 
-def claim_and_score(settings: Settings, claim: Callable[[Session], list[int]]) -> Scored | None:
+def _claim_and_score(settings: Settings, claim: Callable[[Session], list[int]]) -> Scored | None:
     """Claim frames in one transaction, then score them; None when none could be claimed."""
     detector = get_detector(settings)
     _register_model(settings, detector)
@@ -212,7 +212,7 @@ def process_frames(frame_ids: Sequence[int], settings: Settings, claimant: str |
     because its worker died, it resumes the frames that worker had claimed.
     """
     stale_before = utcnow() - timedelta(seconds=settings.watch.stale_seconds)
-    scored = claim_and_score(
+    scored = _claim_and_score(
         settings, lambda session: queries.claim_frames(session, list(frame_ids), stale_before, claimant)
     )
     outcome = Outcome() if scored is None else store(settings, scored)
@@ -224,6 +224,6 @@ def score_next(settings: Settings) -> Scored | None:
     """Claim and score a batch of the oldest waiting frames; None when none waits (the embedded
     scorers' pull, which stores each batch while it scores the next)."""
     watch = settings.watch
-    return claim_and_score(
+    return _claim_and_score(
         settings, lambda session: queries.claim_next(session, watch.batch_size, watch.max_attempts)
     )

@@ -172,6 +172,10 @@ def test_a_killed_scorer_process_loses_no_frame(tmp_path: Path, embedded: Settin
         write_frames(incoming, 1, seed=7, prefix="after-")  # new work: the watcher recovers
         until(lambda: counts(embedded.db_url) == (61, {"done": 61}, 1), 120)
     assert counts(embedded.db_url) == (61, {"done": 61}, 1)
+    # A scorer killed between its commit and its archive moves leaves done frames in the
+    # folder: the next scan (rescan_seconds, or a restart) archives them, scoring none again.
+    Watcher(incoming, embedded, InlineExecutor(embedded)).run_once()
+    assert counts(embedded.db_url) == (61, {"done": 61}, 1)
     assert list(incoming.iterdir()) == []
 
 
