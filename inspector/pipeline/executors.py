@@ -61,7 +61,8 @@ _scoring: CounterLike | None = None
 
 
 LINGER = 0.25  # seconds a scorer keeps looking for new frames once none is being scored
-POLL = 0.02  # seconds between its looks meanwhile (and between the executor's looks at its scorers)
+POLL = 0.02  # seconds between its looks meanwhile
+RECALL = 0.1  # seconds between the executor's looks for a scorer to send back
 
 
 @contextmanager
@@ -189,7 +190,7 @@ class InlineExecutor:
         total = Outcome()
         try:
             while running:
-                done, running = wait(running, timeout=POLL, return_when=FIRST_COMPLETED)
+                done, running = wait(running, timeout=RECALL, return_when=FIRST_COMPLETED)
                 for future in done:
                     total.add(future.result())
                 missing = scorers - len(running)
