@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from inspector.config import Settings
 from inspector.pipeline.process import Outcome, released_on_error, score_next, store
@@ -140,6 +140,11 @@ def _start_scorer(stop: EventLike, scoring: CounterLike, torch_threads: int, log
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(processName)s: %(message)s")
 
 
+class _Scorers(NamedTuple):
+    pool: ProcessPoolExecutor
+    busy: CounterLike  # how many of its scorers hold a batch
+
+
 class InlineExecutor:
     """The embedded default: no broker; scorers on this machine pull batches from the database.
 
@@ -158,8 +163,7 @@ class InlineExecutor:
         self._context = multiprocessing.get_context("spawn")
         self._stop = self._context.Event()
         self._lock = threading.Lock()  # pool start and hand-over against close()
-        self._pool: ProcessPoolExecutor | None = None
-        self._scoring: CounterLike = self._context.Value("i", 0)  # scorers of the pool holding a batch
+        self._scorers: _Scorers | None = None
 
     def submit(self, frame_ids: Sequence[int]) -> Outcome:
         """Score these frames and every other waiting one; returns when none is left or on close().
@@ -174,17 +178,19 @@ class InlineExecutor:
         with self._lock:
             if self._stop.is_set():
                 return Outcome()
-            if self._pool is None:
+            if self._scorers is None:
                 threads = max(1, (os.cpu_count() or 1) // scorers)
                 level = logging.getLogger().getEffectiveLevel()
-                self._scoring = self._context.Value("i", 0)  # new: a dead pool's may never come down
-                self._pool = ProcessPoolExecutor(
+                busy = self._context.Value("i", 0)  # a new count with each pool: a dead one's may stay up
+                pool = ProcessPoolExecutor(
                     scorers,
                     self._context,
                     initializer=_start_scorer,
-                    initargs=(self._stop, self._scoring, threads, level),
+                    initargs=(self._stop, busy, threads, level),
                 )
-            pool, scoring = self._pool, self._scoring
+                self._scorers = _Scorers(pool, busy)
+            current = self._scorers
+            pool, busy = current
             running = {pool.submit(drain, self.settings) for _ in range(scorers)}
             pool.submit(_nothing)  # see _nothing
         total = Outcome()
@@ -194,14 +200,14 @@ class InlineExecutor:
                 for future in done:
                     total.add(future.result())
                 missing = scorers - len(running)
-                if running and missing and scoring.value > 0:
+                if running and missing and busy.value > 0:
                     with self._lock:
                         if not self._stop.is_set():
                             running |= {pool.submit(drain, self.settings) for _ in range(missing)}
         except BrokenProcessPool:
             with self._lock:  # a scorer died: its claimed frames go out again at the next recover
-                if self._pool is pool:
-                    self._pool = None
+                if self._scorers is current:
+                    self._scorers = None
             pool.shutdown(wait=True)  # once its other scorers are gone too: none of them claims any more
             raise
         return total
@@ -210,9 +216,9 @@ class InlineExecutor:
         """Final: no new batch starts; wait for the scorers to finish the ones in progress."""
         with self._lock:
             self._stop.set()
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True)
+            current, self._scorers = self._scorers, None
+        if current is not None:
+            current.pool.shutdown(wait=True)
 
 
 class CeleryExecutor:
