@@ -149,29 +149,26 @@ def store(settings: Settings, scored: Scored) -> Outcome:
     A failure hands the batch back (the frames become claimable again at once).
     """
     detector, frames = scored.detector, scored.frames
-    with released_on_error(settings, scored.claimed):
-        if frames:
-            locations = {f.id: archive_location(f) if settings.watch.archive else None for f in frames}
-            with session_scope(settings.db_url) as session:
-                limits = effective_thresholds(
-                    session, detector.version, detector.threshold, {f.source for f in frames}
-                )
-                rows = [
-                    {
-                        "frame_id": frame.id,
-                        "model_version": detector.version,
-                        "score": score,
-                        "threshold": limits[frame.source],
-                        "is_anomaly": score > limits[frame.source],
-                        "maps": maps,
-                    }
-                    for frame, score, maps in zip(frames, scored.scores, scored.maps, strict=True)
-                ]
-                queries.insert_results(session, rows)
-                closed = set(queries.finish_frames(session, "done", locations))
-            finished = [(frame, locations[frame.id]) for frame in frames if frame.id in closed]
-        else:
-            finished = []
+    if not frames:
+        return Outcome(quarantined=scored.quarantined)
+    locations = {f.id: archive_location(f) if settings.watch.archive else None for f in frames}
+    with released_on_error(settings, scored.claimed), session_scope(settings.db_url) as session:
+        sources = {f.source for f in frames}
+        limits = effective_thresholds(session, detector.version, detector.threshold, sources)
+        rows = [
+            {
+                "frame_id": frame.id,
+                "model_version": detector.version,
+                "score": score,
+                "threshold": limits[frame.source],
+                "is_anomaly": score > limits[frame.source],
+                "maps": maps,
+            }
+            for frame, score, maps in zip(frames, scored.scores, scored.maps, strict=True)
+        ]
+        queries.insert_results(session, rows)
+        closed = set(queries.finish_frames(session, "done", locations))
+    finished = [(frame, locations[frame.id]) for frame in frames if frame.id in closed]
     # Only after the commit: a crash here leaves a done frame in the folder, which the
     # watcher's rescan archives; the other order could lose a frame.
     for frame, location in finished:
