@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from inspector.pipeline.ledger import walk_folders
+
 log = logging.getLogger(__name__)
 
 # From <sys/inotify.h>.
@@ -69,10 +71,8 @@ class Inotify:
 
     def add_tree(self, top: Path) -> None:
         """Watch top and every folder below it (links to folders are not entered, as in a scan)."""
-        for folder, subfolders, _files in os.walk(top):
-            base = Path(folder)
-            subfolders[:] = [d for d in subfolders if not self._skip(base / d)]
-            self._watch(base)
+        for folder, _files in walk_folders(top, self._skip):
+            self._watch(folder)
 
     def _watch(self, folder: Path) -> None:
         wd = self._libc.inotify_add_watch(self._fd, os.fsencode(folder), MASK)

@@ -11,6 +11,7 @@ import hashlib
 import os
 import shutil
 import stat
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -24,6 +25,15 @@ def is_ignored(path: Path, root: Path) -> bool:
     """Dotfiles, files in dot-folders and files an uploader is still writing under a temporary name."""
     parts = path.relative_to(root).parts
     return any(part.startswith(".") for part in parts) or path.suffix.lower() in IGNORED_SUFFIXES
+
+
+def walk_folders(top: Path, skip: Callable[[Path], bool]) -> Iterator[tuple[Path, list[str]]]:
+    """Each folder under top (top first) with its file names; neither the folders ``skip`` names
+    nor links to folders are entered."""
+    for folder, subfolders, files in os.walk(top):
+        base = Path(folder)
+        subfolders[:] = [d for d in subfolders if not skip(base / d)]
+        yield base, files
 
 
 def _open_plain(path: str | Path) -> BinaryIO:

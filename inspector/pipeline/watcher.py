@@ -24,7 +24,14 @@ from typing import Any
 from inspector.config import Settings
 from inspector.pipeline.executors import Executor, make_executor
 from inspector.pipeline.inotify import Changes, Inotify
-from inspector.pipeline.ledger import duplicate_location, hash_file, is_ignored, move, quarantine_location
+from inspector.pipeline.ledger import (
+    duplicate_location,
+    hash_file,
+    is_ignored,
+    move,
+    quarantine_location,
+    walk_folders,
+)
 from inspector.pipeline.process import Outcome
 from inspector.store import queries
 from inspector.store.db import session_scope
@@ -65,13 +72,8 @@ class Watcher:
         return folder.name.startswith(".") or folder == self.data_dir
 
     def scan(self) -> set[Path]:
-        """Every file under the root; links to folders are not entered (os.walk default)."""
-        found: set[Path] = set()
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            base = Path(dirpath)
-            dirnames[:] = [d for d in dirnames if not self._skipped(base / d)]
-            found.update(base / name for name in filenames)
-        return found
+        """Every file under the root, outside the skipped folders; links to folders are not entered."""
+        return {folder / name for folder, files in walk_folders(self.root, self._skipped) for name in files}
 
     def _signature(self, path: Path) -> Signature | None:
         """(size, mtime) of a plain file inside the root worth reading; None for anything else."""
@@ -151,7 +153,7 @@ class Watcher:
                 known = frames.get(digest)
                 if known is None:
                     continue
-                if known.status in ("pending", "queued") and not os.path.lexists(known.path):
+                if known.status in queries.WAITING and not os.path.lexists(known.path):
                     # Moved within the folder before it was scored: follow it.
                     queries.set_frame_path(session, known.id, str(path))
                 elif known.path != str(path):
