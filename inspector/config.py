@@ -33,6 +33,9 @@ class FrameSpec:
     far_mm: float = 1500.0
     fill_holes: bool = False  # inpaint zero-depth pixels instead of leaving them at "far"
     roi: tuple[int, int, int, int] | None = None  # x, y, width, height crop before resizing
+    # Flat-field: divide a grey/colour frame by its own blur of this σ (model pixels; 0 = off),
+    # so uneven lighting is gone and what is left is the surface's local contrast.
+    flatten: float = 0.0
     max_pixels: int = 50_000_000  # refuse larger images (decompression bombs)
 
     @property

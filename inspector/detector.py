@@ -110,6 +110,7 @@ class Detection:
     reconstruction: np.ndarray  # (C, H, W) in [0, 1]
     error: np.ndarray  # (H, W)
     attention: np.ndarray | None  # (H, W) in [0, 1]
+    anomaly_map: np.ndarray  # (H, W): the map the score sums up (the error, unless the method weighs it)
 
     @property
     def is_anomaly(self) -> bool:
@@ -178,10 +179,11 @@ class Detector:
             x = torch.from_numpy(batch[start : start + self.batch_size]).to(self.device)
             out = self.model.score(x, self.method)
             attention = None if out.attention is None else out.attention.cpu().numpy()
-            score, recon, error = (
+            score, recon, error, anomaly_map = (
                 out.score.cpu().numpy(),
                 out.reconstruction.cpu().numpy(),
                 out.error.cpu().numpy(),
+                out.anomaly_map.cpu().numpy(),
             )
             for i in range(len(x)):
                 results.append(
@@ -191,6 +193,7 @@ class Detector:
                         reconstruction=recon[i],
                         error=error[i],
                         attention=None if attention is None else attention[i],
+                        anomaly_map=anomaly_map[i],
                     )
                 )
         return results

@@ -30,6 +30,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".npy"}
 DEPTH_DTYPES = (np.uint16, np.uint32, np.int16, np.int32, np.int64, np.float32, np.float64)
 # The largest file worth reading for max_pixels pixels: 4 channels of float64, plus headers.
 BYTES_PER_PIXEL_BOUND = 32
+FLATTEN_FLOOR = 0.02  # added to the lighting estimate: black stays black instead of 0/0
 JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
@@ -187,6 +188,8 @@ def check_spec(spec: FrameSpec) -> None:
             raise ConfigError(f"frames.depth_unit_mm must be positive, not {spec.depth_unit_mm}")
         if not 0 <= spec.near_mm < spec.far_mm:
             raise ConfigError(f"depth working range is empty (near {spec.near_mm} mm, far {spec.far_mm} mm)")
+    if spec.flatten < 0 or (spec.flatten and spec.mode == "depth"):
+        raise ConfigError(f"frames.flatten is a blur σ ≥ 0 for grey or colour frames, not {spec.flatten}")
     if spec.roi is not None and (len(spec.roi) != 4 or min(spec.roi[2:]) < 1 or min(spec.roi[:2]) < 0):
         raise ConfigError(f"frames.roi must be x, y, width, height with a positive size, not {spec.roi}")
 
@@ -250,6 +253,12 @@ def _intensity(raw: np.ndarray) -> np.ndarray:
     raise FrameError(f"unsupported pixel type {raw.dtype} (expected 8/16-bit integers or floats in [0, 1])")
 
 
+def flatten(img: np.ndarray, sigma: float) -> np.ndarray:
+    """(C, H, W) in [0, 1] -> its local contrast x / G_σ(x), halved so an even surface sits at 0.5."""
+    lighting = np.stack([cv2.GaussianBlur(channel, (0, 0), sigma) for channel in img])
+    return np.clip(0.5 * img / (lighting + FLATTEN_FLOOR), 0.0, 1.0)
+
+
 def preprocess(raw: np.ndarray, spec: FrameSpec) -> np.ndarray:
     """Raw decoded array -> float32 (C, H, W) in [0, 1] at the model's resolution."""
     check_spec(spec)
@@ -273,7 +282,10 @@ def preprocess(raw: np.ndarray, spec: FrameSpec) -> np.ndarray:
         img = img[None]
     else:
         img = (np.stack([img] * 3) if img.ndim == 2 else img.transpose(2, 0, 1)).astype(np.float32)
-    return np.ascontiguousarray(np.clip(_resize(img, spec.image_size), 0.0, 1.0), dtype=np.float32)
+    img = np.clip(_resize(img, spec.image_size), 0.0, 1.0)
+    if spec.flatten:
+        img = flatten(img, spec.flatten)
+    return np.ascontiguousarray(img, dtype=np.float32)
 
 
 def frame_from_bytes(data: bytes, spec: FrameSpec) -> np.ndarray:

@@ -18,6 +18,7 @@ def detections_of(rng: np.random.Generator, channels: int, n: int) -> list[Detec
             reconstruction=rng.random((channels, 12, 12), dtype=np.float32),
             error=rng.random((12, 12), dtype=np.float32) * 3 * (i != 2),  # one all-zero map
             attention=rng.random((12, 12), dtype=np.float32),
+            anomaly_map=rng.random((12, 12), dtype=np.float32),
         )
         for i in range(n)
     ]

@@ -26,12 +26,15 @@ class ModelConfig:
     gan_weight: float = 1.0  # weight of the decoder's GAN term
     feature_layer: int = -1  # discriminator block for L_feat
     attention_layer: int = -1  # discriminator block for Grad-CAM
+    # vaegan: measure the error and attention maps against held-out normal frames, pixel by
+    # pixel, and score a frame by the peak (see standardise.py). For a fixed camera.
+    standardise: bool = False
     # vaegan+: the glimpse (object found, cropped and resampled to a square; see glimpse.py)
     glimpse_size: int = 28
     glimpse_blur: float = 1.0  # σ of the smoothing used to find the object and to resample it
     glimpse_threshold: float = 0.25  # object = smoothed frame above its median by this much
     glimpse_fill: float = 20 / 28  # fraction of the glimpse side the object spans
-    error_blur: float = 1.0  # σ (glimpse pixels) of the smoothing of the error map for vaegan-attn+
+    error_blur: float = 1.0  # σ (pixels) of the smoothing of the maps for vaegan-attn+ and standardise
     attended_fraction: float = 0.05  # vaegan-attn+ scores the mean of this top fraction of it
     # VAE reconstruction probability (An & Cho): number of z samples L
     vae_samples: int = 10
@@ -49,6 +52,11 @@ class Scores:
     reconstruction: torch.Tensor  # (N, C, H, W)
     error: torch.Tensor  # (N, H, W)
     attention: torch.Tensor | None = None  # (N, H, W) in [0, 1], where the method has one
+    anomaly_map: torch.Tensor | None = None  # (N, H, W): what the score sums up; None = the error
+
+    def __post_init__(self) -> None:
+        if self.anomaly_map is None:
+            self.anomaly_map = self.error
 
 
 class AnomalyModel(nn.Module):

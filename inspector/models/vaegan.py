@@ -9,8 +9,12 @@ As in Larsen's algorithm, the encoder minimises λ·L_prior + L_feat, the decode
 γ·L_feat − L_GAN (non-saturating form), and D maximises L_GAN. An optional pixel-space
 L1 term (``pixel_weight``) anchors the reconstructions that the naive score compares.
 
-Scores: ``vaegan`` = mean of the error image |x − dec(enc(x))| (with z = μ);
-``vaegan-attn`` = mean of the error image weighted by the discriminator's Grad-CAM.
+Scores: ``vaegan`` = mean of the error image e = |x − dec(enc(x))| (with z = μ);
+``vaegan-attn`` = mean of the error image weighted by the discriminator's Grad-CAM A, e·A.
+With ``standardise`` (a fixed camera) both maps are first measured against held-out normal
+frames, pixel by pixel (standardise.py): e becomes z_e, and the attention counts where the
+discriminator looks *more than it does on normal frames*, z_A. The maps are z_e and
+z_e + z_A, and a frame scores their peak: a defect is local.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from inspector.models.blocks import (
     reparameterise,
 )
 from inspector.models.gradcam import discriminator_attention
+from inspector.models.standardise import PixelStatistics
 
 
 def _bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
@@ -46,6 +51,9 @@ class VAEGAN(AnomalyModel):
         self.encoder = GaussianEncoder(c.channels, c.width, c.image_size, c.latent_dim)
         self.decoder = Decoder(c.latent_dim, c.channels, c.width, c.image_size)
         self.discriminator = Discriminator(c.channels, c.width, c.image_size)
+        if c.standardise:
+            self.error_statistics = PixelStatistics(c.image_size, c.error_blur)
+            self.attention_statistics = PixelStatistics(c.image_size, c.error_blur)
 
     # Made on first use, by training: the first Adam of a process costs about a second of
     # imports, which scoring never needs.
@@ -129,19 +137,36 @@ class VAEGAN(AnomalyModel):
         layer = self.discriminator.trunk[self.config.attention_layer]
         return discriminator_attention(self.discriminator, layer, x)
 
+    @torch.no_grad()
+    def fit_normal_statistics(self, x: torch.Tensor, batch: int = 64) -> None:
+        if not self.config.standardise:
+            return
+        errors, attentions = [], []
+        for start in range(0, len(x), batch):
+            frames = x[start : start + batch]
+            errors.append(absolute_error(frames, self.reconstruct(frames)))
+            attentions.append(self.attention(frames))
+        self.error_statistics.fit(torch.cat(errors))
+        self.attention_statistics.fit(torch.cat(attentions))
+
     def score(self, x: torch.Tensor, method: str = "vaegan-attn") -> Scores:
         if method not in self.scoring_methods:
             raise ValueError(f"VAEGAN scores with {self.scoring_methods}, not {method!r}")
         with torch.no_grad():
             reconstruction = self.reconstruct(x)
             error = absolute_error(x, reconstruction)
-        if method == "vaegan":
-            return Scores(score=error.mean(dim=(1, 2)), reconstruction=reconstruction, error=error)
-        attention = self.attention(x)
-        weighted = error * attention
+        attention = self.attention(x) if method == "vaegan-attn" else None
+        if self.config.standardise:
+            error = self.error_statistics(error)
+            anomaly_map = error if attention is None else error + self.attention_statistics(attention)
+            score = anomaly_map.flatten(1).amax(dim=1)
+        else:
+            anomaly_map = error if attention is None else error * attention
+            score = anomaly_map.mean(dim=(1, 2))
         return Scores(
-            score=weighted.mean(dim=(1, 2)),
+            score=score,
             reconstruction=reconstruction,
             error=error,
             attention=attention,
+            anomaly_map=anomaly_map,
         )

@@ -1,0 +1,44 @@
+"""A map measured against normal frames: how unusual each pixel's value is *at that pixel*.
+
+A fixed camera sees every part at the same place, so each pixel has its own normal range:
+a tile's edge always reconstructs worse than its face, and the discriminator always looks
+at some places more than others. Held-out normal frames give each pixel's mean μ and
+spread σ of a (smoothed) map m; a new frame's map becomes
+    z = max(0, (G_σ * m − μ) / σ)
+so a pixel counts in units of its own normal variation, and only above normal. A defect is
+local, so the frame's score is the peak of z rather than its mean.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from inspector.models.glimpse import gaussian_blur
+
+STD_FLOOR = 1e-3  # a pixel that never varied on normal frames must not divide by zero
+
+
+class PixelStatistics(nn.Module):
+    """Per-pixel mean and spread of a map on normal frames, kept in buffers (saved with the weights)."""
+
+    def __init__(self, size: int, blur: float):
+        super().__init__()
+        self.blur = blur
+        self.register_buffer("mean", torch.zeros(size, size))
+        self.register_buffer("std", torch.ones(size, size))
+
+    def _smooth(self, maps: torch.Tensor) -> torch.Tensor:
+        return gaussian_blur(maps[:, None], self.blur)[:, 0] if self.blur > 0 else maps
+
+    @torch.no_grad()
+    def fit(self, maps: torch.Tensor) -> None:
+        """Learn μ and σ from the maps (N, H, W) of normal frames not used for training."""
+        smooth = self._smooth(maps)
+        self.mean.copy_(smooth.mean(dim=0))
+        self.std.copy_(smooth.std(dim=0, correction=0) + STD_FLOOR)
+
+    @torch.no_grad()
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        """z (N, H, W) ≥ 0: how far above its normal value each pixel of the maps is."""
+        return ((self._smooth(maps) - self.mean) / self.std).clamp_min(0.0)
