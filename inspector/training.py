@@ -166,7 +166,7 @@ def train(
     if options.patience:
         model.load_state_dict(best[1])
     model.eval()
-    model.fit_normal_statistics(val_x)
+    model.fit_normal_statistics(val_x, train_x)
     thresholds = {
         method: float(
             np.quantile(score_frames(model, val_frames, method, device), options.threshold_quantile)

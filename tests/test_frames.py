@@ -177,6 +177,30 @@ def test_roi_crops_before_resizing() -> None:
         preprocess(img, FrameSpec(image_size=10, roi=(0, 0, 0, 10)))
 
 
+def test_flatten_removes_the_lighting_and_keeps_local_contrast() -> None:
+    """A surface lit from one side with a dark spot: flat-fielded, the surface is even (0.5)
+    and the spot keeps its contrast, at either end of the ramp."""
+    ramp = np.tile(np.linspace(0.2, 0.9, 64, dtype=np.float32), (64, 1))
+    img = ramp.copy()
+    img[10:13, 5:8] *= 0.5
+    img[50:53, 55:58] *= 0.5
+    frame = preprocess(img, FrameSpec(image_size=64, flatten=4.0))[0]
+    assert frame.shape == (64, 64) and frame.dtype == np.float32
+    surface = np.zeros((64, 64), bool)
+    surface[:, 8:-8] = True  # two σ from the ends, where the blur sees the ramp on both sides
+    surface[6:17, 1:12] = surface[46:57, 51:62] = False
+    assert np.abs(frame[surface] - 0.5).max() < 0.05
+    assert frame[11, 6] < 0.35 and frame[51, 56] < 0.35
+
+
+@pytest.mark.parametrize(
+    "spec", [FrameSpec(flatten=-1.0), FrameSpec(mode="depth", flatten=4.0)], ids=["negative", "depth"]
+)
+def test_flatten_is_refused_where_it_means_nothing(spec: FrameSpec) -> None:
+    with pytest.raises(ConfigError, match="flatten"):
+        preprocess(np.zeros((8, 8), np.uint16), spec)
+
+
 def test_resize_is_bilinear_with_antialiasing() -> None:
     """The benchmark protocol's resize: PIL's bilinear filter, which antialiases when shrinking."""
     image = pytest.importorskip("PIL.Image")

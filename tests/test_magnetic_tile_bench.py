@@ -50,3 +50,40 @@ def test_metrics_per_class_and_pooled(bench) -> None:
     maps[0] = 1.0  # a normal frame that looks defective all over
     pixel = bench.pixel_aurocs(bench.to_metric_size(maps[:, ::2, ::2]), masks, classes)
     assert 0.9 < pixel["overall"] < 1.0 and pixel["Crack"] == pixel["Fray"]
+
+
+@pytest.mark.skipif(not TILES.is_dir(), reason="needs ../shared/data/magnetic-tile")
+def test_surface_settings_train_and_score_real_tiles_from_the_cli(tmp_path: Path) -> None:
+    """The published surface configuration as a user runs it: flat-fielded frames, the
+    shipped model settings, real tiles; the frame settings travel inside the checkpoint."""
+    import json
+    import shutil
+
+    import yaml
+    from click.testing import CliRunner
+
+    from inspector.cli import main
+    from inspector.detector import Checkpoint
+
+    normal = tmp_path / "normal"
+    normal.mkdir()
+    for image in sorted((TILES / "MT_Free" / "Imgs").glob("*.jpg"))[:24]:
+        shutil.copy(image, normal)
+    settings = tmp_path / "inspector.yaml"
+    settings.write_text(yaml.safe_dump({"frames": {"mode": "grey", "flatten": 2.0}}))
+    surface = Path(__file__).resolve().parents[1] / "configs" / "models" / "surface.yaml"
+    model = tmp_path / "tile.pt"
+    runner = CliRunner()
+    args = ["--config", str(settings), "train", "--data", str(normal), "--out", str(model)]
+    args += ["--method", "vaegan-attn", "--image-size", "32", "--epochs", "1", "--model-config", str(surface)]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    checkpoint = Checkpoint.load(model)
+    assert checkpoint.frame_spec.flatten == 2.0 and checkpoint.model_config.standardise
+    assert "error_statistics.mean" in checkpoint.state_dict
+
+    blowhole = sorted((TILES / "MT_Blowhole" / "Imgs").glob("*.jpg"))[0]
+    result = runner.invoke(main, ["score", str(model), str(blowhole), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.output)
+    assert row["score"] >= 0 and row["verdict"] in ("normal", "anomaly")

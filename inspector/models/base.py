@@ -80,9 +80,10 @@ class AnomalyModel(nn.Module):
         """Anomaly scores (higher = more anomalous) and maps; call in eval mode."""
         raise NotImplementedError
 
-    def fit_normal_statistics(self, x: torch.Tensor) -> None:
-        """After training: learn from held-out normal frames what scoring needs besides the
-        weights (kept in buffers, so saved with them). Most methods need nothing."""
+    def fit_normal_statistics(self, held_out: torch.Tensor, seen: torch.Tensor) -> None:
+        """After training: learn from normal frames what scoring needs besides the weights (kept
+        in buffers, so saved with them). ``held_out`` were not trained on, ``seen`` were; the
+        held-out ones also set the default threshold. Most methods need nothing."""
 
 
 def absolute_error(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:

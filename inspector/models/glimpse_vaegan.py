@@ -75,10 +75,10 @@ class GlimpseVAEGAN(VAEGAN):
         return torch.stack([attended, self.feature_loss(g, g_rec)], dim=1), attention
 
     @torch.no_grad()
-    def fit_normal_statistics(self, x: torch.Tensor, batch: int = 64) -> None:
+    def fit_normal_statistics(self, held_out: torch.Tensor, seen: torch.Tensor, batch: int = 64) -> None:
         signals = []
-        for start in range(0, len(x), batch):
-            g, _, g_rec, error = self._reconstructed(x[start : start + batch])
+        for start in range(0, len(held_out), batch):
+            g, _, g_rec, error = self._reconstructed(held_out[start : start + batch])
             signals.append(self._signals(g, g_rec, error)[0])
         stacked = torch.cat(signals)
         self.signal_mean.copy_(stacked.mean(dim=0))

@@ -11,6 +11,8 @@ local, so the frame's score is the peak of z rather than its mean.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import nn
 
@@ -32,11 +34,21 @@ class PixelStatistics(nn.Module):
         return gaussian_blur(maps[:, None], self.blur)[:, 0] if self.blur > 0 else maps
 
     @torch.no_grad()
-    def fit(self, maps: torch.Tensor) -> None:
-        """Learn μ and σ from the maps (N, H, W) of normal frames not used for training."""
-        smooth = self._smooth(maps)
-        self.mean.copy_(smooth.mean(dim=0))
-        self.std.copy_(smooth.std(dim=0, correction=0) + STD_FLOOR)
+    def fit(self, batches: Iterable[torch.Tensor]) -> None:
+        """Learn μ and σ from batches of maps (N, H, W) of normal frames, summed as they come
+        (in float64), so thousands of frames need no more memory than one batch."""
+        count, total, squares = 0, 0.0, 0.0
+        for maps in batches:
+            smooth = self._smooth(maps).double()
+            count += len(smooth)
+            total = total + smooth.sum(dim=0)
+            squares = squares + smooth.pow(2).sum(dim=0)
+        if not count:
+            raise ValueError("no normal frames to learn the per-pixel statistics from")
+        mean = total / count
+        variance = (squares / count - mean.pow(2)).clamp_min(0.0)
+        self.mean.copy_(mean)
+        self.std.copy_(variance.sqrt() + STD_FLOOR)
 
     @torch.no_grad()
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
