@@ -26,8 +26,8 @@ class ModelConfig:
     gan_weight: float = 1.0  # weight of the decoder's GAN term
     feature_layer: int = -1  # discriminator block for L_feat
     attention_layer: int = -1  # discriminator block for Grad-CAM
-    # vaegan: measure the error and attention maps against held-out normal frames, pixel by
-    # pixel, and score a frame by the peak (see standardise.py). For a fixed camera.
+    # vaegan: measure the error and attention maps against the normal training frames, pixel
+    # by pixel, and score a frame by the peak (see standardise.py). For a fixed camera.
     standardise: bool = False
     # vaegan+: the glimpse (object found, cropped and resampled to a square; see glimpse.py)
     glimpse_size: int = 28
@@ -50,7 +50,7 @@ class Scores:
 
     score: torch.Tensor  # (N,)
     reconstruction: torch.Tensor  # (N, C, H, W)
-    error: torch.Tensor  # (N, H, W)
+    error: torch.Tensor  # (N, H, W): |x − x̃|, or its z where the method standardises its maps
     attention: torch.Tensor | None = None  # (N, H, W) in [0, 1], where the method has one
     anomaly_map: torch.Tensor | None = None  # (N, H, W): what the score sums up; None = the error
 

@@ -2,8 +2,8 @@
 
 A fixed camera sees every part at the same place, so each pixel has its own normal range:
 a tile's edge always reconstructs worse than its face, and the discriminator always looks
-at some places more than others. Held-out normal frames give each pixel's mean μ and
-spread σ of a (smoothed) map m; a new frame's map becomes
+at some places more than others. Normal frames give each pixel's mean μ and spread σ of
+a (smoothed) map m; a new frame's map becomes
     z = max(0, (G_σ * m − μ) / σ)
 so a pixel counts in units of its own normal variation, and only above normal. A defect is
 local, so the frame's score is the peak of z rather than its mean.

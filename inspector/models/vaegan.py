@@ -11,8 +11,8 @@ L1 term (``pixel_weight``) anchors the reconstructions that the naive score comp
 
 Scores: ``vaegan`` = mean of the error image e = |x − dec(enc(x))| (with z = μ);
 ``vaegan-attn`` = mean of the error image weighted by the discriminator's Grad-CAM A, e·A.
-With ``standardise`` (a fixed camera) both maps are first measured against held-out normal
-frames, pixel by pixel (standardise.py): e becomes z_e, and the attention counts where the
+With ``standardise`` (a fixed camera) both maps are first measured against the normal
+training frames, pixel by pixel (standardise.py): e becomes z_e, and the attention counts where the
 discriminator looks *more than it does on normal frames*, z_A. The maps are z_e and
 z_e + z_A, and a frame scores their peak: a defect is local.
 """
