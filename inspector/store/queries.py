@@ -121,7 +121,13 @@ def claim_frames(
 def claim_next(session: Session, limit: int, max_attempts: int) -> list[int]:
     """Take the oldest waiting frames (pending or queued), up to limit: the embedded scorers'
     pull, so they take frames the moment they are registered. One statement, so two scorers
-    never take the same frame."""
+    never take the same frame.
+
+    A frame that was tried before (its scorer died holding it) is scored alone: the others
+    are handed back in the same transaction. If it is the frame that kills scorers, it uses
+    up its own attempts and goes to quarantine, not those of the frames that shared its batch.
+    Such frames are the oldest waiting ones, so they come first.
+    """
     waiting = (
         select(Frame.id)
         .where(Frame.status.in_(WAITING), Frame.attempts < max_attempts)
@@ -132,10 +138,15 @@ def claim_next(session: Session, limit: int, max_attempts: int) -> list[int]:
         update(Frame)
         .where(Frame.id.in_(waiting.scalar_subquery()), Frame.status.in_(WAITING))
         .values(status="processing", claimed_by=None, attempts=Frame.attempts + 1, updated_at=utcnow())
-        .returning(Frame.id)
+        .returning(Frame.id, Frame.attempts)
         .execution_options(**_NO_SYNC)
     )
-    return sorted(session.execute(stmt).scalars())
+    claimed = sorted((row.id, row.attempts) for row in session.execute(stmt))
+    retried = [frame_id for frame_id, attempts in claimed if attempts > 1]
+    if not retried:
+        return [frame_id for frame_id, _ in claimed]
+    release_frames(session, [frame_id for frame_id, _ in claimed if frame_id != retried[0]])
+    return retried[:1]
 
 
 def release_frames(session: Session, ids: Sequence[int]) -> None:

@@ -93,6 +93,29 @@ def test_claim_next_takes_the_oldest_waiting_frames_once(url: str) -> None:
     assert sorted(taken) == ids[5:] and len(set(taken)) == len(taken)
 
 
+def test_a_frame_tried_before_is_claimed_alone(url: str) -> None:
+    """A scorer died holding ids[1] and ids[2]: each is retried alone, so a frame that kills
+    scorers cannot use up its batch-mates' attempts; the others keep theirs."""
+    ids = _registered(url, 6)
+    with session_scope(url) as session:
+        session.execute(update(Frame).where(Frame.id.in_(ids[1:3])).values(status="queued", attempts=1))
+    with session_scope(url) as session:
+        assert queries.claim_next(session, 4, max_attempts=3) == [ids[1]]
+    with session_scope(url) as session:
+        frames = {f.id: f for f in session.scalars(select(Frame))}
+    assert [(frames[i].status, frames[i].attempts) for i in ids] == [
+        ("queued", 0),
+        ("processing", 2),
+        ("queued", 1),
+        ("queued", 0),
+        ("pending", 0),
+        ("pending", 0),
+    ]
+    with session_scope(url) as session:
+        assert queries.claim_next(session, 4, max_attempts=3) == [ids[2]]
+        assert queries.claim_next(session, 4, max_attempts=3) == [ids[0], *ids[3:]]
+
+
 def _pull_all(url: str) -> list[int]:
     taken: list[int] = []
     while True:
