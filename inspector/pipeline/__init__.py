@@ -15,8 +15,9 @@ A frame's life, each step a committed state in the ``frames`` table::
   redelivered message (late ack) resumes its frames at once; anything else waits out
   ``stale_seconds`` and is re-queued by the watcher.
 - A frame whose worker died ``watch.max_attempts`` times is quarantined, not retried forever.
-  Embedded scorers retry such a frame alone, so a frame that kills its scorer cannot use up
-  the attempts of the frames batched with it.
+  A frame whose worker died is retried alone (embedded scorers claim it by itself; a Celery
+  message that comes back scores its frames one by one, counting an attempt for a frame only
+  at its turn), so a frame that kills workers cannot use up its batch-mates' attempts.
 - Files move only after the commit that makes them done or quarantined; a crash in
   between leaves the file where it was, and the next rescan moves it.
 """

@@ -10,14 +10,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy.orm import Session
 
 from inspector.config import Settings
 from inspector.detector import CheckpointError, Detector
@@ -189,15 +188,14 @@ def released_on_error(settings: Settings, claimed: list[int]) -> Iterator[None]:
         raise
 
 
-def _claim_and_score(settings: Settings, claim: Callable[[Session], list[int]]) -> Scored | None:
-    """Claim frames in one transaction, then score them; None when none could be claimed."""
+def _ready(settings: Settings) -> Detector:
     detector = get_detector(settings)
     _register_model(settings, detector)
-    with session_scope(settings.db_url) as session:
-        claimed = claim(session)
-        frames = queries.frames_by_id(session, claimed)
-    if not claimed:
-        return None
+    return detector
+
+
+def _scored(settings: Settings, detector: Detector, frames: list[Frame]) -> Scored:
+    claimed = [f.id for f in frames]
     with released_on_error(settings, claimed):
         return _score(settings, detector, claimed, frames)
 
@@ -209,18 +207,48 @@ def process_frames(frame_ids: Sequence[int], settings: Settings, claimant: str |
     because its worker died, it resumes the frames that worker had claimed.
     """
     stale_before = utcnow() - timedelta(seconds=settings.watch.stale_seconds)
-    scored = _claim_and_score(
-        settings, lambda session: queries.claim_frames(session, list(frame_ids), stale_before, claimant)
-    )
-    outcome = Outcome() if scored is None else store(settings, scored)
-    outcome.skipped = len(set(frame_ids)) - (0 if scored is None else len(scored.claimed))
+    detector = _ready(settings)
+    with session_scope(settings.db_url) as session:
+        attempts = queries.claim_frames(session, list(frame_ids), stale_before, claimant)
+        frames = queries.frames_by_id(session, list(attempts))
+    outcome = Outcome(skipped=len(set(frame_ids)) - len(attempts))
+    if all(attempts[f.id] == 1 for f in frames):
+        if frames:
+            outcome.add(store(settings, _scored(settings, detector, frames)))
+        return outcome
+    outcome.add(_one_by_one(settings, detector, frames, attempts))
+    return outcome
+
+
+def _one_by_one(
+    settings: Settings, detector: Detector, frames: list[Frame], attempts: dict[int, int]
+) -> Outcome:
+    """A batch whose worker died: score its frames one at a time, each stored before the next,
+    counting an attempt for a frame only when its turn comes. A frame that kills workers then
+    uses up its own attempts alone, and one tried more than ``watch.max_attempts`` times is
+    quarantined instead of scored again (a message put back on worker loss would otherwise
+    kill workers forever); the frames after it are scored when the message comes back."""
+    limit = settings.watch.max_attempts
+    outcome = Outcome()
+    for frame in frames:
+        if attempts[frame.id] > limit:
+            outcome.quarantined += _quarantine(settings, frame, queries.gave_up_note(limit))
+    queue = [f for f in frames if attempts[f.id] <= limit]
+    with session_scope(settings.db_url) as session:  # the claim counted a try for each
+        queries.count_attempts(session, [f.id for f in queue[1:]], -1)
+    for turn, frame in enumerate(queue):
+        if turn:
+            with session_scope(settings.db_url) as session:
+                queries.count_attempts(session, [frame.id], +1)
+        outcome.add(store(settings, _scored(settings, detector, [frame])))
     return outcome
 
 
 def score_next(settings: Settings) -> Scored | None:
     """Claim and score a batch of the oldest waiting frames; None when none waits (the embedded
     scorers' pull, which stores each batch while it scores the next)."""
-    watch = settings.watch
-    return _claim_and_score(
-        settings, lambda session: queries.claim_next(session, watch.batch_size, watch.max_attempts)
-    )
+    detector, watch = _ready(settings), settings.watch
+    with session_scope(settings.db_url) as session:
+        claimed = queries.claim_next(session, watch.batch_size, watch.max_attempts)
+        frames = queries.frames_by_id(session, claimed)
+    return _scored(settings, detector, frames) if frames else None

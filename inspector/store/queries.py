@@ -102,9 +102,10 @@ def queue_waiting(session: Session, stale_before: datetime) -> list[int]:
 
 def claim_frames(
     session: Session, ids: Sequence[int], stale_before: datetime, claimant: str | None = None
-) -> list[int]:
+) -> dict[int, int]:
     """Take frames for scoring: waiting ones, ones this claimant held before (a redelivery of
-    its message), or in-flight ones whose worker went quiet before stale_before."""
+    its message), or in-flight ones whose worker went quiet before stale_before. Returns each
+    claimed frame's attempts, this one included, in id order."""
     takeover = (Frame.status == "processing") & (Frame.updated_at < stale_before)
     if claimant is not None:
         takeover = takeover | ((Frame.status == "processing") & (Frame.claimed_by == claimant))
@@ -112,10 +113,10 @@ def claim_frames(
         update(Frame)
         .where(Frame.id.in_(ids), or_(Frame.status.in_(WAITING), takeover))
         .values(status="processing", claimed_by=claimant, attempts=Frame.attempts + 1, updated_at=utcnow())
-        .returning(Frame.id)
+        .returning(Frame.id, Frame.attempts)
         .execution_options(**_NO_SYNC)
     )
-    return sorted(session.execute(stmt).scalars())
+    return dict(sorted((row.id, row.attempts) for row in session.execute(stmt)))
 
 
 def claim_next(session: Session, limit: int, max_attempts: int) -> list[int]:
@@ -147,6 +148,17 @@ def claim_next(session: Session, limit: int, max_attempts: int) -> list[int]:
         return [frame_id for frame_id, _ in claimed]
     release_frames(session, [frame_id for frame_id, _ in claimed if frame_id != retried[0]])
     return retried[:1]
+
+
+def count_attempts(session: Session, ids: Sequence[int], change: int) -> None:
+    """Add ``change`` to the attempts of claimed frames: a worker that resumes a batch counts an
+    attempt only for the frame it is about to score."""
+    session.execute(
+        update(Frame)
+        .where(Frame.id.in_(ids), Frame.status == "processing")
+        .values(attempts=Frame.attempts + change)
+        .execution_options(**_NO_SYNC)
+    )
 
 
 def release_frames(session: Session, ids: Sequence[int]) -> None:
@@ -190,6 +202,11 @@ def finish_frame(
     return finish_frames(session, status, {frame_id: stored_path}, error) == [frame_id]
 
 
+def gave_up_note(max_attempts: int) -> str:
+    """Why a frame that lost its worker max_attempts times was quarantined."""
+    return f"no result after {max_attempts} attempts (the worker died or timed out each time)"
+
+
 def give_up_frames(session: Session, stale_before: datetime, max_attempts: int) -> list[Frame]:
     """Quarantine in-flight frames that lost their worker max_attempts times (a poison frame)."""
     stmt = (
@@ -197,7 +214,7 @@ def give_up_frames(session: Session, stale_before: datetime, max_attempts: int) 
         .where(Frame.status.in_(IN_FLIGHT), Frame.updated_at < stale_before, Frame.attempts >= max_attempts)
         .values(
             status="quarantined",
-            error=f"no result after {max_attempts} attempts (the worker died or timed out each time)",
+            error=gave_up_note(max_attempts),
             updated_at=utcnow(),
         )
         .returning(Frame.id)

@@ -17,6 +17,7 @@ from inspector.pipeline.executors import LINGER, drain
 from inspector.pipeline.process import Outcome, process_frames
 from inspector.pipeline.watcher import Watcher
 from inspector.store import queries
+from inspector.store.db import session_scope
 from tests.pipeline.conftest import counts, write_frames
 
 
@@ -53,6 +54,44 @@ def test_a_repeated_delivery_scores_nothing_twice(tmp_path: Path, embedded: Sett
     again = process_frames(ids, embedded)
     assert (again.done, again.skipped) == (0, 3)
     assert counts(embedded.db_url) == (3, {"done": 3}, 1)
+
+
+class _WorkerDied(BaseException):
+    """Stands for the worker process dying (no Python cleanup runs, so nothing is released)."""
+
+
+def test_a_frame_that_kills_its_worker_uses_up_only_its_own_attempts(
+    tmp_path: Path, embedded: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Frame 3 of a batch of 6 kills the worker whenever it is scored. The message comes back
+    (late ack) with the same claimant each time: its frames are then scored one by one, an
+    attempt counted for a frame only at its turn, so after max_attempts deliveries of frame 3
+    it is quarantined and the other five are done, each tried at most twice."""
+    ids = _registered(tmp_path, embedded, 6)
+    poison = ids[2]
+    score = process._score
+
+    def dying(settings: Settings, detector: object, claimed: list[int], frames: list) -> process.Scored:
+        if poison in claimed:
+            raise _WorkerDied
+        return score(settings, detector, claimed, frames)
+
+    monkeypatch.setattr(process, "_score", dying)
+    deliveries = 0
+    while deliveries < 10:
+        deliveries += 1
+        try:
+            outcome = process_frames(ids, embedded, claimant="task-1")
+            break
+        except _WorkerDied:
+            continue
+    assert deliveries == embedded.watch.max_attempts + 1
+    assert (outcome.quarantined, outcome.done) == (1, 3)  # the first two were done on delivery 2
+    assert counts(embedded.db_url) == (5, {"done": 5, "quarantined": 1}, 1)
+    with session_scope(embedded.db_url) as session:
+        frames = {f.id: f for f in queries.frames_by_id(session, ids)}
+    assert frames[poison].error == queries.gave_up_note(embedded.watch.max_attempts)
+    assert max(frames[i].attempts for i in ids if i != poison) == 2
 
 
 def test_the_model_is_loaded_once_per_process(tmp_path: Path, embedded: Settings) -> None:

@@ -45,7 +45,7 @@ def _registered(url: str, n: int) -> list[int]:
 def _claimed(url: str, n: int) -> list[int]:
     ids = _registered(url, n)
     with session_scope(url) as session:
-        assert queries.claim_frames(session, ids, utcnow()) == ids
+        assert list(queries.claim_frames(session, ids, utcnow())) == ids
     return ids
 
 

@@ -51,11 +51,12 @@ def test_a_frame_is_claimed_once_until_its_claim_goes_stale(url: str) -> None:
     ids = _frames(url, 3)
     now = utcnow()
     with session_scope(url) as session:
-        assert queries.claim_frames(session, ids, stale_before=now - timedelta(minutes=10)) == ids
+        assert list(queries.claim_frames(session, ids, stale_before=now - timedelta(minutes=10))) == ids
     with session_scope(url) as session:
-        assert queries.claim_frames(session, ids, stale_before=now - timedelta(minutes=10)) == []
+        assert list(queries.claim_frames(session, ids, stale_before=now - timedelta(minutes=10))) == []
         # A claim older than stale_before belongs to a dead worker: it may be taken over.
-        assert queries.claim_frames(session, ids[:1], stale_before=utcnow() + timedelta(seconds=1)) == ids[:1]
+        later = utcnow() + timedelta(seconds=1)
+        assert list(queries.claim_frames(session, ids[:1], stale_before=later)) == ids[:1]
         assert queries.frames_by_id(session, ids[:1])[0].attempts == 2
 
 
@@ -63,10 +64,10 @@ def test_a_redelivery_resumes_its_own_claim_at_once(url: str) -> None:
     ids = _frames(url, 2)
     long_ago = utcnow() - timedelta(hours=1)
     with session_scope(url) as session:
-        assert queries.claim_frames(session, ids, long_ago, claimant="task-1") == ids
+        assert list(queries.claim_frames(session, ids, long_ago, claimant="task-1")) == ids
     with session_scope(url) as session:
-        assert queries.claim_frames(session, ids, long_ago, claimant="task-2") == []
-        assert queries.claim_frames(session, ids, long_ago, claimant="task-1") == ids
+        assert list(queries.claim_frames(session, ids, long_ago, claimant="task-2")) == []
+        assert queries.claim_frames(session, ids, long_ago, claimant="task-1") == {i: 2 for i in ids}
 
 
 def test_finish_is_compare_and_set(url: str) -> None:
