@@ -131,6 +131,29 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_repeats_nothing(
     assert "WorkerLostError" in (tmp_path / "worker0.log").read_text()
 
 
+def test_a_frame_that_kills_its_worker_is_quarantined_and_its_batch_mates_scored(
+    tmp_path: Path, distributed: Settings, start_worker: Callable[..., subprocess.Popen]
+) -> None:
+    """Each try of the poison frame kills the pool process; the message comes back each time
+    (late ack, reject on worker lost) until the frame has used up its attempts."""
+    distributed.watch.stale_seconds = 600  # delivery alone, no stale-claim takeover
+    incoming = tmp_path / "incoming"
+    write_frames(incoming, 6)
+    write_frames(incoming, 1, seed=9, prefix="g-poison-")  # sorts among the others: one batch
+    celery = [sys.executable, "-m", "celery", "-A", "tests.pipeline.poison_worker", "worker"]
+    start_worker(*celery, "--queues", distributed.queue, "--concurrency", "1", "--loglevel", "INFO")
+    _watch_once(distributed, incoming)
+    deadline = time.monotonic() + 120
+    while counts(distributed.database_url)[1] != {"done": 6, "quarantined": 1}:
+        assert time.monotonic() < deadline, counts(distributed.database_url)
+        time.sleep(0.25)
+    assert counts(distributed.database_url) == (6, {"done": 6, "quarantined": 1}, 1)
+    quarantined = list((distributed.data_path / "quarantine").glob("*-g-poison-*.png"))
+    assert len(quarantined) == 1 and list(incoming.iterdir()) == []
+    note = quarantined[0].with_name(quarantined[0].name + ".error.txt").read_text()
+    assert "attempts" in note
+
+
 def test_a_lost_worker_host_is_recovered_by_the_watchers_rescan(
     tmp_path: Path, distributed: Settings, start_worker: Callable[..., subprocess.Popen]
 ) -> None:
