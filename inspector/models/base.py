@@ -29,6 +29,7 @@ class ModelConfig:
     # vaegan: measure the error and attention maps against the normal training frames, pixel
     # by pixel, and score a frame by the peak (see standardise.py). For a fixed camera.
     standardise: bool = False
+    region_blur: float = 0.0  # with standardise: the error smoothed this much (pixels) too: large defects
     # vaegan+: the glimpse (object found, cropped and resampled to a square; see glimpse.py)
     glimpse_size: int = 28
     glimpse_blur: float = 1.0  # σ of the smoothing used to find the object and to resample it

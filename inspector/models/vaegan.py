@@ -14,7 +14,8 @@ Scores: ``vaegan`` = mean of the error image e = |x âˆ’ dec(enc(x))| (with z = Î
 With ``standardise`` (a fixed camera) both maps are first measured against the normal
 training frames, pixel by pixel (standardise.py): e becomes z_e, and the attention counts where the
 discriminator looks *more than it does on normal frames*, z_A. The maps are z_e and
-z_e + z_A, and a frame scores their peak: a defect is local.
+z_e + z_A, and a frame scores their peak: a defect is local. With ``region_blur`` z_e is
+the larger of the z of the finely and of the coarsely smoothed error, for large faint defects.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class VAEGAN(AnomalyModel):
         if c.standardise:
             self.error_statistics = PixelStatistics(c.image_size, c.error_blur)
             self.attention_statistics = PixelStatistics(c.image_size, c.error_blur)
+            if c.region_blur:
+                self.region_statistics = PixelStatistics(c.image_size, c.region_blur)
 
     # Made on first use, by training: the first Adam of a process costs about a second of
     # imports, which scoring never needs.
@@ -153,6 +156,14 @@ class VAEGAN(AnomalyModel):
 
         self.error_statistics.fit(absolute_error(x, self.reconstruct(x)) for x in batches())
         self.attention_statistics.fit(self.attention(x) for x in batches())
+        if self.config.region_blur:
+            self.region_statistics.fit(absolute_error(x, self.reconstruct(x)) for x in batches())
+
+    def _standardised_error(self, error: torch.Tensor) -> torch.Tensor:
+        """z of the error; with region_blur, the larger of the fine and the coarse one, so a faint
+        defect spread over a region counts as well as a sharp one."""
+        z = self.error_statistics(error)
+        return torch.maximum(z, self.region_statistics(error)) if self.config.region_blur else z
 
     def score(self, x: torch.Tensor, method: str = "vaegan-attn") -> Scores:
         if method not in self.scoring_methods:
@@ -162,7 +173,7 @@ class VAEGAN(AnomalyModel):
             error = absolute_error(x, reconstruction)
         attention = self.attention(x) if method == "vaegan-attn" else None
         if self.config.standardise:
-            error = self.error_statistics(error)
+            error = self._standardised_error(error)
             anomaly_map = error if attention is None else error + self.attention_statistics(attention)
             score = anomaly_map.flatten(1).amax(dim=1)
         else:

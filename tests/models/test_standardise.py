@@ -11,6 +11,7 @@ import torch
 from inspector.config import FrameSpec
 from inspector.detector import Detector
 from inspector.models import build_model
+from inspector.models.base import absolute_error
 from inspector.models.standardise import STD_FLOOR, PixelStatistics
 from inspector.training import TrainOptions, train
 
@@ -36,7 +37,7 @@ def test_a_pixel_counts_in_units_of_its_own_normal_spread() -> None:
 
 @pytest.fixture(scope="module")
 def standardised(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    config = tiny_config("vaegan", standardise=True, attention_layer=1, error_blur=0.5)
+    config = tiny_config("vaegan", standardise=True, attention_layer=1, error_blur=0.5, region_blur=3.0)
     checkpoint = train(
         blob_frames(60), config, FrameSpec(image_size=TINY_SIZE), TrainOptions(epochs=2, device="cpu")
     )
@@ -48,7 +49,7 @@ def standardised(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_statistics_are_fitted_after_training_and_saved_with_the_weights(standardised: Path) -> None:
     detector = Detector.load(standardised, device="cpu")
     state = detector.checkpoint.state_dict
-    for name in ("error_statistics", "attention_statistics"):
+    for name in ("error_statistics", "attention_statistics", "region_statistics"):
         assert state[f"{name}.mean"].shape == (TINY_SIZE, TINY_SIZE)
         assert (state[f"{name}.std"] >= STD_FLOOR).all()
     assert state["error_statistics.mean"].max() > 0 and not torch.equal(
@@ -79,6 +80,21 @@ def test_standardised_scores_are_the_peak_of_the_map(standardised: Path) -> None
     after = detector.score_arrays(defective)
     assert all(a.score > b for a, b in zip(after, before, strict=True))
     assert all(np.unravel_index(a.anomaly_map.argmax(), a.anomaly_map.shape) in _near(5, 5) for a in after)
+
+
+def test_region_blur_keeps_the_larger_of_the_fine_and_the_coarse_z(standardised: Path) -> None:
+    """A faint defect spread over a region stands out once the error is smoothed coarsely; a
+    sharp one at the fine scale: the map keeps whichever is larger, pixel by pixel."""
+    checkpoint = Detector.load(standardised, device="cpu").checkpoint
+    model = build_model(checkpoint.model_config)
+    model.load_state_dict(checkpoint.state_dict)
+    model.eval()
+    x = torch.from_numpy(blob_frames(3, seed=2))
+    with torch.no_grad():
+        raw = absolute_error(x, model.reconstruct(x))
+        fine, coarse = model.error_statistics(raw), model.region_statistics(raw)
+    assert not torch.equal(fine, coarse)
+    torch.testing.assert_close(model.score(x, "vaegan").error, torch.maximum(fine, coarse))
 
 
 def _near(y: int, x: int, radius: int = 2) -> set[tuple[int, int]]:
