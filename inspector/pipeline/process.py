@@ -188,7 +188,7 @@ def released_on_error(settings: Settings, claimed: list[int]) -> Iterator[None]:
         raise
 
 
-def _ready(settings: Settings) -> Detector:
+def _registered_detector(settings: Settings) -> Detector:
     detector = get_detector(settings)
     _register_model(settings, detector)
     return detector
@@ -207,7 +207,7 @@ def process_frames(frame_ids: Sequence[int], settings: Settings, claimant: str |
     because its worker died, it resumes the frames that worker had claimed.
     """
     stale_before = utcnow() - timedelta(seconds=settings.watch.stale_seconds)
-    detector = _ready(settings)
+    detector = _registered_detector(settings)
     with session_scope(settings.db_url) as session:
         attempts = queries.claim_frames(session, list(frame_ids), stale_before, claimant)
         frames = queries.frames_by_id(session, list(attempts))
@@ -234,8 +234,9 @@ def _one_by_one(
         if attempts[frame.id] > limit:
             outcome.quarantined += _quarantine(settings, frame, queries.gave_up_note(limit))
     queue = [f for f in frames if attempts[f.id] <= limit]
-    with session_scope(settings.db_url) as session:  # the claim counted a try for each
-        queries.count_attempts(session, [f.id for f in queue[1:]], -1)
+    if len(queue) > 1:
+        with session_scope(settings.db_url) as session:  # the claim counted a try for each
+            queries.count_attempts(session, [f.id for f in queue[1:]], -1)
     for turn, frame in enumerate(queue):
         if turn:
             with session_scope(settings.db_url) as session:
@@ -247,7 +248,7 @@ def _one_by_one(
 def score_next(settings: Settings) -> Scored | None:
     """Claim and score a batch of the oldest waiting frames; None when none waits (the embedded
     scorers' pull, which stores each batch while it scores the next)."""
-    detector, watch = _ready(settings), settings.watch
+    detector, watch = _registered_detector(settings), settings.watch
     with session_scope(settings.db_url) as session:
         claimed = queries.claim_next(session, watch.batch_size, watch.max_attempts)
         frames = queries.frames_by_id(session, claimed)

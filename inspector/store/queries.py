@@ -121,8 +121,8 @@ def claim_frames(
 
 def claim_next(session: Session, limit: int, max_attempts: int) -> list[int]:
     """Take the oldest waiting frames (pending or queued), up to limit: the embedded scorers'
-    pull, so they take frames the moment they are registered. One statement, so two scorers
-    never take the same frame.
+    pull, so they take frames the moment they are registered. One statement takes them, so
+    two scorers never take the same frame.
 
     A frame that was tried before (its scorer died holding it) is scored alone: the others
     are handed back in the same transaction. If it is the frame that kills scorers, it uses
