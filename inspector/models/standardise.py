@@ -36,13 +36,14 @@ class PixelStatistics(nn.Module):
     @torch.no_grad()
     def fit(self, batches: Iterable[torch.Tensor]) -> None:
         """Learn μ and σ from batches of maps (N, H, W) of normal frames, summed as they come
-        (in float64), so thousands of frames need no more memory than one batch."""
+        (across batches in float64 on the host: any device), so thousands of frames need no
+        more memory than one batch."""
         count, total, squares = 0, 0.0, 0.0
         for maps in batches:
-            smooth = self._smooth(maps).double()
+            smooth = self._smooth(maps)
             count += len(smooth)
-            total = total + smooth.sum(dim=0)
-            squares = squares + smooth.pow(2).sum(dim=0)
+            total = total + smooth.sum(dim=0).cpu().double()
+            squares = squares + smooth.pow(2).sum(dim=0).cpu().double()
         if not count:
             raise ValueError("no normal frames to learn the per-pixel statistics from")
         mean = total / count
