@@ -57,8 +57,8 @@ class Budget:
     epochs: dict[str, int] = field(default_factory=lambda: {"vaegan": 12, "vae": 8, "anogan": 8})
     model: dict[str, dict] = field(
         default_factory=lambda: {
-            # Frames of a fixed camera: maps measured pixel by pixel against held-out normals,
-            # Grad-CAM at the discriminator's middle block (32×32 at 128 px).
+            # Frames of a fixed camera: maps measured pixel by pixel against the normal
+            # training frames, Grad-CAM at the discriminator's middle block (32×32 at 128 px).
             "vaegan": {
                 "width": 32,
                 "batch_size": 16,
@@ -97,7 +97,7 @@ class Budget:
             flatten=4.0,
             epochs={"vaegan": 1, "vae": 1, "anogan": 1},
             model={
-                "vaegan": {**small, "standardise": True, "attention_layer": 1},
+                "vaegan": {**small, "standardise": True, "attention_layer": 1, "region_blur": 4.0},
                 "vae": small,
                 "anogan": {**small, "anogan_steps": 3},
             },
