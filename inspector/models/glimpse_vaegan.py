@@ -33,7 +33,8 @@ class GlimpseVAEGAN(VAEGAN):
     scoring_methods = ("vaegan+", "vaegan-attn+")
 
     def __init__(self, config: ModelConfig):
-        super().__init__(dataclasses.replace(config, image_size=config.glimpse_size))
+        # It standardises its own signals (below), not per-pixel maps: a glimpse moves with the object.
+        super().__init__(dataclasses.replace(config, image_size=config.glimpse_size, standardise=False))
         self.config = config
         # Mean and std of (s_pix, s_feat) on held-out normal frames: see fit_normal_statistics.
         self.register_buffer("signal_mean", torch.zeros(2))
