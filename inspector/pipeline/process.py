@@ -122,23 +122,26 @@ class Scored:
     quarantined: int  # claimed frames that could not be read
 
 
-def _score(settings: Settings, detector: Detector, claimed: list[int], frames: list[Frame]) -> Scored:
-    """Read, preprocess and score the claimed frames; unreadable ones are quarantined."""
-    loaded: list[tuple[Frame, np.ndarray]] = []
-    quarantined = 0
-    for frame in frames:
-        try:
-            loaded.append((frame, _load(frame, detector)))
-        except FrameError as exc:
-            quarantined += _quarantine(settings, frame, str(exc))
-    if not loaded:
-        return Scored(detector, claimed, [], [], [], quarantined)
-    batch = np.stack([pixels for _, pixels in loaded])
-    detections = detector.score_arrays(batch)
-    maps = [
-        {kind: encode_png(plane, fast=True) for kind, plane in frame_planes.items()}
-        for frame_planes in map_planes(batch, detections)
-    ]
+def _score(settings: Settings, detector: Detector, frames: list[Frame]) -> Scored:
+    """Read, preprocess and score claimed frames; unreadable ones are quarantined, and on an
+    error the whole batch is handed back."""
+    claimed = [f.id for f in frames]
+    with released_on_error(settings, claimed):
+        loaded: list[tuple[Frame, np.ndarray]] = []
+        quarantined = 0
+        for frame in frames:
+            try:
+                loaded.append((frame, _load(frame, detector)))
+            except FrameError as exc:
+                quarantined += _quarantine(settings, frame, str(exc))
+        if not loaded:
+            return Scored(detector, claimed, [], [], [], quarantined)
+        batch = np.stack([pixels for _, pixels in loaded])
+        detections = detector.score_arrays(batch)
+        maps = [
+            {kind: encode_png(plane, fast=True) for kind, plane in frame_planes.items()}
+            for frame_planes in map_planes(batch, detections)
+        ]
     return Scored(detector, claimed, [f for f, _ in loaded], [d.score for d in detections], maps, quarantined)
 
 
@@ -194,12 +197,6 @@ def _registered_detector(settings: Settings) -> Detector:
     return detector
 
 
-def _scored(settings: Settings, detector: Detector, frames: list[Frame]) -> Scored:
-    claimed = [f.id for f in frames]
-    with released_on_error(settings, claimed):
-        return _score(settings, detector, claimed, frames)
-
-
 def process_frames(frame_ids: Sequence[int], settings: Settings, claimant: str | None = None) -> Outcome:
     """Score and store the frames with these ids that are still waiting; the rest are skipped.
 
@@ -212,11 +209,10 @@ def process_frames(frame_ids: Sequence[int], settings: Settings, claimant: str |
         attempts = queries.claim_frames(session, list(frame_ids), stale_before, claimant)
         frames = queries.frames_by_id(session, list(attempts))
     outcome = Outcome(skipped=len(set(frame_ids)) - len(attempts))
-    if all(attempts[f.id] == 1 for f in frames):
-        if frames:
-            outcome.add(store(settings, _scored(settings, detector, frames)))
-        return outcome
-    outcome.add(_one_by_one(settings, detector, frames, attempts))
+    if any(attempts[f.id] > 1 for f in frames):
+        outcome.add(_one_by_one(settings, detector, frames, attempts))
+    elif frames:
+        outcome.add(store(settings, _score(settings, detector, frames)))
     return outcome
 
 
@@ -241,7 +237,7 @@ def _one_by_one(
         if turn:
             with session_scope(settings.db_url) as session:
                 queries.count_attempts(session, [frame.id], +1)
-        outcome.add(store(settings, _scored(settings, detector, [frame])))
+        outcome.add(store(settings, _score(settings, detector, [frame])))
     return outcome
 
 
@@ -252,4 +248,4 @@ def score_next(settings: Settings) -> Scored | None:
     with session_scope(settings.db_url) as session:
         claimed = queries.claim_next(session, watch.batch_size, watch.max_attempts)
         frames = queries.frames_by_id(session, claimed)
-    return _scored(settings, detector, frames) if frames else None
+    return _score(settings, detector, frames) if frames else None
