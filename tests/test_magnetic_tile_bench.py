@@ -80,7 +80,8 @@ def test_surface_settings_train_and_score_real_tiles_from_the_cli(tmp_path: Path
     assert result.exit_code == 0, result.output
     checkpoint = Checkpoint.load(model)
     assert checkpoint.frame_spec.flatten == 2.0 and checkpoint.model_config.standardise
-    assert "error_statistics.mean" in checkpoint.state_dict
+    assert checkpoint.model_config.neighbours == 20
+    assert {"error_statistics.maps", "attention_statistics.mean"} <= set(checkpoint.state_dict)
 
     blowhole = sorted((TILES / "MT_Blowhole" / "Imgs").glob("*.jpg"))[0]
     result = runner.invoke(main, ["score", str(model), str(blowhole), "--format", "json"])

@@ -30,6 +30,9 @@ class ModelConfig:
     # by pixel, and score a frame by the peak (see standardise.py). For a fixed camera.
     standardise: bool = False
     region_blur: float = 0.0  # with standardise: the error smoothed this much (pixels) too: large defects
+    # with standardise: the error's μ and σ from the k training frames nearest in latent space
+    # (0 = from all of them): for normal frames of several kinds (standardise.py)
+    neighbours: int = 0
     # vaegan+: the glimpse (object found, cropped and resampled to a square; see glimpse.py)
     glimpse_size: int = 28
     glimpse_blur: float = 1.0  # σ of the smoothing used to find the object and to resample it

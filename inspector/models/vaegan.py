@@ -36,7 +36,7 @@ from inspector.models.blocks import (
     reparameterise,
 )
 from inspector.models.gradcam import discriminator_attention
-from inspector.models.standardise import PixelStatistics
+from inspector.models.standardise import NeighbourStatistics, PixelStatistics
 
 
 def _bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
@@ -54,10 +54,14 @@ class VAEGAN(AnomalyModel):
         self.decoder = Decoder(c.latent_dim, c.channels, c.width, c.image_size)
         self.discriminator = Discriminator(c.channels, c.width, c.image_size)
         if c.standardise:
-            self.error_statistics = PixelStatistics(c.image_size, c.error_blur)
+            self.error_statistics = self._error_statistics(c.error_blur)
             self.attention_statistics = PixelStatistics(c.image_size, c.error_blur)
             if c.region_blur:
-                self.region_statistics = PixelStatistics(c.image_size, c.region_blur)
+                self.region_statistics = self._error_statistics(c.region_blur)
+
+    def _error_statistics(self, blur: float) -> PixelStatistics | NeighbourStatistics:
+        size, k = self.config.image_size, self.config.neighbours
+        return NeighbourStatistics(size, blur, k) if k else PixelStatistics(size, blur)
 
     # Made on first use, by training: the first Adam of a process costs about a second of
     # imports, which scoring never needs.
@@ -154,26 +158,37 @@ class VAEGAN(AnomalyModel):
         def batches() -> Iterator[torch.Tensor]:
             return (seen[start : start + batch].to(device) for start in range(0, len(seen), batch))
 
-        self.error_statistics.fit(absolute_error(x, self.reconstruct(x)) for x in batches())
-        self.attention_statistics.fit(self.attention(x) for x in batches())
-        if self.config.region_blur:
-            self.region_statistics.fit(absolute_error(x, self.reconstruct(x)) for x in batches())
+        def errors() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # (latent code, error)
+            for x in batches():
+                mu, _ = self.encoder(x)
+                yield mu, absolute_error(x, self.decode(mu))
 
-    def _standardised_error(self, error: torch.Tensor) -> torch.Tensor:
+        for statistics in self._error_scales():
+            if isinstance(statistics, NeighbourStatistics):
+                statistics.fit(errors())
+            else:
+                statistics.fit(error for _, error in errors())
+        self.attention_statistics.fit(self.attention(x) for x in batches())
+
+    def _error_scales(self) -> list[PixelStatistics | NeighbourStatistics]:
+        return [self.error_statistics] + ([self.region_statistics] if self.config.region_blur else [])
+
+    def _standardised_error(self, error: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         """z of the error; with region_blur, the larger of the fine and the coarse one, so a faint
-        defect spread over a region counts as well as a sharp one."""
-        z = self.error_statistics(error)
-        return torch.maximum(z, self.region_statistics(error)) if self.config.region_blur else z
+        defect spread over a region counts as well as a sharp one. ``code`` (the latent mean)
+        picks the reference frames of NeighbourStatistics."""
+        return torch.stack([statistics(error, code) for statistics in self._error_scales()]).amax(dim=0)
 
     def score(self, x: torch.Tensor, method: str = "vaegan-attn") -> Scores:
         if method not in self.scoring_methods:
             raise ValueError(f"VAEGAN scores with {self.scoring_methods}, not {method!r}")
         with torch.no_grad():
-            reconstruction = self.reconstruct(x)
+            code, _ = self.encoder(x)
+            reconstruction = self.decode(code)
             error = absolute_error(x, reconstruction)
         attention = self.attention(x) if method == "vaegan-attn" else None
         if self.config.standardise:
-            error = self._standardised_error(error)
+            error = self._standardised_error(error, code)
             anomaly_map = error if attention is None else error + self.attention_statistics(attention)
             score = anomaly_map.flatten(1).amax(dim=1)
         else:

@@ -12,7 +12,7 @@ from inspector.config import FrameSpec
 from inspector.detector import Detector
 from inspector.models import build_model
 from inspector.models.base import absolute_error
-from inspector.models.standardise import STD_FLOOR, PixelStatistics
+from inspector.models.standardise import STD_FLOOR, NeighbourStatistics, PixelStatistics
 from inspector.training import TrainOptions, train
 
 from ..conftest import TINY_SIZE, blob_frames, tiny_config
@@ -33,6 +33,34 @@ def test_a_pixel_counts_in_units_of_its_own_normal_spread() -> None:
     assert z[0, 0] == pytest.approx(0.1 / (0.4 + STD_FLOOR), rel=1e-4)
     assert z[1, 1] == pytest.approx(0.1 / (0.01 + STD_FLOOR), rel=1e-4)
     assert z[2, 2] == 0.0 and z[0, 1] == 0.0
+
+
+def test_neighbour_statistics_measure_a_frame_against_the_normal_frames_of_its_own_kind() -> None:
+    """Two kinds of normal frame (codes near 0 and near 10): pixel (0, 0) is 0.2 ± 0.01 on the
+    first kind and 0.8 ± 0.01 on the second. A value of 0.5 is far above normal for the first
+    kind; global statistics (mean 0.5, σ 0.3) would call it exactly normal for both."""
+    codes = torch.tensor([[0.0], [0.1], [0.2], [0.3], [10.0], [10.1], [10.2], [10.3]])
+    maps = torch.zeros(8, 2, 2)
+    maps[:, 0, 0] = torch.tensor([0.19, 0.21, 0.19, 0.21, 0.79, 0.81, 0.79, 0.81])
+    statistics = NeighbourStatistics(2, blur=0.0, neighbours=4)
+    statistics.fit([(codes[:5], maps[:5]), (codes[5:], maps[5:])])
+    new = torch.zeros(2, 2, 2)
+    new[:, 0, 0] = 0.5
+    z = statistics(new, torch.tensor([[0.15], [10.15]]))
+    assert z[0, 0, 0] == pytest.approx(0.3 / (0.01 + STD_FLOOR), rel=1e-2)
+    assert z[1, 0, 0] == 0.0  # below the second kind's normal
+    assert (z[:, 1, 1] == 0).all()
+    assert statistics.keys.shape == (8, 1) and statistics.maps.shape == (8, 2, 2)
+
+
+def test_neighbour_statistics_keep_an_evenly_spaced_subset_of_many_references(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(NeighbourStatistics, "MAX_REFERENCES", 4)
+    statistics = NeighbourStatistics(2, blur=0.0, neighbours=2)
+    statistics.fit([(torch.arange(10.0)[:, None], torch.zeros(10, 2, 2))])
+    assert statistics.keys[:, 0].tolist() == [0.0, 3.0, 6.0, 9.0]
+    assert statistics.maps.dtype == torch.float16
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +123,27 @@ def test_region_blur_keeps_the_larger_of_the_fine_and_the_coarse_z(standardised:
         fine, coarse = model.error_statistics(raw), model.region_statistics(raw)
     assert not torch.equal(fine, coarse)
     torch.testing.assert_close(model.score(x, "vaegan").error, torch.maximum(fine, coarse))
+
+
+def test_neighbour_statistics_are_saved_with_the_weights_and_score_after_loading(tmp_path: Path) -> None:
+    """The reference maps' buffers are as large as the training set: a fresh model takes their
+    saved size on loading, and scoring uses each frame's nearest references."""
+    config = tiny_config("vaegan", standardise=True, attention_layer=1, region_blur=3.0, neighbours=5)
+    frames = blob_frames(30)
+    checkpoint = train(frames, config, FrameSpec(image_size=TINY_SIZE), TrainOptions(epochs=1, device="cpu"))
+    path = tmp_path / "m.pt"
+    checkpoint.save(path)
+    detector = Detector.load(path, method="vaegan-attn", device="cpu")
+    state = detector.checkpoint.state_dict
+    seen = len(frames) - checkpoint.metadata["validation_frames"]
+    for name in ("error_statistics", "region_statistics"):
+        assert state[f"{name}.keys"].shape == (seen, config.latent_dim)
+        assert state[f"{name}.maps"].shape == (seen, TINY_SIZE, TINY_SIZE)
+    detections = detector.score_arrays(blob_frames(4, seed=1))
+    for d in detections:
+        assert d.score == pytest.approx(float(d.anomaly_map.max())) and d.anomaly_map.min() >= 0
+    with pytest.raises(ValueError, match="latent codes"):
+        detector.model.error_statistics(torch.zeros(1, TINY_SIZE, TINY_SIZE))
 
 
 def _near(y: int, x: int, radius: int = 2) -> set[tuple[int, int]]:
