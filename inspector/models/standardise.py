@@ -79,26 +79,27 @@ class NeighbourStatistics(nn.Module):
         super().__init__()
         self.blur = blur
         self.neighbours = neighbours
-        self.register_buffer("keys", torch.zeros(0, 1))
+        self.register_buffer("codes", torch.zeros(0, 1))
         self.register_buffer("maps", torch.zeros(0, size, size, dtype=torch.float16))
 
     @torch.no_grad()
     def fit(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:
         """Keep the (latent code (N, D), map (N, H, W)) batches of normal frames as references;
         an evenly spaced MAX_REFERENCES of them if there are more."""
-        keys, maps = [], []
-        for key, frame_maps in batches:
-            keys.append(key.flatten(1).float())
+        codes, maps = [], []
+        for frame_codes, frame_maps in batches:
+            codes.append(frame_codes.flatten(1).float())
             maps.append(_smooth(frame_maps, self.blur).half())
-        if not keys:
+        if not codes:
             raise ValueError("no normal frames to learn the per-pixel statistics from")
-        keep = torch.linspace(0, sum(len(k) for k in keys) - 1, self.MAX_REFERENCES).round().long().unique()
-        self.keys = torch.cat(keys)[keep]
+        total = sum(len(c) for c in codes)
+        keep = torch.linspace(0, total - 1, self.MAX_REFERENCES).round().long().unique()
+        self.codes = torch.cat(codes)[keep]
         self.maps = torch.cat(maps)[keep]
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
         # The buffers' sizes depend on the training set: take the saved ones before loading.
-        for name in ("keys", "maps"):
+        for name in ("codes", "maps"):
             if prefix + name in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[prefix + name], device=self.maps.device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
@@ -108,8 +109,8 @@ class NeighbourStatistics(nn.Module):
         """z (N, H, W) ≥ 0 of each frame's map against its nearest references (by latent code)."""
         if codes is None:
             raise ValueError("NeighbourStatistics needs the frames' latent codes")
-        k = min(self.neighbours, len(self.keys))
-        nearest = torch.cdist(codes.flatten(1).float(), self.keys).topk(k, largest=False).indices
+        k = min(self.neighbours, len(self.codes))
+        nearest = torch.cdist(codes.flatten(1).float(), self.codes).topk(k, largest=False).indices
         references = self.maps[nearest].float()  # (N, k, H, W)
         std = references.std(dim=1, unbiased=False) + STD_FLOOR
         return ((_smooth(maps, self.blur) - references.mean(dim=1)) / std).clamp_min(0.0)

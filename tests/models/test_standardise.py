@@ -50,7 +50,7 @@ def test_neighbour_statistics_measure_a_frame_against_the_normal_frames_of_its_o
     assert z[0, 0, 0] == pytest.approx(0.3 / (0.01 + STD_FLOOR), rel=1e-2)
     assert z[1, 0, 0] == 0.0  # below the second kind's normal
     assert (z[:, 1, 1] == 0).all()
-    assert statistics.keys.shape == (8, 1) and statistics.maps.shape == (8, 2, 2)
+    assert statistics.codes.shape == (8, 1) and statistics.maps.shape == (8, 2, 2)
 
 
 def test_neighbour_statistics_keep_an_evenly_spaced_subset_of_many_references(
@@ -59,7 +59,7 @@ def test_neighbour_statistics_keep_an_evenly_spaced_subset_of_many_references(
     monkeypatch.setattr(NeighbourStatistics, "MAX_REFERENCES", 4)
     statistics = NeighbourStatistics(2, blur=0.0, neighbours=2)
     statistics.fit([(torch.arange(10.0)[:, None], torch.zeros(10, 2, 2))])
-    assert statistics.keys[:, 0].tolist() == [0.0, 3.0, 6.0, 9.0]
+    assert statistics.codes[:, 0].tolist() == [0.0, 3.0, 6.0, 9.0]
     assert statistics.maps.dtype == torch.float16
 
 
@@ -137,7 +137,7 @@ def test_neighbour_statistics_are_saved_with_the_weights_and_score_after_loading
     state = detector.checkpoint.state_dict
     seen = len(frames) - checkpoint.metadata["validation_frames"]
     for name in ("error_statistics", "region_statistics"):
-        assert state[f"{name}.keys"].shape == (seen, config.latent_dim)
+        assert state[f"{name}.codes"].shape == (seen, config.latent_dim)
         assert state[f"{name}.maps"].shape == (seen, TINY_SIZE, TINY_SIZE)
     detections = detector.score_arrays(blob_frames(4, seed=1))
     for d in detections:
