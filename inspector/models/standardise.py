@@ -28,6 +28,11 @@ def _smooth(maps: torch.Tensor, blur: float) -> torch.Tensor:
     return gaussian_blur(maps[:, None], blur)[:, 0] if blur > 0 else maps
 
 
+def evenly_spaced(n: int, most: int) -> torch.Tensor:
+    """Indices of at most ``most`` of ``n`` items, spread evenly (all of them when n ≤ most)."""
+    return torch.linspace(0, n - 1, min(n, most)).round().long()
+
+
 class PixelStatistics(nn.Module):
     """Per-pixel mean and spread of a map on normal frames, kept in buffers (saved with the weights)."""
 
@@ -85,15 +90,15 @@ class NeighbourStatistics(nn.Module):
     @torch.no_grad()
     def fit(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:
         """Keep the (latent code (N, D), map (N, H, W)) batches of normal frames as references;
-        an evenly spaced MAX_REFERENCES of them if there are more."""
+        an evenly spaced MAX_REFERENCES of them if there are more (select them before, with
+        ``evenly_spaced``, to spare computing and holding the others' maps)."""
         codes, maps = [], []
         for frame_codes, frame_maps in batches:
             codes.append(frame_codes.flatten(1).float())
             maps.append(_smooth(frame_maps, self.blur).half())
         if not codes:
             raise ValueError("no normal frames to learn the per-pixel statistics from")
-        total = sum(len(c) for c in codes)
-        keep = torch.linspace(0, total - 1, self.MAX_REFERENCES).round().long().unique()
+        keep = evenly_spaced(sum(len(c) for c in codes), self.MAX_REFERENCES)
         self.codes = torch.cat(codes)[keep]
         self.maps = torch.cat(maps)[keep]
 

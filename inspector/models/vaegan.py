@@ -15,7 +15,9 @@ With ``standardise`` (a fixed camera) both maps are first measured against the n
 training frames, pixel by pixel (standardise.py): e becomes z_e, and the attention counts where the
 discriminator looks *more than it does on normal frames*, z_A. The maps are z_e and
 z_e + z_A, and a frame scores their peak: a defect is local. With ``region_blur`` z_e is
-the larger of the z of the finely and of the coarsely smoothed error, for large faint defects.
+the larger of the z of the finely and of the coarsely smoothed error, for large faint defects;
+with ``neighbours`` the error's μ and σ come from the k training frames nearest in latent
+space (normal frames of several kinds).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from inspector.models.blocks import (
     reparameterise,
 )
 from inspector.models.gradcam import discriminator_attention
-from inspector.models.standardise import NeighbourStatistics, PixelStatistics
+from inspector.models.standardise import NeighbourStatistics, PixelStatistics, evenly_spaced
 
 
 def _bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
@@ -155,20 +157,20 @@ class VAEGAN(AnomalyModel):
             return
         device = next(self.parameters()).device
 
-        def batches() -> Iterator[torch.Tensor]:
-            return (seen[start : start + batch].to(device) for start in range(0, len(seen), batch))
+        def batches(frames: torch.Tensor) -> Iterator[torch.Tensor]:
+            return (frames[start : start + batch].to(device) for start in range(0, len(frames), batch))
 
-        def errors() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # (latent code, error)
-            for x in batches():
+        def errors(frames: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # (code, error)
+            for x in batches(frames):
                 mu, _ = self.encoder(x)
                 yield mu, absolute_error(x, self.decode(mu))
 
         for statistics in self._error_scales():
             if isinstance(statistics, NeighbourStatistics):
-                statistics.fit(errors())
+                statistics.fit(errors(seen[evenly_spaced(len(seen), statistics.MAX_REFERENCES)]))
             else:
-                statistics.fit(error for _, error in errors())
-        self.attention_statistics.fit(self.attention(x) for x in batches())
+                statistics.fit(error for _, error in errors(seen))
+        self.attention_statistics.fit(self.attention(x) for x in batches(seen))
 
     def _error_scales(self) -> list[PixelStatistics | NeighbourStatistics]:
         return [self.error_statistics] + ([self.region_statistics] if self.config.region_blur else [])

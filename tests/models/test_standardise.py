@@ -12,7 +12,7 @@ from inspector.config import FrameSpec
 from inspector.detector import Detector
 from inspector.models import build_model
 from inspector.models.base import absolute_error
-from inspector.models.standardise import STD_FLOOR, NeighbourStatistics, PixelStatistics
+from inspector.models.standardise import STD_FLOOR, NeighbourStatistics, PixelStatistics, evenly_spaced
 from inspector.training import TrainOptions, train
 
 from ..conftest import TINY_SIZE, blob_frames, tiny_config
@@ -61,6 +61,7 @@ def test_neighbour_statistics_keep_an_evenly_spaced_subset_of_many_references(
     statistics.fit([(torch.arange(10.0)[:, None], torch.zeros(10, 2, 2))])
     assert statistics.codes[:, 0].tolist() == [0.0, 3.0, 6.0, 9.0]
     assert statistics.maps.dtype == torch.float16
+    assert evenly_spaced(3, 4).tolist() == [0, 1, 2] and evenly_spaced(7, 3).tolist() == [0, 3, 6]
 
 
 @pytest.fixture(scope="module")
@@ -125,9 +126,13 @@ def test_region_blur_keeps_the_larger_of_the_fine_and_the_coarse_z(standardised:
     torch.testing.assert_close(model.score(x, "vaegan").error, torch.maximum(fine, coarse))
 
 
-def test_neighbour_statistics_are_saved_with_the_weights_and_score_after_loading(tmp_path: Path) -> None:
-    """The reference maps' buffers are as large as the training set: a fresh model takes their
-    saved size on loading, and scoring uses each frame's nearest references."""
+def test_neighbour_statistics_are_saved_with_the_weights_and_score_after_loading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reference maps' buffers are as large as the training set (up to MAX_REFERENCES
+    frames): a fresh model takes their saved size on loading, and scoring uses each frame's
+    nearest references."""
+    monkeypatch.setattr(NeighbourStatistics, "MAX_REFERENCES", 12)
     config = tiny_config("vaegan", standardise=True, attention_layer=1, region_blur=3.0, neighbours=5)
     frames = blob_frames(30)
     checkpoint = train(frames, config, FrameSpec(image_size=TINY_SIZE), TrainOptions(epochs=1, device="cpu"))
@@ -135,10 +140,10 @@ def test_neighbour_statistics_are_saved_with_the_weights_and_score_after_loading
     checkpoint.save(path)
     detector = Detector.load(path, method="vaegan-attn", device="cpu")
     state = detector.checkpoint.state_dict
-    seen = len(frames) - checkpoint.metadata["validation_frames"]
+    assert len(frames) - checkpoint.metadata["validation_frames"] > 12
     for name in ("error_statistics", "region_statistics"):
-        assert state[f"{name}.codes"].shape == (seen, config.latent_dim)
-        assert state[f"{name}.maps"].shape == (seen, TINY_SIZE, TINY_SIZE)
+        assert state[f"{name}.codes"].shape == (12, config.latent_dim)
+        assert state[f"{name}.maps"].shape == (12, TINY_SIZE, TINY_SIZE)
     detections = detector.score_arrays(blob_frames(4, seed=1))
     for d in detections:
         assert d.score == pytest.approx(float(d.anomaly_map.max())) and d.anomaly_map.min() >= 0
