@@ -82,6 +82,8 @@ class NeighbourStatistics(nn.Module):
 
     def __init__(self, size: int, blur: float, neighbours: int):
         super().__init__()
+        if neighbours < 1:
+            raise ValueError(f"neighbours must be a number of frames (1 or more), not {neighbours}")
         self.blur = blur
         self.neighbours = neighbours
         self.register_buffer("codes", torch.zeros(0, 1))

@@ -62,6 +62,8 @@ def test_neighbour_statistics_keep_an_evenly_spaced_subset_of_many_references(
     assert statistics.codes[:, 0].tolist() == [0.0, 3.0, 6.0, 9.0]
     assert statistics.maps.dtype == torch.float16
     assert evenly_spaced(3, 4).tolist() == [0, 1, 2] and evenly_spaced(7, 3).tolist() == [0, 3, 6]
+    with pytest.raises(ValueError, match="neighbours must be"):
+        build_model(tiny_config("vaegan", standardise=True, neighbours=-5))
 
 
 @pytest.fixture(scope="module")
