@@ -55,7 +55,18 @@ def test_a_tiny_run_measures_the_detector_and_the_embedded_pipeline(
         assert phase.fps > 0 and phase.latency[0] <= phase.latency[1] <= phase.latency[2]
         assert phase.waiting[0] > 0 and phase.cpu_ms > 0
 
+    for phase in (steady, burst):
+        phase.ceiling_around = ceiling.fps
     text = bench.report(
-        ceiling, [steady, burst], bench.machine(), "python bench/throughput.py", "cpu", budget, 4, 2
+        ceiling,
+        [ceiling.fps],
+        [steady, burst],
+        bench.machine(),
+        "python bench/throughput.py",
+        "cpu",
+        budget,
+        4,
+        2,
     )
     assert "| embedded | burst | 12 | burst |" in text and "Ceiling:" in text
+    assert "measured again after each pipeline mode" in text and f"({ceiling.fps:.1f}) |" in text
