@@ -18,8 +18,9 @@ set when the uploader wrote it) to ``results.created_at`` (stamped in the transa
 that commits the result). Throughput of a phase is frames ÷ (last committed − first
 landed). The ceiling's best point is measured again after each pipeline mode, and each
 mode is also divided by the mean of the ceilings around it: a VM's speed drifts by ±10%
-over the minutes of a run. The model is an untrained VAEGAN of the default architecture (``ModelConfig``
-defaults, image size 84): the work per frame is the same as for a trained one.
+over the minutes of a run. The model is an untrained VAEGAN of the default architecture
+(``ModelConfig`` defaults, image size 84): the work per frame is the same as for a trained
+one.
 """
 
 from __future__ import annotations
@@ -251,8 +252,9 @@ def measure_detector(checkpoint: Path, device: str, budget: Budget, layouts: Seq
             sweep.append(Point(layout, batch_size, fps))
             print(f"detector: {layout}, batch {batch_size}: {fps:.1f} frames/s", flush=True)
     best = max(sweep, key=lambda point: point.fps)
+    fps = confirm(checkpoint, device, best, budget)
     load.after = os.getloadavg()[0]
-    return Ceiling(fps=confirm(checkpoint, device, best, budget), best=best, load=load, sweep=sweep)
+    return Ceiling(fps=fps, best=best, load=load, sweep=sweep)
 
 
 def confirm(checkpoint: Path, device: str, best: Point, budget: Budget) -> float:
