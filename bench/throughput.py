@@ -622,8 +622,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         phases: list[Phase] = []
         rechecks: list[float] = []  # the ceiling measured again after each mode
 
-        def bracketed(mode_phases: list[Phase]) -> list[Phase]:
-            """A mode's phases, with the mean of the ceilings measured just before and after it."""
+        def measured(
+            mode: str, settings: dict[str, str], url: str, run: Path, workers: int = 0
+        ) -> list[Phase]:
+            """One mode's phases, each with the mean of the ceilings measured just before and after it."""
+            mode_phases = measure_pipeline(
+                mode, common | settings, url, run, frames, rate, budget, batch, workers=workers
+            )
             before = rechecks[-1] if rechecks else ceiling.fps
             rechecks.append(confirm(work / "model.pt", device, ceiling.best, budget))
             for phase in mode_phases:
@@ -640,17 +645,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "INSPECTOR_DATABASE_URL": url,
                 "INSPECTOR_WATCH__SCORERS": str(scorers),
             }
-            phases += bracketed(
-                measure_pipeline(
-                    f"embedded, {scorers} scorer(s) × {torch_threads} torch thread(s)",
-                    common | settings,
-                    url,
-                    run,
-                    frames,
-                    rate,
-                    budget,
-                    batch,
-                )
+            phases += measured(
+                f"embedded, {scorers} scorer(s) × {torch_threads} torch thread(s)", settings, url, run
             )
         if "distributed" in modes:
             for n in workers:
@@ -663,19 +659,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "INSPECTOR_BROKER_URL": broker,
                         "INSPECTOR_QUEUE": QUEUE,
                     }
-                    phases += bracketed(
-                        measure_pipeline(
-                            f"distributed, {n} worker(s) × {torch_threads} torch thread(s)",
-                            common | settings,
-                            url,
-                            run,
-                            frames,
-                            rate,
-                            budget,
-                            batch,
-                            workers=n,
-                        )
-                    )
+                    mode = f"distributed, {n} worker(s) × {torch_threads} torch thread(s)"
+                    phases += measured(mode, settings, url, run, workers=n)
         command = shlex.join(["python", "bench/throughput.py", *(argv if argv is not None else sys.argv[1:])])
         text = report(ceiling, rechecks, phases, machine(), command, device, budget, batch, inference)
     args.out.parent.mkdir(parents=True, exist_ok=True)
