@@ -36,8 +36,8 @@ CLASSES = ("Blowhole", "Break", "Crack", "Fray", "Uneven")
 METRIC_SIZE = 128  # the protocol's resolution for pixel metrics
 GOAL = 0.90  # issue 6: vaegan-attn image and pixel AUROC
 PIXEL_MAPS = {  # the maps of the published budget (standardised: models/standardise.py)
-    "vaegan": "z of the error (vs its 20 nearest training frames), fine or coarse",
-    "vaegan-attn": "z of the error (vs its 20 nearest training frames), fine or coarse, + z of the attention",
+    "vaegan": "z of the error (vs its nearest training frames), fine or coarse",
+    "vaegan-attn": "z of the error (vs its nearest training frames), fine or coarse, + z of the attention",
 }
 PEERS = [
     ("anomalib 2.7.0 GANomaly (from scratch, peer)", "0.605", "— (no map)", "60 epochs, 35 min"),
