@@ -73,6 +73,7 @@ class Budget:
     confirm_seconds: float = 15.0  # the sweep's best point measured again: the ceiling
     claim_batch: int = 64  # the pipeline's watch.batch_size: frames claimed and committed together
     batch_sizes: tuple[int, ...] = (8, 16, 32, 64, 128)
+    gpu_batch_sizes: tuple[int, ...] = (64, 256, 1024)  # the sweep's on a GPU, which wants many
     settle_seconds: float = 0.5  # the shipped default (configs/default.yaml)
     timeout: float = 600.0  # the longest a phase may take to drain (--quick: 120)
 
@@ -84,6 +85,7 @@ class Budget:
             sweep_seconds=1.0,
             confirm_seconds=2.0,
             batch_sizes=(8, 64),
+            gpu_batch_sizes=(64, 256),
             timeout=120.0,
         )
 
@@ -192,8 +194,7 @@ def _score_point(checkpoint: Path, device: str, threads: int, batch_size: int, s
     ``seconds`` and print the frames scored and the time taken, as JSON."""
     torch.set_num_threads(threads)
     detector = Detector.load(checkpoint, method="vaegan-attn", device=device, batch_size=batch_size)
-    pixels = decoded(make_frames(256))
-    chunk = pixels[: max(batch_size, 256 // batch_size * batch_size)]
+    chunk = decoded(make_frames(max(batch_size, 256 // batch_size * batch_size)))
     detector.score_arrays(chunk[:batch_size])  # warm-up
     print("ready", flush=True)
     sys.stdin.readline()
@@ -240,14 +241,16 @@ def sweep_layouts(cpu: bool, cores: int) -> list[Layout]:
     return list(dict.fromkeys([Layout(1, 1), Layout(1, cores), Layout(cores, 1)]))
 
 
-def measure_detector(checkpoint: Path, device: str, budget: Budget, layouts: Sequence[Layout]) -> Ceiling:
+def measure_detector(
+    checkpoint: Path, device: str, batch_sizes: Sequence[int], budget: Budget, layouts: Sequence[Layout]
+) -> Ceiling:
     """Frames/s of Detector.score_arrays for each (layout, batch size); the ceiling is the best
     point measured again for ``confirm_seconds``: the best of several short noisy measurements
     is biased upwards (each sweep point is short), the same point measured again is not."""
     load = Load(os.getloadavg()[0])
     sweep = []
     for layout in layouts:
-        for batch_size in budget.batch_sizes:
+        for batch_size in batch_sizes:
             fps = _frames_per_second(checkpoint, device, layout, batch_size, budget.sweep_seconds)
             sweep.append(Point(layout, batch_size, fps))
             print(f"detector: {layout}, batch {batch_size}: {fps:.1f} frames/s", flush=True)
@@ -394,6 +397,7 @@ def measure_pipeline(
     budget: Budget,
     batch_size: int,
     workers: int = 0,
+    scorers: int = 1,
 ) -> list[Phase]:
     """Start a watcher (and workers), warm up, then the steady phase and the burst."""
     folder = workdir / "incoming"
@@ -412,7 +416,7 @@ def measure_pipeline(
     try:
         steady_n = max(1, round(rate * budget.steady_seconds))
         # The model loads on the first batch in each scoring process: two batches each first.
-        n_warm = 2 * batch_size * max(1, workers)
+        n_warm = 2 * batch_size * max(1, workers, scorers)
         warm, steady, burst = frames[:n_warm], frames[n_warm : n_warm + steady_n], frames[n_warm + steady_n :]
         write_frames(folder, "warm", warm, None)
         _wait_for(url, folder, "warm", len(warm), budget.timeout, processes)
@@ -572,6 +576,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="scoring device: auto | cpu | cuda | cuda:N")
     parser.add_argument("--modes", default="embedded,distributed", help="which pipelines to measure")
     parser.add_argument("--workers", default="1,2", help="celery worker processes to try (distributed)")
+    parser.add_argument(
+        "--scorers", help="scoring processes to try (embedded; default: one per core on a CPU, 1 on a GPU)"
+    )
     parser.add_argument("--postgres", default=PG_SERVER, help="PostgreSQL server (a fresh database is made)")
     parser.add_argument("--redis", default=REDIS_URL, help="Redis database of the benchmark's own (flushed)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="the Markdown report")
@@ -595,7 +602,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="inspector-throughput-") as tmp:
         work = Path(tmp)
         make_checkpoint(work / "model.pt")
-        ceiling = measure_detector(work / "model.pt", device, budget, sweep_layouts(cpu, cores))
+        batch_sizes = budget.batch_sizes if cpu else budget.gpu_batch_sizes
+        ceiling = measure_detector(work / "model.pt", device, batch_sizes, budget, sweep_layouts(cpu, cores))
         rate = ceiling.fps / 2
         # On a CPU every scorer (embedded scoring process or celery worker) runs torch on one
         # thread, one per core: torch's own threads wait for each other at every operation and
@@ -607,7 +615,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch = budget.claim_batch
 
         workers = [int(w) for w in args.workers.split(",")] if "distributed" in modes else []
-        n_warm = 2 * batch * max([1, *workers])
+        scorer_counts = [int(n) for n in args.scorers.split(",")] if args.scorers else [cores if cpu else 1]
+        if "embedded" not in modes:
+            scorer_counts = []
+        n_warm = 2 * batch * max([1, *workers, *scorer_counts])
         frames = make_frames(n_warm + round(rate * budget.steady_seconds) + budget.burst, seed=1)
 
         common = {
@@ -623,11 +634,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         rechecks: list[float] = []  # the ceiling measured again after each mode
 
         def measured(
-            mode: str, settings: dict[str, str], url: str, run: Path, workers: int = 0
+            mode: str, settings: dict[str, str], url: str, run: Path, workers: int = 0, scorers: int = 1
         ) -> list[Phase]:
             """One mode's phases, each with the mean of the ceilings measured just before and after it."""
             mode_phases = measure_pipeline(
-                mode, common | settings, url, run, frames, rate, budget, batch, workers=workers
+                mode, common | settings, url, run, frames, rate, budget, batch, workers, scorers
             )
             before = rechecks[-1] if rechecks else ceiling.fps
             rechecks.append(confirm(work / "model.pt", device, ceiling.best, budget))
@@ -636,18 +647,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return mode_phases
 
         if "embedded" in modes:
-            run = work / "embedded"
-            url = f"sqlite:///{run / 'data' / 'inspector.db'}"
-            scorers = cores if cpu else 1
-            settings = {
-                "INSPECTOR_EXECUTOR": "inline",
-                "INSPECTOR_DATA_DIR": str(run / "data"),
-                "INSPECTOR_DATABASE_URL": url,
-                "INSPECTOR_WATCH__SCORERS": str(scorers),
-            }
-            phases += measured(
-                f"embedded, {scorers} scorer(s) × {torch_threads} torch thread(s)", settings, url, run
-            )
+            for scorers in scorer_counts:
+                run = work / f"embedded-{scorers}"
+                url = f"sqlite:///{run / 'data' / 'inspector.db'}"
+                settings = {
+                    "INSPECTOR_EXECUTOR": "inline",
+                    "INSPECTOR_DATA_DIR": str(run / "data"),
+                    "INSPECTOR_DATABASE_URL": url,
+                    "INSPECTOR_WATCH__SCORERS": str(scorers),
+                }
+                mode = f"embedded, {scorers} scorer(s) × {torch_threads} torch thread(s)"
+                phases += measured(mode, settings, url, run, scorers=scorers)
         if "distributed" in modes:
             for n in workers:
                 run = work / f"distributed-{n}"

@@ -8,12 +8,14 @@ The anomaly score is L at the last step; the map is the residual image |x − G(
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import torch
 from torch import optim
 from torch.nn import functional as F
 
 from inspector.models.base import AnomalyModel, ModelConfig, Scores, absolute_error
-from inspector.models.blocks import Decoder, Discriminator
+from inspector.models.blocks import Decoder, Discriminator, fixed_normal
 
 
 class AnoGAN(AnomalyModel):
@@ -24,8 +26,15 @@ class AnoGAN(AnomalyModel):
         c = config
         self.generator = Decoder(c.latent_dim, c.channels, c.width, c.image_size)
         self.discriminator = Discriminator(c.channels, c.width, c.image_size)
-        self.opt_g = optim.Adam(self.generator.parameters(), lr=c.lr, betas=(0.5, 0.999))
-        self.opt_d = optim.Adam(self.discriminator.parameters(), lr=c.lr, betas=(0.5, 0.999))
+
+    # Made on first use, by training: scoring needs no optimisers.
+    @cached_property
+    def opt_g(self) -> optim.Adam:
+        return optim.Adam(self.generator.parameters(), lr=self.config.lr, betas=(0.5, 0.999))
+
+    @cached_property
+    def opt_d(self) -> optim.Adam:
+        return optim.Adam(self.discriminator.parameters(), lr=self.config.lr, betas=(0.5, 0.999))
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.generator(z))
@@ -63,12 +72,9 @@ class AnoGAN(AnomalyModel):
         return F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real)).item()
 
     def score(self, x: torch.Tensor, method: str = "anogan") -> Scores:
-        generator = torch.Generator(device="cpu").manual_seed(0)
-        z = (
-            torch.randn(x.shape[0], self.config.latent_dim, generator=generator)
-            .to(x.device)
-            .requires_grad_(True)
-        )
+        # Every frame's search starts from the same z, so its score does not depend on its batch.
+        start = fixed_normal(1, self.config.latent_dim, x.device)
+        z = start.expand(x.shape[0], -1).clone().requires_grad_(True)
         opt = optim.Adam([z], lr=self.config.anogan_lr)
         with torch.no_grad():
             x_features = self.discriminator.features(x)

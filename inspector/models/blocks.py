@@ -113,8 +113,17 @@ class Discriminator(nn.Module):
         return self.head(self.trunk(x).flatten(1)).squeeze(1)
 
 
-def reparameterise(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+def reparameterise(mu: torch.Tensor, logvar: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """z = μ + ε·σ; ε fresh from N(0, I) unless given (it broadcasts against μ)."""
+    return mu + (torch.randn_like(mu) if noise is None else noise) * torch.exp(0.5 * logvar)
+
+
+def fixed_normal(rows: int, dim: int, device: torch.device) -> torch.Tensor:
+    """The same (rows, dim) draws from N(0, I) on every call and device. Scoring methods that
+    sample use them, shared by all frames of a batch, so that a frame's score does not depend
+    on the run, the device or which frames it was batched with."""
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    return torch.randn(rows, dim, generator=generator).to(device)
 
 
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

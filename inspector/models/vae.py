@@ -2,7 +2,7 @@
 
 p(x|z) is a Gaussian with per-pixel mean and variance from the decoder. The score of a
 frame is minus its reconstruction probability: −(1/L) Σ_l log p(x | μ(z_l), σ²(z_l)),
-z_l ~ q(z|x).
+z_l ~ q(z|x). The L draws of ε (z_l = μ + ε_l·σ) are fixed, so that scores repeat.
 """
 
 from __future__ import annotations
@@ -14,7 +14,13 @@ import torch
 from torch import optim
 
 from inspector.models.base import AnomalyModel, ModelConfig, Scores, absolute_error
-from inspector.models.blocks import Decoder, GaussianEncoder, kl_to_standard_normal, reparameterise
+from inspector.models.blocks import (
+    Decoder,
+    GaussianEncoder,
+    fixed_normal,
+    kl_to_standard_normal,
+    reparameterise,
+)
 
 
 class VAE(AnomalyModel):
@@ -66,8 +72,8 @@ class VAE(AnomalyModel):
         log_p = torch.zeros(x.shape[0], device=x.device)
         reconstruction = torch.zeros_like(x)
         samples = self.config.vae_samples
-        for _ in range(samples):
-            mean, var = self.likelihood(reparameterise(mu, logvar))
+        for noise in fixed_normal(samples, self.config.latent_dim, x.device):
+            mean, var = self.likelihood(reparameterise(mu, logvar, noise))
             log_p += self.log_likelihood(x, mean, var) / samples
             reconstruction += mean / samples
         return Scores(score=-log_p, reconstruction=reconstruction, error=absolute_error(x, reconstruction))

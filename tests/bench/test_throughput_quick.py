@@ -35,7 +35,7 @@ def test_a_tiny_run_measures_the_detector_and_the_embedded_pipeline(
     frames = bench.make_frames(8 + 10 + 12)
     assert len(set(frames)) == len(frames)  # every frame is new content
     layouts = [bench.Layout(1, 1), bench.Layout(2, 1)]
-    ceiling = bench.measure_detector(tmp_path / "model.pt", "cpu", budget, layouts)
+    ceiling = bench.measure_detector(tmp_path / "model.pt", "cpu", budget.batch_sizes, budget, layouts)
     assert [p.layout for p in ceiling.sweep] == layouts and ceiling.best.batch_size == 4 and ceiling.fps > 0
 
     url = f"sqlite:///{tmp_path / 'data' / 'inspector.db'}"
