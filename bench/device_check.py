@@ -161,8 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report(rows, device, command, time.perf_counter() - start, sizes))
     print(f"wrote {args.out}")
-    # TF32 convolutions on a GPU differ from the CPU in the 4th digit: allow 1% of the spread.
-    return 1 if any(r.score_gap > 1e-2 for r in rows) else 0
+    # A GPU's TF32 convolutions differ from the CPU in the 4th digit, and AnoGAN's latent search
+    # (gradient steps from those) drifts further: no verdict may change, scores within 10%.
+    return 1 if any(r.verdicts_differ or r.score_gap > 0.1 for r in rows) else 0
 
 
 if __name__ == "__main__":
