@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from inspector.models.glimpse import gaussian_blur
 
@@ -75,7 +76,10 @@ class NeighbourStatistics(nn.Module):
     the mixture. Measured against the frames nearest in the model's latent space, a frame
     meets the spread of its own kind (on the magnetic tiles, image AUROC 0.78 -> 0.93).
     The smoothed map of every reference frame (at most MAX_REFERENCES, float16) is kept
-    with its latent code, so the buffers grow with the training set.
+    with its latent code, so the buffers grow with the training set. A map smoothed by σ
+    holds nothing finer than about σ pixels, so it is kept at 1/stride of the resolution
+    (the largest power of two up to σ/2: 1/4 for σ 8, full for σ 1): a sixteenth of the
+    bytes at σ 8. The frame's z is computed there too and resized (bilinear) to its map.
     """
 
     MAX_REFERENCES = 1024
@@ -86,8 +90,17 @@ class NeighbourStatistics(nn.Module):
             raise ValueError(f"neighbours must be a number of frames (1 or more), not {neighbours}")
         self.blur = blur
         self.neighbours = neighbours
+        self.size = size
+        stride = 1  # the largest power of two up to σ/2 that divides the map's side
+        while 2 * stride <= blur / 2 and size % (2 * stride) == 0:
+            stride *= 2
         self.register_buffer("codes", torch.zeros(0, 1))
-        self.register_buffer("maps", torch.zeros(0, size, size, dtype=torch.float16))
+        self.register_buffer("maps", torch.zeros(0, size // stride, size // stride, dtype=torch.float16))
+
+    @property
+    def stride(self) -> int:
+        """From the buffer, not the constructor: a checkpoint saved before strides loads at 1."""
+        return self.size // self.maps.shape[-1]
 
     @torch.no_grad()
     def fit(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:
@@ -97,7 +110,7 @@ class NeighbourStatistics(nn.Module):
         codes, maps = [], []
         for frame_codes, frame_maps in batches:
             codes.append(frame_codes.flatten(1).float())
-            maps.append(_smooth(frame_maps, self.blur).half())
+            maps.append(F.avg_pool2d(_smooth(frame_maps, self.blur)[:, None], self.stride)[:, 0].half())
         if not codes:
             raise ValueError("no normal frames to learn the per-pixel statistics from")
         keep = evenly_spaced(sum(len(c) for c in codes), self.MAX_REFERENCES)
@@ -122,4 +135,8 @@ class NeighbourStatistics(nn.Module):
         # E[m²] − E[m]², squared in place: torch's std over a middle dimension was 5x slower.
         mean = references.mean(dim=1)
         std = (references.square_().mean(dim=1) - mean.square()).clamp_min(0.0).sqrt() + STD_FLOOR
-        return ((_smooth(maps, self.blur) - mean) / std).clamp_min(0.0)
+        smooth = _smooth(maps, self.blur)
+        if self.stride == 1:
+            return ((smooth - mean) / std).clamp_min(0.0)
+        z = ((F.avg_pool2d(smooth[:, None], self.stride) - mean[:, None]) / std[:, None]).clamp_min(0.0)
+        return F.interpolate(z, maps.shape[-2:], mode="bilinear")[:, 0]

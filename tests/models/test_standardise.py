@@ -135,7 +135,7 @@ def test_neighbour_statistics_are_saved_with_the_weights_and_score_after_loading
     frames): a fresh model takes their saved size on loading, and scoring uses each frame's
     nearest references."""
     monkeypatch.setattr(NeighbourStatistics, "MAX_REFERENCES", 12)
-    config = tiny_config("vaegan", standardise=True, attention_layer=1, region_blur=3.0, neighbours=5)
+    config = tiny_config("vaegan", standardise=True, attention_layer=1, region_blur=4.0, neighbours=5)
     frames = blob_frames(30)
     checkpoint = train(frames, config, FrameSpec(image_size=TINY_SIZE), TrainOptions(epochs=1, device="cpu"))
     path = tmp_path / "m.pt"
@@ -143,14 +143,40 @@ def test_neighbour_statistics_are_saved_with_the_weights_and_score_after_loading
     detector = Detector.load(path, method="vaegan-attn", device="cpu")
     state = detector.checkpoint.state_dict
     assert len(frames) - checkpoint.metadata["validation_frames"] > 12
-    for name in ("error_statistics", "region_statistics"):
+    for name, side in (("error_statistics", TINY_SIZE), ("region_statistics", TINY_SIZE // 2)):
         assert state[f"{name}.codes"].shape == (12, config.latent_dim)
-        assert state[f"{name}.maps"].shape == (12, TINY_SIZE, TINY_SIZE)
+        assert state[f"{name}.maps"].shape == (12, side, side)  # σ 4: kept at half resolution
     detections = detector.score_arrays(blob_frames(4, seed=1))
     for d in detections:
         assert d.score == pytest.approx(float(d.anomaly_map.max())) and d.anomaly_map.min() >= 0
     with pytest.raises(ValueError, match="latent codes"):
         detector.model.error_statistics(torch.zeros(1, TINY_SIZE, TINY_SIZE))
+
+
+def test_coarse_reference_maps_are_kept_at_a_lower_resolution_and_measure_alike() -> None:
+    """A map smoothed by σ 8 is kept at a quarter of the resolution (a sixteenth of the
+    bytes); its z is close to that of the same statistics kept at full resolution. A
+    checkpoint that kept them at full resolution still loads, and measures as before."""
+    generator = torch.Generator().manual_seed(0)
+    codes = torch.randn(40, 3, generator=generator)
+    maps = torch.rand(40, 64, 64, generator=generator)
+    frames = torch.rand(5, 64, 64, generator=generator)
+    frame_codes = torch.randn(5, 3, generator=generator)
+    strided = NeighbourStatistics(64, blur=8.0, neighbours=10)
+    strided.fit([(codes, maps)])
+    assert strided.stride == 4 and strided.maps.shape == (40, 16, 16)
+    full = NeighbourStatistics(64, blur=8.0, neighbours=10)
+    full.maps = torch.zeros(0, 64, 64, dtype=torch.float16)  # as saved before strides
+    full.fit([(codes, maps)])
+    assert full.stride == 1 and full.maps.shape == (40, 64, 64)
+    z, z_full = strided(frames, frame_codes), full(frames, frame_codes)
+    inner = (slice(None), slice(8, -8), slice(8, -8))  # away from the border, where padding differs
+    gap = (z - z_full)[inner].abs()
+    assert gap.mean() < 0.1 * z_full.mean() and gap.max() < 0.15 * z_full.max()
+    reloaded = NeighbourStatistics(64, blur=8.0, neighbours=10)
+    reloaded.load_state_dict(full.state_dict())
+    assert reloaded.stride == 1
+    torch.testing.assert_close(reloaded(frames, frame_codes), z_full)
 
 
 def _near(y: int, x: int, radius: int = 2) -> set[tuple[int, int]]:
