@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 
-from .conftest import SHARED_DATA
+from .conftest import SHARED_DATA, load_bench
 
 TILES = SHARED_DATA / "magnetic-tile"
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "magnetic_tile.py"
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench.magnetic_tile", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def bench() -> ModuleType:
+    return load_bench("magnetic_tile")
 
 
 @pytest.mark.skipif(not TILES.is_dir(), reason="needs ../shared/data/magnetic-tile")

@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 
+from .conftest import load_bench
 from .test_data import fake_mnist
-
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-
-
-def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"bench.{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def table() -> ModuleType:
-    return load("paper_table")
+    return load_bench("paper_table")
 
 
 def fake_run(digit: int, seed: int, auc: float) -> dict:
@@ -52,7 +41,7 @@ def test_plan_has_three_seeds_for_zero_and_one(table: ModuleType) -> None:
 
 
 def test_validation_set_uses_unseen_training_images_only(tmp_path: Path) -> None:
-    selection = load("paper_selection")
+    selection = load_bench("paper_selection")
     fake_mnist(tmp_path, compress=True, n=60)  # six images of each digit
     frames, labels = selection.validation_set(str(tmp_path), normal=4, skip=2, size=4)
     assert frames.shape == (8, 1, 84, 84)
