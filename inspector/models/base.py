@@ -33,6 +33,9 @@ class ModelConfig:
     # with standardise: the error's μ and σ from the k training frames nearest in latent space
     # (0 = from all of them): for normal frames of several kinds (standardise.py)
     neighbours: int = 0
+    # with standardise: the attention's z adds at most this much to the error's z (0 = no cap),
+    # so attention weighs where an error counts but cannot make a peak of its own (vaegan.py)
+    attention_cap: float = 0.0
     # vaegan+: the glimpse (object found, cropped and resampled to a square; see glimpse.py)
     glimpse_size: int = 28
     glimpse_blur: float = 1.0  # σ of the smoothing used to find the object and to resample it

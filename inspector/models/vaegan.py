@@ -14,10 +14,10 @@ Scores: ``vaegan`` = mean of the error image e = |x − dec(enc(x))| (with z = �
 With ``standardise`` (a fixed camera) both maps are first measured against the normal
 training frames, pixel by pixel (standardise.py): e becomes z_e, and the attention counts where the
 discriminator looks *more than it does on normal frames*, z_A. The maps are z_e and
-z_e + z_A, and a frame scores their peak: a defect is local. With ``region_blur`` z_e is
-the larger of the z of the finely and of the coarsely smoothed error, for large faint defects;
-with ``neighbours`` the error's μ and σ come from the k training frames nearest in latent
-space (normal frames of several kinds).
+z_e + z_A (z_A at most ``attention_cap``), and a frame scores their peak: a defect is
+local. With ``region_blur`` z_e is the larger of the z of the finely and of the coarsely
+smoothed error, for large faint defects; with ``neighbours`` the error's μ and σ come from
+the k training frames nearest in latent space (normal frames of several kinds).
 """
 
 from __future__ import annotations
@@ -181,6 +181,13 @@ class VAEGAN(AnomalyModel):
         picks the reference frames of NeighbourStatistics."""
         return torch.stack([statistics(error, code) for statistics in self._error_scales()]).amax(dim=0)
 
+    def _attention_z(self, attention: torch.Tensor) -> torch.Tensor:
+        """z of the attention, capped at ``attention_cap``: on the magnetic tiles an uncapped z_A
+        took image AUROC from 0.94 (error alone) to 0.84 in one of two trainings, where
+        attention spikes on normal frames made the peaks; capped at 2 it gave 0.93-0.94 in both."""
+        z = self.attention_statistics(attention)
+        return z.clamp_max(self.config.attention_cap) if self.config.attention_cap else z
+
     def score(self, x: torch.Tensor, method: str = "vaegan-attn") -> Scores:
         if method not in self.scoring_methods:
             raise ValueError(f"VAEGAN scores with {self.scoring_methods}, not {method!r}")
@@ -191,7 +198,7 @@ class VAEGAN(AnomalyModel):
         attention = self.attention(x) if method == "vaegan-attn" else None
         if self.config.standardise:
             error = self._standardised_error(error, code)
-            anomaly_map = error if attention is None else error + self.attention_statistics(attention)
+            anomaly_map = error if attention is None else error + self._attention_z(attention)
             score = anomaly_map.flatten(1).amax(dim=1)
         else:
             anomaly_map = error if attention is None else error * attention

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,27 @@ def test_region_blur_keeps_the_larger_of_the_fine_and_the_coarse_z(standardised:
         fine, coarse = model.error_statistics(raw), model.region_statistics(raw)
     assert not torch.equal(fine, coarse)
     torch.testing.assert_close(model.score(x, "vaegan").error, torch.maximum(fine, coarse))
+
+
+def test_attention_cap_bounds_what_the_attention_adds_to_the_error(standardised: Path) -> None:
+    """vaegan-attn's map is z_e + min(z_A, cap): attention weighs in, but cannot make a peak of
+    its own. Without a cap (0, the default) it is z_e + z_A."""
+    checkpoint = Detector.load(standardised, device="cpu").checkpoint
+    x = torch.from_numpy(blob_frames(4, seed=3))
+    spikes = torch.zeros(4, TINY_SIZE, TINY_SIZE)
+    spikes[:, 10:14, 10:14] = 1.0  # the discriminator looking hard where it never does
+    maps = {}
+    for cap in (0.0, 0.5):
+        model = build_model(dataclasses.replace(checkpoint.model_config, attention_cap=cap))
+        model.load_state_dict(checkpoint.state_dict)
+        model.eval()
+        model.attention = lambda frames: spikes  # the combination under test, not Grad-CAM
+        maps[cap] = model.score(x, "vaegan-attn").anomaly_map
+        z_e = model.score(x, "vaegan").anomaly_map
+        z_a = model.attention_statistics(spikes)
+    torch.testing.assert_close(maps[0.0], z_e + z_a)
+    torch.testing.assert_close(maps[0.5], z_e + z_a.clamp_max(0.5))
+    assert z_a.max() > 0.5 and (maps[0.5] <= maps[0.0]).all()
 
 
 def test_neighbour_statistics_are_saved_with_the_weights_and_score_after_loading(
