@@ -55,6 +55,8 @@ class VAEGAN(AnomalyModel):
         self.encoder = GaussianEncoder(c.channels, c.width, c.image_size, c.latent_dim)
         self.decoder = Decoder(c.latent_dim, c.channels, c.width, c.image_size)
         self.discriminator = Discriminator(c.channels, c.width, c.image_size)
+        if c.attention_cap < 0:
+            raise ValueError(f"attention_cap is a number of σ (0 = no cap), not {c.attention_cap}")
         if c.standardise:
             self.error_statistics = self._error_statistics(c.error_blur)
             self.attention_statistics = PixelStatistics(c.image_size, c.error_blur)

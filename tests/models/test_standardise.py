@@ -148,6 +148,8 @@ def test_attention_cap_bounds_what_the_attention_adds_to_the_error(standardised:
     torch.testing.assert_close(maps[0.0], z_e + z_a)
     torch.testing.assert_close(maps[0.5], z_e + z_a.clamp_max(0.5))
     assert z_a.max() > 0.5 and (maps[0.5] <= maps[0.0]).all()
+    with pytest.raises(ValueError, match="attention_cap"):
+        build_model(dataclasses.replace(checkpoint.model_config, attention_cap=-1.0))
 
 
 def test_neighbour_statistics_are_saved_with_the_weights_and_score_after_loading(
