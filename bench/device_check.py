@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import platform
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from provenance import git_commit
 
 from inspector.config import FrameSpec
 from inspector.detector import Detector, resolve_device
@@ -114,13 +114,10 @@ def gpu_name(device: torch.device) -> str:
 
 
 def report(rows: Sequence[Row], device: torch.device, command: str, seconds: float, sizes: str) -> str:
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
     lines = [
         "# Device check: every family trained and scored on the device, against the CPU",
         "",
-        f"`{command}` at {commit or 'unknown commit'}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"`{command}` at {git_commit()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{seconds:.0f} s wall.",
         "",
         f"Device: {device} ({gpu_name(device)}); torch {torch.__version__}; "

@@ -20,7 +20,6 @@ import dataclasses
 import json
 import platform
 import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from provenance import git_commit
 
 from inspector.config import FrameSpec
 
@@ -198,24 +198,6 @@ def pixel_aurocs(maps: np.ndarray, masks: np.ndarray, classes: np.ndarray) -> di
         keep = (classes == "Free") | (classes == name)
         result[name] = auroc(masks[keep].ravel(), maps[keep].ravel())
     return result
-
-
-def git_commit() -> str:
-    root = Path(__file__).resolve().parents[1]
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "inspector", "bench/magnetic_tile.py"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return commit + (" (with uncommitted changes to inspector/ or this script)" if dirty else "")
 
 
 def run_family(family: str, budget: Budget, data: dict[str, np.ndarray], threads: int) -> dict:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from provenance import git_commit
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -177,15 +178,6 @@ def plot_roc(runs: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def run_table(data: str, quick: bool = False, jobs: int = 2, command: str = "", out: Path = RESULTS) -> str:

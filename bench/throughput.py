@@ -45,6 +45,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from provenance import git_commit
 from sqlalchemy import func, select
 
 from inspector.config import FrameSpec
@@ -470,18 +471,12 @@ def machine() -> dict[str, str]:
         platform.processor() or "unknown",
     )
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
-    ).stdout
     return {
         "cores": str(os.cpu_count()),
         "cpu": model,
         "gpu": gpu,
         "torch": torch.__version__,
-        "commit": commit + (" (with uncommitted changes in the tree)" if dirty.strip() else ""),
+        "commit": git_commit(),
         "python": platform.python_version(),
     }
 

@@ -498,14 +498,18 @@ def report(ctx: Context, since: str, flagged: bool, source: str | None, limit: i
         click.echo(summary_line(result.summary), err=True)
 
 
-def _bench_module(name: str) -> ModuleType:
-    """A script of the source checkout's bench/ folder, which is not part of the installed package."""
+def bench_module(name: str) -> ModuleType:
+    """A script of the source checkout's bench/ folder, which is not part of the installed package.
+    The folder goes on the import path, as when the script runs as a file (its helpers live there)."""
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    folder = Path(__file__).resolve().parents[1] / "bench"
+    path = folder / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"bench.{name}", path)
     if not path.is_file() or spec is None or spec.loader is None:
         raise click.ClickException(f"benchmarks run from a source checkout; {path} is missing")
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
     spec.loader.exec_module(module)
@@ -532,7 +536,7 @@ def bench() -> None:
 )
 def bench_magnetic_tile(data: str, quick: bool, threads: int, families: str, out: str | None) -> None:
     """Image and pixel ROC-AUC on the magnetic-tile surface defects (fixed protocol split)."""
-    module = _bench_module("magnetic_tile")
+    module = bench_module("magnetic_tile")
     budget = module.Budget.quick() if quick else module.Budget()
     chosen = families.split(",")
     unknown = set(chosen) - set(budget.model)
@@ -555,6 +559,6 @@ def bench_magnetic_tile(data: str, quick: bool, threads: int, families: str, out
 @click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="Runs at a time.")
 def bench_paper(data: str, quick: bool, jobs: int) -> None:
     """The paper's Table 1 on noisy MNIST: four methods and ours, ten normal digits."""
-    module = _bench_module("paper_table")
+    module = bench_module("paper_table")
     command = shlex.join(["inspector", *sys.argv[1:]])
     click.echo(module.run_table(data, quick=quick, jobs=jobs, command=command))

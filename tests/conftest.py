@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -23,17 +20,6 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 SHARED_DATA = SHARED / "data"
 
 TINY_SIZE = 32
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-
-
-def load_bench(name: str) -> ModuleType:
-    """A script of bench/ as a module (bench/ is no package: its scripts run as files)."""
-    spec = importlib.util.spec_from_file_location(f"bench.{name}", BENCH / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 def tiny_config(family: str = "vaegan", **overrides) -> ModelConfig:

@@ -8,7 +8,9 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from .conftest import SHARED_DATA, load_bench
+from inspector.cli import bench_module as load_bench
+
+from .conftest import SHARED_DATA
 
 TILES = SHARED_DATA / "magnetic-tile"
 

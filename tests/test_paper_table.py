@@ -8,7 +8,8 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from .conftest import load_bench
+from inspector.cli import bench_module as load_bench
+
 from .test_data import fake_mnist
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..conftest import load_bench
+from inspector.cli import bench_module as load_bench
 
 
 def test_every_family_is_trained_scored_and_compared(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from types import ModuleType
 
 import pytest
 
-from ..conftest import load_bench
+from inspector.cli import bench_module as load_bench
 
 
 @pytest.fixture(scope="module")

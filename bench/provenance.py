@@ -1,0 +1,30 @@
+"""Which code produced a results file: one helper for every bench script.
+
+The scripts run as files (``python bench/x.py``), so this folder is on their import path.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def git_commit(root: Path = ROOT) -> str:
+    """The short commit of HEAD, flagged when tracked files differ from it (a number measured
+    on uncommitted code must say so); "unknown" outside a git checkout."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + (" (with uncommitted changes in the tree)" if dirty else "")
