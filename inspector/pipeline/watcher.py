@@ -75,15 +75,20 @@ class Watcher:
         """Every file under the root, outside the skipped folders; links to folders are not entered."""
         return {folder / name for folder, files in walk_folders(self.root, self._skipped) for name in files}
 
-    def _signature(self, path: Path) -> Signature | None:
-        """(size, mtime) of a plain file inside the root worth reading; None for anything else."""
+    def _signature(self, path: Path, inside: dict[Path, bool]) -> Signature | None:
+        """(size, mtime) of a plain file inside the root worth reading; None for anything else.
+        ``inside`` caches, for one look, whether a folder's real path lies in the root: a
+        burst of thousands of files in one folder resolves it once, not once a file."""
         try:
             if not path.is_relative_to(self.root) or is_ignored(path, self.root):
                 return None
             if path.is_relative_to(self.data_dir):
                 return None
             # A symlink is never followed, as a file or as a folder on the way to it.
-            if not Path(os.path.realpath(path.parent)).is_relative_to(self.root):
+            folder = path.parent
+            if folder not in inside:
+                inside[folder] = Path(os.path.realpath(folder)).is_relative_to(self.root)
+            if not inside[folder]:
                 return None
             info = os.lstat(path)
         except OSError:
@@ -100,11 +105,12 @@ class Watcher:
         """
         now = time.monotonic()
         ready = []
+        inside: dict[Path, bool] = {}
         for path in paths | complete | set(self._looks):
             previous = self._looks.get(path)
             if previous is not None and now - previous[1] < settle and path not in complete:
                 continue
-            signature = self._signature(path)
+            signature = self._signature(path, inside)
             if signature is None:
                 self._looks.pop(path, None)
             elif path in complete or (previous is not None and previous[0] == signature):
