@@ -200,7 +200,20 @@ def pixel_aurocs(maps: np.ndarray, masks: np.ndarray, classes: np.ndarray) -> di
     return result
 
 
-def run_family(family: str, budget: Budget, data: dict[str, np.ndarray], threads: int) -> dict:
+def describe_device(device: str) -> str:
+    from inspector.detector import resolve_device
+
+    resolved = resolve_device(device)
+    if resolved.type != "cuda":
+        return str(resolved)
+    import torch
+
+    return f"{resolved} ({torch.cuda.get_device_name(resolved)}, torch {torch.__version__})"
+
+
+def run_family(
+    family: str, budget: Budget, data: dict[str, np.ndarray], threads: int, device: str = "cpu"
+) -> dict:
     """Train one family on the train-normal frames; score the test set with each of its methods."""
     import torch
 
@@ -211,7 +224,7 @@ def run_family(family: str, budget: Budget, data: dict[str, np.ndarray], threads
     torch.set_num_threads(threads)
     config = ModelConfig(family=family, image_size=budget.image_size, channels=1, **budget.model[family])
     options = TrainOptions(
-        epochs=budget.epochs[family], seed=budget.seed, device="cpu", **budget.train[family]
+        epochs=budget.epochs[family], seed=budget.seed, device=device, **budget.train[family]
     )
     started = time.time()
 
@@ -226,7 +239,7 @@ def run_family(family: str, budget: Budget, data: dict[str, np.ndarray], threads
     out["epochs_run"] = checkpoint.metadata["epochs_run"]
     for method in FAMILIES[family].scoring_methods:
         started = time.time()
-        detections = Detector(checkpoint, method=method, device="cpu", batch_size=64).score_arrays(
+        detections = Detector(checkpoint, method=method, device=device, batch_size=64).score_arrays(
             data["test"]
         )
         scores = np.array([d.score for d in detections])
@@ -298,6 +311,7 @@ def run_benchmark(
     out: Path = RESULTS,
     name: str = "magnetic_tile",
     command: str | None = None,
+    device: str = "cpu",
 ) -> str:
     """Run the benchmark and write ``out/name.md`` and ``out/name.json``; returns the Markdown."""
     started = time.time()
@@ -315,6 +329,7 @@ def run_benchmark(
         "git commit": git_commit(),
         "date (UTC)": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         "machine": f"{platform.machine()} CPU, torch threads {threads} (shared with other jobs)",
+        "device": describe_device(device),
         "split": f"{len(split.train)} train-normal; test {counts} (../shared/benchmarks/magnetic-tile.md)",
         "budget": json.dumps(dataclasses.asdict(budget)),
         "families planned": ", ".join(families),
@@ -323,7 +338,7 @@ def run_benchmark(
     runs: list[dict] = []
     for family in families:
         print(f"{family}: training on {len(data['train'])} frames at {budget.image_size}px", flush=True)
-        runs.append(run_family(family, budget, data, threads))
+        runs.append(run_family(family, budget, data, threads, device))
         header["wall time"] = (
             f"{(time.time() - started) / 60:.1f} min (all families so far, loading included)"
         )
@@ -343,10 +358,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--families", default="vaegan,vae,anogan", help="comma-separated model families")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--device", default="cpu", help="where models train and score: cpu, cuda, auto")
     args = parser.parse_args(argv)
     budget = Budget.quick() if args.quick else Budget()
     name = "magnetic_tile_quick" if args.quick else "magnetic_tile"
-    print(run_benchmark(args.data, budget, args.families.split(","), args.threads, args.out, name))
+    families = args.families.split(",")
+    print(run_benchmark(args.data, budget, families, args.threads, args.out, name, device=args.device))
 
 
 if __name__ == "__main__":

@@ -534,7 +534,12 @@ def bench() -> None:
 @click.option(
     "--out", type=click.Path(file_okay=False), default=None, help="Results folder (default bench/results)."
 )
-def bench_magnetic_tile(data: str, quick: bool, threads: int, families: str, out: str | None) -> None:
+@click.option(
+    "--device", default="cpu", show_default=True, help="Where models train and score: cpu, cuda, auto."
+)
+def bench_magnetic_tile(
+    data: str, quick: bool, threads: int, families: str, out: str | None, device: str
+) -> None:
     """Image and pixel ROC-AUC on the magnetic-tile surface defects (fixed protocol split)."""
     module = bench_module("magnetic_tile")
     budget = module.Budget.quick() if quick else module.Budget()
@@ -545,7 +550,7 @@ def bench_magnetic_tile(data: str, quick: bool, threads: int, families: str, out
     name = "magnetic_tile_quick" if quick else "magnetic_tile"
     command = shlex.join(["inspector", *sys.argv[1:]])
     results = Path(out) if out else module.RESULTS
-    click.echo(module.run_benchmark(data, budget, chosen, threads, results, name, command))
+    click.echo(module.run_benchmark(data, budget, chosen, threads, results, name, command, device))
 
 
 @bench.command("paper")
