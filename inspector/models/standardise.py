@@ -80,6 +80,14 @@ class NeighbourStatistics(nn.Module):
     holds nothing finer than about σ pixels, so it is kept at 1/stride of the resolution
     (the largest power of two up to σ/2: 1/4 for σ 8, full for σ 1): a sixteenth of the
     bytes at σ 8. The frame's z is computed there too and resized (bilinear) to its map.
+
+    The nearer half of the k weigh 1 each; beyond, a reference's weight falls smoothly with its
+    latent distance, to nothing at the distance of the (k+1)-th: a reference that leaves the k
+    weighed nothing already, so μ and σ move smoothly with the frame's code. With equal
+    weights, a near-tie at the k-th place let tiny differences of the code (a GPU's TF32
+    convolutions) swap a reference and jump the z: a CPU against GPU score gap of 13% of the
+    scores' spread on the device check. Checkpoints saved before the weighting load with
+    equal weights and score as before.
     """
 
     MAX_REFERENCES = 1024
@@ -96,6 +104,7 @@ class NeighbourStatistics(nn.Module):
             stride *= 2
         self.register_buffer("codes", torch.zeros(0, 1))
         self.register_buffer("maps", torch.zeros(0, size // stride, size // stride, dtype=torch.float16))
+        self.register_buffer("weighted", torch.tensor(True))
 
     @property
     def stride(self) -> int:
@@ -122,19 +131,37 @@ class NeighbourStatistics(nn.Module):
         for name in ("codes", "maps"):
             if prefix + name in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[prefix + name], device=self.maps.device))
+        state_dict.setdefault(prefix + "weighted", torch.tensor(False))  # saved before the weighting
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _neighbour_weights(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(indices (N, k) of each frame's k nearest references, their weights (N, k), summing to 1)."""
+        k = min(self.neighbours, len(self.codes))
+        nearest = torch.cdist(codes.flatten(1).float(), self.codes).topk(
+            min(k + 1, len(self.codes)), largest=False
+        )
+        indices, distances = nearest.indices[:, :k], nearest.values
+        if not self.weighted or len(self.codes) == k:
+            return indices, torch.full(indices.shape, 1.0 / k, device=codes.device)
+        edge, middle = distances[:, k:], distances[:, k // 2 : k // 2 + 1]
+        t = ((edge - distances[:, :k]) / (edge - middle).clamp_min(torch.finfo(edge.dtype).tiny)).clamp(0, 1)
+        weights = t * t * (3 - 2 * t)  # smoothstep: no kink where a reference enters or leaves
+        total = weights.sum(dim=1, keepdim=True)
+        # All k as far as the next one (a tie): nothing to prefer, equal weights.
+        return indices, torch.where(total > 0, weights / total.clamp_min(1e-12), 1.0 / k)
 
     @torch.no_grad()
     def forward(self, maps: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
         """z (N, H, W) ≥ 0 of each frame's map against its nearest references (by latent code)."""
         if codes is None:
             raise ValueError("NeighbourStatistics needs the frames' latent codes")
-        k = min(self.neighbours, len(self.codes))
-        nearest = torch.cdist(codes.flatten(1).float(), self.codes).topk(k, largest=False).indices
-        references = self.maps[nearest].float()  # (N, k, H, W)
-        # E[m²] − E[m]², squared in place: torch's std over a middle dimension was 5x slower.
-        mean = references.mean(dim=1)
-        std = (references.square_().mean(dim=1) - mean.square()).clamp_min(0.0).sqrt() + STD_FLOOR
+        indices, weights = self._neighbour_weights(codes)
+        references = self.maps[indices].float()  # (N, k, H, W)
+        # E[m²] − E[m]² as weighted sums (batched products), squared in place: torch's std over
+        # a middle dimension was 5x slower.
+        mean = torch.einsum("nk,nkhw->nhw", weights, references)
+        second = torch.einsum("nk,nkhw->nhw", weights, references.square_())
+        std = (second - mean.square()).clamp_min(0.0).sqrt() + STD_FLOOR
         smooth = _smooth(maps, self.blur)
         if self.stride == 1:
             return ((smooth - mean) / std).clamp_min(0.0)

@@ -54,6 +54,35 @@ def test_neighbour_statistics_measure_a_frame_against_the_normal_frames_of_its_o
     assert statistics.codes.shape == (8, 1) and statistics.maps.shape == (8, 2, 2)
 
 
+def test_neighbour_statistics_move_smoothly_with_the_code() -> None:
+    """The 3rd and 4th nearest references tie (codes 2 and -2 from the frame's 0) and differ
+    (maps 0.9 and 0.1). A nudge of the code by 1e-4, as a GPU's arithmetic gives, swaps them:
+    with equal weights μ jumps by a quarter; weighted, the one at the edge weighs almost
+    nothing, so z barely moves. A checkpoint saved before the weighting loads with equal
+    weights, and scores as it did."""
+    codes = torch.tensor([[0.5], [-0.5], [2.0], [-2.0], [5.0]])
+    maps = torch.zeros(5, 2, 2)
+    maps[:, 0, 0] = torch.tensor([0.2, 0.22, 0.9, 0.1, 0.5])
+    statistics = NeighbourStatistics(2, blur=0.0, neighbours=3)
+    statistics.fit([(codes, maps)])
+    frame = torch.full((2, 2, 2), 0.3)
+    nudged = torch.tensor([[1e-4], [-1e-4]])
+    z = statistics(frame, nudged)[:, 0, 0]
+    assert (z[0] - z[1]).abs() < 0.01 * z.abs().max()
+
+    saved = {name: value for name, value in statistics.state_dict().items() if name != "weighted"}
+    before = NeighbourStatistics(2, blur=0.0, neighbours=3)
+    before.load_state_dict(saved)
+    assert not before.weighted
+    equal = before(frame, nudged)[:, 0, 0]
+    assert (equal[0] - equal[1]).abs() > 0.2 * equal.abs().max()  # the jump the weights remove
+    thirds = ([0.2, 0.22, 0.9], [0.2, 0.22, 0.1])  # the 3rd nearest: code 2, then code -2
+    expected = [
+        (0.3 - torch.tensor(v).mean()) / (torch.tensor(v).std(unbiased=False) + STD_FLOOR) for v in thirds
+    ]
+    torch.testing.assert_close(equal, torch.stack(expected).clamp_min(0.0), rtol=1e-2, atol=1e-3)
+
+
 def test_neighbour_statistics_keep_an_evenly_spaced_subset_of_many_references(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
