@@ -81,13 +81,13 @@ class NeighbourStatistics(nn.Module):
     (the largest power of two up to σ/2: 1/4 for σ 8, full for σ 1): a sixteenth of the
     bytes at σ 8. The frame's z is computed there too and resized (bilinear) to its map.
 
-    The nearer half of the k weigh 1 each; beyond, a reference's weight falls smoothly with its
-    latent distance, to nothing at the distance of the (k+1)-th: a reference that leaves the k
-    weighed nothing already, so μ and σ move smoothly with the frame's code. With equal
-    weights, a near-tie at the k-th place let tiny differences of the code (a GPU's TF32
-    convolutions) swap a reference and jump the z: a CPU against GPU score gap of 13% of the
-    scores' spread on the device check. Checkpoints saved before the weighting load with
-    equal weights and score as before.
+    The nearer half of the k (the ⌊k/2⌋+1 nearest) weigh 1 each; beyond, a reference's weight
+    falls smoothly with its latent distance, to nothing at the distance of the (k+1)-th: a
+    reference that leaves the k weighed nothing already, so μ and σ move smoothly with the
+    frame's code. With equal weights, a near-tie at the k-th place let tiny differences of the
+    code (a GPU's TF32 convolutions) swap a reference and jump the z: a CPU against GPU score
+    gap of 13% of the scores' spread on the device check. Checkpoints saved before the
+    weighting load with equal weights and score as before.
     """
 
     MAX_REFERENCES = 1024
