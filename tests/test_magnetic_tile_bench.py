@@ -84,3 +84,28 @@ def test_surface_settings_train_and_score_real_tiles_from_the_cli(tmp_path: Path
     assert result.exit_code == 0, result.output
     (row,) = json.loads(result.output)
     assert row["score"] >= 0 and row["verdict"] in ("normal", "anomaly")
+
+
+def test_a_whole_run_writes_its_results_on_a_small_synthetic_set(bench, tmp_path: Path) -> None:
+    """The run end to end on a folder laid out as the real set (CI has no ../shared): every
+    planned family trained and scored, both result files written, the device named."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    for name, count in (("Free", 30), *((c, 2) for c in bench.CLASSES)):
+        folder = tmp_path / "tiles" / f"MT_{name}" / "Imgs"
+        folder.mkdir(parents=True)
+        for i in range(count):
+            image = rng.normal(120, 10, (40, 30)).clip(0, 255).astype(np.uint8)
+            mask = np.zeros_like(image)
+            if name != "Free":
+                image[10:20, 10:20] = 20
+                mask[10:20, 10:20] = 255
+            cv2.imwrite(str(folder / f"{name}_{i}.jpg"), image)
+            cv2.imwrite(str(folder / f"{name}_{i}.png"), mask)
+    budget = bench.Budget.quick()
+    budget.image_size = 32
+    text = bench.run_benchmark(str(tmp_path / "tiles"), budget, ["vaegan"], 1, tmp_path / "out", "run")
+    assert "- **device**: cpu" in text and "| vaegan-attn |" in text
+    results = (tmp_path / "out" / "run.json").read_text()
+    assert '"vaegan-attn"' in results and (tmp_path / "out" / "run.md").read_text() == text
