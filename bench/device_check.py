@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from provenance import git_commit
+from provenance import git_commit, gpu_name
 
 from inspector.config import FrameSpec
 from inspector.detector import Detector, resolve_device
@@ -107,10 +107,6 @@ def check(device: str, epochs: int, n_train: int, n_test: int) -> list[Row]:
                 rows.append(Row(variant, method, seconds, device_ms, cpu_ms, score_gap, differ, map_gap))
                 print(rows[-1], flush=True)
     return rows
-
-
-def gpu_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "none"
 
 
 def report(rows: Sequence[Row], device: torch.device, command: str, seconds: float, sizes: str) -> str:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from provenance import git_commit
+from provenance import git_commit, gpu_name
 
 from inspector.config import FrameSpec
 
@@ -201,14 +201,14 @@ def pixel_aurocs(maps: np.ndarray, masks: np.ndarray, classes: np.ndarray) -> di
 
 
 def describe_device(device: str) -> str:
+    import torch
+
     from inspector.detector import resolve_device
 
     resolved = resolve_device(device)
     if resolved.type != "cuda":
         return str(resolved)
-    import torch
-
-    return f"{resolved} ({torch.cuda.get_device_name(resolved)}, torch {torch.__version__})"
+    return f"{resolved} ({gpu_name(resolved)}, torch {torch.__version__})"
 
 
 def run_family(

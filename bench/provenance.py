@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported on use: the scripts that only drive others need none
+    import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,3 +32,10 @@ def git_commit(root: Path = ROOT) -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + (" (with uncommitted changes in the tree)" if dirty else "")
+
+
+def gpu_name(device: torch.device) -> str:
+    """The GPU a run used ("none" for the CPU)."""
+    import torch
+
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "none"
