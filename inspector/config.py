@@ -67,6 +67,92 @@ class ServerSettings:
 
 
 @dataclass
+class MetricsSettings:
+    """Prometheus metrics: each long-running command (and its scorer or Celery child processes)
+    writes its counters under ``dir``; the dashboard's /metrics adds up every process there."""
+
+    enabled: bool = True
+    dir: str = ""  # empty: <data_dir>/metrics (a folder of its own per process group inside)
+    host: str = "127.0.0.1"  # where --metrics-port listens (0.0.0.0 in a container)
+    stale_seconds: float = 3600.0  # a process group on another host silent this long is forgotten
+    # Upper bounds of the score histogram's buckets (scores are the model's own units).
+    score_buckets: tuple[float, ...] = (
+        0.001,
+        0.002,
+        0.005,
+        0.01,
+        0.02,
+        0.05,
+        0.1,
+        0.2,
+        0.5,
+        1,
+        2,
+        5,
+        10,
+        20,
+        50,
+        100,
+    )
+
+
+@dataclass
+class HealthSettings:
+    heartbeat_seconds: float = 10.0  # watchers, workers and dispatchers record that they live this often
+    down_after_seconds: float = 60.0  # a process whose last beat is older (and that did not stop) is down
+    max_backlog_seconds: float = 300.0  # `inspector status` fails when a frame or alert waits longer
+    require_watcher: bool = False  # /readyz and `inspector status` also need a live watcher
+
+
+@dataclass
+class AlertSettings:
+    """Messages about flagged frames; a channel is on when its address is set."""
+
+    public_url: str = ""  # the dashboard as receivers reach it, for links (e.g. https://inspect.example)
+    webhook_url: str = ""  # POST a JSON body here
+    webhook_secret: str = ""  # HMAC-SHA256 key of the X-Inspector-Signature header
+    webhook_timeout: float = 5.0
+    mqtt_host: str = ""  # publish to this broker
+    mqtt_port: int = 1883
+    mqtt_topic: str = "inspector/flagged"  # + /<source>
+    mqtt_username: str = ""
+    mqtt_password: str = ""
+    mqtt_tls: bool = False
+    cooldown_seconds: float = (
+        60.0  # per source and channel: after a message, later flags wait and go as one digest
+    )
+    digest_items: int = 10  # frames listed in a digest (highest scores); the count covers all
+    retry_seconds: float = 2.0  # first back-off after a failed delivery, doubling each time
+    max_retry_seconds: float = 300.0
+    poll_seconds: float = 0.5  # how often the dispatcher looks for new flags
+    dispatch_in_watcher: bool = True  # `inspector watch` delivers them; off: run `inspector alerts dispatch`
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return tuple(name for name, on in (("webhook", self.webhook_url), ("mqtt", self.mqtt_host)) if on)
+
+
+@dataclass
+class RetentionSettings:
+    """What `inspector prune` deletes: archive files and stored maps (frame and result rows stay)."""
+
+    max_age_days: float = 0.0  # prune frames that landed longer ago (0: no age limit)
+    max_gb: float = 0.0  # and the oldest beyond this total of archive files and maps (0: no limit)
+    keep_flagged: bool = True  # frames any model flagged keep their file and maps
+    keep_reviewed: bool = True  # and so do frames an operator labelled
+    keep_normal_fraction: float = 0.01  # a fixed sample of the others (chosen by content hash)
+    every_minutes: float = 0.0  # `inspector watch` applies the policy this often (0: only `inspector prune`)
+    alerts_days: float = 7.0  # delivered alerts are forgotten after this
+
+
+@dataclass
+class ApiSettings:
+    # JSON API reads: open like the dashboard's pages when empty; else they need this token (or
+    # server.token) as "Authorization: Bearer ...". Writes always need server.token.
+    read_token: str = ""
+
+
+@dataclass
 class Settings:
     database_url: str = ""  # empty: SQLite file inside data_dir
     data_dir: str = "inspector-data"  # archive/, quarantine/ (and the SQLite database by default)
@@ -80,6 +166,12 @@ class Settings:
     frames: FrameSpec = field(default_factory=FrameSpec)
     watch: WatchSettings = field(default_factory=WatchSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    log_format: str = "text"  # text | json (one object per line) for long-running commands
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
 
     @property
     def data_path(self) -> Path:
@@ -170,4 +262,6 @@ def load_settings(
         raise ConfigError(f"executor must be 'inline' or 'celery', not {settings.executor!r}")
     if settings.frames.mode not in ("grey", "colour", "depth"):
         raise ConfigError(f"frames.mode must be grey, colour or depth, not {settings.frames.mode!r}")
+    if settings.log_format not in ("text", "json"):
+        raise ConfigError(f"log_format must be 'text' or 'json', not {settings.log_format!r}")
     return settings

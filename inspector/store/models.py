@@ -3,7 +3,8 @@
 Invariants the database enforces rather than the code hoping for them:
 - a frame is registered once per content (unique content hash);
 - a frame has at most one result per model version (unique frame, model version);
-- a source has at most one threshold per model version.
+- a source has at most one threshold per model version;
+- a flagged result is queued for each alert channel at most once.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class Frame(Base):
     landed_at: Mapped[datetime]  # the file's modification time
     registered_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    pruned_at: Mapped[datetime | None]  # its archive file and maps were deleted (retention), rows kept
 
     results: Mapped[list[Result]] = relationship(back_populates="frame")
     reviews: Mapped[list[Review]] = relationship(back_populates="frame", order_by="Review.created_at")
@@ -171,3 +173,62 @@ class ThresholdChange(Base):
     changed_by: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str | None] = mapped_column(Text)
     changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- operations: process heartbeats and the alert outbox --------------------------------------
+
+
+class Heartbeat(Base):
+    """A long-running process (watcher, worker, alert dispatcher) saying it lives and what it does.
+
+    A row whose last beat is old and that never said it stopped is a process that died.
+    """
+
+    __tablename__ = "heartbeats"
+    __table_args__ = (UniqueConstraint("kind", "host", "pid", name="uq_heartbeats_process"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(255))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int]
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    beat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    stopped_at: Mapped[datetime | None]
+    doing: Mapped[str] = mapped_column(Text, default="")
+
+
+class AlertOutbox(Base):
+    """A flagged result to tell one channel about, written in the transaction that stores the result,
+    so no flag is lost and none is queued twice (unique result and channel)."""
+
+    __tablename__ = "alert_outbox"
+    __table_args__ = (
+        UniqueConstraint("result_id", "channel", name="uq_alert_outbox_result_channel"),
+        Index("ix_alert_outbox_pending", "sent_at", "channel", "source"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    result_id: Mapped[int] = mapped_column(ForeignKey("results.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+    delivery: Mapped[str | None] = mapped_column(String(64))  # the message that carried it
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class AlertState(Base):
+    """Per channel and source: the last message (cooldown), the back-off after failures, and the
+    dispatcher holding it (a lease, so two dispatchers never send the same flags)."""
+
+    __tablename__ = "alert_state"
+
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    source: Mapped[str] = mapped_column(String(128), primary_key=True)
+    last_sent_at: Mapped[datetime | None]
+    failures: Mapped[int] = mapped_column(default=0)
+    retry_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]

@@ -15,7 +15,10 @@ from inspector.cli import main
 from inspector.store import migrate
 from inspector.store.models import Base
 
-TABLES = {"frames", "models", "results", "result_maps", "reviews", "thresholds", "threshold_changes"}
+TABLES = {
+    *("frames", "models", "results", "result_maps", "reviews", "thresholds", "threshold_changes"),
+    *("heartbeats", "alert_outbox", "alert_state"),
+}
 
 
 def _check_round_trip(url: str) -> None:
