@@ -13,6 +13,7 @@ from inspector.config import FrameSpec
 from inspector.detector import Checkpoint
 from inspector.models import ModelConfig
 from inspector.training import TrainOptions, train
+from tests.receivers import MOSQUITTO, Broker, free_port
 
 torch.set_num_threads(1)
 
@@ -89,3 +90,14 @@ def redis_url() -> str:
     except redis.ConnectionError as exc:
         pytest.skip(f"Redis not reachable: {exc}")
     return REDIS_TEST_URL
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """A private Mosquitto on a free loopback port (never the machine's shared one), stopped after."""
+    if not Path(MOSQUITTO).exists():
+        pytest.skip("needs Debian's mosquitto (apt-get install mosquitto)")
+    instance = Broker(free_port(), tmp_path)
+    instance.start()
+    yield instance
+    instance.stop()

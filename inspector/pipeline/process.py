@@ -18,10 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from inspector import metrics
 from inspector.config import Settings
 from inspector.detector import CheckpointError, Detector
 from inspector.frames import BYTES_PER_PIXEL_BOUND, FrameError, frame_from_bytes
 from inspector.maps import encode_png, map_planes
+from inspector.pipeline import alerts
 from inspector.pipeline.ledger import archive_location, move, quarantine_location, read_nofollow
 from inspector.pipeline.thresholds import effective_thresholds
 from inspector.store import queries
@@ -105,6 +107,7 @@ def _quarantine(settings: Settings, frame: Frame, error: str) -> bool:
     with session_scope(settings.db_url) as session:
         closed = queries.finish_frame(session, frame.id, "quarantined", location, error)
     if closed:
+        metrics.frames_quarantined([frame.source])
         log.warning("quarantined frame %s (%s): %s", frame.id, frame.path, error)
         move(Path(frame.path), settings.data_path, location, note=error)
     return closed
@@ -170,6 +173,8 @@ def store(settings: Settings, scored: Scored) -> Outcome:
         ]
         queries.insert_results(session, rows)
         closed = set(queries.finish_frames(session, "done", locations))
+        alerts.queue(session, settings, detector.version, sorted(closed))  # in the results' commit
+    metrics.results_committed(frames, rows, closed)
     finished = [(frame, locations[frame.id]) for frame in frames if frame.id in closed]
     # Only after the commit: a crash here leaves a done frame in the folder, which the
     # watcher's rescan archives; the other order could lose a frame.
