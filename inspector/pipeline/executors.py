@@ -19,6 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, NamedTuple, Protocol
 
+from inspector import logs
 from inspector.config import Settings
 from inspector.pipeline.process import Outcome, released_on_error, score_next, store
 
@@ -129,7 +130,9 @@ def _nothing() -> None:
     death of the last-started scorer went unnoticed and its batch was never handed out again."""
 
 
-def _start_scorer(stop: EventLike, scoring: CounterLike, torch_threads: int, log_level: int) -> None:
+def _start_scorer(
+    stop: EventLike, scoring: CounterLike, torch_threads: int, log_level: int, log_format: str = "text"
+) -> None:
     """A scorer process: the watcher's stop signal, the busy count, its share of the cores, the
     watcher's logging."""
     global _stopping, _scoring
@@ -137,7 +140,7 @@ def _start_scorer(stop: EventLike, scoring: CounterLike, torch_threads: int, log
     import torch
 
     torch.set_num_threads(torch_threads)
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(processName)s: %(message)s")
+    logs.configure(log_level, log_format, "%(asctime)s %(levelname)s %(processName)s: %(message)s")
 
 
 class _Scorers(NamedTuple):
@@ -186,7 +189,7 @@ class InlineExecutor:
                     scorers,
                     self._context,
                     initializer=_start_scorer,
-                    initargs=(self._stop, busy, threads, level),
+                    initargs=(self._stop, busy, threads, level, logs.current_format()),
                 )
                 self._scorers = _Scorers(pool, busy)
             current = self._scorers

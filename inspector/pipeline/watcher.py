@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from inspector import metrics
 from inspector.config import Settings
 from inspector.pipeline.executors import Executor, make_executor
 from inspector.pipeline.inotify import Changes, Inotify
@@ -153,6 +154,7 @@ class Watcher:
                 )
             new = queries.insert_frames(session, rows)  # one statement, not one per file
             self.stats["registered"] += len(new)
+            metrics.frames_registered(self.source, len(new))
             seen = [(path, digest) for path, digest in found if str(path) not in new]
             frames = queries.frames_by_hash(session, [digest for _, digest in seen])
             for path, digest in seen:
@@ -188,6 +190,7 @@ class Watcher:
             log.warning("quarantined frame %s (%s): %s", frame.id, frame.path, frame.error)
             move(Path(frame.path), self.data_dir, quarantine_location(frame), frame.error)
         self.stats["quarantined"] += len(lost)
+        metrics.frames_quarantined(frame.source for frame in lost)
         if not queued:
             return None
         self.stats["queued"] += len(queued)

@@ -40,7 +40,9 @@ def beat(
     values = {"name": name, "beat_at": now, "doing": doing, "stopped_at": None}
     if start:
         values["started_at"] = now
-    stmt = _insert(session, Heartbeat).values(kind=kind, host=host, pid=pid, started_at=now, **values)
+    stmt = _insert(session, Heartbeat).values(
+        {"kind": kind, "host": host, "pid": pid, "started_at": now} | values
+    )
     session.execute(stmt.on_conflict_do_update(index_elements=["kind", "host", "pid"], set_=values))
 
 
