@@ -365,7 +365,7 @@ def mark_pruned(session: Session, ids: Sequence[int], keep: KeepRule) -> list[tu
         .returning(Frame.id, Frame.stored_path)
         .execution_options(**_NO_SYNC)
     )
-    marked = sorted(session.execute(stmt).tuples())
+    marked = sorted((frame_id, path) for frame_id, path in session.execute(stmt))
     if marked:
         results = select(Result.id).where(Result.frame_id.in_([frame_id for frame_id, _ in marked]))
         session.execute(
