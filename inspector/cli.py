@@ -15,6 +15,7 @@ import click
 import yaml
 
 if TYPE_CHECKING:
+    from inspector import health
     from inspector.models import ModelConfig
 
 from inspector.config import ConfigError, Settings, load_settings
@@ -265,23 +266,47 @@ def sample_data(out: str, normal_digit: int, incoming: int, seed: int) -> None:
     )
 
 
+def _log_to_stderr(fmt: str = "text") -> None:
+    from inspector import logs
+
+    logs.configure("INFO", fmt)
+
+
+log_format_option = click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="Log lines as text or as JSON objects, one a line (default: log_format, text).",
+)
+metrics_port_option = click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Also serve this process's Prometheus metrics on this port (at metrics.host).",
+)
+
+
 @main.command()
 @click.option("--host", default=None, help="Address to bind (default: server.host, 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default: server.port, 8000).")
+@log_format_option
 @pass_context
-def serve(ctx: Context, host: str | None, port: int | None) -> None:
-    """Run the review dashboard over the configured database."""
+def serve(ctx: Context, host: str | None, port: int | None, log_format: str | None) -> None:
+    """Run the review dashboard (and the JSON API, /metrics and the probes) over the configured database."""
     import uvicorn
 
     from inspector.web import create_app
 
     settings = ctx.settings
     _database(ctx)
+    fmt = log_format or settings.log_format
+    _log_to_stderr(fmt)
     host, port = host or settings.server.host, port or settings.server.port
     if not settings.server.token:
         click.echo("no server.token configured: the dashboard is read-only", err=True)
     click.echo(f"dashboard on http://{host}:{port}/")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    logging = {"log_config": None} if fmt == "json" else {}  # json: uvicorn logs through the root handler
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", **logging)
 
 
 def _print_rows(rows: list[dict], fmt: str) -> None:
@@ -351,36 +376,59 @@ def _database(ctx: Context) -> str:
     return ctx.settings.db_url
 
 
-def _log_to_stderr() -> None:
-    import logging
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
 @main.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False))
 @click.option("--once", is_flag=True, help="Process what is there now, then exit (cron, tests).")
 @click.option("--source", default=None, help="Source/camera name of these frames (default: watch.source).")
+@log_format_option
+@metrics_port_option
 @pass_context
-def watch(ctx: Context, folder: str, once: bool, source: str | None) -> None:
-    """Register frames landing in FOLDER and score them (inline) or queue them (celery)."""
+def watch(
+    ctx: Context,
+    folder: str,
+    once: bool,
+    source: str | None,
+    log_format: str | None,
+    metrics_port: int | None,
+) -> None:
+    """Register frames landing in FOLDER and score them (inline) or queue them (celery).
+
+    Beside it: a heartbeat, the alert dispatcher (alerts.dispatch_in_watcher) and the retention
+    policy (retention.every_minutes)."""
     import signal
     import threading
     from concurrent.futures.process import BrokenProcessPool
 
     from inspector.detector import CheckpointError
+    from inspector.pipeline import alerts, housekeeping
     from inspector.pipeline.watcher import Watcher
 
+    settings = ctx.settings
     _database(ctx)
-    _log_to_stderr()
-    watcher = Watcher(folder, ctx.settings, source=source)
+    _log_to_stderr(log_format or settings.log_format)
+    watcher = Watcher(folder, settings, source=source)
+    dispatcher = alerts.Dispatcher(settings) if settings.alerts.dispatch_in_watcher else None
+    doing = f"watching {watcher.root} as {watcher.source}"
+    companions = housekeeping.alongside(
+        settings,
+        "watcher",
+        watcher.source,
+        lambda: f"{doing}: {_counts(watcher.stats)}",
+        metrics_port,
+        pipeline_metrics=True,
+        dispatcher=None if once else dispatcher,
+        prune=not once,
+    )
     try:
-        if once:
-            watcher.run_once()
-        else:
-            stop = threading.Event()
-            signal.signal(signal.SIGTERM, lambda *_: stop.set())
-            watcher.run(stop)
+        with companions:
+            if once:
+                watcher.run_once()
+                if dispatcher is not None:
+                    dispatcher.dispatch_once()
+            else:
+                stop = threading.Event()
+                signal.signal(signal.SIGTERM, lambda *_: stop.set())
+                watcher.run(stop)
     except CheckpointError as exc:
         raise click.ClickException(f"{exc} (frames stay queued for the next run)") from exc
     except BrokenProcessPool as exc:
@@ -390,18 +438,28 @@ def watch(ctx: Context, folder: str, once: bool, source: str | None) -> None:
         ) from exc
     except KeyboardInterrupt:
         pass
-    counts = ", ".join(f"{k} {v}" for k, v in sorted(watcher.stats.items())) or "nothing new"
-    click.echo(f"{folder}: {counts}")
+    click.echo(f"{folder}: {_counts(watcher.stats)}")
+
+
+def _counts(stats: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(stats.items())) or "nothing new"
 
 
 @main.command()
 @click.option("--gpu", type=int, default=None, help="Use only this GPU (host index); one worker per GPU.")
 @click.option("--pool", type=click.Choice(["prefork", "solo"]), default="prefork", show_default=True)
 @click.option("--loglevel", default="INFO", show_default=True)
+@log_format_option
+@metrics_port_option
 @pass_context
-def worker(ctx: Context, gpu: int | None, pool: str, loglevel: str) -> None:
+def worker(
+    ctx: Context, gpu: int | None, pool: str, loglevel: str, log_format: str | None, metrics_port: int | None
+) -> None:
     """A Celery worker on the `gpu` queue (settings.queue): one process, model loaded once, CPU fallback."""
     import os
+    import socket
+
+    from inspector.pipeline import housekeeping
 
     # workers.app reads the same settings from the environment.
     if ctx.config_path:
@@ -413,7 +471,22 @@ def worker(ctx: Context, gpu: int | None, pool: str, loglevel: str) -> None:
     name = f"inspector-{'worker' if gpu is None else f'gpu{gpu}'}@%h"
     queue = ctx.settings.queue
     argv = ["worker", "--queues", queue, "--concurrency", "1", "--pool", pool, "--loglevel", loglevel]
-    app.worker_main([*argv, "--hostname", name])
+    if (log_format or ctx.settings.log_format) == "json":
+        _celery_logs_as_json(loglevel)
+    label = name.replace("%h", socket.gethostname())
+    with housekeeping.alongside(
+        ctx.settings, "worker", label, lambda: f"consuming queue {queue}", metrics_port
+    ):
+        app.worker_main([*argv, "--hostname", name])
+
+
+def _celery_logs_as_json(level: str) -> None:
+    """Celery leaves logging alone when something answers its setup_logging signal: JSON lines then."""
+    from celery.signals import setup_logging
+
+    from inspector import logs
+
+    setup_logging.connect(lambda **_: logs.configure(level.upper(), "json"), weak=False)
 
 
 @main.group()
@@ -567,3 +640,138 @@ def bench_paper(data: str, quick: bool, jobs: int) -> None:
     module = bench_module("paper_table")
     command = shlex.join(["inspector", *sys.argv[1:]])
     click.echo(module.run_table(data, quick=quick, jobs=jobs, command=command))
+
+
+# --- operations: status, prune, alerts ------------------------------------------------------
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object (what /api/v1/status returns).")
+@click.option(
+    "--process",
+    "kind",
+    type=click.Choice(["watcher", "worker", "dispatcher"]),
+    default=None,
+    help="Only ask whether a process of this kind beats (a container's healthcheck).",
+)
+@click.option("--host", default=None, help='With --process: on this host (e.g. "$HOSTNAME").')
+@pass_context
+def status(ctx: Context, as_json: bool, kind: str | None, host: str | None) -> None:
+    """Is the pipeline well: its processes, backlogs and schema. Exits 1 when a watcher or worker is
+    down, the oldest frame or alert waits longer than health.max_backlog_seconds, or the schema lags."""
+    from inspector import health
+
+    report = health.summary(ctx.settings)
+    if kind is not None:
+        mine = [p for p in report.processes if p.kind == kind and (host is None or p.host == host)]
+        alive = [p for p in mine if p.state == "up"]
+        where = f" on {host}" if host else ""
+        report.problems = [] if alive else [f"no {kind} beats{where}"]
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), default=str, indent=2))
+    else:
+        click.echo(_status_text(report))
+    sys.exit(0 if report.ok else 1)
+
+
+def _status_text(report: health.HealthReport) -> str:
+    from inspector.health import ago
+
+    lines = [f"schema     {report.schema or 'none'} (code expects {report.schema_expected})"]
+    for p in report.processes:
+        lines.append(
+            f"{p.kind:<10} {p.state:<8} {p.name}  {p.host}:{p.pid}  beat {ago(p.beat_age)} ago  {p.doing}"
+        )
+    if not report.processes:
+        lines.append("processes  none has beaten yet")
+    backlog, alerts = report.backlog, report.alerts
+    counts = ", ".join(f"{n} {status}" for status, n in backlog.by_status.items())
+    lines.append(f"backlog    {counts}; oldest {ago(backlog.oldest_seconds)}")
+    lines.append(f"alerts     {alerts.total} undelivered, oldest {ago(alerts.oldest_seconds)}")
+    lines.append(f"review     {report.to_review} flagged frames without a review")
+    model = report.model
+    lines.append(
+        f"model      {model.version} ({model.method})" if model else "model      none registered yet"
+    )
+    lines.append("ok" if report.ok else "problems:\n" + "\n".join(f"  - {p}" for p in report.problems))
+    return "\n".join(lines)
+
+
+@main.command()
+@click.option("--apply", "do_apply", is_flag=True, help="Delete; without it, only say what would go.")
+@pass_context
+def prune(ctx: Context, do_apply: bool) -> None:
+    """Apply the retention policy (retention.*): archive files and maps of old frames that are
+    neither flagged nor reviewed nor in the kept sample. A dry run unless --apply."""
+    from inspector.pipeline import retention
+
+    settings = ctx.settings
+    _database(ctx)
+    policy = settings.retention
+    if not (policy.max_age_days > 0 or policy.max_gb > 0):
+        click.echo("no retention limit set (retention.max_age_days, retention.max_gb): nothing to prune")
+    chosen = retention.plan(settings)
+    held = chosen.stored_files + chosen.stored_maps
+    verb = "pruned" if do_apply else "would prune"
+    click.echo(
+        f"held now: {_mb(chosen.stored_files)} of archive files, {_mb(chosen.stored_maps)} of maps "
+        f"({_mb(held)}); {chosen.kept} frames kept by the policy (flagged, reviewed, sampled)"
+    )
+    click.echo(
+        f"{verb} {len(chosen.frames)} frames ({chosen.by_age} by age, {chosen.by_size} by size): "
+        f"{_mb(chosen.file_bytes)} of archive files, {_mb(chosen.map_bytes)} of maps; "
+        f"{len(chosen.duplicates)} duplicate files ({_mb(chosen.duplicate_bytes)})"
+    )
+    if do_apply:
+        done = retention.apply(settings, chosen)
+        click.echo(
+            f"done in {done.seconds:.1f} s: {done.frames} frames, {done.files} files, "
+            f"{done.duplicates} duplicates, {done.alerts} delivered alerts forgotten"
+        )
+    elif chosen.frames or chosen.duplicates:
+        click.echo("dry run: nothing deleted (use --apply)")
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+@main.group()
+def alerts() -> None:
+    """Alerts on flagged frames (webhook, MQTT): see alerts.* in the config."""
+
+
+@alerts.command("dispatch")
+@click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
+@log_format_option
+@metrics_port_option
+@pass_context
+def alerts_dispatch(ctx: Context, once: bool, log_format: str | None, metrics_port: int | None) -> None:
+    """Deliver queued alerts (instead of, or beside, the watchers: alerts.dispatch_in_watcher)."""
+    import signal
+    import threading
+
+    from inspector.pipeline import housekeeping
+    from inspector.pipeline.alerts import Dispatcher
+
+    settings = ctx.settings
+    _database(ctx)
+    _log_to_stderr(log_format or settings.log_format)
+    if not settings.alerts.channels:
+        raise click.ClickException("no alert channel configured (alerts.webhook_url, alerts.mqtt_host)")
+    dispatcher = Dispatcher(settings)
+    if once:
+        click.echo(f"{dispatcher.dispatch_once()} messages delivered")
+        dispatcher.close()
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def doing() -> str:
+        return f"delivering {'+'.join(settings.alerts.channels)}: {dispatcher.delivered} messages"
+
+    with housekeeping.alongside(settings, "dispatcher", "alerts", doing, metrics_port):
+        try:
+            dispatcher.run(stop)
+        except KeyboardInterrupt:
+            pass
