@@ -17,7 +17,6 @@ from fastapi import Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
@@ -28,7 +27,7 @@ from inspector.pipeline import thresholds
 from inspector.store import review as store
 from inspector.store.db import session_scope
 from inspector.store.models import LABELS, Result
-from inspector.web import calibration, charts, security
+from inspector.web import api, calibration, charts, security, service
 from inspector.web.workers import worker_status
 
 T = TypeVar("T")
@@ -133,6 +132,9 @@ def create_app(settings: Settings) -> FastAPI:
         same_site="strict",
     )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.include_router(service.router)  # /healthz, /readyz, /metrics, /favicon.ico
+    app.include_router(api.router)  # /api/v1
+    app.include_router(api.docs)  # /docs, /openapi.json
     throttle = security.LoginThrottle()
 
     @app.middleware("http")
@@ -152,11 +154,6 @@ def create_app(settings: Settings) -> FastAPI:
             response = render(request, "error.html", context, exc.status_code)
         response.headers.update(exc.headers or {})  # e.g. Retry-After
         return response
-
-    @app.get("/healthz")
-    def healthz(session: DB) -> dict[str, str]:
-        session.execute(text("SELECT 1"))
-        return {"status": "ok"}
 
     @app.get("/")
     def home() -> RedirectResponse:
