@@ -272,3 +272,23 @@ def set_threshold(
     session.add(change)
     session.flush()
     return change
+
+
+def most_labelled_source(session: Session, model_version: str) -> str | None:
+    """The source with the most reviewed frames scored by this model: where labels come from,
+    so the calibration page offers to apply its threshold there."""
+    labelled = (
+        select(Frame.source, func.count().label("n"))
+        .join(Result, Result.frame_id == Frame.id)
+        .where(Result.model_version == model_version, exists().where(Review.frame_id == Frame.id))
+        .group_by(Frame.source)
+        .order_by(func.count().desc(), Frame.source)
+        .limit(1)
+    )
+    return session.scalar(labelled)
+
+
+def labels_stamp(session: Session) -> tuple[int | None, int, int | None]:
+    """Changes whenever labelled_scores may: a review added or deleted, a result added."""
+    newest, count = session.execute(select(func.max(Review.id), func.count(Review.id))).one()
+    return newest, count, session.scalar(select(func.max(Result.id)))

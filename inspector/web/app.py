@@ -34,6 +34,7 @@ T = TypeVar("T")
 HERE = Path(__file__).parent
 FILTER_KEYS = ("start", "end", "source", "score_min", "score_max", "model_version", "all")
 PAGE_SIZE = 50
+LABELLED = calibration.StampedCache()  # what the calibration page read from the labels, while unchanged
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
     "form-action 'self'; base-uri 'none'",
@@ -274,7 +275,9 @@ def create_app(settings: Settings) -> FastAPI:
         value: Annotated[float, Form()],
         target: Annotated[str, Form()] = "",
         reason: Annotated[str, Form()] = "",
+        exact: Annotated[float | None, Form()] = None,
     ) -> RedirectResponse:
+        value = calibration.as_submitted(value, exact)  # the field shows 4 digits of the exact value
         if source not in store.sources(session):
             raise HTTPException(400, f"Unknown source {source!r}.")
         old = store.effective_threshold(session, source, model_version)
@@ -335,32 +338,36 @@ def _local(url: str) -> str:
 
 def _calibrate(session: Session, version: str, source: str | None, target: float) -> dict:
     """Labelled scores turned into the calibration page's numbers and charts."""
-    samples = store.labelled_scores(session, version, source)
-    anomalies = sum(1 for _, label in samples if label == "anomaly")
+
+    def load() -> calibration.Labelled:
+        return calibration.Labelled(store.labelled_scores(session, version, source))
+
+    database, stamp = str(session.get_bind().url), store.labels_stamp(session)
+    labelled = LABELLED.get((database, version, source), stamp, load)
+    most = LABELLED.get((database, version), stamp, lambda: store.most_labelled_source(session, version))
+    anomalies, samples = labelled.positives, len(labelled.scores)
     current = (
         store.effective_threshold(session, source, version)
         if source
         else store.default_threshold(session, version)
     )
     context: dict = {
-        "samples": len(samples),
+        "samples": samples,
         "anomalies": anomalies,
-        "normals": len(samples) - anomalies,
+        "normals": samples - anomalies,
         "current": current,
+        "labelled_source": most,
     }
-    if not anomalies or anomalies == len(samples):
+    if not anomalies or anomalies == samples:
         return context
-    suggested = calibration.threshold_for_recall(samples, target)
-    points = calibration.curve(samples)
-    marks = {
-        "current": calibration.operating(samples, current),
-        "suggested": calibration.operating(samples, suggested),
-    }
+    suggested = labelled.threshold_for_recall(target)
+    points = labelled.curve(max_points=charts.CURVE_POINTS)
+    marks = {"current": labelled.operating(current), "suggested": labelled.operating(suggested)}
     return context | {
         "suggested": suggested,
         "marks": marks,
-        "auc": calibration.roc_auc(points),
-        "histogram": charts.histogram(samples, {k: m.threshold for k, m in marks.items()}),
+        "auc": labelled.auc(),
+        "histogram": charts.histogram(labelled, {k: m.threshold for k, m in marks.items()}),
         "roc": charts.curve(points, "roc", marks),
         "pr": charts.curve(points, "pr", marks),
     }

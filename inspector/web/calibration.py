@@ -7,9 +7,15 @@ here uses that same rule so the dashboard's promise matches what the pipeline wi
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
 
 Sample = tuple[float, str]  # (score, label "anomaly" | "normal")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -35,20 +41,88 @@ class Operating:
         return self.fp / (self.fp + self.tn) if self.fp + self.tn else 0.0
 
 
+class Labelled:
+    """Labelled scores sorted once by falling score: every number of the calibration page comes
+    from this one O(n log n) sort and its cumulative sums (no pass over the samples per point)."""
+
+    def __init__(self, samples: list[Sample]):
+        scores = np.fromiter((score for score, _ in samples), np.float64, len(samples))
+        anomalous = np.fromiter((label == "anomaly" for _, label in samples), bool, len(samples))
+        order = np.argsort(-scores, kind="stable")
+        self.scores, self.anomalous = scores[order], anomalous[order]
+        self.positives = int(anomalous.sum())
+        self.negatives = len(samples) - self.positives
+        self._tp = np.r_[0, np.cumsum(self.anomalous)]  # true positives among the first k scores
+        # The last sample of each run of equal scores (none for no samples).
+        last = np.append(self.scores[1:] != self.scores[:-1], True)[: len(scores)]
+        counts = np.r_[0, np.flatnonzero(last) + 1]  # flag nothing, then down to each distinct score
+        # The threshold that flags the scores down to each distinct score: just below it, as
+        # ``score > threshold`` decides; the first (infinity) flags nothing.
+        self.cuts = np.r_[np.inf, np.nextafter(self.scores[last], -np.inf)]
+        self.tp = self._tp[counts]
+        self.fp = counts - self.tp
+
+    def _point(self, threshold: float, tp: int, fp: int) -> Operating:
+        return Operating(
+            float(threshold), int(tp), int(fp), self.positives - int(tp), self.negatives - int(fp)
+        )
+
+    def operating(self, threshold: float) -> Operating:
+        flagged = int(np.searchsorted(-self.scores, -threshold, side="left"))  # scores > threshold
+        tp = int(self._tp[flagged])
+        return self._point(threshold, tp, flagged - tp)
+
+    def curve(self, max_points: int | None = None) -> list[Operating]:
+        """Operating points from "flag nothing" to "flag everything", one per distinct score.
+
+        With ``max_points``, for drawing: only the points where the false-positive rate, recall
+        or precision moved to another of ``max_points`` steps (and the last), about as many as
+        a chart of that many pixels can show, whatever the number of labelled frames.
+        """
+        if not len(self.scores):
+            return []
+        keep = np.arange(len(self.cuts))
+        if max_points is not None and len(self.cuts) > max_points:
+            flagged = self.tp + self.fp
+            precision = np.where(flagged > 0, self.tp / np.maximum(flagged, 1), 1.0)
+            steps = np.stack(
+                [self.fp / max(self.negatives, 1), self.tp / max(self.positives, 1), precision], axis=1
+            )
+            cells = np.floor(steps * max_points)
+            moved = np.r_[True, np.any(cells[1:] != cells[:-1], axis=1)]
+            moved[-1] = True
+            keep = np.flatnonzero(moved)
+        return [self._point(self.cuts[i], self.tp[i], self.fp[i]) for i in keep]
+
+    def auc(self) -> float:
+        """Area under the ROC curve through every operating point (a drawn curve may be thinned)."""
+        recall, fpr = self.tp / max(self.positives, 1), self.fp / max(self.negatives, 1)
+        return float(np.sum(np.diff(fpr) * (recall[1:] + recall[:-1]) / 2))
+
+    def threshold_for_recall(self, target: float) -> float | None:
+        """The highest threshold whose recall on labelled anomalies is at least ``target``.
+
+        It sits halfway between the lowest anomaly that must still be flagged and the next
+        lower labelled score, so small score noise does not flip the labelled frames.
+        """
+        anomalies = self.scores[self.anomalous][::-1]  # rising
+        if not len(anomalies):
+            return None
+        missable = math.floor((1 - target) * len(anomalies) + 1e-9)
+        lowest_kept = float(anomalies[min(missable, len(anomalies) - 1)])
+        below = self.scores[self.scores < lowest_kept]  # falling: the first is the highest
+        if len(below):
+            return (float(below[0]) + lowest_kept) / 2
+        return math.nextafter(lowest_kept, -math.inf)
+
+
 def operating(samples: list[Sample], threshold: float) -> Operating:
-    tp = sum(1 for s, label in samples if label == "anomaly" and s > threshold)
-    fp = sum(1 for s, label in samples if label == "normal" and s > threshold)
-    anomalies = sum(1 for _, label in samples if label == "anomaly")
-    return Operating(threshold, tp, fp, anomalies - tp, len(samples) - anomalies - fp)
+    return Labelled(samples).operating(threshold)
 
 
-def curve(samples: list[Sample]) -> list[Operating]:
-    """Operating points from "flag nothing" to "flag everything", one per distinct score."""
-    scores = sorted({s for s, _ in samples}, reverse=True)
-    if not scores:
-        return []
-    cuts = [math.inf] + [math.nextafter(s, -math.inf) for s in scores]
-    return [operating(samples, t) for t in cuts]
+def curve(samples: list[Sample], max_points: int | None = None) -> list[Operating]:
+    """See :meth:`Labelled.curve`."""
+    return Labelled(samples).curve(max_points)
 
 
 def roc_auc(points: list[Operating]) -> float:
@@ -56,18 +130,40 @@ def roc_auc(points: list[Operating]) -> float:
     return sum((b.fpr - a.fpr) * (a.recall + b.recall) / 2 for a, b in zip(points, points[1:], strict=False))
 
 
-def threshold_for_recall(samples: list[Sample], target: float) -> float | None:
-    """The highest threshold whose recall on labelled anomalies is at least ``target``.
+def auc(samples: list[Sample]) -> float:
+    return Labelled(samples).auc()
 
-    It sits halfway between the lowest anomaly that must still be flagged and the next
-    lower labelled score, so small score noise does not flip the labelled frames.
-    """
-    anomalies = sorted(s for s, label in samples if label == "anomaly")
-    if not anomalies:
-        return None
-    missable = math.floor((1 - target) * len(anomalies) + 1e-9)
-    lowest_kept = anomalies[min(missable, len(anomalies) - 1)]
-    below = [s for s, _ in samples if s < lowest_kept]
-    if below:
-        return (max(below) + lowest_kept) / 2
-    return math.nextafter(lowest_kept, -math.inf)
+
+def threshold_for_recall(samples: list[Sample], target: float) -> float | None:
+    """See :meth:`Labelled.threshold_for_recall`."""
+    return Labelled(samples).threshold_for_recall(target)
+
+
+class StampedCache:
+    """What the last pages read from the labels (their scores, sorted), reused while the labels
+    and results they came from are unchanged (``stamp``): reading 100 000 labelled scores costs
+    more than all the math above."""
+
+    def __init__(self, size: int = 16):
+        self.size = size
+        self._entries: dict[object, tuple[object, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: object, stamp: object, load: Callable[[], T]) -> T:
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is not None and entry[0] == stamp:
+            return entry[1]
+        value = load()
+        with self._lock:
+            self._entries.pop(key, None)
+            while len(self._entries) >= self.size:
+                self._entries.pop(next(iter(self._entries)))
+            self._entries[key] = (stamp, value)
+        return value
+
+
+def as_submitted(shown: float, exact: float | None) -> float:
+    """The threshold a form meant: its field shows the exact value to 4 significant digits
+    (``exact`` rides along hidden), so a value left as shown means the exact one."""
+    return exact if exact is not None and f"{shown:.4g}" == f"{exact:.4g}" else shown

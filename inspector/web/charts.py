@@ -8,12 +8,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+import numpy as np
 from markupsafe import Markup, escape
 
-from inspector.web.calibration import Operating, Sample
+from inspector.web.calibration import Labelled, Operating
 
 Scale = Callable[[float], float]  # data value → SVG coordinate
 W, H = 420, 240
+CURVE_POINTS = 400  # a curve needs no more points than its chart has pixels across
 LEFT, RIGHT, TOP, BOTTOM = 44, 12, 12, 34
 
 
@@ -60,14 +62,17 @@ def _count_ticks(top: int) -> list[tuple[float, str]]:
     return [(v, str(v)) for v in sorted({0, top // 2, top})]
 
 
-def histogram(samples: list[Sample], marks: dict[str, float], bins: int = 24) -> Markup:
+def histogram(labelled: Labelled, marks: dict[str, float], bins: int = 24) -> Markup:
     """Score histograms of normal and anomaly labels, overlaid, with threshold lines."""
-    scores = [s for s, _ in samples] + list(marks.values())
-    lo, hi = min(scores), max(scores)
+    scores, anomalous = labelled.scores, labelled.anomalous
+    lo = float(min(scores.min(), *marks.values()))
+    hi = float(max(scores.max(), *marks.values()))
     width = (hi - lo) / bins or 1.0
-    counts = {label: [0] * bins for label in ("normal", "anomaly")}
-    for s, label in samples:
-        counts[label][min(int((s - lo) / width), bins - 1)] += 1
+    index = np.minimum(((scores - lo) / width).astype(np.int64), bins - 1)
+    counts = {
+        label: np.bincount(index[anomalous == (label == "anomaly")], minlength=bins).tolist()
+        for label in ("normal", "anomaly")
+    }
     top = max(max(c) for c in counts.values()) or 1
     x = _scale(lo, lo + width * bins, LEFT, W - RIGHT)
     y = _scale(0, top, H - BOTTOM, TOP)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score, roc_curve
 
-from inspector.web.calibration import curve, operating, roc_auc, threshold_for_recall
+from inspector.web.calibration import as_submitted, auc, curve, operating, roc_auc, threshold_for_recall
 
 
 def samples(normals: list[float], anomalies: list[float]) -> list[tuple[float, str]]:
@@ -49,3 +51,47 @@ def test_curve_and_auc() -> None:
     assert roc_auc(points) == pytest.approx(1.0)
     assert roc_auc(curve(samples([0.5, 0.5], [0.5, 0.5]))) == pytest.approx(0.5)
     assert curve([]) == []
+
+
+def random_samples(n: int, seed: int = 0, decimals: int = 2) -> list[tuple[float, str]]:
+    """Scores with ties (rounded to ``decimals``), anomalies scoring higher on average."""
+    rng = np.random.default_rng(seed)
+    anomalous = rng.random(n) < 0.3
+    scores = np.round(rng.normal(anomalous * 1.0, 1.0), decimals)
+    return [(float(s), "anomaly" if a else "normal") for s, a in zip(scores, anomalous, strict=True)]
+
+
+@pytest.mark.parametrize("n", [1, 7, 500, 5000])
+def test_curve_matches_scikit_learn(n: int) -> None:
+    data = random_samples(n, seed=n)
+    labels = [label == "anomaly" for _, label in data]
+    scores = [s for s, _ in data]
+    points = curve(data)
+    if all(labels) or not any(labels):
+        assert len(points) == len({s for s in scores}) + 1
+        return
+    fpr, tpr, cuts = roc_curve(labels, scores, drop_intermediate=False)
+    assert np.allclose([p.fpr for p in points], fpr) and np.allclose([p.recall for p in points], tpr)
+    assert points[0].threshold == math.inf and all(
+        p.threshold < c for p, c in zip(points[1:], cuts[1:], strict=True)
+    )
+    assert auc(data) == pytest.approx(roc_auc_score(labels, scores))
+    assert roc_auc(points) == pytest.approx(roc_auc_score(labels, scores))
+    for p in points[1 :: max(1, len(points) // 20)]:  # each point is what its threshold does
+        assert p == operating(data, p.threshold)
+
+
+def test_curve_for_drawing_keeps_its_shape_in_few_points() -> None:
+    data = random_samples(100_000, decimals=12)
+    full, drawn = curve(data), curve(data, max_points=400)
+    assert len(full) == 100_001 and len(drawn) < 5 * 400  # a step of fpr, recall or precision each
+    assert (drawn[0], drawn[-1]) == (full[0], full[-1])
+    assert roc_auc(drawn) == pytest.approx(auc(data), abs=1e-3)
+
+
+def test_a_field_left_as_shown_submits_the_exact_threshold() -> None:
+    exact = 1.4662764072418213
+    assert f"{exact:.4g}" == "1.466"
+    assert as_submitted(1.466, exact) == exact
+    assert as_submitted(1.47, exact) == 1.47
+    assert as_submitted(0.3, None) == 0.3
