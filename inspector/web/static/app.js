@@ -71,6 +71,7 @@
           }
           last = html;
           count.textContent = response.headers.get("X-Queue-Count") ?? count.textContent;
+          count.classList.toggle("empty", count.textContent === "0");
         }
       } catch (err) {
         // The server restarting is no reason to stop polling.
