@@ -22,7 +22,7 @@ import pytest
 import uvicorn
 
 from inspector.store.db import session_scope
-from inspector.store.models import Frame, Result, utcnow
+from inspector.store.models import Frame, Result, Review, ThresholdChange, utcnow
 from inspector.web import create_app
 from tests.web.conftest import SUGGESTED, TOKEN, Seeded
 
@@ -165,3 +165,53 @@ def test_review_and_calibrate_in_a_browser(page: Page, seeded: Seeded, tmp_path:
     assert page.inner_text("#verdict") == "flagged"
     page.goto("/queue?source=cam-a")
     assert page.inner_text("#queue-count") == "9"
+
+
+def test_what_a_new_operator_sees(page: Page, seeded: Seeded, tmp_path: Path) -> None:
+    """Issue 20's dashboard details: names of ids, the heat maps' scale, the favicon, a threshold
+    shown to 4 digits but applied exactly, the labels' own source, a calm empty queue, /docs."""
+    missing = []
+    page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
+    ids, frames = seeded.result_ids, seeded.frame_ids
+    page.goto("/login?next=/queue")
+    page.fill("input[name=name]", "Ada")
+    page.fill("input[name=token]", TOKEN)
+    page.click("form.stack-form button")
+    page.wait_for_url("**/queue")
+    assert page.evaluate("fetch('/favicon.ico').then(r => r.ok)")
+    assert page.get_attribute("link[rel=icon]", "href") == "/static/favicon.svg"
+
+    page.goto(f"/results/{ids[30]}")
+    assert page.inner_text("#heading") == f"Frame {frames[30]} result {ids[30]}"
+    legends = page.locator(".legend-scale")
+    assert legends.count() == 2 and "255 · this frame's largest error" in legends.first.inner_text()
+    stops = page.eval_on_selector(".legend-scale .jet", "e => getComputedStyle(e).backgroundImage")
+    assert stops.startswith("linear-gradient") and "rgb(0, 0, 127)" in stops and "rgb(127, 0, 0)" in stops
+    assert_not_blank(screenshot(page, tmp_path / "legend.png"))
+
+    # All labels are cam-a's: the apply form offers cam-a although the page shows every source.
+    page.goto("/calibration")
+    assert page.eval_on_selector("select[name=source] >> nth=1", "s => s.value") == "cam-a"
+    shown = page.input_value("#apply-value")
+    exact = float(page.get_attribute("input[name=exact]", "value"))
+    assert shown == f"{exact:.4g}" and len(shown) <= 6
+    page.click("#apply")
+    page.wait_for_selector(".flash")
+    with session_scope(seeded.settings.db_url) as session:
+        assert session.query(ThresholdChange).one().new_value == exact  # not the rounded 4 digits
+
+    # Label the whole queue away: the 0 badge is grey, not the alarm red.
+    with session_scope(seeded.settings.db_url) as session:
+        for result in session.query(Result).filter(Result.is_anomaly.is_(True)):
+            session.add(Review(frame_id=result.frame_id, label="normal", reviewer="Ada"))
+    page.goto("/queue")
+    badge = page.locator("#queue-count")
+    assert badge.inner_text() == "0" and "empty" in badge.get_attribute("class")
+    assert badge.evaluate("e => getComputedStyle(e).backgroundColor") != "rgb(214, 69, 61)"
+
+    # The API's documentation renders offline under the dashboard's CSP.
+    page.goto("/docs")
+    page.wait_for_selector(".opblock-summary-path")
+    paths = page.locator(".opblock-summary-path").all_inner_texts()
+    assert "/api/v1/results" in [p.replace("\u200b", "") for p in paths]
+    assert not missing, missing
