@@ -284,6 +284,13 @@ class GroupsCollector(Collector):
         yield from MultiProcessCollector.merge(files, accumulate=True)
 
 
+def _by_label(name: str, documentation: str, label: str, counts: dict[str, int]) -> GaugeMetricFamily:
+    gauge = GaugeMetricFamily(name, documentation, labels=[label])
+    for value, count in counts.items():
+        gauge.add_metric([value], count)
+    return gauge
+
+
 class PipelineCollector(Collector):
     """Where the pipeline stands, read from SQL at scrape time (inspector.health's summary)."""
 
@@ -294,10 +301,9 @@ class PipelineCollector(Collector):
         from inspector import health
 
         report = health.summary(self.settings)
-        queue = GaugeMetricFamily("inspector_queue_frames", "Frames waiting to be scored.", labels=["status"])
-        for status, count in report.backlog.by_status.items():
-            queue.add_metric([status], count)
-        yield queue
+        yield _by_label(
+            "inspector_queue_frames", "Frames waiting to be scored.", "status", report.backlog.by_status
+        )
         yield GaugeMetricFamily(
             "inspector_queue_oldest_seconds",
             "Age of the oldest frame waiting or in flight (0 when none).",
@@ -306,12 +312,9 @@ class PipelineCollector(Collector):
         yield GaugeMetricFamily(
             "inspector_review_queue_frames", "Flagged frames without a review.", value=report.to_review
         )
-        undelivered = GaugeMetricFamily(
-            "inspector_alerts_undelivered", "Flags not yet delivered, by channel.", labels=["channel"]
+        yield _by_label(
+            "inspector_alerts_undelivered", "Flags not yet delivered.", "channel", report.alerts.by_channel
         )
-        for channel, count in report.alerts.by_channel.items():
-            undelivered.add_metric([channel], count)
-        yield undelivered
         yield GaugeMetricFamily(
             "inspector_alerts_oldest_undelivered_seconds",
             "Age of the oldest undelivered flag (0 when none).",

@@ -274,18 +274,20 @@ def set_threshold(
     return change
 
 
-def most_labelled_source(session: Session, model_version: str) -> str | None:
-    """The source with the most reviewed frames scored by this model: where labels come from,
-    so the calibration page offers to apply its threshold there."""
-    labelled = (
-        select(Frame.source, func.count().label("n"))
-        .join(Result, Result.frame_id == Frame.id)
-        .where(Result.model_version == model_version, exists().where(Review.frame_id == Frame.id))
-        .group_by(Frame.source)
-        .order_by(func.count().desc(), Frame.source)
-        .limit(1)
+def most_labelled_source(session: Session, model_version: str, recent: int = 1000) -> str | None:
+    """The source most of the latest ``recent`` labels on this model's results came from: the
+    camera being calibrated, which the calibration page offers to apply its threshold to
+    (the latest labels, not all: a few milliseconds at any number of reviews)."""
+    latest = (
+        select(Frame.source)
+        .join(Review, Review.frame_id == Frame.id)
+        .where(exists().where(Result.frame_id == Frame.id, Result.model_version == model_version))
+        .order_by(Review.id.desc())
+        .limit(recent)
+        .subquery()
     )
-    return session.scalar(labelled)
+    counted = select(latest.c.source).group_by(latest.c.source).order_by(func.count().desc(), latest.c.source)
+    return session.scalar(counted.limit(1))
 
 
 def labels_stamp(session: Session) -> tuple[int | None, int, int | None]:

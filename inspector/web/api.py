@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hmac
 import json
 import math
@@ -220,21 +221,12 @@ def _before(cursor: str | None) -> int | None:
         raise HTTPException(400, "Bad cursor: pass next_cursor of the previous page as it came.") from exc
 
 
-def _out(row: operations.ResultRow, label: str | None, base: str) -> dict[str, Any]:
-    return dict(
-        id=row.id,
-        frame_id=row.frame_id,
-        source=row.source,
-        model_version=row.model_version,
-        score=row.score,
-        threshold=row.threshold,
-        is_anomaly=row.is_anomaly,
-        landed_at=row.landed_at,
-        scored_at=row.scored_at,
-        label=label,
-        pruned=row.pruned_at is not None,
-        url=f"{base}/results/{row.id}",
-    )
+def _out(
+    row: operations.ResultRow, label: str | None, base: str, model: type[ResultOut] = ResultOut, **more: Any
+) -> ResultOut:
+    """A result as the API shows it (``model`` and ``more``: with its details)."""
+    url = f"{base}/results/{row.id}"
+    return model(**dataclasses.asdict(row), label=label, pruned=row.pruned_at is not None, url=url, **more)
 
 
 @router.get("/results", response_model=ResultPage, dependencies=Read)
@@ -267,7 +259,7 @@ def list_results(
 
 
 @router.get("/results/{result_id}", response_model=ResultDetail, dependencies=Read)
-def get_result(request: Request, result_id: int, db: DB) -> dict[str, Any]:
+def get_result(request: Request, result_id: int, db: DB) -> ResultOut:
     """One result with its frame, its reviews and links to its maps."""
     row = operations.result_row(db, result_id)
     if row is None:
@@ -275,23 +267,13 @@ def get_result(request: Request, result_id: int, db: DB) -> dict[str, Any]:
     reviews = operations.reviews_of(db, row.frame_id)
     base = base_url(request)
     kinds = [] if row.pruned_at else sorted(store.map_kinds(db, result_id))
-    return _out(row, reviews[-1].label if reviews else None, base) | {
-        "path": row.path,
-        "stored_path": row.stored_path,
-        "pruned_at": row.pruned_at,
-        "maps": {kind: f"{base}/maps/{result_id}/{kind}.png" for kind in kinds},
-        "reviews": [_review(review) for review in reviews],
-    }
+    maps = {kind: f"{base}/maps/{result_id}/{kind}.png" for kind in kinds}
+    label = reviews[-1].label if reviews else None
+    return _out(row, label, base, ResultDetail, maps=maps, reviews=[_review(review) for review in reviews])
 
 
-def _review(review: Review) -> dict[str, Any]:
-    return dict(
-        id=review.id,
-        label=review.label,
-        reviewer=review.reviewer,
-        note=review.note,
-        created_at=review.created_at,
-    )
+def _review(review: Review) -> ReviewOut:
+    return ReviewOut.model_validate(review, from_attributes=True)
 
 
 @router.post(
@@ -303,7 +285,7 @@ def _review(review: Review) -> dict[str, Any]:
         200: {"model": ReviewOut, "description": "The same review was the frame's latest: not added again."}
     },
 )
-def add_review(result_id: int, body: ReviewIn, db: DB, response: Response) -> dict[str, Any]:
+def add_review(result_id: int, body: ReviewIn, db: DB, response: Response) -> ReviewOut:
     """Label the frame of a result. Sending the same review again (a retry) adds nothing: when the
     frame's latest review has this label, reviewer and note, that one is returned (200)."""
     row = operations.result_row(db, result_id)

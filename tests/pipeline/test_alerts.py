@@ -15,12 +15,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from alembic import command
+from click.testing import CliRunner
 from sqlalchemy import func, select
 
+from inspector.cli import main
 from inspector.config import AlertSettings, Settings
 from inspector.pipeline import alerts, thresholds
 from inspector.pipeline.process import get_detector, process_frames
-from inspector.store import operations, queries
+from inspector.store import migrate, operations, queries
 from inspector.store.db import session_scope
 from inspector.store.models import AlertOutbox, AlertState, Frame, Result
 from tests.pipeline.conftest import write_frames
@@ -205,3 +208,16 @@ def test_scoring_queues_flags_in_the_results_commit(embedded: Settings, tmp_path
     with session_scope(settings.db_url) as session:
         rows = session.execute(select(AlertOutbox.channel, func.count()).group_by(AlertOutbox.channel)).all()
     assert dict(rows) == {"webhook": 6, "mqtt": 6}
+
+
+def test_alerts_dispatch_command(seeded: Seeded) -> None:
+    command.stamp(migrate.alembic_config(seeded.settings.db_url), "head")  # seeded without Alembic
+    with webhook_receiver() as hook:
+        settings = with_alerts(seeded, webhook_url=hook.url)
+        flag(settings, flagged_frames(seeded, "cam-b"))
+        env = {"INSPECTOR_DATA_DIR": settings.data_dir, "INSPECTOR_ALERTS__WEBHOOK_URL": hook.url}
+        result = CliRunner().invoke(main, ["alerts", "dispatch", "--once"], env=env)
+        assert result.exit_code == 0 and "1 messages delivered" in result.output, result.output
+        assert hook.wait_for(1)[0].json["source"] == "cam-b"
+    off = CliRunner().invoke(main, ["alerts", "dispatch"], env={"INSPECTOR_DATA_DIR": settings.data_dir})
+    assert off.exit_code == 1 and "no alert channel configured" in off.output
