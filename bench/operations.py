@@ -503,8 +503,8 @@ def report(
         "land at once on a real `inspector watch --metrics-port` (one inline scorer) beside",
         "`inspector serve`; from the",
         f"first landing until the last commit ({scrapes['drain_s']:.0f} s) both endpoints are scraped, "
-        f"{scrapes['interval']:.1f} s apart ({scrapes['scrapes']} scrapes each). CPU per scrape: the dashboard",
-        "process's CPU time over the burst (it does nothing else) ÷ scrapes.",
+        f"{scrapes['interval']:.1f} s apart ({scrapes['scrapes']} scrapes each). CPU per scrape: the",
+        "dashboard process's CPU time over the burst (it does nothing else) ÷ scrapes.",
         "",
         "| endpoint | p50 | p95 | CPU per scrape | body |",
         "|---|---:|---:|---:|---:|",
