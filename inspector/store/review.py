@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, union, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
 
 from inspector.store.models import Frame, Model, Result, ResultMap, Review, Threshold, ThresholdChange
@@ -159,18 +159,33 @@ def labelled_scores(
     session: Session, model_version: str, source: str | None = None
 ) -> list[tuple[float, str]]:
     """(score, latest label) of every reviewed frame scored by this model version."""
-    latest = (
-        select(Review.frame_id, func.max(Review.id).label("review_id")).group_by(Review.frame_id).subquery()
-    )
-    query = (
-        select(Result.score, Review.label)
-        .join(latest, latest.c.frame_id == Result.frame_id)
-        .join(Review, Review.id == latest.c.review_id)
-        .where(Result.model_version == model_version)
+    return [(score, label) for _, score, label in labelled_frames(session, model_version, source)]
+
+
+def labelled_frames(
+    session: Session,
+    model_version: str,
+    source: str | None = None,
+    since: tuple[int, int] | None = None,
+) -> list[tuple[int, float, str]]:
+    """(frame id, score, latest label) of the reviewed frames scored by this model version; with
+    ``since`` = (review id, result id), only those labelled or scored after them: what changed."""
+    reviews = select(Review.frame_id, func.max(Review.id).label("review_id"))
+    query = select(Result.frame_id, Result.score, Review.label).where(Result.model_version == model_version)
+    if since is not None:
+        changed = union(
+            select(Review.frame_id).where(Review.id > since[0]),
+            select(Result.frame_id).where(Result.id > since[1], Result.model_version == model_version),
+        ).subquery()
+        reviews = reviews.where(Review.frame_id.in_(select(changed.c.frame_id)))
+        query = query.where(Result.frame_id.in_(select(changed.c.frame_id)))
+    latest = reviews.group_by(Review.frame_id).subquery()
+    query = query.join(latest, latest.c.frame_id == Result.frame_id).join(
+        Review, Review.id == latest.c.review_id
     )
     if source:
         query = query.join(Result.frame).where(Frame.source == source)
-    return [(score, label) for score, label in session.execute(query)]
+    return [(frame_id, score, label) for frame_id, score, label in session.execute(query)]
 
 
 def threshold_changes(session: Session, limit: int = 20) -> list[ThresholdChange]:
@@ -290,7 +305,21 @@ def most_labelled_source(session: Session, model_version: str, recent: int = 100
     return session.scalar(counted.limit(1))
 
 
-def labels_stamp(session: Session) -> tuple[int | None, int, int | None]:
+@dataclass(frozen=True)
+class LabelsStamp:
     """Changes whenever labelled_scores may: a review added or deleted, a result added."""
+
+    review_id: int  # the newest review (0: none)
+    reviews: int  # how many
+    result_id: int  # the newest result
+
+    def only_added_since(self, session: Session, earlier: LabelsStamp) -> bool:
+        """Whether everything between ``earlier`` and this stamp was added (no review deleted),
+        so that reading what changed since it brings labelled scores up to date."""
+        added = session.scalar(select(func.count(Review.id)).where(Review.id > earlier.review_id)) or 0
+        return self.reviews - earlier.reviews == added
+
+
+def labels_stamp(session: Session) -> LabelsStamp:
     newest, count = session.execute(select(func.max(Review.id), func.count(Review.id))).one()
-    return newest, count, session.scalar(select(func.max(Result.id)))
+    return LabelsStamp(newest or 0, count, session.scalar(select(func.max(Result.id))) or 0)

@@ -28,13 +28,14 @@ from inspector.store import review as store
 from inspector.store.db import session_scope
 from inspector.store.models import LABELS, Result
 from inspector.web import api, calibration, charts, security, service
+from inspector.web.labelled import LabelledScores
 from inspector.web.workers import worker_status
 
 T = TypeVar("T")
 HERE = Path(__file__).parent
 FILTER_KEYS = ("start", "end", "source", "score_min", "score_max", "model_version", "all")
 PAGE_SIZE = 50
-LABELLED = calibration.StampedCache()  # what the calibration page read from the labels, while unchanged
+LABELLED = LabelledScores()  # the calibration page's labelled scores, updated by what changed
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
     "form-action 'self'; base-uri 'none'",
@@ -339,12 +340,7 @@ def _local(url: str) -> str:
 def _calibrate(session: Session, version: str, source: str | None, target: float) -> dict:
     """Labelled scores turned into the calibration page's numbers and charts."""
 
-    def load() -> calibration.Labelled:
-        return calibration.Labelled(store.labelled_scores(session, version, source))
-
-    database, stamp = str(session.get_bind().url), store.labels_stamp(session)
-    labelled = LABELLED.get((database, version, source), stamp, load)
-    most = LABELLED.get((database, version), stamp, lambda: store.most_labelled_source(session, version))
+    labelled = LABELLED.get(session, version, source)
     anomalies, samples = labelled.positives, len(labelled.scores)
     current = (
         store.effective_threshold(session, source, version)
@@ -356,7 +352,7 @@ def _calibrate(session: Session, version: str, source: str | None, target: float
         "anomalies": anomalies,
         "normals": samples - anomalies,
         "current": current,
-        "labelled_source": most,
+        "labelled_source": store.most_labelled_source(session, version),
     }
     if not anomalies or anomalies == samples:
         return context

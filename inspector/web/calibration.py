@@ -7,15 +7,11 @@ here uses that same rule so the dashboard's promise matches what the pipeline wi
 from __future__ import annotations
 
 import math
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 import numpy as np
 
 Sample = tuple[float, str]  # (score, label "anomaly" | "normal")
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -48,10 +44,19 @@ class Labelled:
     def __init__(self, samples: list[Sample]):
         scores = np.fromiter((score for score, _ in samples), np.float64, len(samples))
         anomalous = np.fromiter((label == "anomaly" for _, label in samples), bool, len(samples))
+        self._sort(scores, anomalous)
+
+    @classmethod
+    def from_arrays(cls, scores: np.ndarray, anomalous: np.ndarray) -> Labelled:
+        labelled = cls.__new__(cls)
+        labelled._sort(scores, anomalous)
+        return labelled
+
+    def _sort(self, scores: np.ndarray, anomalous: np.ndarray) -> None:
         order = np.argsort(-scores, kind="stable")
         self.scores, self.anomalous = scores[order], anomalous[order]
         self.positives = int(anomalous.sum())
-        self.negatives = len(samples) - self.positives
+        self.negatives = len(scores) - self.positives
         self._tp = np.r_[0, np.cumsum(self.anomalous)]  # true positives among the first k scores
         # The last sample of each run of equal scores (none for no samples).
         last = np.append(self.scores[1:] != self.scores[:-1], True)[: len(scores)]
@@ -137,30 +142,6 @@ def auc(samples: list[Sample]) -> float:
 def threshold_for_recall(samples: list[Sample], target: float) -> float | None:
     """See :meth:`Labelled.threshold_for_recall`."""
     return Labelled(samples).threshold_for_recall(target)
-
-
-class StampedCache:
-    """What the last pages read from the labels (their scores, sorted), reused while the labels
-    and results they came from are unchanged (``stamp``): reading 100 000 labelled scores costs
-    more than all the math above."""
-
-    def __init__(self, size: int = 16):
-        self.size = size
-        self._entries: dict[object, tuple[object, Any]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: object, stamp: object, load: Callable[[], T]) -> T:
-        with self._lock:
-            entry = self._entries.get(key)
-        if entry is not None and entry[0] == stamp:
-            return entry[1]
-        value = load()
-        with self._lock:
-            self._entries.pop(key, None)
-            while len(self._entries) >= self.size:
-                self._entries.pop(next(iter(self._entries)))
-            self._entries[key] = (stamp, value)
-        return value
 
 
 def as_submitted(shown: float, exact: float | None) -> float:

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from prometheus_client.parser import text_string_to_metric_families
 
+from inspector import health
 from inspector.cli import main
 from inspector.config import Settings, WatchSettings
 from inspector.store import migrate
 from tests.pipeline.conftest import counts, settings_env, write_frames
+from tests.receivers import free_port
 
 pytestmark = pytest.mark.services
 
@@ -90,12 +95,28 @@ def test_celery_workers_score_50_frames_exactly_once(
 ) -> None:
     incoming = tmp_path / "incoming"
     write_frames(incoming, 50)
-    start_worker(*INSPECTOR, "worker", "--loglevel", "INFO")
+    port = free_port()  # the worker's own metrics: counted in its forked pool process
+    start_worker(
+        *INSPECTOR, "worker", "--loglevel", "INFO", "--log-format", "json", "--metrics-port", str(port)
+    )
     _watch_once(distributed, incoming)  # registers, commits, sends 7 batches of ids
     _wait_for(distributed, 50, timeout=180, tmp_path=tmp_path)
     assert counts(distributed.database_url) == (50, {"done": 50}, 1)
     assert list(incoming.iterdir()) == []
     assert len(list((distributed.data_path / "archive").rglob("*.png"))) == 50
+    scraped = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    scored = [
+        sample.value
+        for family in text_string_to_metric_families(scraped)
+        for sample in family.samples
+        if sample.name == "inspector_frames_scored_total"
+    ]
+    assert sum(scored) == 50
+    assert [(p.kind, p.state) for p in health.summary(distributed).processes if p.kind == "worker"] == [
+        ("worker", "up")
+    ]
+    lines = (tmp_path / "worker0.log").read_text().splitlines()
+    assert any(json.loads(line)["logger"].startswith("celery") for line in lines if line.startswith("{"))
 
 
 def _children(pid: int) -> list[int]:

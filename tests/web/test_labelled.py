@@ -1,0 +1,48 @@
+"""The calibration page's labelled scores stay equal to a fresh read while labels come and go."""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import numpy as np
+from sqlalchemy import delete
+
+from inspector.store import review as store
+from inspector.store.db import session_scope
+from inspector.store.models import Review
+from inspector.web.calibration import Labelled
+from inspector.web.labelled import LabelledScores
+from tests.web.conftest import Seeded
+
+
+def same(a: Labelled, b: Labelled) -> bool:
+    return np.array_equal(a.scores, b.scores) and np.array_equal(a.anomalous, b.anomalous)
+
+
+def test_updates_by_what_changed_and_rereads_after_a_deletion(seeded: Seeded) -> None:
+    kept, url = LabelledScores(), seeded.settings.db_url
+    for source in (None, "cam-a"):
+
+        def fresh() -> Labelled:
+            with session_scope(url) as session:
+                return Labelled(store.labelled_scores(session, "v1", source))  # noqa: B023
+
+        with session_scope(url) as session:
+            assert same(kept.get(session, "v1", source), fresh())
+        with session_scope(url) as session:  # a new label, and a frame labelled again the other way
+            session.add(Review(frame_id=seeded.frame_ids[20], label="normal", reviewer="Ada"))
+            session.add(Review(frame_id=seeded.frame_ids[14], label="normal", reviewer="Ada"))
+        with (
+            session_scope(url) as session,
+            mock.patch.object(store, "labelled_frames", wraps=store.labelled_frames) as read,
+        ):
+            assert same(kept.get(session, "v1", source), fresh())
+            assert read.call_args_list[0].args[3] is not None  # only what changed was read
+        with session_scope(url) as session:
+            session.execute(delete(Review).where(Review.frame_id == seeded.frame_ids[0]))
+        with (
+            session_scope(url) as session,
+            mock.patch.object(store, "labelled_frames", wraps=store.labelled_frames) as read,
+        ):
+            assert same(kept.get(session, "v1", source), fresh())
+            assert len(read.call_args_list[0].args) == 3  # a deletion: everything read again
