@@ -39,6 +39,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from inspector import health
 from inspector.config import Settings
 from inspector.store.models import utcnow
 
@@ -284,11 +285,19 @@ class GroupsCollector(Collector):
         yield from MultiProcessCollector.merge(files, accumulate=True)
 
 
-def _by_label(name: str, documentation: str, label: str, counts: dict[str, int]) -> GaugeMetricFamily:
-    gauge = GaugeMetricFamily(name, documentation, labels=[label])
+def _waiting(
+    name: str, oldest: str, what: str, label: str, backlog: health.Backlog | health.AlertBacklog
+) -> Iterator[GaugeMetricFamily]:
+    """How many wait (by ``label``), and the age of the oldest (0 when none)."""
+    counts = backlog.by_status if isinstance(backlog, health.Backlog) else backlog.by_channel
+    gauge = GaugeMetricFamily(
+        f"inspector_{name}", f"Each {what} not yet handled, by {label}.", labels=[label]
+    )
     for value, count in counts.items():
         gauge.add_metric([value], count)
-    return gauge
+    yield gauge
+    age = backlog.oldest_seconds or 0.0
+    yield GaugeMetricFamily(f"inspector_{oldest}", f"Age of the oldest {what} waiting (0: none).", value=age)
 
 
 class PipelineCollector(Collector):
@@ -298,27 +307,14 @@ class PipelineCollector(Collector):
         self.settings = settings
 
     def collect(self) -> Iterator[Metric]:
-        from inspector import health
-
         report = health.summary(self.settings)
-        yield _by_label(
-            "inspector_queue_frames", "Frames waiting to be scored.", "status", report.backlog.by_status
-        )
-        yield GaugeMetricFamily(
-            "inspector_queue_oldest_seconds",
-            "Age of the oldest frame waiting or in flight (0 when none).",
-            value=report.backlog.oldest_seconds or 0.0,
-        )
+        backlog, alerts = report.backlog, report.alerts
+        yield from _waiting("queue_frames", "queue_oldest_seconds", "frame", "status", backlog)
         yield GaugeMetricFamily(
             "inspector_review_queue_frames", "Flagged frames without a review.", value=report.to_review
         )
-        yield _by_label(
-            "inspector_alerts_undelivered", "Flags not yet delivered.", "channel", report.alerts.by_channel
-        )
-        yield GaugeMetricFamily(
-            "inspector_alerts_oldest_undelivered_seconds",
-            "Age of the oldest undelivered flag (0 when none).",
-            value=report.alerts.oldest_seconds or 0.0,
+        yield from _waiting(
+            "alerts_undelivered", "alerts_oldest_undelivered_seconds", "flag", "channel", alerts
         )
         model = GaugeMetricFamily(
             "inspector_model_info", "The model registered last (1).", labels=["version", "method"]
