@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from inspector import frames
 from inspector.config import ConfigError, FrameSpec
 from inspector.frames import FrameError, decode, find_frames, frame_from_bytes, load_frame, preprocess
 
@@ -252,6 +255,88 @@ def test_pixel_limit_is_checked_from_the_header(tmp_path: Path, suffix: str) -> 
     assert load_frame(path, FrameSpec(image_size=8, max_pixels=2000)).shape == (1, 8, 8)
     with pytest.raises(FrameError, match="50x40 pixels exceeds the limit of 1999"):
         load_frame(path, FrameSpec(image_size=8, max_pixels=1999))
+
+
+def png_ihdr(width: int, height: int, depth: int, colour: int) -> bytes:
+    """A PNG signature and an IHDR of this size, bit depth and colour type; nothing behind it."""
+    chunk = b"IHDR" + struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
+
+
+def test_the_issues_png_bomb_is_refused_by_its_decoded_bytes() -> None:
+    """7000x7000 16-bit RGBA: 49 M pixels pass the pixel limit, but decoded they take 392 MB
+    (2.27 GB while preprocessed): refused from the header, by the default byte limit."""
+    with pytest.raises(FrameError, match="392000000 bytes decoded: over the limit of 268435456"):
+        frame_from_bytes(png_ihdr(7000, 7000, 16, 6) + bytes(64), FrameSpec(image_size=8))
+
+
+@pytest.mark.parametrize(
+    ("suffix", "image", "pixel_bytes"),
+    [
+        (".png", np.zeros((40, 50, 4), np.uint16), 8),
+        (".png", np.zeros((40, 50, 3), np.uint8), 3),
+        (".jpg", np.zeros((40, 50, 3), np.uint8), 3),
+        (".tiff", np.zeros((40, 50, 3), np.float32), 12),
+        (".tiff", np.zeros((40, 50), np.uint16), 2),
+        (".bmp", np.zeros((40, 50), np.uint8), 3),
+        (".npy", np.zeros((40, 50, 4), np.float64), 32),
+    ],
+)
+def test_decoded_bytes_are_bounded_from_the_header(suffix: str, image: np.ndarray, pixel_bytes: int) -> None:
+    """width x height x channels x bytes per sample, read before decoding: at the limit the frame
+    is read, one byte below it is refused."""
+    if suffix == ".npy":
+        data = npy_bytes(image)
+    else:
+        ok, buffer = cv2.imencode(suffix, image)
+        assert ok
+        data = buffer.tobytes()
+    spec = FrameSpec(mode="colour", image_size=8)
+    size = 40 * 50 * pixel_bytes
+    assert decode(data, 10**6, max_bytes=size).nbytes <= size
+    assert frame_from_bytes(data, spec, max_bytes=size).shape == (3, 8, 8)
+    with pytest.raises(FrameError, match=f"would take {size} bytes decoded: over the limit of {size - 1}"):
+        decode(data, 10**6, max_bytes=size - 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.int32, np.int8])
+def test_poison_tiffs_decode_or_raise_frame_error(tmp_path: Path, dtype: type) -> None:
+    """3-channel TIFFs of sample types cv2.cvtColor refuses (issue 17, item 1): never a cv2.error."""
+    path = tmp_path / "p.tif"
+    assert cv2.imwrite(str(path), np.full((8, 8, 3), 0.5).astype(dtype))
+    spec = FrameSpec(mode="colour", image_size=8)
+    if dtype == np.float64:  # floats in [0, 1]: a frame
+        assert np.allclose(load_frame(path, spec), 0.5)
+    else:
+        with pytest.raises(FrameError, match="unsupported pixel type"):
+            load_frame(path, spec)
+
+
+def test_a_library_error_while_preprocessing_becomes_a_frame_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fails(*_: object) -> None:
+        raise cv2.error("OpenCV(5.0.0) resize.cpp:1: error: (-215:Assertion failed) in function 'x'")
+
+    monkeypatch.setattr(frames, "_resize", fails)
+    with pytest.raises(FrameError, match="cannot preprocess the image: OpenCV"):
+        frame_from_bytes(png_bytes(np.zeros((20, 20), np.uint8)), FrameSpec(image_size=8))
+
+
+def test_opencv_keeps_its_own_log_lines_about_bad_files_to_itself(tmp_path: Path) -> None:
+    """The reason is in the FrameError; OpenCV's own "[ WARN] ... PNG input buffer is incomplete"
+    lines on stderr, one per hostile file, are not (issue 17, item 16)."""
+    cut = tmp_path / "cut.png"
+    data = png_bytes(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8))
+    cut.write_bytes(data[: len(data) // 2])
+    code = (
+        "import sys\n"
+        "from inspector.config import FrameSpec\n"
+        "from inspector.frames import FrameError, load_frame\n"
+        "try: load_frame(sys.argv[1], FrameSpec())\n"
+        "except FrameError as e: print(e)"
+    )
+    run = subprocess.run([sys.executable, "-c", code, str(cut)], capture_output=True, text=True, check=True)
+    assert "corrupt or truncated" in run.stdout
+    assert run.stderr == ""
 
 
 def test_npy_bomb_is_refused_before_reading_its_data() -> None:
