@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, Table, case, or_, select, update
+from sqlalchemy import Select, Table, case, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -171,6 +171,14 @@ def release_frames(session: Session, ids: Sequence[int]) -> None:
     )
 
 
+def forget_frame(session: Session, frame_id: int) -> bool:
+    """Unregister a claimed frame whose file is still being written (it could not be read yet):
+    the watcher registers the file again, with its final content, once it has changed or held
+    still. False if the frame is no longer claimed (someone else finished it)."""
+    stmt = delete(Frame).where(Frame.id == frame_id, Frame.status == "processing")
+    return session.execute(stmt.execution_options(**_NO_SYNC)).rowcount == 1
+
+
 def finish_frames(
     session: Session, status: str, stored_paths: dict[int, str | None], error: str | None = None
 ) -> list[int]:
@@ -228,7 +236,8 @@ def set_frame_path(session: Session, frame_id: int, path: str) -> None:
     session.execute(stmt.execution_options(**_NO_SYNC))
 
 
-def set_stored_path(session: Session, frame_id: int, stored_path: str) -> None:
+def set_stored_path(session: Session, frame_id: int, stored_path: str | None) -> None:
+    """Record where a finished frame's file lies; None while it is still where it landed."""
     session.execute(
         update(Frame)
         .where(Frame.id == frame_id)

@@ -68,12 +68,13 @@ def test_bad_files_are_quarantined_with_their_error(tmp_path: Path, embedded: Se
     (incoming / "corrupt.png").write_bytes(png[:8] + os.urandom(200))
     (incoming / "empty.png").write_bytes(b"")
     (incoming / "truncated.png").write_bytes(png[: len(png) // 2])
-    (incoming / "notes.txt").write_text("not a frame at all")
-    _cli(embedded, "watch", str(incoming), "--once")
+    (incoming / "notes.dat").write_text("not a frame at all")
+    (incoming / "f000.json").write_text("{}")  # a camera's sidecar: ignored by pattern, counted
+    assert "ignored 1" in _cli(embedded, "watch", str(incoming), "--once")
 
     with session_scope(embedded.db_url) as session:
         frames = {Path(f.path).name: f for f in session.scalars(select(Frame))}
-    bad = ("corrupt.png", "empty.png", "truncated.png", "notes.txt")
+    bad = ("corrupt.png", "empty.png", "truncated.png", "notes.dat")
     for name in bad:
         frame = frames[name]
         assert frame.status == "quarantined" and frame.error, name
@@ -82,7 +83,7 @@ def test_bad_files_are_quarantined_with_their_error(tmp_path: Path, embedded: Se
         assert frame.error in stored.with_name(stored.name + ".error.txt").read_text()
     assert "empty" in frames["empty.png"].error
     assert counts(embedded.db_url)[:2] == (3, {"done": 3, "quarantined": 4})
-    assert list(incoming.iterdir()) == []
+    assert [p.name for p in incoming.iterdir()] == ["f000.json"]
 
 
 def test_ignored_files_links_and_duplicates(tmp_path: Path, embedded: Settings) -> None:
