@@ -274,14 +274,21 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from inspector.web import create_app
+    from inspector.web.security import is_loopback, uvicorn_proxy_options
 
     settings = ctx.settings
     _database(ctx)
     host, port = host or settings.server.host, port or settings.server.port
+    settings.server.host = host  # beyond loopback, every page needs a login
     if not settings.server.token:
+        if not is_loopback(host):
+            raise click.ClickException(
+                f"binding to {host} needs server.token: beyond loopback, every page needs a login"
+            )
         click.echo("no server.token configured: the dashboard is read-only", err=True)
     click.echo(f"dashboard on http://{host}:{port}/")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    options = uvicorn_proxy_options(settings.server)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", **options)
 
 
 def _print_rows(rows: list[dict], fmt: str) -> None:

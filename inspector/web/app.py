@@ -62,7 +62,7 @@ def render(request: Request, name: str, context: dict, status: int = 200) -> HTM
     """A page with the login state, CSRF token and any one-off message the base template shows."""
     context = {
         "user": security.current_user(request),
-        "csrf": security.csrf_token(request),
+        "csrf": security.page_csrf(request),
         "writes_enabled": bool(request.app.state.settings.server.token),
         "flash": request.session.pop("flash", None),
         **context,
@@ -123,11 +123,17 @@ def key_of(result: Result) -> str:
 
 def create_app(settings: Settings) -> FastAPI:
     """The dashboard over the database named in ``settings``."""
-    app = FastAPI(title="inspector", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="inspector",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        dependencies=[Depends(security.require_reader)],
+    )
     app.state.settings = settings
     app.add_middleware(
         SessionMiddleware,
-        secret_key=security.session_secret(settings.server),
+        secret_key=security.session_secret(settings),
         session_cookie="inspector_session",
         max_age=12 * 3600,
         same_site="strict",
@@ -311,6 +317,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/login")
     def login_form(request: Request, next: str = "/queue") -> HTMLResponse:
+        security.csrf_token(request)  # the session (and its cookie) starts here, for the form
         return render(request, "login.html", {"next": _local(next)})
 
     @app.post("/login", dependencies=[Depends(security.check_csrf)])

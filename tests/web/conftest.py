@@ -124,8 +124,9 @@ def client(seeded: Seeded) -> TestClient:
     return TestClient(create_app(seeded.settings))
 
 
-def csrf_of(client: TestClient, path: str = "/queue") -> str:
-    """The session's CSRF token, as a page hands it to its forms."""
+def csrf_of(client: TestClient, path: str = "/login") -> str:
+    """The session's CSRF token, as a page hands it to its forms (a session starts at the login
+    form; a visitor who only reads has none)."""
     page = client.get(path).text
     match = re.search(r'<meta name="csrf-token" content="([^"]+)"', page)
     assert match, "no CSRF field on the page"

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import re
 from pathlib import Path
 
+import itsdangerous
 import numpy as np
 import pytest
 from fastapi import HTTPException
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, func, select
 
+from inspector.config import ServerSettings
 from inspector.maps import MAP_KINDS, decode_png, picture
 from inspector.store.db import session_scope
 from inspector.store.models import ResultMap, Review, ThresholdChange
@@ -318,3 +322,53 @@ def test_worker_status_reports_an_unreachable_broker() -> None:
 
     status = worker_status(Settings(executor="celery", broker_url="redis://127.0.0.1:1/0"), timeout=0.5)
     assert not status.ok and "unreachable" in status.summary
+
+
+# --- who may read; the session key (issue 17, items 8 and 13) --------------------------------
+
+
+def test_a_visitor_who_only_reads_gets_no_cookie(client: TestClient, seeded: Seeded) -> None:
+    for page in ("/queue", "/overview", "/calibration", f"/results/{seeded.result_ids[39]}"):
+        response = client.get(page)
+        assert response.status_code == 200 and "set-cookie" not in response.headers, page
+    assert "inspector_session" in client.get("/login").headers["set-cookie"]  # the form needs one
+
+
+def test_the_session_key_is_random_per_install_and_kept_in_the_data_dir(seeded: Seeded) -> None:
+    """Without server.secret the cookie must not be signed with a key derived from the token
+    (sha256 of it was guessable offline at 44 000 tokens/s): a random key, made once (0600)."""
+    first = TestClient(create_app(seeded.settings))
+    csrf = csrf_of(first)
+    first.post("/login", data={"csrf": csrf, "token": TOKEN, "name": "Ada"})
+    cookie = first.cookies["inspector_session"]
+    derived = hashlib.sha256(f"inspector-session:{TOKEN}".encode()).hexdigest()
+    with pytest.raises(itsdangerous.BadSignature):
+        itsdangerous.TimestampSigner(derived).unsign(cookie)
+    key = seeded.settings.data_path / "session.key"
+    assert key.stat().st_mode & 0o777 == 0o600 and len(key.read_text().strip()) == 64
+    restarted = TestClient(create_app(seeded.settings), cookies={"inspector_session": cookie})
+    assert "Ada" in restarted.get("/queue").text  # the same key after a restart
+    other = dataclasses.replace(seeded.settings, data_dir=str(seeded.settings.data_path / "other"))
+    assert security.session_secret(other) != security.session_secret(seeded.settings)
+
+
+def test_reads_need_a_login_when_listening_beyond_loopback(seeded: Seeded) -> None:
+    settings = dataclasses.replace(seeded.settings, server=ServerSettings(host="0.0.0.0", token=TOKEN))
+    client = TestClient(create_app(settings))
+    result_id = seeded.result_ids[39]
+    for page in (
+        "/queue",
+        "/overview",
+        "/calibration",
+        f"/results/{result_id}",
+        f"/maps/{result_id}/input.png",
+    ):
+        assert client.get(page).status_code == 401, page
+    assert client.get("/healthz").status_code == 200
+    csrf = csrf_of(client)  # the login form is open
+    client.post("/login", data={"csrf": csrf, "token": TOKEN, "name": "Ada"})
+    assert client.get("/queue").status_code == 200 and client.get(f"/results/{result_id}").status_code == 200
+    no_token = dataclasses.replace(settings, server=ServerSettings(host="0.0.0.0"))
+    assert TestClient(create_app(no_token)).get("/queue").status_code == 403
+    loopback = dataclasses.replace(settings, server=ServerSettings(host="::1", token=TOKEN))
+    assert TestClient(create_app(loopback)).get("/queue").status_code == 200
