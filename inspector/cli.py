@@ -184,7 +184,12 @@ def train(
     default="table",
     show_default=True,
 )
-@click.option("--maps", "maps_dir", type=click.Path(file_okay=False), help="Write heat-map PNGs here.")
+@click.option(
+    "--maps",
+    "maps_dir",
+    type=click.Path(file_okay=False),
+    help="Write heat-map PNGs here, as MAPS/<path under the scored folders>.<kind>.png.",
+)
 @click.option("--threshold", type=float, default=None, help="Override the model's default threshold.")
 @pass_context
 def score(
@@ -197,6 +202,8 @@ def score(
     threshold: float | None,
 ) -> None:
     """Score frames (files or folders) and print a verdict per frame."""
+    import os
+
     import numpy as np
 
     from inspector.detector import CheckpointError, Detector
@@ -214,13 +221,16 @@ def score(
     errors: dict[Path, FrameError] = {}
     for path in paths:
         try:
-            loaded[path] = load_frame(path, detector.frame_spec)
+            loaded[path] = load_frame(path, detector.frame_spec, ctx.settings.watch.max_decoded_bytes)
         except FrameError as exc:
             errors[path] = exc
     # Each file is read once: the same pixels are scored and drawn into the maps.
     frames = list(loaded.values())
     detections = dict(zip(loaded, detector.score_arrays(frames, threshold) if frames else [], strict=True))
     threshold = detector.threshold if threshold is None else threshold
+    # Maps are named by the frame's path under the folder holding every input, so same-named
+    # frames of different folders (or suffixes) never overwrite each other's maps.
+    scored_root = Path(os.path.commonpath([p.absolute().parent for p in paths]))
     rows = []
     for path in paths:
         row = {"frame": str(path), "score": None, "threshold": threshold, "verdict": "error", "error": ""}
@@ -230,7 +240,8 @@ def score(
             result = detections[path]
             row.update(score=result.score, verdict="anomaly" if result.is_anomaly else "normal")
             if maps_dir:
-                written = write_maps(Path(maps_dir), path.stem, loaded[path], result)
+                name = path.absolute().relative_to(scored_root)
+                written = write_maps(Path(maps_dir) / name.parent, name.name, loaded[path], result)
                 row["maps"] = {k: str(v) for k, v in written.items()}
         rows.append(row)
     _print_rows(rows, fmt)

@@ -91,3 +91,26 @@ def test_clear_errors(tiny_checkpoint: Path, tmp_path: Path) -> None:
         main, ["train", "--data", str(depth_data), "--mode", "depth", "--out", str(tmp_path / "d.pt")]
     )
     assert wrong.exit_code != 0 and "one channel" in wrong.output
+
+
+def test_maps_of_same_named_frames_from_different_folders_do_not_collide(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """cam1/f000.png and cam2/f000.png (and f000.png beside f000.tif) each keep their own maps,
+    named by their path under the folder holding all the inputs."""
+    first = _write_frames(tmp_path / "cam1", blob_frames(1, seed=1))[0]
+    second = _write_frames(tmp_path / "cam2" / "sub", blob_frames(1, seed=2))[0]
+    tif = first.with_suffix(".tif")
+    cv2.imwrite(str(tif), np.zeros((TINY_SIZE, TINY_SIZE), np.uint8))
+    maps = tmp_path / "maps"
+    args = ["score", str(tiny_checkpoint), str(tmp_path / "cam1"), str(tmp_path / "cam2"), "--format", "json"]
+    result = CliRunner().invoke(main, [*args, "--maps", str(maps)])
+    assert result.exit_code == 0, result.output
+    inputs = {Path(row["frame"]).resolve(): row["maps"]["input"] for row in json.loads(result.output)}
+    assert inputs == {
+        first.resolve(): str(maps / "cam1" / "f000.png.input.png"),
+        tif.resolve(): str(maps / "cam1" / "f000.tif.input.png"),
+        second.resolve(): str(maps / "cam2" / "sub" / "f000.png.input.png"),
+    }
+    pictures = [cv2.imread(path) for path in inputs.values()]
+    assert not np.array_equal(pictures[0], pictures[1]) and not np.array_equal(pictures[0], pictures[2])
