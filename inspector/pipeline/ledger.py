@@ -249,12 +249,13 @@ def move(source: Path, data_dir: Path, location: str, note: str | None = None) -
 
 def move_files(data_dir: Path, moves: Iterable[tuple[Path, str, str | None]]) -> set[Path]:
     """Move each file (source, location, note) on its own: one that cannot be moved (a full disk,
-    no permission) is logged and does not keep the others in place. Returns the sources not
-    moved, gone ones included."""
+    no permission) is logged and does not keep the others in place. Returns the sources that are
+    not at their location: not moved, or gone without having been moved there (the watcher's
+    rescan and a scorer may both move a frame that was just finished: one of them finds it gone)."""
     unmoved = set()
     for source, location, note in moves:
         try:
-            if move(source, data_dir, location, note):
+            if move(source, data_dir, location, note) or (data_dir / location).exists():
                 continue
         except OSError as exc:
             log.warning("cannot move %s to %s (%s): the rescan tries again", source, location, exc)

@@ -271,3 +271,14 @@ def test_sidecar_files_are_ignored_silently_and_counted(
     watcher = Watcher(incoming, embedded)
     watcher.run_once()
     assert watcher.stats["ignored"] == len(sidecars) + 1 and counts(embedded.db_url)[1] == {"done": 2}
+
+
+def test_a_file_someone_else_moved_to_its_location_counts_as_moved(tmp_path: Path) -> None:
+    """The watcher's rescan and a scorer may both move a frame that was just finished; the one that
+    finds it gone must not clear its stored path (found by the hostile corpus)."""
+    data_dir, source = tmp_path / "data", tmp_path / "in" / "f.png"
+    source.parent.mkdir()
+    source.write_bytes(b"frame")
+    assert ledger.move_files(data_dir, [(source, "archive/d/f.png", None)]) == set()
+    assert ledger.move_files(data_dir, [(source, "archive/d/f.png", None)]) == set()  # moved already
+    assert ledger.move_files(data_dir, [(source, "archive/d/g.png", None)]) == {source}  # gone
