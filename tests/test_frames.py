@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import io
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import cv2
@@ -17,7 +15,7 @@ from inspector import frames
 from inspector.config import ConfigError, FrameSpec
 from inspector.frames import FrameError, decode, find_frames, frame_from_bytes, load_frame, preprocess
 
-from .conftest import SHARED_DATA
+from .conftest import SHARED_DATA, encoded, npy_bytes, png_header
 
 DEPTH = SHARED_DATA / "depth"
 HAND = DEPTH / "hand-sr305"
@@ -26,25 +24,6 @@ TILES = SHARED_DATA / "magnetic-tile"
 SR305 = FrameSpec(mode="depth", image_size=64, depth_unit_mm=0.125, near_mm=0.0, far_mm=1500.0)
 needs_depth = pytest.mark.skipif(not DEPTH.is_dir(), reason="needs ../shared/data/depth")
 needs_tiles = pytest.mark.skipif(not TILES.is_dir(), reason="needs ../shared/data/magnetic-tile")
-
-
-def png_bytes(img: np.ndarray) -> bytes:
-    ok, buffer = cv2.imencode(".png", img)
-    assert ok
-    return buffer.tobytes()
-
-
-def npy_bytes(arr: np.ndarray) -> bytes:
-    stream = io.BytesIO()
-    np.save(stream, arr)
-    return stream.getvalue()
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG signature and IHDR claiming the given size, with no image data behind it."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    chunk = b"IHDR" + ihdr
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
 
 
 # --- real depth frames -------------------------------------------------------------------
@@ -136,7 +115,7 @@ def test_depth_npy_and_tiff_in_sensor_units(tmp_path: Path) -> None:
 def test_16_bit_png_grey_scales_by_full_range(tmp_path: Path) -> None:
     img = np.full((10, 10), 65535, np.uint16)
     img[:, :5] = 0
-    (tmp_path / "a.png").write_bytes(png_bytes(img))
+    (tmp_path / "a.png").write_bytes(encoded(img))
     frame = load_frame(tmp_path / "a.png", FrameSpec(mode="grey", image_size=10))
     assert frame.shape == (1, 10, 10)
     assert frame[0, 0, 0] == 0 and frame[0, 0, 9] == 1
@@ -238,7 +217,7 @@ def test_bad_bytes_raise_frame_error(data: bytes, message: str) -> None:
 
 
 def test_truncated_png_is_refused(tmp_path: Path) -> None:
-    data = png_bytes(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8))
+    data = encoded(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8))
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
     with pytest.raises(FrameError, match="not a readable image: corrupt or truncated"):
         load_frame(tmp_path / "cut.png", FrameSpec(image_size=8))
@@ -257,17 +236,11 @@ def test_pixel_limit_is_checked_from_the_header(tmp_path: Path, suffix: str) -> 
         load_frame(path, FrameSpec(image_size=8, max_pixels=1999))
 
 
-def png_ihdr(width: int, height: int, depth: int, colour: int) -> bytes:
-    """A PNG signature and an IHDR of this size, bit depth and colour type; nothing behind it."""
-    chunk = b"IHDR" + struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
-
-
 def test_the_issues_png_bomb_is_refused_by_its_decoded_bytes() -> None:
     """7000x7000 16-bit RGBA: 49 M pixels pass the pixel limit, but decoded they take 392 MB
     (2.27 GB while preprocessed): refused from the header, by the default byte limit."""
     with pytest.raises(FrameError, match="392000000 bytes decoded: over the limit of 268435456"):
-        frame_from_bytes(png_ihdr(7000, 7000, 16, 6) + bytes(64), FrameSpec(image_size=8))
+        frame_from_bytes(png_header(7000, 7000, 16, 6) + bytes(64), FrameSpec(image_size=8))
 
 
 @pytest.mark.parametrize(
@@ -285,12 +258,7 @@ def test_the_issues_png_bomb_is_refused_by_its_decoded_bytes() -> None:
 def test_decoded_bytes_are_bounded_from_the_header(suffix: str, image: np.ndarray, pixel_bytes: int) -> None:
     """width x height x channels x bytes per sample, read before decoding: at the limit the frame
     is read, one byte below it is refused."""
-    if suffix == ".npy":
-        data = npy_bytes(image)
-    else:
-        ok, buffer = cv2.imencode(suffix, image)
-        assert ok
-        data = buffer.tobytes()
+    data = npy_bytes(image) if suffix == ".npy" else encoded(image, suffix)
     spec = FrameSpec(mode="colour", image_size=8)
     size = 40 * 50 * pixel_bytes
     assert decode(data, 10**6, max_bytes=size).nbytes <= size
@@ -318,14 +286,14 @@ def test_a_library_error_while_preprocessing_becomes_a_frame_error(monkeypatch: 
 
     monkeypatch.setattr(frames, "_resize", fails)
     with pytest.raises(FrameError, match="cannot preprocess the image: OpenCV"):
-        frame_from_bytes(png_bytes(np.zeros((20, 20), np.uint8)), FrameSpec(image_size=8))
+        frame_from_bytes(encoded(np.zeros((20, 20), np.uint8)), FrameSpec(image_size=8))
 
 
 def test_opencv_keeps_its_own_log_lines_about_bad_files_to_itself(tmp_path: Path) -> None:
     """The reason is in the FrameError; OpenCV's own "[ WARN] ... PNG input buffer is incomplete"
     lines on stderr, one per hostile file, are not (issue 17, item 16)."""
     cut = tmp_path / "cut.png"
-    data = png_bytes(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8))
+    data = encoded(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8))
     cut.write_bytes(data[: len(data) // 2])
     code = (
         "import sys\n"

@@ -31,7 +31,7 @@ from inspector.config import Settings
 from inspector.pipeline.ledger import path_text
 from inspector.store.db import session_scope
 from inspector.store.models import Frame, Result
-from tests.conftest import TINY_SIZE, blob_frames
+from tests.conftest import TINY_SIZE, blob_frames, encoded, npy_bytes, png_header
 from tests.pipeline.conftest import settings_env, until
 
 pytestmark = pytest.mark.slow
@@ -68,25 +68,8 @@ class Corpus:
         return [paths for paths in self.contents.values() if len(paths) > 1]
 
 
-def _encode(suffix: str, image: np.ndarray) -> bytes:
-    ok, data = cv2.imencode(suffix, image)
-    assert ok
-    return data.tobytes()
-
-
-def _npy(array: np.ndarray) -> bytes:
-    stream = io.BytesIO()
-    np.save(stream, array)
-    return stream.getvalue()
-
-
 def _chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def _png_header(width: int, height: int, depth: int = 8, colour: int = 0) -> bytes:
-    ihdr = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr)
 
 
 def _grey(seed: int, size: int = TINY_SIZE) -> np.ndarray:
@@ -98,14 +81,14 @@ def _good(seed: int) -> dict[str, bytes]:
     grey = _grey(seed)
     colour = np.dstack([grey, grey // 2, grey])
     return {
-        ".png": _encode(".png", grey),
-        ".jpg": _encode(".jpg", grey),
-        ".tif": _encode(".tif", grey),
-        ".bmp": _encode(".bmp", colour),
-        ".npy": _npy(grey.astype(np.float32) / 255),
-        "-16.png": _encode(".png", grey.astype(np.uint16) * 257),
-        "-rgba.png": _encode(".png", np.dstack([colour, np.full_like(grey, 255)]).astype(np.uint16) * 257),
-        "-16.tif": _encode(".tif", grey.astype(np.uint16) * 257),
+        ".png": encoded(grey),
+        ".jpg": encoded(grey, ".jpg"),
+        ".tif": encoded(grey, ".tif"),
+        ".bmp": encoded(colour, ".bmp"),
+        ".npy": npy_bytes(grey.astype(np.float32) / 255),
+        "-16.png": encoded(grey.astype(np.uint16) * 257),
+        "-rgba.png": encoded(np.dstack([colour, np.full_like(grey, 255)]).astype(np.uint16) * 257),
+        "-16.tif": encoded(grey.astype(np.uint16) * 257, ".tif"),
     }
 
 
@@ -144,9 +127,9 @@ def write_corpus(incoming: Path, outside: Path) -> Corpus:
     big[::50, ::50] = 65535
     over = "exceeds the limit|over the limit"
     for name, data in [
-        ("bomb-pixels.png", _png_header(100_000, 100_000) + bytes(64)),
-        ("bomb-bytes.png", _png_header(7000, 7000, 16, 6) + bytes(64)),
-        ("bomb-real.png", _encode(".png", big)),
+        ("bomb-pixels.png", png_header(100_000, 100_000) + bytes(64)),
+        ("bomb-bytes.png", png_header(7000, 7000, 16, 6) + bytes(64)),
+        ("bomb-real.png", encoded(big)),
         ("bomb.jpg", b"\xff\xd8\xff\xc0\x00\x11\x08\xff\xdc\xff\xdc\x03" + bytes(64)),
         ("bomb.tif", _tiff_header(10**6, 10**6)),
         ("bomb.bmp", b"BM" + bytes(12) + struct.pack("<IiiHH", 40, 60000, 60000, 1, 24) + bytes(32)),
@@ -157,7 +140,7 @@ def write_corpus(incoming: Path, outside: Path) -> Corpus:
     near = np.zeros((1400, 1400, 4), np.uint16)
     for k in range(2):
         near[k::40, ::40] = 40000
-        corpus.add(f"near-limit-{k}.png", _encode(".png", near), SCORED)
+        corpus.add(f"near-limit-{k}.png", encoded(near), SCORED)
     # Huge headers.
     png = _good(next(seed))[".png"]
     corpus.add("huge-text.png", png[:33] + _chunk(b"tEXt", b"k\x00" + bytes(2 << 20)) + png[33:], SCORED)
@@ -166,12 +149,12 @@ def write_corpus(incoming: Path, outside: Path) -> Corpus:
     corpus.add("huge-ifd.tif", b"II*\x00\x08\x00\x00\x00\xff\xff" + bytes(100), QUARANTINED, "no size")
     # Poison TIFFs: sample types OpenCV's colour conversion refuses.
     for dtype in (np.int32, np.int8, np.int16):
-        corpus.add(f"poison-{dtype.__name__}.tif", _encode(".tif", np.full((8, 8, 3), 7, dtype)), QUARANTINED)
-    corpus.add("poison-float64.tif", _encode(".tif", np.full((8, 8, 3), 0.5)), SCORED)
+        corpus.add(f"poison-{dtype.__name__}.tif", encoded(np.full((8, 8, 3), 7, dtype), ".tif"), QUARANTINED)
+    corpus.add("poison-float64.tif", encoded(np.full((8, 8, 3), 0.5), ".tif"), SCORED)
     corpus.add(
-        "poison-float64-big.tif", _encode(".tif", np.full((8, 8, 3), 7.0)), QUARANTINED, "in \\[0, 1\\]"
+        "poison-float64-big.tif", encoded(np.full((8, 8, 3), 7.0), ".tif"), QUARANTINED, "in \\[0, 1\\]"
     )
-    corpus.add("poison-nan.tif", _encode(".tif", np.full((8, 8), np.nan, np.float32)), QUARANTINED)
+    corpus.add("poison-nan.tif", encoded(np.full((8, 8), np.nan, np.float32), ".tif"), QUARANTINED)
     # Names: not UTF-8, and as long as a file system allows.
     for k in range(4):
         corpus.add(b"latin-\xe9t\xe9-%d.png" % k, _good(next(seed))[".png"], SCORED)
@@ -295,7 +278,7 @@ def test_a_hostile_corpus_through_the_real_watcher(tmp_path: Path, embedded: Set
         corpus = write_corpus(incoming, outside)
         slow = [incoming / f"slow-{k}.png" for k in range(5)]
         writers = [
-            threading.Thread(target=_write_slowly, args=(path, _encode(".png", _noise(k))))
+            threading.Thread(target=_write_slowly, args=(path, encoded(_noise(k))))
             for k, path in enumerate(slow)
         ]
         for thread in writers:

@@ -23,6 +23,7 @@ from inspector.pipeline.executors import InlineExecutor
 from inspector.pipeline.watcher import Watcher
 from inspector.store.db import session_scope
 from inspector.store.models import Frame
+from tests.conftest import encoded
 from tests.pipeline.conftest import counts, running, until, write_frames
 
 
@@ -81,10 +82,7 @@ def test_any_error_reading_one_frame_is_that_frames_quarantine_reason(
 
 def _png(size: int, seed: int) -> bytes:
     """A grey PNG of noise, larger than 20 KB (noise does not compress)."""
-    pixels = np.random.default_rng(seed).integers(0, 256, (size, size), dtype=np.uint8)
-    ok, data = cv2.imencode(".png", pixels)
-    assert ok
-    return data.tobytes()
+    return encoded(np.random.default_rng(seed).integers(0, 256, (size, size), dtype=np.uint8))
 
 
 def test_a_writer_that_pauses_mid_file_gets_its_frame_scored(tmp_path: Path, embedded: Settings) -> None:
