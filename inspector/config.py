@@ -59,7 +59,8 @@ class WatchSettings:
     stale_seconds: float = 600.0  # a frame queued or in flight this long is handed out again
     max_attempts: int = 3  # a frame that lost its worker this often is quarantined
     # A frame that cannot be read is quarantined only once its file has not changed for this
-    # long: until then its writer may only have paused, and it is handed back to be read again.
+    # long (and no process holds it open for writing): until then its writer may only have
+    # paused, and it is handed back to be read again.
     quiet_seconds: float = 10.0
     # File names (glob patterns, any case) the watcher leaves alone: a camera's sidecar files.
     ignore: tuple[str, ...] = ("*.txt", "*.json", "*.csv", "*.xml", "*.md", "*.error.txt")

@@ -13,6 +13,7 @@ relative to data_dir, so processes that mount data_dir at different places agree
 from __future__ import annotations
 
 import errno
+import fcntl
 import fnmatch
 import functools
 import hashlib
@@ -158,6 +159,21 @@ def lstat(path: Path, folders: Folders | None = None) -> os.stat_result:
     """The file's own status (a link's, not its target's), reached as every read is."""
     with _folder_of(path, folders) as folder:
         return os.stat(path.name, dir_fd=folder, follow_symlinks=False)
+
+
+def open_for_writing(path: Path) -> bool | None:
+    """Whether a process holds the file open for writing: Linux grants a read lease only when
+    none does. None where leases cannot tell (a file of another user, a file system without them)."""
+    try:
+        with _open_plain(path) as file:
+            try:
+                fcntl.fcntl(file.fileno(), fcntl.F_SETLEASE, fcntl.F_RDLCK)
+            except OSError as exc:
+                return True if exc.errno == errno.EAGAIN else None
+            fcntl.fcntl(file.fileno(), fcntl.F_SETLEASE, fcntl.F_UNLCK)  # at once: a writer never waits
+    except OSError:
+        return None
+    return False
 
 
 class Hashed(NamedTuple):

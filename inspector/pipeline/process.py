@@ -6,8 +6,9 @@ even a frame scored twice after a lost worker ends with one result.
 
 A frame that cannot be read is that frame's problem, whatever the decoder raised: it is
 quarantined with the reason, and the rest of its batch is scored. Unless its file may still
-be being written (it changed since it was registered, or within ``watch.quiet_seconds``):
-then it is unregistered, and the watcher registers the file again with its final content.
+be being written (it changed since it was registered or within ``watch.quiet_seconds``, or a
+process holds it open for writing): then it is unregistered, and the watcher registers the
+file again with its final content.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from inspector.pipeline.ledger import (
     archive_location,
     lstat,
     move_files,
+    open_for_writing,
     quarantine_location,
     read_nofollow,
     text_path,
@@ -120,9 +122,11 @@ def _load(frame: Frame, detector: Detector, max_bytes: int) -> np.ndarray:
 
 def _still_written(settings: Settings, frame: Frame, error: Exception) -> str | None:
     """Why the frame's file may still be being written, or None if it has held still for
-    ``watch.quiet_seconds`` (or is gone: nothing to wait for)."""
+    ``watch.quiet_seconds`` and no process holds it open for writing (or it is gone: nothing
+    to wait for)."""
+    path = text_path(frame.path)
     try:
-        info = lstat(text_path(frame.path))
+        info = lstat(path)
     except OSError:
         return None
     if not stat.S_ISREG(info.st_mode):
@@ -132,6 +136,8 @@ def _still_written(settings: Settings, frame: Frame, error: Exception) -> str | 
     age = time.time() - max(info.st_mtime, info.st_ctime)  # ctime: a writer cannot set it back
     if abs(age) < settings.watch.quiet_seconds:
         return f"changed {age:.1f} s ago"
+    if open_for_writing(path):  # a writer that paused longer, its file still open
+        return "is open for writing"
     return None
 
 

@@ -262,7 +262,7 @@ def test_a_hostile_corpus_through_the_real_watcher(tmp_path: Path, embedded: Set
     env |= {
         "INSPECTOR_WATCH__SETTLE_SECONDS": "0.2",
         "INSPECTOR_WATCH__RESCAN_SECONDS": "1",
-        "INSPECTOR_WATCH__QUIET_SECONDS": "5",  # longer than the slow writers pause
+        "INSPECTOR_WATCH__QUIET_SECONDS": "2",  # the slow writers pause longer, their files open
         "INSPECTOR_WATCH__MAX_DECODED_BYTES": str(MAX_DECODED),
     }
     log = (tmp_path / "watcher.log").open("w+")

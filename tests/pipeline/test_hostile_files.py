@@ -85,13 +85,17 @@ def _png(size: int, seed: int) -> bytes:
     return encoded(np.random.default_rng(seed).integers(0, 256, (size, size), dtype=np.uint8))
 
 
-def test_a_writer_that_pauses_mid_file_gets_its_frame_scored(tmp_path: Path, embedded: Settings) -> None:
+@pytest.mark.parametrize("quiet", [10, 1], ids=["pause-within-quiet-seconds", "longer-pause-file-open"])
+def test_a_writer_that_pauses_mid_file_gets_its_frame_scored(
+    tmp_path: Path, embedded: Settings, quiet: float
+) -> None:
     """The issue's writer: 20 KB, a 3 s pause, then the rest. The frame is registered while the
     writer pauses (its size held still for settle_seconds) and cannot be decoded yet; it must not
     be quarantined (the writer would finish into the quarantined file), but read again once the
-    writer is done."""
-    embedded.watch.quiet_seconds = 10
+    writer is done: it changed within quiet_seconds, or its writer still holds it open."""
+    embedded.watch.quiet_seconds = quiet
     embedded.watch.settle_seconds = 0.5
+    embedded.watch.rescan_seconds = 0.5  # the paused file is registered (and read) again and again
     incoming = tmp_path / "incoming"
     incoming.mkdir()
     data = _png(200, seed=3)
