@@ -163,7 +163,10 @@ def lstat(path: Path, folders: Folders | None = None) -> os.stat_result:
 
 def open_for_writing(path: Path) -> bool | None:
     """Whether a process holds the file open for writing: Linux grants a read lease only when
-    none does. None where leases cannot tell (a file of another user, a file system without them)."""
+    none does. None where leases cannot tell (a file of another user, a file system or an OS
+    without them)."""
+    if not hasattr(fcntl, "F_SETLEASE"):
+        return None
     try:
         with _open_plain(path) as file:
             try:
