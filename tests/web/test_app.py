@@ -367,5 +367,6 @@ def test_the_dashboard_never_imports_torch() -> None:
         "from inspector.web import create_app\n"
         "create_app(Settings())\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "assert 'inspector.detector' not in sys.modules, 'the detector was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
