@@ -37,30 +37,20 @@ def is_anomaly(score: float, threshold: float) -> bool:
 
 
 def resolve_model(session: Session, model_version: str | None, method: str | None = None) -> Model:
-    """The model (version and method) a threshold is for: the one named, or the latest registered.
-
-    A version registered with several methods needs its method named."""
-    if model_version is None:
-        registered = queries.list_models(session)
-        if method is not None:
-            registered = [m for m in registered if m.method == method]
-        if not registered:
-            raise ThresholdError(
-                "no model is registered yet: score some frames first, or name a version"
-                if method is None
-                else f"no model is registered with method {method!r}"
-            )
-        return registered[-1]
-    methods = queries.models_of(session, model_version)
+    """The model (version and method) a threshold is for: the version named, else the latest
+    registered; the method named, which a version registered with several needs."""
+    registered = queries.models_of(session, model_version) if model_version else queries.list_models(session)
     if method is not None:
-        methods = [m for m in methods if m.method == method]
-    if not methods:
-        suffix = "" if method is None else f" with method {method!r}"
-        raise ThresholdError(f"unknown model version {model_version!r}{suffix}")
-    if len(methods) > 1:
-        names = ", ".join(m.method for m in methods)
+        registered = [m for m in registered if m.method == method]
+    with_method = "" if method is None else f" with method {method!r}"
+    if not registered:
+        if model_version:
+            raise ThresholdError(f"unknown model version {model_version!r}{with_method}")
+        raise ThresholdError(f"no model is registered yet{with_method}: score some frames first")
+    if model_version and len(registered) > 1:
+        names = ", ".join(m.method for m in registered)
         raise ThresholdError(f"model {model_version} scores with several methods ({names}): name one")
-    return methods[0]
+    return registered[-1]
 
 
 def default_threshold(session: Session, model_version: str, method: str) -> float:

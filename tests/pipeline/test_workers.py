@@ -32,3 +32,23 @@ def test_the_command_line_entry_takes_the_environments_settings(monkeypatch) -> 
 def test_the_executor_follows_the_settings() -> None:
     assert isinstance(make_executor(Settings()), InlineExecutor)
     assert isinstance(make_executor(Settings(executor="celery")), CeleryExecutor)
+
+
+def test_the_worker_command_builds_its_app_from_its_own_config(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """`inspector --config FILE worker` needs no INSPECTOR_CONFIG in the environment."""
+    import os
+
+    from celery import Celery
+    from click.testing import CliRunner
+
+    from inspector.cli import main
+
+    config = tmp_path / "settings.yaml"
+    config.write_text("queue: line-7\n")
+    seen: dict = {}
+    monkeypatch.delenv("INSPECTOR_CONFIG", raising=False)
+    monkeypatch.setattr(Celery, "worker_main", lambda app, argv: seen.update(app=app, argv=argv))
+    result = CliRunner().invoke(main, ["--config", str(config), "worker", "--pool", "solo"])
+    assert result.exit_code == 0, result.output
+    assert seen["app"].conf.task_default_queue == "line-7" and "line-7" in seen["argv"]
+    assert SCORE_TASK in seen["app"].tasks and "INSPECTOR_CONFIG" not in os.environ
