@@ -353,7 +353,7 @@ def frame_from_bytes(data: bytes, spec: FrameSpec, max_bytes: int = MAX_DECODED_
 
 
 def check_file_size(size: int, spec: FrameSpec) -> None:
-    """Refuse, before reading it, a file larger than any image of max_pixels pixels can be."""
+    """Refuse a file larger than any image of ``spec.max_pixels`` pixels could be, before reading it."""
     if size > spec.max_pixels * BYTES_PER_PIXEL_BOUND + (1 << 20):
         raise FrameError(f"file of {size} bytes is too large for {spec.max_pixels} pixels")
 
@@ -381,11 +381,3 @@ def find_frames(root: str | Path) -> list[Path]:
         and is_frame_file(p)
         and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
-
-
-def to_uint8(img: np.ndarray) -> np.ndarray:
-    """(C, H, W) or (H, W) float in [0, 1] -> displayable uint8 (H, W[, 3]) in BGR order for cv2."""
-    arr = np.clip(img, 0.0, 1.0)
-    if arr.ndim == 3:
-        arr = arr[0] if arr.shape[0] == 1 else cv2.cvtColor(arr.transpose(1, 2, 0), cv2.COLOR_RGB2BGR)
-    return (arr * 255.0 + 0.5).astype(np.uint8)

@@ -15,7 +15,7 @@ import torch
 
 from inspector.config import FrameSpec
 from inspector.detector import Checkpoint
-from inspector.models import ModelConfig
+from inspector.models import AnomalyModel, ModelConfig, family_of_config, make_config
 from inspector.training import TrainOptions, train
 
 torch.set_num_threads(1)
@@ -24,12 +24,17 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 SHARED_DATA = SHARED / "data"
 
 TINY_SIZE = 32
+TINY = {"image_size": TINY_SIZE, "width": 8, "latent_dim": 8, "batch_size": 16}
+TINY_OF_FAMILY = {"vae": {"samples": 3}, "anogan": {"search_steps": 5}}
 
 
 def tiny_config(family: str = "vaegan", **overrides) -> ModelConfig:
-    values = dict(image_size=TINY_SIZE, width=8, latent_dim=8, batch_size=16, anogan_steps=5, vae_samples=3)
-    values.update(overrides)
-    return ModelConfig(family=family, **values)
+    return make_config(family, {**TINY, **TINY_OF_FAMILY.get(family, {}), **overrides})
+
+
+def build_model(config: ModelConfig) -> AnomalyModel:
+    """An untrained model of the config's family."""
+    return family_of_config(config).model(config)
 
 
 def blob_frames(n: int, size: int = TINY_SIZE, seed: int = 0) -> np.ndarray:

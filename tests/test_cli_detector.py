@@ -54,7 +54,7 @@ def test_train_then_score_with_maps(tmp_path: Path) -> None:
     rows = json.loads(result.output)
     assert [r["frame"] for r in rows] == [str(p) for p in queries]
     assert all(r["verdict"] in ("normal", "anomaly") for r in rows)
-    assert sorted(rows[0]["maps"]) == ["attention", "error", "input", "reconstruction"]
+    assert sorted(rows[0]["maps"]) == ["anomaly", "attention", "error", "input", "reconstruction"]
     assert cv2.imread(rows[0]["maps"]["attention"]).shape == (TINY_SIZE, TINY_SIZE, 3)
     result = runner.invoke(
         main, ["score", str(model), str(queries[0]), "--method", "vaegan", "--format", "csv"]
@@ -114,3 +114,23 @@ def test_maps_of_same_named_frames_from_different_folders_do_not_collide(
     }
     pictures = [cv2.imread(path) for path in inputs.values()]
     assert not np.array_equal(pictures[0], pictures[1]) and not np.array_equal(pictures[0], pictures[2])
+
+
+def test_model_settings_belong_to_the_family_that_is_trained(tmp_path: Path) -> None:
+    """A fixed-camera setting given to the paper's VAEGAN is refused, not silently dropped: the
+    fixed-camera VAEGAN is a family of its own (vaegan-z)."""
+    _write_frames(tmp_path / "normal", blob_frames(8))
+    settings = tmp_path / "model.yaml"
+    settings.write_text("neighbours: 5\n")
+    args = ["train", "--data", str(tmp_path / "normal"), "--out", str(tmp_path / "m.pt"), "--epochs", "1"]
+    args += ["--image-size", str(TINY_SIZE), "--model-config", str(settings)]
+    refused = CliRunner().invoke(main, [*args, "--method", "vaegan-attn"])
+    assert refused.exit_code != 0 and "unknown settings for a vaegan model: ['neighbours']" in refused.output
+    unknown = CliRunner().invoke(main, [*args, "--method", "vaegan-attn-q"])
+    assert unknown.exit_code != 0 and "unknown method 'vaegan-attn-q'" in unknown.output
+
+
+def test_the_bench_command_imports_the_checkouts_benchmarks() -> None:
+    from inspector.cli import bench_module
+
+    assert bench_module("paper_table").__name__ == "bench.paper_table"

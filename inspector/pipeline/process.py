@@ -1,8 +1,8 @@
 """The scoring step both executors run: frame ids in, results with their maps out, files moved on.
 
 A batch is claimed in SQL first (compare-and-set), so two workers handed the same ids
-never both score a frame; the result insert is idempotent on (frame, model version), so
-even a frame scored twice after a lost worker ends with one result.
+never both score a frame; the result insert is idempotent on (frame, model version, method),
+so even a frame scored twice after a lost worker ends with one result.
 
 A frame that cannot be read is that frame's problem, whatever the decoder raised: it is
 quarantined with the reason, and the rest of its batch is scored. Unless its file may still
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from inspector.config import Settings
-from inspector.detector import CheckpointError, Detector
+from inspector.detector import CheckpointError, Detector, map_arrays
 from inspector.frames import FrameError, check_file_size, frame_from_bytes
 from inspector.maps import encode_png, map_planes
 from inspector.pipeline.ledger import (
@@ -39,7 +39,7 @@ from inspector.pipeline.ledger import (
     read_nofollow,
     text_path,
 )
-from inspector.pipeline.thresholds import effective_thresholds
+from inspector.pipeline.thresholds import effective_thresholds, is_anomaly
 from inspector.store import queries
 from inspector.store.db import session_scope
 from inspector.store.models import Frame, utcnow
@@ -47,7 +47,7 @@ from inspector.store.models import Frame, utcnow
 log = logging.getLogger(__name__)
 
 _DETECTORS: dict[tuple[str, int, str | None, str, int], Detector] = {}
-_REGISTERED: set[tuple[str, str]] = set()
+_REGISTERED: set[tuple[str, str, str]] = set()  # (database, model version, method)
 
 
 @dataclass
@@ -84,24 +84,28 @@ def get_detector(settings: Settings) -> Detector:
 
 
 def _register_model(settings: Settings, detector: Detector) -> None:
-    if (settings.db_url, detector.version) in _REGISTERED:
+    """Record the checkpoint and method that score, with the method's default threshold: the
+    database is where the pipeline and the dashboard both take thresholds from."""
+    key = (settings.db_url, detector.version, detector.method)
+    if key in _REGISTERED:
         return
     checkpoint = detector.checkpoint
     with session_scope(settings.db_url) as session:
         queries.ensure_model(
             session,
             version=detector.version,
-            path=str(Path(settings.model_path).resolve()),
             method=detector.method,
+            path=str(Path(settings.model_path).resolve()),
             default_threshold=detector.threshold,
             config={
+                "family": checkpoint.family.name,
                 "model": dataclasses.asdict(checkpoint.model_config),
                 "frames": dataclasses.asdict(checkpoint.frame_spec),
                 "thresholds": checkpoint.thresholds,
                 "metadata": checkpoint.metadata,
             },
         )
-    _REGISTERED.add((settings.db_url, detector.version))
+    _REGISTERED.add(key)
 
 
 class ChangedFile(FrameError):
@@ -214,7 +218,7 @@ def _score(settings: Settings, detector: Detector, frames: list[Frame]) -> Score
         detections = detector.score_arrays(batch)
         maps = [
             {kind: encode_png(plane, fast=True) for kind, plane in frame_planes.items()}
-            for frame_planes in map_planes(batch, detections)
+            for frame_planes in map_planes(map_arrays(batch, detections))
         ]
     return Scored(detector, claimed, [f for f, _ in loaded], [d.score for d in detections], maps, unreadable)
 
@@ -231,14 +235,15 @@ def store(settings: Settings, scored: Scored) -> Outcome:
     locations = {f.id: archive_location(f) if settings.watch.archive else None for f in frames}
     with released_on_error(settings, scored.claimed), session_scope(settings.db_url) as session:
         sources = {f.source for f in frames}
-        limits = effective_thresholds(session, detector.version, detector.threshold, sources)
+        limits = effective_thresholds(session, detector.version, detector.method, sources)
         rows = [
             {
                 "frame_id": frame.id,
                 "model_version": detector.version,
+                "method": detector.method,
                 "score": score,
                 "threshold": limits[frame.source],
-                "is_anomaly": score > limits[frame.source],
+                "is_anomaly": is_anomaly(score, limits[frame.source]),
                 "maps": maps,
             }
             for frame, score, maps in zip(frames, scored.scores, scored.maps, strict=True)

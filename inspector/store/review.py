@@ -1,4 +1,5 @@
-"""The dashboard's queries: the review queue, labels, calibration data and overview counts.
+"""The dashboard's queries: the review queue, labels, calibration data and overview counts
+(thresholds' SQL: queries.py).
 
 The queue is ordered by (score, result id) descending and paged by keyset, so page 400 of
 a backlog costs what page 1 does. A frame leaves the queue once it has any review.
@@ -11,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
 
-from inspector.store.models import Frame, Model, Result, ResultMap, Review, Threshold, ThresholdChange
+from inspector.store.models import Frame, Model, Result, ResultMap, Review
 
 Key = tuple[float, int]  # (score, result id): the queue's sort key
 
@@ -29,6 +30,7 @@ class QueueFilter:
     score_min: float | None = None
     score_max: float | None = None
     model_version: str | None = None
+    method: str | None = None
     flagged_only: bool = True  # False: unflagged frames too, to sample normals for calibration
 
 
@@ -56,6 +58,8 @@ def _queue_query(filters: QueueFilter) -> Select[tuple[Result]]:
         query = query.where(Result.score <= filters.score_max)
     if filters.model_version:
         query = query.where(Result.model_version == filters.model_version)
+    if filters.method:
+        query = query.where(Result.method == filters.method)
     return query
 
 
@@ -140,25 +144,21 @@ def sources(session: Session) -> list[str]:
     return list(session.scalars(select(Frame.source).distinct().order_by(Frame.source)))
 
 
-def model_versions(session: Session) -> list[str]:
-    """Versions that have results, newest model first."""
-    used = select(Result.model_version).distinct().scalar_subquery()
-    query = select(Model.version).where(Model.version.in_(used)).order_by(Model.created_at.desc())
-    return list(session.scalars(query))
-
-
-def effective_threshold(session: Session, source: str, model_version: str) -> float | None:
-    """The source's own threshold for this model, else the model's default."""
-    own = session.scalar(
-        select(Threshold.value).where(Threshold.source == source, Threshold.model_version == model_version)
+def scorers(session: Session) -> list[tuple[str, str]]:
+    """The (model version, method) pairs that have results, newest registration first."""
+    used = select(Result.model_version, Result.method).distinct().subquery()
+    query = (
+        select(Model.version, Model.method)
+        .join(used, and_(used.c.model_version == Model.version, used.c.method == Model.method))
+        .order_by(Model.created_at.desc(), Model.id.desc())
     )
-    return own if own is not None else default_threshold(session, model_version)
+    return [(version, method) for version, method in session.execute(query)]
 
 
 def labelled_scores(
-    session: Session, model_version: str, source: str | None = None
+    session: Session, model_version: str, method: str, source: str | None = None
 ) -> list[tuple[float, str]]:
-    """(score, latest label) of every reviewed frame scored by this model version."""
+    """(score, latest label) of every reviewed frame scored by this model version and method."""
     latest = (
         select(Review.frame_id, func.max(Review.id).label("review_id")).group_by(Review.frame_id).subquery()
     )
@@ -166,38 +166,11 @@ def labelled_scores(
         select(Result.score, Review.label)
         .join(latest, latest.c.frame_id == Result.frame_id)
         .join(Review, Review.id == latest.c.review_id)
-        .where(Result.model_version == model_version)
+        .where(Result.model_version == model_version, Result.method == method)
     )
     if source:
         query = query.join(Result.frame).where(Frame.source == source)
     return [(score, label) for score, label in session.execute(query)]
-
-
-def threshold_changes(session: Session, limit: int = 20) -> list[ThresholdChange]:
-    query = select(ThresholdChange).order_by(ThresholdChange.changed_at.desc(), ThresholdChange.id.desc())
-    return list(session.scalars(query.limit(limit)))
-
-
-def reapply_threshold(session: Session, source: str, model_version: str, value: float) -> int:
-    """Judge a source's stored results again under a new threshold; returns how many verdicts flipped.
-
-    Each result keeps the threshold its verdict was made against, so rows stay self-consistent.
-    """
-    scope = (
-        Result.model_version == model_version,
-        Result.frame_id.in_(select(Frame.id).where(Frame.source == source)),
-    )
-    flipped = session.scalar(
-        select(func.count()).select_from(Result).where(*scope, Result.is_anomaly != (Result.score > value))
-    )
-    statement = (
-        update(Result)
-        .where(*scope)
-        .values(threshold=value, is_anomaly=Result.score > value)
-        .execution_options(synchronize_session=False)
-    )
-    session.execute(statement)
-    return flipped or 0
 
 
 @dataclass
@@ -242,33 +215,3 @@ def overview(session: Session, since: datetime, hours: list[datetime]) -> Overvi
         to_review=queue_count(session, QueueFilter()),
         quarantined=statuses.get("quarantined", 0),
     )
-
-
-def default_threshold(session: Session, model_version: str) -> float | None:
-    return session.scalar(select(Model.default_threshold).where(Model.version == model_version))
-
-
-def set_threshold(
-    session: Session, source: str, model_version: str, value: float, who: str, reason: str | None = None
-) -> ThresholdChange:
-    """Set a source's threshold for a model version and record the change (who, old → new)."""
-    row = session.scalar(
-        select(Threshold).where(Threshold.source == source, Threshold.model_version == model_version)
-    )
-    old = row.value if row else default_threshold(session, model_version)
-    if row is None:
-        row = Threshold(source=source, model_version=model_version, value=value, updated_by=who)
-        session.add(row)
-    else:
-        row.value, row.updated_by = value, who
-    change = ThresholdChange(
-        source=source,
-        model_version=model_version,
-        old_value=old,
-        new_value=value,
-        changed_by=who,
-        reason=reason,
-    )
-    session.add(change)
-    session.flush()
-    return change

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from markupsafe import Markup, escape
 
-from inspector.web.calibration import Operating, Sample
+from inspector.pipeline.thresholds import Operating, Sample
 
 Scale = Callable[[float], float]  # data value → SVG coordinate
 W, H = 420, 240

@@ -38,6 +38,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "INSPECTOR_DATABASE_URL": settings.database_url,
         "INSPECTOR_DATA_DIR": settings.data_dir,
         "INSPECTOR_MODEL_PATH": settings.model_path,
+        "INSPECTOR_METHOD": settings.method,
         "INSPECTOR_DEVICE": settings.device,
         "INSPECTOR_EXECUTOR": settings.executor,
         "INSPECTOR_BROKER_URL": settings.broker_url,

@@ -1,4 +1,4 @@
-"""The calibration math: flags are ``score > threshold``, exactly as the detector decides."""
+"""The calibration math: flags by the one rule (``is_anomaly``: score above the threshold)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from inspector.web.calibration import curve, operating, roc_auc, threshold_for_recall
+from inspector.pipeline.thresholds import curve, is_anomaly, operating, roc_auc, threshold_for_recall
 
 
 def samples(normals: list[float], anomalies: list[float]) -> list[tuple[float, str]]:
@@ -49,3 +49,7 @@ def test_curve_and_auc() -> None:
     assert roc_auc(points) == pytest.approx(1.0)
     assert roc_auc(curve(samples([0.5, 0.5], [0.5, 0.5]))) == pytest.approx(0.5)
     assert curve([]) == []
+
+
+def test_the_rule_flags_scores_above_the_threshold_only() -> None:
+    assert is_anomaly(0.51, 0.5) and not is_anomaly(0.5, 0.5) and not is_anomaly(0.49, 0.5)
