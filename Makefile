@@ -25,13 +25,13 @@ test: lint
 	$(BIN)/pytest -q
 
 bench-paper: setup
-	$(BIN)/python bench/paper_table.py --data ../shared/data/mnist
+	$(BIN)/python -m bench.paper_table --data ../shared/data/mnist
 
 bench-tile: setup
-	$(BIN)/python bench/magnetic_tile.py --data ../shared/data/magnetic-tile
+	$(BIN)/python -m bench.magnetic_tile --data ../shared/data/magnetic-tile
 
 bench-throughput: setup
-	$(BIN)/python bench/throughput.py
+	$(BIN)/python -m bench.throughput
 
 clean:
 	rm -rf $(DEMO) inspector-data .pytest_cache

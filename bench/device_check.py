@@ -1,12 +1,12 @@
 """Every model family trained and scored on an accelerator, checked against the CPU.
 
 The product promises that the scoring path runs on a GPU by configuration alone
-(``device: cuda``). This script holds it to that: for each family (and the VAEGAN's
-standardised, neighbour-measured variant) it trains a small model for a few epochs on the
+(``device: cuda``). This script holds it to that: for each family (the fixed-camera VAEGAN
+with neighbour-measured maps) it trains a small model for a few epochs on the
 device, saves and reloads the checkpoint, scores the same frames on the device and on the
 CPU with every scoring method, and reports how far the two disagree and how fast each was.
 
-    python bench/device_check.py --device cuda
+    python -m bench.device_check --device cuda
 
 writes ``bench/results/device_check.md``. It needs no data: the frames are generated.
 """
@@ -25,24 +25,28 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from provenance import git_commit, gpu_name
 
+from bench.provenance import git_commit, gpu_name
 from inspector.config import FrameSpec
 from inspector.detector import Detector, resolve_device
-from inspector.models import FAMILIES, ModelConfig
+from inspector.models import ModelConfig, family_of_config
+from inspector.models.anogan import AnoGANConfig
+from inspector.models.fixed_camera import FixedCameraConfig
+from inspector.models.glimpse_vaegan import GlimpseConfig
+from inspector.models.vae import VAEConfig
+from inspector.models.vaegan import VAEGANConfig
+from inspector.pipeline.thresholds import is_anomaly
 from inspector.training import TrainOptions, train
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "device_check.md"
 SIZE = 64
 VARIANTS: dict[str, ModelConfig] = {
-    "vae": ModelConfig(family="vae", image_size=SIZE),
-    "anogan": ModelConfig(family="anogan", image_size=SIZE, anogan_steps=20),
-    "vaegan": ModelConfig(family="vaegan", image_size=SIZE),
-    "vaegan, standardised, 10 neighbours": ModelConfig(
-        family="vaegan", image_size=SIZE, standardise=True, region_blur=8.0, neighbours=10
-    ),
-    "vaegan+": ModelConfig(family="vaegan+", image_size=SIZE),
+    "vae": VAEConfig(image_size=SIZE),
+    "anogan": AnoGANConfig(image_size=SIZE, search_steps=20),
+    "vaegan": VAEGANConfig(image_size=SIZE),
+    "vaegan-z, 10 neighbours": FixedCameraConfig(image_size=SIZE, region_blur=8.0, neighbours=10),
+    "vaegan+": GlimpseConfig(image_size=SIZE),
 }
 
 
@@ -97,13 +101,17 @@ def check(device: str, epochs: int, n_train: int, n_test: int) -> list[Row]:
             start = time.perf_counter()
             train(train_x, config, FrameSpec(image_size=SIZE), options).save(path)
             seconds = time.perf_counter() - start
-            for method in FAMILIES[config.family].scoring_methods:
+            for method in family_of_config(config).methods:
+                cpu_detector = Detector.load(path, method, device="cpu")
                 on_device, device_ms = timed_scores(Detector.load(path, method, device=device), test_x)
-                on_cpu, cpu_ms = timed_scores(Detector.load(path, method, device="cpu"), test_x)
+                on_cpu, cpu_ms = timed_scores(cpu_detector, test_x)
                 pairs = list(zip(on_device, on_cpu, strict=True))
                 score_gap = relative_gap(*(np.array([d.score for d in side]) for side in (on_device, on_cpu)))
                 map_gap = relative_gap(*(np.stack([d.anomaly_map for d in s]) for s in (on_device, on_cpu)))
-                differ = sum(a.is_anomaly != b.is_anomaly for a, b in pairs)
+                threshold = cpu_detector.threshold
+                differ = sum(
+                    is_anomaly(a.score, threshold) != is_anomaly(b.score, threshold) for a, b in pairs
+                )
                 rows.append(Row(variant, method, seconds, device_ms, cpu_ms, score_gap, differ, map_gap))
                 print(rows[-1], flush=True)
     return rows
@@ -146,7 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = resolve_device(args.device)
     start = time.perf_counter()
     rows = check(str(device), args.epochs, args.train_frames, args.test_frames)
-    command = shlex.join(["python", "bench/device_check.py", *(argv if argv is not None else sys.argv[1:])])
+    command = shlex.join(
+        ["python", "-m", "bench.device_check", *(argv if argv is not None else sys.argv[1:])]
+    )
     sizes = (
         f"{SIZE}×{SIZE} grey frames, default architecture; {args.train_frames} training frames, "
         f"{args.epochs} epochs; {args.test_frames} test frames (a quarter scratched)."

@@ -1,4 +1,4 @@
-"""Operations benchmark (issue 20): ``python bench/operations.py`` -> bench/results/operations.md.
+"""Operations benchmark (issue 20): ``python -m bench.operations`` -> bench/results/operations.md.
 
 1. **Calibration page** — GET /calibration over 1k, 10k and 100k labelled frames (SQLite):
    cold (just after a new label, so the labelled scores are read again) and warm (labels
@@ -39,18 +39,21 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from provenance import git_commit
 from sklearn.metrics import roc_curve
-from throughput import make_checkpoint, make_frames
+from sqlalchemy import Connection
 
+from bench.provenance import git_commit
+from bench.throughput import make_checkpoint, make_frames
 from inspector.config import RetentionSettings, Settings
+from inspector.maps import MAP_KINDS
 from inspector.pipeline import retention
+from inspector.pipeline.thresholds import Labelled, Operating
 from inspector.store import migrate
 from inspector.store.db import dispose_engines, get_engine, session_scope
 from inspector.store.models import Frame, Model, Result, ResultMap, Review, utcnow
-from inspector.web import app as dashboard
-from inspector.web import calibration, create_app
+from inspector.web import create_app
 from inspector.web.labelled import LabelledScores
+from inspector.web.routes import calibration
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "operations.md"
@@ -78,8 +81,6 @@ def seed_labels(settings: Settings, n: int, seed: int = 0) -> list[tuple[float, 
     now = utcnow()
     migrate.upgrade(settings.db_url)
     with get_engine(settings.db_url).begin() as connection:
-        row = dict(version="v1", path="m.pt", method="vaegan-attn", default_threshold=0.5, config={})
-        connection.execute(Model.__table__.insert(), [row | {"created_at": now}])
         common = dict(
             size_bytes=1, status="done", attempts=1, landed_at=now, registered_at=now, updated_at=now
         )
@@ -90,21 +91,7 @@ def seed_labels(settings: Settings, n: int, seed: int = 0) -> list[tuple[float, 
                 for i in range(n)
             ],
         )
-        connection.execute(
-            Result.__table__.insert(),
-            [
-                dict(
-                    id=i + 1,
-                    frame_id=i + 1,
-                    model_version="v1",
-                    score=float(scores[i]),
-                    threshold=0.5,
-                    is_anomaly=bool(scores[i] > 0.5),
-                    created_at=now,
-                )
-                for i in range(n)
-            ],
-        )
+        insert_results(connection, "vaegan-attn", scores, now)
         connection.execute(
             Review.__table__.insert(),
             [
@@ -120,14 +107,36 @@ def seed_labels(settings: Settings, n: int, seed: int = 0) -> list[tuple[float, 
     return [(float(s), "anomaly" if a else "normal") for s, a in zip(scores, anomalous, strict=True)]
 
 
-def quadratic_curve(samples: list[tuple[float, str]]) -> list[calibration.Operating]:
+def insert_results(connection: Connection, method: str, scores: Sequence[float], when: datetime) -> None:
+    """Model v1 scoring with ``method`` (default threshold 0.5) and its result of frames 1…n."""
+    model = dict(version="v1", path="m.pt", method=method, default_threshold=0.5, config={}, created_at=when)
+    connection.execute(Model.__table__.insert(), [model])
+    connection.execute(
+        Result.__table__.insert(),
+        [
+            dict(
+                id=i + 1,
+                frame_id=i + 1,
+                model_version="v1",
+                method=method,
+                score=float(score),
+                threshold=0.5,
+                is_anomaly=bool(score > 0.5),
+                created_at=when,
+            )
+            for i, score in enumerate(scores)
+        ],
+    )
+
+
+def quadratic_curve(samples: list[tuple[float, str]]) -> list[Operating]:
     """The curve before this issue: every distinct score, a pass over all samples each."""
     anomalies = sum(1 for _, label in samples if label == "anomaly")
 
-    def point(threshold: float) -> calibration.Operating:
+    def point(threshold: float) -> Operating:
         tp = sum(1 for s, label in samples if label == "anomaly" and s > threshold)
         fp = sum(1 for s, label in samples if label == "normal" and s > threshold)
-        return calibration.Operating(threshold, tp, fp, anomalies - tp, len(samples) - anomalies - fp)
+        return Operating(threshold, tp, fp, anomalies - tp, len(samples) - anomalies - fp)
 
     scores = sorted({s for s, _ in samples}, reverse=True)
     return [point(t) for t in [math.inf] + [math.nextafter(s, -math.inf) for s in scores]]
@@ -142,7 +151,7 @@ def measure_calibration(folder: Path, n: int, repeats: int) -> dict[str, object]
     assert client.get("/calibration").status_code == 200
 
     def first() -> None:  # as after the dashboard starts: nothing kept yet, every labelled score read
-        dashboard.LABELLED = LabelledScores()
+        calibration.LABELLED = LabelledScores()
         assert client.get("/calibration").status_code == 200
 
     def cold() -> None:
@@ -154,11 +163,11 @@ def measure_calibration(folder: Path, n: int, repeats: int) -> dict[str, object]
     scores = [s for s, _ in samples]
     row: dict[str, object] = {
         "n": n,
-        "points": len(calibration.Labelled(samples).cuts),
+        "points": len(Labelled(samples).cuts),
         "first_ms": median_ms(first, repeats),
         "cold_ms": median_ms(cold, repeats),
         "warm_ms": median_ms(lambda: client.get("/calibration"), repeats),
-        "math_ms": median_ms(lambda: calibration.Labelled(samples).curve(400), repeats),
+        "math_ms": median_ms(lambda: Labelled(samples).curve(400), repeats),
         "sklearn_ms": median_ms(lambda: roc_curve(truth, scores, drop_intermediate=False), repeats),
         "quadratic_ms": median_ms(lambda: quadratic_curve(samples), 1) if n <= 1000 else None,
     }
@@ -185,10 +194,6 @@ def measure_prune(folder: Path, n: int) -> dict[str, float]:
     for i in range(n):
         (archive / f"f{i}.png").write_bytes(plane)
     with get_engine(settings.db_url).begin() as connection:
-        row = dict(
-            version="v1", path="m.pt", method="vaegan", default_threshold=0.5, config={}, created_at=old
-        )
-        connection.execute(Model.__table__.insert(), [row])
         common = dict(source="cam", size_bytes=len(plane), status="done", attempts=1)
         stamps = dict(landed_at=old, registered_at=old, updated_at=old)
         connection.execute(
@@ -205,18 +210,10 @@ def measure_prune(folder: Path, n: int) -> dict[str, float]:
                 for i in range(n)
             ],
         )
-        connection.execute(
-            Result.__table__.insert(),
-            [
-                dict(id=i + 1, frame_id=i + 1, model_version="v1", score=0.1, threshold=0.5, is_anomaly=False)
-                | {"created_at": old}
-                for i in range(n)
-            ],
-        )
-        kinds = ("input", "reconstruction", "error", "attention")
+        insert_results(connection, "vaegan-attn", [0.1] * n, old)
         connection.execute(
             ResultMap.__table__.insert(),
-            [dict(result_id=i + 1, kind=kind, png=plane) for i in range(n) for kind in kinds],
+            [dict(result_id=i + 1, kind=kind, png=plane) for i in range(n) for kind in MAP_KINDS],
         )
     start = time.perf_counter()
     chosen = retention.plan(settings)
@@ -507,8 +504,9 @@ def report(
         "",
         "## Prune",
         "",
-        f"{prune['frames']:,} archived frames 60 days old (a {SIZE}×{SIZE} PNG file and four stored maps",
-        f"each), `max_age_days: 30`, 1% sample kept: {prune['pruned']:,} pruned in {prune['total_s']:.1f} s",
+        f"{prune['frames']:,} archived frames 60 days old (a {SIZE}×{SIZE} PNG file and",
+        f"{len(MAP_KINDS)} stored maps each), `max_age_days: 30`, 1% sample kept:",
+        f"{prune['pruned']:,} pruned in {prune['total_s']:.1f} s",
         f"(planning {prune['plan_s']:.2f} s): **{prune['per_s']:,.0f} frames/s**. The floor, `find -delete`",
         f"of as many files alone: {prune['find_per_s']:,.0f} files/s.",
         "",
@@ -560,7 +558,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     started = time.monotonic()
-    command = shlex.join(["python", "bench/operations.py", *(argv if argv is not None else sys.argv[1:])])
+    command = shlex.join(["python", "-m", "bench.operations", *(argv if argv is not None else sys.argv[1:])])
     folder = Path(tempfile.mkdtemp(prefix="inspector-ops-bench-"))
     try:
         rows = [measure_calibration(folder, int(n), args.repeats) for n in args.sizes.split(",")]

@@ -8,10 +8,16 @@ compared by their ROC-AUC on this set, averaged over the selection digits.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
 
-from inspector.data import load_mnist, noisy_frames
+from bench.mnist import load_mnist
+from inspector.sample_data import noisy_frames
+
+if TYPE_CHECKING:  # torch is imported on use
+    from inspector.models.glimpse_vaegan import GlimpseVAEGAN
 
 CORRUPTIONS = ("flip", "mirror", "erase", "stroke")
 
@@ -45,27 +51,23 @@ def validation_set(
 
 
 def attended_scores(
-    model, frames: np.ndarray, fractions: tuple[float, ...], blurs: tuple[float, ...]
+    model: GlimpseVAEGAN, frames: np.ndarray, fractions: tuple[float, ...], blurs: tuple[float, ...]
 ) -> dict:
-    """Validation scores of one trained glimpse VAEGAN under each (blur, top fraction) variant."""
+    """Validation scores of one trained glimpse VAEGAN under each (blur, top fraction) variant
+    of its pixel term s_pix (see inspector.models.glimpse_vaegan)."""
     import torch
 
-    from inspector.models.base import absolute_error
-    from inspector.models.glimpse import gaussian_blur
+    from inspector.models.glimpse_vaegan import top_fraction_error
 
     out: dict[str, list[np.ndarray]] = {}
     model.eval()
-    with torch.no_grad():
-        for i in range(0, len(frames), 250):
-            g, _ = model.see(torch.from_numpy(frames[i : i + 250]))
-            error = absolute_error(g, model.reconstruct(g))
-            out.setdefault("mean error", []).append(error.mean(dim=(1, 2)).numpy())
-            for blur in blurs:
-                smooth = gaussian_blur(error[:, None], blur)[:, 0].flatten(1)
-                for fraction in fractions:
-                    k = max(1, round(fraction * smooth.shape[1]))
-                    top = smooth.topk(k, dim=1).values.mean(dim=1).numpy()
-                    out.setdefault(f"top {fraction:g}, blur {blur:g}", []).append(top)
+    for i in range(0, len(frames), 250):
+        error = model.glimpsed(torch.from_numpy(frames[i : i + 250])).error
+        out.setdefault("mean error", []).append(error.mean(dim=(1, 2)).numpy())
+        for blur in blurs:
+            for fraction in fractions:
+                top = top_fraction_error(error, blur, fraction)[0].numpy()
+                out.setdefault(f"top {fraction:g}, blur {blur:g}", []).append(top)
     return {name: np.concatenate(parts) for name, parts in out.items()}
 
 
@@ -79,8 +81,7 @@ def main() -> None:
     from sklearn.metrics import roc_auc_score
 
     from inspector.config import FrameSpec
-    from inspector.models import ModelConfig
-    from inspector.models.glimpse_vaegan import GlimpseVAEGAN
+    from inspector.models.glimpse_vaegan import GlimpseConfig, GlimpseVAEGAN
     from inspector.training import TrainOptions, train
 
     parser = argparse.ArgumentParser(description=main.__doc__)
@@ -89,7 +90,9 @@ def main() -> None:
     parser.add_argument("--train-size", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--set", nargs="*", default=[], help="ModelConfig overrides, key=value (JSON values)")
+    parser.add_argument(
+        "--set", nargs="*", default=[], help="GlimpseConfig overrides, key=value (JSON values)"
+    )
     parser.add_argument("--validation-skip", type=int, default=5000, help="validation images start here")
     parser.add_argument("--save", help="also write the trained checkpoint here")
     args = parser.parse_args()
@@ -102,7 +105,7 @@ def main() -> None:
     started = time.time()
     checkpoint = train(
         noisy_frames(digits, 0),
-        ModelConfig(family="vaegan+", **overrides),
+        GlimpseConfig(**overrides),
         FrameSpec(),
         TrainOptions(epochs=args.epochs, seed=args.seed, device="cpu"),
     )

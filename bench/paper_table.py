@@ -23,9 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from provenance import git_commit
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from bench.provenance import git_commit
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
 
 # The paper's Table 1 (MNIST): normal '0', normal '1', average of the 10 normal classes.
 PAPER = {
@@ -58,7 +60,7 @@ class Budget:
     model: dict[str, dict] = field(
         default_factory=lambda: {
             "vae": {"width": 16},
-            "anogan": {"width": 16, "anogan_steps": 10},
+            "anogan": {"width": 16, "search_steps": 10},
             "vaegan": {"width": 16},
             "vaegan+": {"width": 32, "lr": 1e-3, "gan_weight": 0.1},
         }
@@ -67,7 +69,7 @@ class Budget:
     @classmethod
     def quick(cls) -> Budget:
         budget = cls(train_size=200, epochs={"vae": 2, "anogan": 2, "vaegan": 1, "vaegan+": 4})
-        budget.model["anogan"]["anogan_steps"] = 2
+        budget.model["anogan"]["search_steps"] = 2
         return budget
 
 
@@ -81,23 +83,23 @@ def run_one(data: str, digit: int, seed: int, budget: Budget) -> dict:
     import torch
     from sklearn.metrics import roc_auc_score
 
+    from bench.mnist import one_class_task
     from inspector.config import FrameSpec
-    from inspector.data import one_class_task
-    from inspector.models import FAMILIES, ModelConfig
-    from inspector.training import TrainOptions, score_frames, train
+    from inspector.detector import Detector
+    from inspector.models import FAMILIES, make_config
+    from inspector.training import TrainOptions, train
 
     torch.set_num_threads(1)
     task = one_class_task(data, digit, train_size=budget.train_size)
     out: dict = {"digit": digit, "seed": seed, "train_frames": len(task.train), "auc": {}, "seconds": {}}
-    for family, cls in FAMILIES.items():
+    for family in budget.epochs:
         started = time.time()
-        config = ModelConfig(family=family, **budget.model[family])
+        config = make_config(family, budget.model[family])
         options = TrainOptions(epochs=budget.epochs[family], seed=seed, device="cpu")
         checkpoint = train(task.train, config, FrameSpec(), options)
-        model = cls(checkpoint.model_config)
-        model.load_state_dict(checkpoint.state_dict)
-        for method in cls.scoring_methods:
-            scores = score_frames(model, task.test, method, torch.device("cpu"))
+        for method in FAMILIES[family].methods:
+            detections = Detector(checkpoint, method, device="cpu", batch_size=64).score_arrays(task.test)
+            scores = np.array([d.score for d in detections])
             out["auc"][method] = float(roc_auc_score(task.test_labels, scores))
             if digit in (0, 1):
                 out.setdefault("scores", {})[method] = scores.round(6).tolist()
@@ -211,8 +213,11 @@ def run_table(data: str, quick: bool = False, jobs: int = 2, command: str = "", 
 
     def launch(digit: int, seed: int) -> dict:
         path = runs_dir / f"digit{digit}-seed{seed}.json"
-        one = [sys.executable, __file__, "--data", data, "--one", str(digit), str(seed), "--json", str(path)]
-        subprocess.run(one + (["--quick"] if quick else []), check=True)
+        one = [sys.executable, "-m", "bench.paper_table", "--data", str(Path(data).resolve())]
+        one += ["--one", str(digit), str(seed), "--json", str(path.resolve())] + (
+            ["--quick"] if quick else []
+        )
+        subprocess.run(one, check=True, cwd=ROOT)
         return json.loads(path.read_text())
 
     with ThreadPoolExecutor(jobs) as pool:
@@ -236,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         budget = Budget.quick() if args.quick else Budget()
         Path(args.json).write_text(json.dumps(run_one(args.data, *args.one, budget)))
         return
-    command = shlex.join(["python", "bench/paper_table.py", *sys.argv[1:]])
+    command = shlex.join(["python", "-m", "bench.paper_table", *sys.argv[1:]])
     print(run_table(args.data, quick=args.quick, jobs=args.jobs, command=command))
 
 

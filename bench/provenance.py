@@ -1,7 +1,4 @@
-"""Which code produced a results file: one helper for every bench script.
-
-The scripts run as files (``python bench/x.py``), so this folder is on their import path.
-"""
+"""Which code produced a results file, and on what: one helper for every bench script."""
 
 from __future__ import annotations
 

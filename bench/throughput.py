@@ -19,7 +19,7 @@ that commits the result). Throughput of a phase is frames ÷ (last committed −
 landed). The ceiling's best point is measured again after each pipeline mode, and each
 mode is also divided by the mean of the ceilings around it: a VM's speed drifts by ±10%
 over the minutes of a run. The model is an untrained VAEGAN of the default architecture
-(``ModelConfig`` defaults, image size 84): the work per frame is the same as for a trained
+(``VAEGANConfig`` defaults, image size 84): the work per frame is the same as for a trained
 one.
 """
 
@@ -45,12 +45,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from provenance import git_commit
 from sqlalchemy import func, select
 
+from bench.provenance import git_commit
 from inspector.config import FrameSpec
 from inspector.detector import Checkpoint, Detector, resolve_device
-from inspector.models import ModelConfig, build_model
+from inspector.models.vaegan import VAEGAN, VAEGANConfig
 from inspector.store import migrate
 from inspector.store.db import dispose_engines, session_scope
 from inspector.store.models import Frame, Result
@@ -153,8 +153,8 @@ class Phase:
 def make_checkpoint(path: Path) -> Checkpoint:
     """An untrained VAEGAN of the default benchmark architecture at 84×84, saved to path."""
     torch.manual_seed(0)
-    config = ModelConfig(image_size=IMAGE_SIZE)
-    model = build_model(config).eval()
+    config = VAEGANConfig(image_size=IMAGE_SIZE)
+    model = VAEGAN(config).eval()
     checkpoint = Checkpoint(
         model_config=config,
         frame_spec=FrameSpec(image_size=IMAGE_SIZE),
@@ -210,7 +210,7 @@ def _frames_per_second(
     checkpoint: Path, device: str, layout: Layout, batch_size: int, seconds: float
 ) -> float:
     """Frames/s of ``layout.processes`` scoring processes started together, summed."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--point", str(checkpoint), device]
+    command = [sys.executable, "-m", "bench.throughput", "--point", str(checkpoint), device]
     command += [str(layout.threads), str(batch_size), str(seconds)]
     env = os.environ | {"OMP_NUM_THREADS": str(layout.threads)}
     children = [
@@ -500,7 +500,7 @@ def report(
         f"Machine: {info['cores']} cores, {info['cpu']}; GPU: {info['gpu']}; torch {info['torch']}, "
         f"Python {info['python']}; scoring device: {device}.",
         "",
-        "Model: an *untrained* VAEGAN of the default architecture (`ModelConfig` defaults, 84×84, "
+        "Model: an *untrained* VAEGAN of the default architecture (`VAEGANConfig` defaults, 84×84, "
         "width 32, latent 64), method `vaegan-attn`. Training changes the weights, not the work per "
         "frame, so throughput is that of a trained model; the verdicts are meaningless.",
         "",
@@ -666,7 +666,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     }
                     mode = f"distributed, {n} worker(s) × {torch_threads} torch thread(s)"
                     phases += measured(mode, settings, url, run, workers=n)
-        command = shlex.join(["python", "bench/throughput.py", *(argv if argv is not None else sys.argv[1:])])
+        command = shlex.join(
+            ["python", "-m", "bench.throughput", *(argv if argv is not None else sys.argv[1:])]
+        )
         text = report(ceiling, rechecks, phases, machine(), command, device, budget, batch, inference)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

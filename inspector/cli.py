@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import importlib
 import json
 import shlex
 import sys
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from inspector.models import ModelConfig
 
 from inspector.config import ConfigError, Settings, load_settings
+
+CHECKOUT = Path(__file__).resolve().parents[1]  # the source checkout, when installed from one
 
 
 class Context:
@@ -57,21 +60,20 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 
 
 def _model_config(method: str, image_size: int, channels: int, config_file: str | None) -> ModelConfig:
-    from inspector.models import ModelConfig, family_of
+    """The config of the family that scores with ``method`` (or is named so), from the YAML file."""
+    from inspector.models import FAMILIES, family_of, make_config
 
-    try:
-        family = family_of(method)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
     values = {}
     if config_file:
         data = yaml.safe_load(Path(config_file).read_text()) or {}
         values = data.get("model", data)
-        known = {f.name for f in dataclasses.fields(ModelConfig)}
-        unknown = set(values) - known
-        if unknown:
-            raise click.ClickException(f"{config_file}: unknown model settings {sorted(unknown)}")
-    return dataclasses.replace(ModelConfig(**values), family=family, image_size=image_size, channels=channels)
+    try:
+        family = FAMILIES[method] if method in FAMILIES else family_of(method)
+        config = make_config(family.name, values)
+    except ValueError as exc:
+        where = f"{config_file}: " if config_file else ""
+        raise click.ClickException(where + str(exc)) from exc
+    return dataclasses.replace(config, image_size=image_size, channels=channels)
 
 
 @main.command()
@@ -86,7 +88,7 @@ def _model_config(method: str, image_size: int, channels: int, config_file: str 
     "--method",
     default="vaegan",
     show_default=True,
-    help="Model family (vae, anogan, vaegan, vaegan+) or one of its scoring methods.",
+    help="Model family (vae, anogan, vaegan, vaegan-z, vaegan+) or one of its scoring methods.",
 )
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Checkpoint file to write.")
 @click.option("--epochs", type=int, default=20, show_default=True)
@@ -102,7 +104,7 @@ def _model_config(method: str, image_size: int, channels: int, config_file: str 
     "--model-config",
     "model_config_file",
     type=click.Path(exists=True, dir_okay=False),
-    help="YAML of model hyper-parameters (see ModelConfig).",
+    help="YAML of the family's hyper-parameters (see its config in inspector/models/).",
 )
 @click.option("--patience", type=int, default=0, help="Early stopping on held-out normals (0 = off).")
 @click.option("--shift", type=int, default=0, help="Augment by random shifts of up to this many pixels.")
@@ -135,6 +137,7 @@ def train(
     """Train a detector on a folder of normal frames."""
     from tqdm import tqdm
 
+    from inspector.models import family_of_config
     from inspector.training import TrainingError, TrainOptions, load_training_frames
     from inspector.training import train as fit
 
@@ -155,7 +158,8 @@ def train(
             min_epoch_frames=min_epoch_frames,
             device=ctx.settings.device,
         )
-        click.echo(f"training {config.family} on {len(frames)} frames of {spec.mode} {spec.image_size}px")
+        family = family_of_config(config).name
+        click.echo(f"training {family} on {len(frames)} frames of {spec.mode} {spec.image_size}px")
         with tqdm(total=epochs, unit="epoch", file=sys.stderr) as bar:
 
             def progress(epoch: int, losses: dict[str, float]) -> None:
@@ -176,7 +180,7 @@ def train(
 @click.option(
     "--method",
     default=None,
-    help="Scoring method (default: the model's own; vaegan models: vaegan-attn).",
+    help="Scoring method (default: the model's recommended one; vaegan models: vaegan-attn).",
 )
 @click.option(
     "--format",
@@ -185,7 +189,12 @@ def train(
     default="table",
     show_default=True,
 )
-@click.option("--maps", "maps_dir", type=click.Path(file_okay=False), help="Write heat-map PNGs here.")
+@click.option(
+    "--maps",
+    "maps_dir",
+    type=click.Path(file_okay=False),
+    help="Write heat-map PNGs here, as MAPS/<path under the scored folders>.<kind>.png.",
+)
 @click.option("--threshold", type=float, default=None, help="Override the model's default threshold.")
 @pass_context
 def score(
@@ -198,11 +207,14 @@ def score(
     threshold: float | None,
 ) -> None:
     """Score frames (files or folders) and print a verdict per frame."""
+    import os
+
     import numpy as np
 
-    from inspector.detector import CheckpointError, Detector
+    from inspector.detector import CheckpointError, Detector, map_arrays
     from inspector.frames import FrameError, find_frames, load_frame
     from inspector.maps import write_maps
+    from inspector.pipeline.thresholds import is_anomaly
 
     try:
         detector = Detector.load(model, method=method, device=ctx.settings.device)
@@ -215,13 +227,16 @@ def score(
     errors: dict[Path, FrameError] = {}
     for path in paths:
         try:
-            loaded[path] = load_frame(path, detector.frame_spec)
+            loaded[path] = load_frame(path, detector.frame_spec, ctx.settings.watch.max_decoded_bytes)
         except FrameError as exc:
             errors[path] = exc
     # Each file is read once: the same pixels are scored and drawn into the maps.
     frames = list(loaded.values())
-    detections = dict(zip(loaded, detector.score_arrays(frames, threshold) if frames else [], strict=True))
+    detections = dict(zip(loaded, detector.score_arrays(frames) if frames else [], strict=True))
     threshold = detector.threshold if threshold is None else threshold
+    # Maps are named by the frame's path under the folder holding every input, so same-named
+    # frames of different folders (or suffixes) never overwrite each other's maps.
+    scored_root = Path(os.path.commonpath([p.absolute().parent for p in paths]))
     rows = []
     for path in paths:
         row = {"frame": str(path), "score": None, "threshold": threshold, "verdict": "error", "error": ""}
@@ -229,9 +244,13 @@ def score(
             row["error"] = str(errors[path])
         else:
             result = detections[path]
-            row.update(score=result.score, verdict="anomaly" if result.is_anomaly else "normal")
+            verdict = "anomaly" if is_anomaly(result.score, threshold) else "normal"
+            row.update(score=result.score, verdict=verdict)
             if maps_dir:
-                written = write_maps(Path(maps_dir), path.stem, loaded[path], result)
+                name = path.absolute().relative_to(scored_root)
+                written = write_maps(
+                    Path(maps_dir) / name.parent, name.name, map_arrays(loaded[path][None], [result])
+                )
                 row["maps"] = {k: str(v) for k, v in written.items()}
         rows.append(row)
     _print_rows(rows, fmt)
@@ -296,17 +315,25 @@ def serve(ctx: Context, host: str | None, port: int | None, log_format: str | No
     import uvicorn
 
     from inspector.web import create_app
+    from inspector.web.security import is_loopback, uvicorn_proxy_options
 
     settings = ctx.settings
     _database(ctx)
     fmt = log_format or settings.log_format
     _log_to_stderr(fmt)
     host, port = host or settings.server.host, port or settings.server.port
+    settings.server.host = host  # beyond loopback, every page needs a login
     if not settings.server.token:
+        if not is_loopback(host):
+            raise click.ClickException(
+                f"binding to {host} needs server.token: beyond loopback, every page needs a login"
+            )
         click.echo("no server.token configured: the dashboard is read-only", err=True)
     click.echo(f"dashboard on http://{host}:{port}/")
-    logging = {"log_config": None} if fmt == "json" else {}  # json: uvicorn logs through the root handler
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", **logging)
+    options = uvicorn_proxy_options(settings.server)
+    if fmt == "json":
+        options["log_config"] = None  # uvicorn logs through the root logger's JSON handler
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", **options)
 
 
 def _print_rows(rows: list[dict], fmt: str) -> None:
@@ -457,36 +484,14 @@ def worker(
 ) -> None:
     """A Celery worker on the `gpu` queue (settings.queue): one process, model loaded once, CPU fallback."""
     import os
-    import socket
 
-    from inspector.pipeline import housekeeping
+    from inspector.pipeline.distributed import run_worker
 
-    # workers.app reads the same settings from the environment.
-    if ctx.config_path:
-        os.environ["INSPECTOR_CONFIG"] = ctx.config_path
-    if gpu is not None:
+    _database(ctx)  # its heartbeat is a row there
+    if gpu is not None:  # before torch is imported, in the worker's pool process
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
-    from workers.app import app
-
     name = f"inspector-{'worker' if gpu is None else f'gpu{gpu}'}@%h"
-    queue = ctx.settings.queue
-    argv = ["worker", "--queues", queue, "--concurrency", "1", "--pool", pool, "--loglevel", loglevel]
-    if (log_format or ctx.settings.log_format) == "json":
-        _celery_logs_as_json(loglevel)
-    label = name.replace("%h", socket.gethostname())
-    with housekeeping.alongside(
-        ctx.settings, "worker", label, lambda: f"consuming queue {queue}", metrics_port
-    ):
-        app.worker_main([*argv, "--hostname", name])
-
-
-def _celery_logs_as_json(level: str) -> None:
-    """Celery leaves logging alone when something answers its setup_logging signal: JSON lines then."""
-    from celery.signals import setup_logging
-
-    from inspector import logs
-
-    setup_logging.connect(lambda **_: logs.configure(level.upper(), "json"), weak=False)
+    run_worker(ctx.settings, name, pool, loglevel, log_format or ctx.settings.log_format, metrics_port)
 
 
 @main.group()
@@ -498,6 +503,7 @@ def threshold() -> None:
 @click.argument("value", type=float)
 @click.option("--source", default=None, help="Source/camera (default: watch.source).")
 @click.option("--model", "model_version", default=None, help="Model version (default: the latest).")
+@click.option("--method", default=None, help="Scoring method (needed where the model has several).")
 @click.option("--by", "who", default=None, help="Who makes the change (default: your login).")
 @click.option("--reason", default=None, help="Why, for the audit trail.")
 @pass_context
@@ -506,10 +512,11 @@ def threshold_set(
     value: float,
     source: str | None,
     model_version: str | None,
+    method: str | None,
     who: str | None,
     reason: str | None,
 ) -> None:
-    """Set the threshold of a source for a model version (recorded in the audit trail)."""
+    """Set the threshold of a source for a model version and method (recorded in the audit trail)."""
     import getpass
 
     from inspector.pipeline.thresholds import ThresholdError, resolve_model, set_threshold
@@ -518,19 +525,22 @@ def threshold_set(
     source = source or ctx.settings.watch.source
     try:
         with session_scope(_database(ctx)) as session:
-            version = resolve_model(session, model_version)
-            change, flipped = set_threshold(session, source, version, value, who or getpass.getuser(), reason)
-            old = "default" if change.old_value is None else f"{change.old_value:.5g}"
+            model = resolve_model(session, model_version, method)
+            version, method = model.version, model.method
+            change, flipped = set_threshold(
+                session, source, version, method, value, who or getpass.getuser(), reason
+            )
+            old = f"{change.old_value:.5g}"
     except ThresholdError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"{source} on {version}: {old} -> {value:.5g}; {flipped} stored verdicts changed")
+    click.echo(f"{source} on {version} ({method}): {old} -> {value:.5g}; {flipped} stored verdicts changed")
 
 
 @threshold.command("show")
 @click.option("--model", "model_version", default=None, help="Only this model version.")
 @pass_context
 def threshold_show(ctx: Context, model_version: str | None) -> None:
-    """Each model's default threshold and the per-source overrides."""
+    """Each model's (version and method) default threshold and the per-source overrides."""
     from inspector.pipeline.thresholds import ThresholdError, threshold_table
     from inspector.store.db import session_scope
 
@@ -543,7 +553,7 @@ def threshold_show(ctx: Context, model_version: str | None) -> None:
         click.echo("no model registered yet")
     for v in views:
         who = f"  (set by {v.updated_by})" if v.updated_by else "  (model default)"
-        click.echo(f"{v.model_version}  {v.source:<16}  {v.value:.5g}{who}")
+        click.echo(f"{v.model_version}  {v.method:<14}  {v.source:<16}  {v.value:.5g}{who}")
 
 
 @main.command()
@@ -572,21 +582,13 @@ def report(ctx: Context, since: str, flagged: bool, source: str | None, limit: i
 
 
 def bench_module(name: str) -> ModuleType:
-    """A script of the source checkout's bench/ folder, which is not part of the installed package.
-    The folder goes on the import path, as when the script runs as a file (its helpers live there)."""
-    import importlib.util
-
-    folder = Path(__file__).resolve().parents[1] / "bench"
-    path = folder / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"bench.{name}", path)
-    if not path.is_file() or spec is None or spec.loader is None:
-        raise click.ClickException(f"benchmarks run from a source checkout; {path} is missing")
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
-    spec.loader.exec_module(module)
-    return module
+    """A benchmark of the source checkout's bench package, which the installed product does not
+    ship: the checkout's root goes on the import path, as for ``python -m bench.<name>``."""
+    if not (CHECKOUT / "bench" / "__init__.py").is_file():
+        raise click.ClickException(f"benchmarks run from a source checkout; {CHECKOUT / 'bench'} is missing")
+    if str(CHECKOUT) not in sys.path:
+        sys.path.insert(0, str(CHECKOUT))
+    return importlib.import_module(f"bench.{name}")
 
 
 @main.group()
@@ -603,7 +605,7 @@ def bench() -> None:
 )
 @click.option("--quick", is_flag=True, help="Tiny models, one epoch: a smoke run.")
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="Torch threads.")
-@click.option("--families", default="vaegan,vae,anogan", show_default=True, help="Model families to run.")
+@click.option("--families", default="vaegan-z,vae,anogan", show_default=True, help="Model families to run.")
 @click.option(
     "--out", type=click.Path(file_okay=False), default=None, help="Results folder (default bench/results)."
 )

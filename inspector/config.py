@@ -2,7 +2,8 @@
 
 Settings come from, in rising priority: the defaults below (the embedded mode), a YAML
 file (``--config`` or ``INSPECTOR_CONFIG``), then ``INSPECTOR_*`` environment variables.
-Nested keys use a double underscore: ``INSPECTOR_WATCH__RESCAN_SECONDS=10``.
+Nested keys use a double underscore: ``INSPECTOR_WATCH__RESCAN_SECONDS=10``; a list takes
+comma-separated items or a YAML list: ``INSPECTOR_WATCH__IGNORE='*.txt,*.json'``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import yaml
 
 ENV_PREFIX = "INSPECTOR_"
+MAX_DECODED_BYTES = 256 << 20  # the default limit of a frame's decoded pixels (watch.max_decoded_bytes)
 
 
 class ConfigError(ValueError):
@@ -56,6 +58,15 @@ class WatchSettings:
     scorers: int = 1  # inline: scorers pulling batches side by side; more than 1 = processes (one per core)
     stale_seconds: float = 600.0  # a frame queued or in flight this long is handed out again
     max_attempts: int = 3  # a frame that lost its worker this often is quarantined
+    # A frame that cannot be read is quarantined only once its file has not changed for this
+    # long (and no process holds it open for writing): until then its writer may only have
+    # paused, and it is handed back to be read again.
+    quiet_seconds: float = 10.0
+    # File names (glob patterns, any case) the watcher leaves alone: a camera's sidecar files.
+    ignore: tuple[str, ...] = ("*.txt", "*.json", "*.csv", "*.xml", "*.md", "*.error.txt")
+    # A frame whose pixels would take more bytes once decoded (width x height x channels x bytes
+    # per sample, read from its header first) is refused: a small file cannot cost gigabytes.
+    max_decoded_bytes: int = MAX_DECODED_BYTES
 
 
 @dataclass
@@ -63,7 +74,11 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     token: str = ""  # reviewers log in with it; empty = writes refused
-    secret: str = ""  # signs session cookies; derived from the token when empty
+    # Signs session cookies; empty: a random key made once and kept in data_dir (session.key).
+    secret: str = ""
+    # Proxies whose X-Forwarded-For names the client (addresses or networks); none by default,
+    # so a client can never choose the address the login throttle counts its tries under.
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass
@@ -147,8 +162,9 @@ class RetentionSettings:
 
 @dataclass
 class ApiSettings:
-    # JSON API reads: open like the dashboard's pages when empty; else they need this token (or
-    # server.token) as "Authorization: Bearer ...". Writes always need server.token.
+    # JSON API reads and /metrics, as "Authorization: Bearer ...": like the pages, open on loopback
+    # and beyond it a token (this or server.token); set, this token is needed on loopback too.
+    # Writes always need server.token.
     read_token: str = ""
 
 
@@ -194,8 +210,11 @@ def _coerce(value: str, current: Any) -> Any:
         return int(value)
     if isinstance(current, float):
         return float(value)
+    if isinstance(current, tuple) and not value.lstrip().startswith("["):
+        return tuple(item.strip() for item in value.split(",") if item.strip())  # a,b,c
     if current is None or isinstance(current, tuple):
-        return yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
+        return tuple(parsed) if isinstance(parsed, list) else parsed
     return value
 
 

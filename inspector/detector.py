@@ -1,7 +1,8 @@
-"""The one object that turns frames into results: the CLI, workers, benchmarks and tests use it.
+"""The one object that turns frames into scores and maps: the CLI, workers, benchmarks and tests use it.
 
-A checkpoint is a single file holding the weights, the model and frame configuration,
-the default thresholds (one per scoring method), a version hash and training metadata.
+A checkpoint is a single file holding the weights, the model family and its configuration,
+the frame configuration, the default thresholds (one per scoring method), a version hash
+and training metadata.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,18 @@ import torch
 
 from inspector.config import FrameSpec
 from inspector.frames import FrameError
-from inspector.models import AnomalyModel, ModelConfig, build_model, default_method, family_of
+from inspector.models import (
+    AnomalyModel,
+    Family,
+    ModelConfig,
+    Scores,
+    family_of,
+    family_of_config,
+    format1,
+    make_config,
+)
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 1: one flat config for every family (models/format1.py)
 # Frames per forward pass when none is asked for. On a CPU small batches keep the activations
 # in cache: two one-thread scorers (84×84 VAEGAN) scored 600-710 frames/s at 8 and 16 and
 # 510-600 at 64 alone, and in the pipeline's burst 16 did best (bench/throughput.py).
@@ -44,29 +54,43 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 @dataclass
 class Checkpoint:
-    model_config: ModelConfig
+    model_config: ModelConfig  # a family's config: its class names the family
     frame_spec: FrameSpec
     state_dict: dict[str, torch.Tensor]
     thresholds: dict[str, float]  # default threshold per scoring method
     metadata: dict[str, Any] = field(default_factory=dict)
+    # A checkpoint read from a format-1 file: its config as that file held it, which its version
+    # hashes (as it did when it was registered), so results and thresholds stay attached.
+    format1_config: dict[str, Any] | None = None
+
+    @property
+    def family(self) -> Family:
+        return family_of_config(self.model_config)
 
     @property
     def version(self) -> str:
-        """A content hash of the weights and configuration: same model, same version."""
+        """A content hash of the weights, configuration and default thresholds: same model, same version."""
         digest = hashlib.sha256()
-        digest.update(json.dumps(dataclasses.asdict(self.model_config), sort_keys=True).encode())
+        if self.format1_config is not None:
+            name = self.format1_config["family"]
+            digest.update(json.dumps(self.format1_config, sort_keys=True).encode())
+        else:
+            name = self.family.name
+            described = {"family": name, "config": dataclasses.asdict(self.model_config)}
+            digest.update(json.dumps({**described, "thresholds": self.thresholds}, sort_keys=True).encode())
         digest.update(json.dumps(dataclasses.asdict(self.frame_spec), sort_keys=True).encode())
-        for name in sorted(self.state_dict):
-            digest.update(name.encode())
-            digest.update(self.state_dict[name].detach().cpu().contiguous().numpy().tobytes())
-        return f"{self.model_config.family}-{digest.hexdigest()[:12]}"
+        for key in sorted(self.state_dict):
+            digest.update(key.encode())
+            digest.update(self.state_dict[key].detach().cpu().contiguous().numpy().tobytes())
+        return f"{name}-{digest.hexdigest()[:12]}"
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write atomically, so a crash never leaves a half-written model behind."""
+        """Write atomically (in the current format), so a crash never leaves a half-written model behind."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "format": CHECKPOINT_FORMAT,
+            "family": self.family.name,
             "model_config": dataclasses.asdict(self.model_config),
             "frame_spec": dataclasses.asdict(self.frame_spec),
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict.items()},
@@ -87,38 +111,67 @@ class Checkpoint:
             payload = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many kinds for a damaged file
             raise CheckpointError(f"{path} is not a readable inspector model: {exc}") from exc
-        if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{path} is not an inspector model of format {CHECKPOINT_FORMAT}")
+        kind = payload.get("format") if isinstance(payload, dict) else None
+        if kind not in (1, CHECKPOINT_FORMAT):
+            raise CheckpointError(f"{path} is not an inspector model of format 1 or {CHECKPOINT_FORMAT}")
         spec = dict(payload["frame_spec"])
         if spec.get("roi") is not None:
             spec["roi"] = tuple(spec["roi"])
+        thresholds = {k: float(v) for k, v in payload["thresholds"].items()}
+        flat = None
+        try:
+            if kind == 1:
+                flat, config, renamed = format1.read_config(payload["model_config"])
+                thresholds = {renamed.get(k, k): v for k, v in thresholds.items()}
+            else:
+                config = make_config(payload["family"], payload["model_config"])
+        except (ValueError, TypeError) as exc:
+            raise CheckpointError(f"{path}: {exc}") from exc
         return cls(
-            model_config=ModelConfig(**payload["model_config"]),
+            model_config=config,
             frame_spec=FrameSpec(**spec),
             state_dict=payload["state_dict"],
-            thresholds={k: float(v) for k, v in payload["thresholds"].items()},
+            thresholds=thresholds,
             metadata=payload.get("metadata", {}),
+            format1_config=flat,
         )
 
 
 @dataclass
 class Detection:
-    """One frame's result at the model's resolution."""
+    """One frame's scores and maps at the model's resolution (its verdict: pipeline.thresholds)."""
 
     score: float
-    threshold: float
     reconstruction: np.ndarray  # (C, H, W) in [0, 1]
     error: np.ndarray  # (H, W)
-    attention: np.ndarray | None  # (H, W) in [0, 1]
-    anomaly_map: np.ndarray  # (H, W): the map the score sums up (the error, unless the method weighs it)
+    attention: np.ndarray | None  # (H, W) in [0, 1], where the method has one
+    anomaly_map: np.ndarray  # (H, W): what the score is made of (the error, unless the method weighs it)
 
-    @property
-    def is_anomaly(self) -> bool:
-        return self.score > self.threshold
+
+def map_arrays(frames: np.ndarray, detections: Sequence[Detection]) -> dict[str, np.ndarray]:
+    """A batch's maps by kind (inspector.maps): the frames (N, C, H, W) and what the model made of them."""
+    arrays = {
+        "input": frames,
+        "reconstruction": np.stack([d.reconstruction for d in detections]),
+        "error": np.stack([d.error for d in detections]),
+        "anomaly": np.stack([d.anomaly_map for d in detections]),
+    }
+    if detections and detections[0].attention is not None:
+        arrays["attention"] = np.stack([d.attention for d in detections])
+    return arrays
+
+
+def score_batches(
+    model: AnomalyModel, method: str, frames: np.ndarray, batch_size: int, device: torch.device
+) -> Iterator[Scores]:
+    """Scores of frames (N, C, H, W) in [0, 1], ``batch_size`` frames per forward pass, in eval mode."""
+    model.eval()
+    for start in range(0, len(frames), batch_size):
+        yield model.score(torch.from_numpy(frames[start : start + batch_size]).to(device), method)
 
 
 class Detector:
-    """A trained model plus how to read frames for it and where to draw the line."""
+    """A trained model plus how to read frames for it and its default threshold."""
 
     def __init__(
         self,
@@ -128,15 +181,16 @@ class Detector:
         batch_size: int = 0,
     ):
         self.checkpoint = checkpoint
-        family = checkpoint.model_config.family
-        self.method = method or default_method(family)
-        if family_of(self.method) != family:
+        family = checkpoint.family
+        self.method = method or family.default_method
+        if family_of(self.method) is not family:
             raise CheckpointError(
-                f"method {self.method!r} needs a {family_of(self.method)!r} model, this one is {family!r}"
+                f"method {self.method!r} needs a {family_of(self.method).name!r} model, "
+                f"this one is {family.name!r} (its methods: {', '.join(family.methods)})"
             )
         self.device = resolve_device(device)
         self.batch_size = batch_size or (CPU_BATCH if self.device.type == "cpu" else GPU_BATCH)
-        self.model: AnomalyModel = build_model(checkpoint.model_config)
+        self.model = family.model(checkpoint.model_config)
         self.model.load_state_dict(checkpoint.state_dict)
         self.model.to(self.device).eval()
         self.version = checkpoint.version
@@ -157,11 +211,10 @@ class Detector:
 
     @property
     def threshold(self) -> float:
+        """The method's default threshold, from the checkpoint."""
         return self.checkpoint.thresholds[self.method]
 
-    def score_arrays(
-        self, frames: np.ndarray | Sequence[np.ndarray], threshold: float | None = None
-    ) -> list[Detection]:
+    def score_arrays(self, frames: np.ndarray | Sequence[np.ndarray]) -> list[Detection]:
         """Score preprocessed frames (N, C, H, W) in [0, 1], ``batch_size`` frames per forward pass."""
         batch = np.asarray(frames, dtype=np.float32)
         expected = (
@@ -173,27 +226,20 @@ class Detector:
             raise FrameError(
                 f"frames of shape {batch.shape[1:]} do not fit this model, which takes {expected}"
             )
-        threshold = self.threshold if threshold is None else threshold
         results: list[Detection] = []
-        for start in range(0, len(batch), self.batch_size):
-            x = torch.from_numpy(batch[start : start + self.batch_size]).to(self.device)
-            out = self.model.score(x, self.method)
-            attention = None if out.attention is None else out.attention.cpu().numpy()
+        for out in score_batches(self.model, self.method, batch, self.batch_size, self.device):
             score, recon, error, anomaly_map = (
-                out.score.cpu().numpy(),
-                out.reconstruction.cpu().numpy(),
-                out.error.cpu().numpy(),
-                out.anomaly_map.cpu().numpy(),
+                t.cpu().numpy() for t in (out.score, out.reconstruction, out.error, out.anomaly_map)
             )
-            for i in range(len(x)):
-                results.append(
-                    Detection(
-                        score=float(score[i]),
-                        threshold=threshold,
-                        reconstruction=recon[i],
-                        error=error[i],
-                        attention=None if attention is None else attention[i],
-                        anomaly_map=anomaly_map[i],
-                    )
+            attention = None if out.attention is None else out.attention.cpu().numpy()
+            results += [
+                Detection(
+                    score=float(score[i]),
+                    reconstruction=recon[i],
+                    error=error[i],
+                    attention=None if attention is None else attention[i],
+                    anomaly_map=anomaly_map[i],
                 )
+                for i in range(len(score))
+            ]
         return results

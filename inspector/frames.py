@@ -9,8 +9,10 @@ means "no measurement" (a hole): holes, and everything beyond ``far_mm``, map to
 and the working range maps linearly to near = 1, so a hole never looks "very near".
 
 Files are untrusted (they arrive in a watched folder or by upload): the image size is
-read from the file header and checked against ``max_pixels`` *before* anything is
-decoded, so a small file that expands to gigabytes (a decompression bomb) is refused.
+read from the file header and checked against ``max_pixels``, and the bytes its pixels
+would take once decoded against ``max_bytes``, *before* anything is decoded, so a small
+file that expands to gigabytes (a decompression bomb) is refused. Whatever a decoder raises
+for a damaged file becomes a FrameError: one bad file is one frame's problem.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from __future__ import annotations
 import io
 import struct
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from inspector.config import ConfigError, FrameSpec
+from inspector.config import MAX_DECODED_BYTES, ConfigError, FrameSpec
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".npy"}
 DEPTH_DTYPES = (np.uint16, np.uint32, np.int16, np.int32, np.int64, np.float32, np.float64)
@@ -32,6 +35,10 @@ DEPTH_DTYPES = (np.uint16, np.uint32, np.int16, np.int32, np.int64, np.float32, 
 BYTES_PER_PIXEL_BOUND = 32
 FLATTEN_FLOOR = 0.02  # added to the lighting estimate: black stays black instead of 0/0
 JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+# A damaged file's reason goes into its FrameError (and the quarantine note); OpenCV's own log
+# lines (libtiff errors, "PNG input buffer is incomplete") would repeat it for every bad file.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
 class FrameError(ValueError):
@@ -42,14 +49,25 @@ def is_frame_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def _png_size(data: bytes) -> tuple[int, int] | None:
-    if len(data) < 24 or data[12:16] != b"IHDR":
+class Header(NamedTuple):
+    """What a file's header promises: its size, and an upper bound of the bytes a pixel takes
+    once OpenCV has decoded it (channels x bytes per sample)."""
+
+    width: int
+    height: int
+    pixel_bytes: int
+
+
+def _png_header(data: bytes) -> Header | None:
+    if len(data) < 26 or data[12:16] != b"IHDR":
         return None
-    width, height = struct.unpack(">II", data[16:24])
-    return width, height
+    width, height, depth, colour = struct.unpack(">IIBB", data[16:26])
+    # Grey, RGB, palette, grey + alpha, RGBA: OpenCV expands palettes (and grey + alpha) to BGR(A).
+    channels = {0: 1, 2: 3, 3: 4, 4: 4, 6: 4}.get(colour, 4)
+    return Header(width, height, channels * (2 if depth > 8 else 1))
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+def _jpeg_header(data: bytes) -> Header | None:
     """Walk the marker segments up to the first start-of-frame, which holds the size."""
     i = 2
     while i + 4 <= len(data):
@@ -65,16 +83,16 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
         if marker in (0xD9, 0xDA):  # end of image or start of scan before any frame header
             return None
         if marker in JPEG_SOF:
-            if i + 9 > len(data):
+            if i + 10 > len(data):
                 return None
-            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
-            return width, height
+            precision, height, width, components = struct.unpack(">BHHB", data[i + 4 : i + 10])
+            return Header(width, height, max(3, min(components, 4)) * (2 if precision > 8 else 1))
         i += 2 + struct.unpack(">H", data[i + 2 : i + 4])[0]
     return None
 
 
-def _tiff_size(data: bytes) -> tuple[int, int] | None:
-    """ImageWidth (256) and ImageLength (257) from the first image file directory."""
+def _tiff_header(data: bytes) -> Header | None:
+    """Size, samples per pixel and bits per sample from the first image file directory."""
     order = "<" if data[:2] == b"II" else ">"
     if len(data) < 8:
         return None
@@ -82,48 +100,61 @@ def _tiff_size(data: bytes) -> tuple[int, int] | None:
     if offset + 2 > len(data):
         return None
     (count,) = struct.unpack(order + "H", data[offset : offset + 2])
-    size: dict[int, int] = {}
+    tags: dict[int, int] = {}
     for k in range(count):
         entry = data[offset + 2 + 12 * k : offset + 14 + 12 * k]
         if len(entry) < 12:
             return None
-        tag, kind = struct.unpack(order + "HH", entry[:4])
-        if tag in (256, 257):
-            value = entry[8:10] if kind == 3 else entry[8:12]  # SHORT or LONG
-            (size[tag],) = struct.unpack(order + ("H" if kind == 3 else "I"), value)
-    if 256 in size and 257 in size:
-        return size[256], size[257]
-    return None
+        tag, kind, values = struct.unpack(order + "HHI", entry[:8])
+        if tag in (256, 257, 258, 277) and kind in (3, 4):  # SHORT or LONG: the first value
+            size = 2 if kind == 3 else 4
+            where = entry[8 : 8 + size]
+            if values * size > 4:  # the values lie elsewhere: their offset is here
+                (at,) = struct.unpack(order + "I", entry[8:12])
+                where = data[at : at + size]
+            if len(where) == size:
+                (tags[tag],) = struct.unpack(order + ("H" if kind == 3 else "I"), where)
+    if 256 not in tags or 257 not in tags:
+        return None
+    samples, bits = tags.get(277, 1), tags.get(258, 1)
+    sample_bytes = samples * -(-bits // 8)
+    # Other depths (1, 4, 12 bits ...) are read through libtiff's RGBA route: 4 bytes a pixel.
+    return Header(tags[256], tags[257], sample_bytes if bits in (8, 16, 32, 64) else max(sample_bytes, 4))
 
 
-def _bmp_size(data: bytes) -> tuple[int, int] | None:
-    if len(data) < 26:
+def _bmp_header(data: bytes) -> Header | None:
+    if len(data) < 30:
         return None
     (header,) = struct.unpack("<I", data[14:18])
     if header == 12:  # OS/2 core header: 16-bit sizes
-        width, height = struct.unpack("<HH", data[18:22])
+        width, height, _planes, bits = struct.unpack("<HHHH", data[18:26])
     else:
-        width, height = struct.unpack("<ii", data[18:26])
-    return abs(width), abs(height)
+        width, height, _planes, bits = struct.unpack("<iiHH", data[18:30])
+    return Header(abs(width), abs(height), 4 if bits == 32 else 3)
 
 
 SIGNATURES = (
-    (b"\x89PNG\r\n\x1a\n", _png_size),
-    (b"\xff\xd8\xff", _jpeg_size),
-    (b"II*\x00", _tiff_size),
-    (b"MM\x00*", _tiff_size),
-    (b"BM", _bmp_size),
+    (b"\x89PNG\r\n\x1a\n", _png_header),
+    (b"\xff\xd8\xff", _jpeg_header),
+    (b"II*\x00", _tiff_header),
+    (b"MM\x00*", _tiff_header),
+    (b"BM", _bmp_header),
 )
 
 
-def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+def _check_size(width: int, height: int, pixel_bytes: int, max_pixels: int, max_bytes: int) -> None:
     if width == 0 or height == 0:
         raise FrameError(f"zero-size image ({width}x{height})")
     if width * height > max_pixels:
         raise FrameError(f"image of {width}x{height} pixels exceeds the limit of {max_pixels}")
+    if width * height * pixel_bytes > max_bytes:
+        raise FrameError(
+            f"image of {width}x{height} pixels, {pixel_bytes} bytes each, would take "
+            f"{width * height * pixel_bytes} bytes decoded: over the limit of {max_bytes}"
+        )
 
 
-def _decode_npy(data: bytes, max_pixels: int) -> np.ndarray:
+def _decode_npy(data: bytes, max_pixels: int, max_bytes: int) -> np.ndarray:
     """A NumPy array, its shape checked from the header before the data is read."""
     stream = io.BytesIO(data)
     try:
@@ -138,7 +169,8 @@ def _decode_npy(data: bytes, max_pixels: int) -> np.ndarray:
         raise FrameError("a .npy frame must hold numbers, not Python objects")
     if len(shape) not in (2, 3):
         raise FrameError(f"a .npy frame must be (H, W) or (H, W, C), not of shape {shape}")
-    _check_pixels(shape[1], shape[0], max_pixels)
+    channels = shape[2] if len(shape) == 3 else 1
+    _check_size(shape[1], shape[0], channels * dtype.itemsize, max_pixels, max_bytes)
     stream.seek(0)
     try:
         return np.load(stream, allow_pickle=False)
@@ -146,35 +178,57 @@ def _decode_npy(data: bytes, max_pixels: int) -> np.ndarray:
         raise FrameError(f"truncated or corrupt .npy array: {exc}") from exc
 
 
-def decode(data: bytes, max_pixels: int) -> np.ndarray:
+def _rgb(raw: np.ndarray) -> np.ndarray:
+    """OpenCV's BGR(A) as RGB(A), for any sample type (cvtColor refuses some: int32, float64 ...)."""
+    if raw.ndim == 3 and raw.shape[2] == 3:
+        return raw[..., ::-1]
+    if raw.ndim == 3 and raw.shape[2] == 4:
+        return raw[..., [2, 1, 0, 3]]
+    return raw
+
+
+def decode(data: bytes, max_pixels: int, max_bytes: int = MAX_DECODED_BYTES) -> np.ndarray:
     """File bytes -> raw array (H, W) or (H, W, C), colour in RGB(A) order, in its own dtype.
 
     The format is told by the content, not the file name. Colour images come back as
-    RGB(A) (OpenCV decodes BGR); .npy colour arrays are taken to be RGB already.
+    RGB(A) (OpenCV decodes BGR); .npy colour arrays are taken to be RGB already. The size,
+    in pixels and in decoded bytes, is checked from the header before anything is decoded.
     """
     if not data:
         raise FrameError("not a readable image: empty file")
     if data.startswith(b"\x93NUMPY"):
-        raw = _decode_npy(data, max_pixels)
+        raw = _decode_npy(data, max_pixels, max_bytes)
     else:
-        for signature, read_size in SIGNATURES:
+        for signature, read_header in SIGNATURES:
             if data.startswith(signature):
-                size = read_size(data)
+                header = read_header(data)
                 break
         else:
             raise FrameError("not a readable image: unknown format (expected PNG, JPEG, TIFF, BMP or .npy)")
-        if size is None:
+        if header is None:
             raise FrameError("not a readable image: truncated or corrupt header (no size)")
-        _check_pixels(*size, max_pixels)
-        raw = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        _check_size(*header, max_pixels, max_bytes)
+        try:
+            raw = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        except cv2.error as exc:
+            raise FrameError(f"not a readable image: the decoder failed ({_first_line(exc)})") from exc
         if raw is None:
             raise FrameError("not a readable image: corrupt or truncated data")
-        if raw.ndim == 3 and raw.shape[2] in (3, 4):
-            raw = cv2.cvtColor(raw, cv2.COLOR_BGR2RGB if raw.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
+        raw = _rgb(raw)
     if raw.ndim == 3 and raw.shape[2] not in (1, 3, 4):
         raise FrameError(f"unsupported channel count {raw.shape[2]} (expected 1, 3 or 4)")
-    _check_pixels(raw.shape[1], raw.shape[0], max_pixels)
+    _check_size(
+        raw.shape[1],
+        raw.shape[0],
+        raw.itemsize * (raw.shape[2] if raw.ndim == 3 else 1),
+        max_pixels,
+        max_bytes,
+    )
     return raw
+
+
+def _first_line(exc: Exception) -> str:
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
 
 
 def check_spec(spec: FrameSpec) -> None:
@@ -240,11 +294,13 @@ def _depth(raw: np.ndarray, spec: FrameSpec) -> np.ndarray:
 
 
 def _intensity(raw: np.ndarray) -> np.ndarray:
-    """Integer or float pixels -> float32 in [0, 1], refusing what has no clear scale."""
-    if raw.dtype == np.uint8:
-        return raw.astype(np.float32) / 255.0
-    if raw.dtype == np.uint16:
-        return raw.astype(np.float32) / 65535.0
+    """Integer or float pixels -> float32 in [0, 1], refusing what has no clear scale.
+
+    Scaled in place: one float copy of a large frame, not two."""
+    if raw.dtype in (np.uint8, np.uint16):
+        img = raw.astype(np.float32)
+        img /= 255.0 if raw.dtype == np.uint8 else 65535.0
+        return img
     if raw.dtype in (np.float32, np.float64):
         img = raw.astype(np.float32)
         if not np.isfinite(img).all() or img.min() < 0.0 or img.max() > 1.0:
@@ -271,9 +327,9 @@ def preprocess(raw: np.ndarray, spec: FrameSpec) -> np.ndarray:
         raw = raw[y : y + h, x : x + w]
     if spec.mode == "depth":
         return np.ascontiguousarray(_depth(raw, spec), dtype=np.float32)
+    if raw.ndim == 3 and raw.shape[2] == 4:
+        raw = raw[..., :3]  # alpha carries no appearance (dropped before the float copy is made)
     img = _intensity(raw)
-    if img.ndim == 3 and img.shape[2] == 4:
-        img = img[..., :3]  # alpha carries no appearance
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
     if spec.mode == "grey":
@@ -288,22 +344,29 @@ def preprocess(raw: np.ndarray, spec: FrameSpec) -> np.ndarray:
     return np.ascontiguousarray(img, dtype=np.float32)
 
 
-def frame_from_bytes(data: bytes, spec: FrameSpec) -> np.ndarray:
+def frame_from_bytes(data: bytes, spec: FrameSpec, max_bytes: int = MAX_DECODED_BYTES) -> np.ndarray:
     """Decode and preprocess the bytes of one file (an upload, say)."""
-    return preprocess(decode(data, spec.max_pixels), spec)
+    try:
+        return preprocess(decode(data, spec.max_pixels, max_bytes), spec)
+    except cv2.error as exc:
+        raise FrameError(f"cannot preprocess the image: {_first_line(exc)}") from exc
 
 
-def load_frame(path: str | Path, spec: FrameSpec) -> np.ndarray:
+def check_file_size(size: int, spec: FrameSpec) -> None:
+    """Refuse a file larger than any image of ``spec.max_pixels`` pixels could be, before reading it."""
+    if size > spec.max_pixels * BYTES_PER_PIXEL_BOUND + (1 << 20):
+        raise FrameError(f"file of {size} bytes is too large for {spec.max_pixels} pixels")
+
+
+def load_frame(path: str | Path, spec: FrameSpec, max_bytes: int = MAX_DECODED_BYTES) -> np.ndarray:
     """Read and preprocess one file; raises FrameError with a reason a person can act on."""
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > spec.max_pixels * BYTES_PER_PIXEL_BOUND + (1 << 20):
-            raise FrameError(f"file of {size} bytes is too large for {spec.max_pixels} pixels")
+        check_file_size(path.stat().st_size, spec)
         data = path.read_bytes()
     except OSError as exc:
         raise FrameError(f"cannot read file: {exc.strerror or exc}") from exc
-    return frame_from_bytes(data, spec)
+    return frame_from_bytes(data, spec, max_bytes)
 
 
 def find_frames(root: str | Path) -> list[Path]:
@@ -318,11 +381,3 @@ def find_frames(root: str | Path) -> list[Path]:
         and is_frame_file(p)
         and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
-
-
-def to_uint8(img: np.ndarray) -> np.ndarray:
-    """(C, H, W) or (H, W) float in [0, 1] -> displayable uint8 (H, W[, 3]) in BGR order for cv2."""
-    arr = np.clip(img, 0.0, 1.0)
-    if arr.ndim == 3:
-        arr = arr[0] if arr.shape[0] == 1 else cv2.cvtColor(arr.transpose(1, 2, 0), cv2.COLOR_RGB2BGR)
-    return (arr * 255.0 + 0.5).astype(np.uint8)

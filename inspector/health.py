@@ -25,7 +25,7 @@ from inspector.store import review as store_review
 from inspector.store.db import session_scope
 from inspector.store.models import Heartbeat as HeartbeatRow
 from inspector.store.models import utcnow
-from inspector.store.queries import latest_model
+from inspector.store.queries import list_models
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def summary(settings: Settings) -> HealthReport:
         counts, oldest = operations.unscored(session)
         channels, oldest_alert, failing = operations.undelivered(session)
         to_review = store_review.queue_count(session, store_review.QueueFilter())
-        model = latest_model(session)
+        models = list_models(session)  # oldest first: the last is the one registered last
     report = HealthReport(
         checked_at=now,
         schema=schema,
@@ -145,7 +145,7 @@ def summary(settings: Settings) -> HealthReport:
         backlog=Backlog(counts, _age(oldest, now)),
         alerts=AlertBacklog(channels, _age(oldest_alert, now), failing),
         to_review=to_review,
-        model=ModelView(model.version, model.method) if model else None,
+        model=ModelView(models[-1].version, models[-1].method) if models else None,
     )
     report.problems = _problems(report, settings)
     return report

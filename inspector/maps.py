@@ -1,31 +1,32 @@
 """Maps of a detection: stored as data (uint8 planes), drawn as pictures a person can read.
 
-The planes of a frame are its input and reconstruction as images, and its error and
-attention scaled so each frame's peak is 255 (the score, not the picture, carries the
-magnitude). The pipeline stores the planes; a picture (a heat map laid over the input,
-so the operator sees *where* on the part the model looks) is drawn only when someone
-looks: by the dashboard, or by ``inspector score --maps``.
+Plain arrays in, plain arrays out: no model and no torch here, so the dashboard that draws
+them never loads one. The planes of a frame are its input and reconstruction as images,
+and its error, attention and anomaly map (what the score is made of) scaled so each frame's
+peak is 255 (the score, not the picture, carries the magnitude). The pipeline stores the
+planes; a picture (a heat map laid over the input, so the operator sees *where* on the part
+the model looks) is drawn only when someone looks: by the dashboard, or by
+``inspector score --maps``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from inspector.detector import Detection
+IMAGE_KINDS = ("input", "reconstruction")  # (N, C, H, W) in [0, 1]
+HEAT_KINDS = ("error", "attention", "anomaly")  # (N, H, W), any scale
+MAP_KINDS = IMAGE_KINDS + HEAT_KINDS
 
-MAP_KINDS = ("input", "reconstruction", "error", "attention")
-HEAT_KINDS = ("error", "attention")
 
-
-def _uint8_batch(images: np.ndarray) -> np.ndarray:
-    """(N, C, H, W) float in [0, 1] -> uint8 (N, H, W) grey or (N, H, W, 3) BGR, as to_uint8."""
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """Float images (..., C, H, W) in [0, 1] -> uint8 (..., H, W) grey or (..., H, W, 3) BGR (for OpenCV)."""
     arr = np.clip(images, 0.0, 1.0)
-    arr = arr[:, 0] if arr.shape[1] == 1 else arr.transpose(0, 2, 3, 1)[..., ::-1]
-    return (arr * 255.0 + 0.5).astype(np.uint8)
+    arr = arr[..., 0, :, :] if arr.shape[-3] == 1 else np.moveaxis(arr, -3, -1)[..., ::-1]
+    return np.ascontiguousarray((arr * 255.0 + 0.5).astype(np.uint8))
 
 
 def _peak_scaled(heat: np.ndarray) -> np.ndarray:
@@ -34,16 +35,11 @@ def _peak_scaled(heat: np.ndarray) -> np.ndarray:
     return (np.clip(heat / peak, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def map_planes(frames: np.ndarray, detections: Sequence[Detection]) -> list[dict[str, np.ndarray]]:
-    """The planes of each detection of a batch (N, C, H, W), by kind (attention where there is one)."""
-    planes = {
-        "input": _uint8_batch(frames),
-        "reconstruction": _uint8_batch(np.stack([d.reconstruction for d in detections])),
-        "error": _peak_scaled(np.stack([d.error for d in detections])),
-    }
-    if detections and detections[0].attention is not None:
-        planes["attention"] = _peak_scaled(np.stack([d.attention for d in detections]))
-    return [{kind: images[i] for kind, images in planes.items()} for i in range(len(detections))]
+def map_planes(maps: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """The uint8 planes of a batch's maps (by kind, see MAP_KINDS), frame by frame."""
+    planes = {kind: to_uint8(a) if kind in IMAGE_KINDS else _peak_scaled(a) for kind, a in maps.items()}
+    frames = len(next(iter(planes.values()), []))
+    return [{kind: images[i] for kind, images in planes.items()} for i in range(frames)]
 
 
 def heat_overlay(heat: np.ndarray, base: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -58,9 +54,9 @@ def picture(kind: str, planes: dict[str, np.ndarray]) -> np.ndarray:
     return heat_overlay(planes[kind], planes["input"]) if kind in HEAT_KINDS else planes[kind]
 
 
-def render_maps(frame: np.ndarray, detection: Detection) -> dict[str, np.ndarray]:
-    """The pictures of one detection, by kind (attention only where the method has one)."""
-    planes = map_planes(frame[None], [detection])[0]
+def render_maps(maps: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The pictures of one frame's maps (a batch of one, by kind)."""
+    planes = map_planes(maps)[0]
     return {kind: picture(kind, planes) for kind in planes}
 
 
@@ -85,10 +81,11 @@ def decode_png(data: bytes) -> np.ndarray:
     return image
 
 
-def write_maps(directory: Path, stem: str, frame: np.ndarray, detection: Detection) -> dict[str, Path]:
+def write_maps(directory: Path, stem: str, maps: Mapping[str, np.ndarray]) -> dict[str, Path]:
+    """The pictures of one frame's maps (a batch of one, by kind) as PNG files ``stem.kind.png``."""
     directory.mkdir(parents=True, exist_ok=True)
     written = {}
-    for kind, image in render_maps(frame, detection).items():
+    for kind, image in render_maps(maps).items():
         path = directory / f"{stem}.{kind}.png"
         path.write_bytes(encode_png(image))
         written[kind] = path

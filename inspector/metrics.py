@@ -76,6 +76,7 @@ class _Metrics:
     scored: Counter
     flagged: Counter
     quarantined: Counter
+    deferred: Counter
     latency: Histogram
     score: Histogram
     alerts_sent: Counter
@@ -111,6 +112,11 @@ def _metrics(buckets: Sequence[float] | None = None) -> _Metrics:
                 scored=counter("inspector_frames_scored", "Frames whose result was committed."),
                 flagged=counter("inspector_frames_flagged", "Frames whose committed result is a flag."),
                 quarantined=counter("inspector_frames_quarantined", "Frames quarantined (unreadable, lost)."),
+                deferred=counter(
+                    "inspector_frames_deferred",
+                    "Registered frames unregistered again while their file was still being written "
+                    "(registered anew once it is complete: registered minus deferred is frames landed).",
+                ),
                 latency=Histogram(
                     "inspector_frame_latency_seconds",
                     "From a frame landing (its file's mtime) to its result's commit.",
@@ -145,10 +151,18 @@ def frames_registered(source: str, count: int) -> None:
         _metrics().registered.labels(source, process_label()).inc(count)
 
 
-def frames_quarantined(sources: Iterable[str]) -> None:
-    metrics, process = _metrics(), process_label()
+def _count_frames(counter: Counter, sources: Iterable[str]) -> None:
+    process = process_label()
     for source in sources:
-        metrics.quarantined.labels(source, process).inc()
+        counter.labels(source, process).inc()
+
+
+def frames_quarantined(sources: Iterable[str]) -> None:
+    _count_frames(_metrics().quarantined, sources)
+
+
+def frames_deferred(sources: Iterable[str]) -> None:
+    _count_frames(_metrics().deferred, sources)
 
 
 def results_committed(frames: Sequence[Any], rows: Sequence[dict[str, Any]], closed: set[int]) -> None:

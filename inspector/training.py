@@ -1,4 +1,7 @@
-"""Training loop shared by every method: seeded, with a validation split of normal frames.
+"""Training loop shared by every family: seeded, with a validation split of normal frames.
+
+A family brings its networks and its trainer (optimisers, update step, validation loss);
+this loop brings the data: the split, the epochs, augmentation and early stopping.
 
 The held-out normal frames serve twice: early stopping (their validation loss) and the
 default threshold (a high quantile of their scores), so no anomalous frame is needed.
@@ -19,9 +22,9 @@ import torch
 
 import inspector
 from inspector.config import FrameSpec
-from inspector.detector import Checkpoint, resolve_device
+from inspector.detector import Checkpoint, resolve_device, score_batches
 from inspector.frames import FrameError, find_frames, load_frame
-from inspector.models import AnomalyModel, ModelConfig, build_model
+from inspector.models import ModelConfig, family_of_config
 
 
 class TrainingError(ValueError):
@@ -104,17 +107,6 @@ def epoch_order(n: int, min_frames: int, generator: torch.Generator) -> torch.Te
     return torch.cat([torch.randperm(n, generator=generator) for _ in range(repeats)])
 
 
-def score_frames(
-    model: AnomalyModel, frames: np.ndarray, method: str, device: torch.device, batch: int = 64
-) -> np.ndarray:
-    model.eval()
-    scores = [
-        model.score(torch.from_numpy(frames[i : i + batch]).to(device), method).score.cpu().numpy()
-        for i in range(0, len(frames), batch)
-    ]
-    return np.concatenate(scores)
-
-
 def train(
     frames: np.ndarray,
     config: ModelConfig,
@@ -136,7 +128,9 @@ def train(
     val_frames = frames[val_idx] if len(val_idx) else frames[train_idx]
     val_x = torch.from_numpy(val_frames).to(device)
 
-    model = build_model(config).to(device)
+    family = family_of_config(config)
+    model = family.model(config).to(device)
+    trainer = family.trainer(model)
     generator = torch.Generator().manual_seed(options.seed)
     batch_size = min(config.batch_size, len(train_x))
     best = (float("inf"), copy.deepcopy(model.state_dict()), 0)
@@ -150,12 +144,12 @@ def train(
         # Drop a last batch of one: BatchNorm cannot train on it.
         for start in range(0, len(order) - (1 if len(order) % batch_size == 1 else 0), batch_size):
             x = augment(train_x[order[start : start + batch_size]], options, generator).to(device)
-            for name, value in model.training_step(x).items():
+            for name, value in trainer.step(x).items():
                 sums[name] = sums.get(name, 0.0) + value
             steps += 1
         model.eval()
         losses = {name: value / max(steps, 1) for name, value in sums.items()}
-        losses["val"] = model.validation_loss(val_x)
+        losses["val"] = trainer.validation_loss(val_x)
         history.append(losses)
         if progress:
             progress(epoch, losses)
@@ -167,12 +161,10 @@ def train(
         model.load_state_dict(best[1])
     model.eval()
     model.fit_normal_statistics(val_x, train_x)
-    thresholds = {
-        method: float(
-            np.quantile(score_frames(model, val_frames, method, device), options.threshold_quantile)
-        )
-        for method in model.scoring_methods
-    }
+    thresholds = {}
+    for method in family.methods:
+        scores = [out.score.cpu().numpy() for out in score_batches(model, method, val_frames, 64, device)]
+        thresholds[method] = float(np.quantile(np.concatenate(scores), options.threshold_quantile))
     metadata = {
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": round(time.time() - started, 1),

@@ -14,7 +14,9 @@ step "$BIN/inspector" sample-data "$DEMO"
 step "$BIN/inspector" train --data "$DEMO/train" --out "$DEMO/model.pt" --epochs 20 --seed 0 \
   --method vaegan+ --model-config configs/models/glimpse.yaml
 step "$BIN/inspector" db upgrade
-step "$BIN/inspector" watch "$DEMO/incoming" --once
+# The sample files are complete: the damaged one is quarantined at once, not waited for
+# (watch.quiet_seconds) in case its writer is still at work.
+INSPECTOR_WATCH__QUIET_SECONDS=0 step "$BIN/inspector" watch "$DEMO/incoming" --once
 step "$BIN/inspector" report --since 1h
 cat <<MSG
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import io
+import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from inspector.config import FrameSpec
 from inspector.detector import Checkpoint
-from inspector.models import ModelConfig
+from inspector.models import AnomalyModel, ModelConfig, family_of_config, make_config
 from inspector.training import TrainOptions, train
 from tests.receivers import MOSQUITTO, Broker, free_port
 
@@ -21,12 +25,17 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 SHARED_DATA = SHARED / "data"
 
 TINY_SIZE = 32
+TINY = {"image_size": TINY_SIZE, "width": 8, "latent_dim": 8, "batch_size": 16}
+TINY_OF_FAMILY = {"vae": {"samples": 3}, "anogan": {"search_steps": 5}}
 
 
 def tiny_config(family: str = "vaegan", **overrides) -> ModelConfig:
-    values = dict(image_size=TINY_SIZE, width=8, latent_dim=8, batch_size=16, anogan_steps=5, vae_samples=3)
-    values.update(overrides)
-    return ModelConfig(family=family, **values)
+    return make_config(family, {**TINY, **TINY_OF_FAMILY.get(family, {}), **overrides})
+
+
+def build_model(config: ModelConfig) -> AnomalyModel:
+    """An untrained model of the config's family."""
+    return family_of_config(config).model(config)
 
 
 def blob_frames(n: int, size: int = TINY_SIZE, seed: int = 0) -> np.ndarray:
@@ -39,6 +48,25 @@ def blob_frames(n: int, size: int = TINY_SIZE, seed: int = 0) -> np.ndarray:
         disc = ((yy - cy) ** 2 + (xx - cx) ** 2 < (size / 5) ** 2).astype(np.float32)
         frames[i, 0] = np.clip(0.8 * disc + rng.normal(0, 0.03, (size, size)), 0, 1)
     return frames
+
+
+def encoded(image: np.ndarray, suffix: str = ".png") -> bytes:
+    """An image file's bytes, as OpenCV writes them for this suffix."""
+    ok, data = cv2.imencode(suffix, image)
+    assert ok
+    return data.tobytes()
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    stream = io.BytesIO()
+    np.save(stream, array)
+    return stream.getvalue()
+
+
+def png_header(width: int, height: int, depth: int = 8, colour: int = 0) -> bytes:
+    """A PNG signature and an IHDR of this size, bit depth and colour type; nothing behind it."""
+    chunk = b"IHDR" + struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
 
 
 @pytest.fixture(scope="session")

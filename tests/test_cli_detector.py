@@ -54,7 +54,7 @@ def test_train_then_score_with_maps(tmp_path: Path) -> None:
     rows = json.loads(result.output)
     assert [r["frame"] for r in rows] == [str(p) for p in queries]
     assert all(r["verdict"] in ("normal", "anomaly") for r in rows)
-    assert sorted(rows[0]["maps"]) == ["attention", "error", "input", "reconstruction"]
+    assert sorted(rows[0]["maps"]) == ["anomaly", "attention", "error", "input", "reconstruction"]
     assert cv2.imread(rows[0]["maps"]["attention"]).shape == (TINY_SIZE, TINY_SIZE, 3)
     result = runner.invoke(
         main, ["score", str(model), str(queries[0]), "--method", "vaegan", "--format", "csv"]
@@ -91,3 +91,46 @@ def test_clear_errors(tiny_checkpoint: Path, tmp_path: Path) -> None:
         main, ["train", "--data", str(depth_data), "--mode", "depth", "--out", str(tmp_path / "d.pt")]
     )
     assert wrong.exit_code != 0 and "one channel" in wrong.output
+
+
+def test_maps_of_same_named_frames_from_different_folders_do_not_collide(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """cam1/f000.png and cam2/f000.png (and f000.png beside f000.tif) each keep their own maps,
+    named by their path under the folder holding all the inputs."""
+    first = _write_frames(tmp_path / "cam1", blob_frames(1, seed=1))[0]
+    second = _write_frames(tmp_path / "cam2" / "sub", blob_frames(1, seed=2))[0]
+    tif = first.with_suffix(".tif")
+    cv2.imwrite(str(tif), np.zeros((TINY_SIZE, TINY_SIZE), np.uint8))
+    maps = tmp_path / "maps"
+    args = ["score", str(tiny_checkpoint), str(tmp_path / "cam1"), str(tmp_path / "cam2"), "--format", "json"]
+    result = CliRunner().invoke(main, [*args, "--maps", str(maps)])
+    assert result.exit_code == 0, result.output
+    inputs = {Path(row["frame"]).resolve(): row["maps"]["input"] for row in json.loads(result.output)}
+    assert inputs == {
+        first.resolve(): str(maps / "cam1" / "f000.png.input.png"),
+        tif.resolve(): str(maps / "cam1" / "f000.tif.input.png"),
+        second.resolve(): str(maps / "cam2" / "sub" / "f000.png.input.png"),
+    }
+    pictures = [cv2.imread(path) for path in inputs.values()]
+    assert not np.array_equal(pictures[0], pictures[1]) and not np.array_equal(pictures[0], pictures[2])
+
+
+def test_model_settings_belong_to_the_family_that_is_trained(tmp_path: Path) -> None:
+    """A fixed-camera setting given to the paper's VAEGAN is refused, not silently dropped: the
+    fixed-camera VAEGAN is a family of its own (vaegan-z)."""
+    _write_frames(tmp_path / "normal", blob_frames(8))
+    settings = tmp_path / "model.yaml"
+    settings.write_text("neighbours: 5\n")
+    args = ["train", "--data", str(tmp_path / "normal"), "--out", str(tmp_path / "m.pt"), "--epochs", "1"]
+    args += ["--image-size", str(TINY_SIZE), "--model-config", str(settings)]
+    refused = CliRunner().invoke(main, [*args, "--method", "vaegan-attn"])
+    assert refused.exit_code != 0 and "unknown settings for a vaegan model: ['neighbours']" in refused.output
+    unknown = CliRunner().invoke(main, [*args, "--method", "vaegan-attn-q"])
+    assert unknown.exit_code != 0 and "unknown method 'vaegan-attn-q'" in unknown.output
+
+
+def test_the_bench_command_imports_the_checkouts_benchmarks() -> None:
+    from inspector.cli import bench_module
+
+    assert bench_module("paper_table").__name__ == "bench.paper_table"

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from inspector.config import ConfigError, load_settings
+from inspector.web.security import is_loopback
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -28,3 +30,23 @@ def test_environment_overrides_nested_settings(tmp_path: Path) -> None:
     bad.write_text("watch:\n  setle_seconds: 1\n")
     with pytest.raises(ConfigError, match="unknown setting 'setle_seconds'"):
         load_settings(bad, environ={})
+
+
+def test_the_distributed_config_needs_a_login_and_names_its_own_database() -> None:
+    """It binds the dashboard to 0.0.0.0 (every page then needs a login, so serve wants a token)
+    and must not point the pipeline at a scratch database called 'test'."""
+    settings = load_settings(CONFIGS / "distributed.yaml", environ={})
+    assert settings.database_url.rsplit("/", 1)[1] == "inspector"
+    compose = yaml.safe_load((CONFIGS.parent / "docker-compose.yml").read_text())
+    assert compose["x-inspector"]["environment"]["INSPECTOR_DATABASE_URL"].endswith("/inspector")
+    assert "INSPECTOR_TOKEN:?" in compose["services"]["dashboard"]["environment"]["INSPECTOR_SERVER__TOKEN"]
+    assert not is_loopback(settings.server.host)
+    assert is_loopback(load_settings(CONFIGS / "default.yaml", environ={}).server.host)
+
+
+def test_list_settings_from_the_environment() -> None:
+    env = {"INSPECTOR_WATCH__IGNORE": "*.txt, *.log", "INSPECTOR_SERVER__TRUSTED_PROXIES": '["10.0.0.1"]'}
+    settings = load_settings(CONFIGS / "default.yaml", environ=env)
+    assert settings.watch.ignore == ("*.txt", "*.log")
+    assert settings.server.trusted_proxies == ("10.0.0.1",)
+    assert load_settings(CONFIGS / "default.yaml", environ={}).watch.ignore[:2] == ("*.txt", "*.json")

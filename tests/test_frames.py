@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from inspector import frames
 from inspector.config import ConfigError, FrameSpec
 from inspector.frames import FrameError, decode, find_frames, frame_from_bytes, load_frame, preprocess
 
-from .conftest import SHARED_DATA
+from .conftest import SHARED_DATA, encoded, npy_bytes, png_header
 
 DEPTH = SHARED_DATA / "depth"
 HAND = DEPTH / "hand-sr305"
@@ -23,25 +24,6 @@ TILES = SHARED_DATA / "magnetic-tile"
 SR305 = FrameSpec(mode="depth", image_size=64, depth_unit_mm=0.125, near_mm=0.0, far_mm=1500.0)
 needs_depth = pytest.mark.skipif(not DEPTH.is_dir(), reason="needs ../shared/data/depth")
 needs_tiles = pytest.mark.skipif(not TILES.is_dir(), reason="needs ../shared/data/magnetic-tile")
-
-
-def png_bytes(img: np.ndarray) -> bytes:
-    ok, buffer = cv2.imencode(".png", img)
-    assert ok
-    return buffer.tobytes()
-
-
-def npy_bytes(arr: np.ndarray) -> bytes:
-    stream = io.BytesIO()
-    np.save(stream, arr)
-    return stream.getvalue()
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG signature and IHDR claiming the given size, with no image data behind it."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    chunk = b"IHDR" + ihdr
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
 
 
 # --- real depth frames -------------------------------------------------------------------
@@ -133,7 +115,7 @@ def test_depth_npy_and_tiff_in_sensor_units(tmp_path: Path) -> None:
 def test_16_bit_png_grey_scales_by_full_range(tmp_path: Path) -> None:
     img = np.full((10, 10), 65535, np.uint16)
     img[:, :5] = 0
-    (tmp_path / "a.png").write_bytes(png_bytes(img))
+    (tmp_path / "a.png").write_bytes(encoded(img))
     frame = load_frame(tmp_path / "a.png", FrameSpec(mode="grey", image_size=10))
     assert frame.shape == (1, 10, 10)
     assert frame[0, 0, 0] == 0 and frame[0, 0, 9] == 1
@@ -235,7 +217,7 @@ def test_bad_bytes_raise_frame_error(data: bytes, message: str) -> None:
 
 
 def test_truncated_png_is_refused(tmp_path: Path) -> None:
-    data = png_bytes(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8))
+    data = encoded(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8))
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
     with pytest.raises(FrameError, match="not a readable image: corrupt or truncated"):
         load_frame(tmp_path / "cut.png", FrameSpec(image_size=8))
@@ -252,6 +234,77 @@ def test_pixel_limit_is_checked_from_the_header(tmp_path: Path, suffix: str) -> 
     assert load_frame(path, FrameSpec(image_size=8, max_pixels=2000)).shape == (1, 8, 8)
     with pytest.raises(FrameError, match="50x40 pixels exceeds the limit of 1999"):
         load_frame(path, FrameSpec(image_size=8, max_pixels=1999))
+
+
+def test_the_issues_png_bomb_is_refused_by_its_decoded_bytes() -> None:
+    """7000x7000 16-bit RGBA: 49 M pixels pass the pixel limit, but decoded they take 392 MB
+    (2.27 GB while preprocessed): refused from the header, by the default byte limit."""
+    with pytest.raises(FrameError, match="392000000 bytes decoded: over the limit of 268435456"):
+        frame_from_bytes(png_header(7000, 7000, 16, 6) + bytes(64), FrameSpec(image_size=8))
+
+
+@pytest.mark.parametrize(
+    ("suffix", "image", "pixel_bytes"),
+    [
+        (".png", np.zeros((40, 50, 4), np.uint16), 8),
+        (".png", np.zeros((40, 50, 3), np.uint8), 3),
+        (".jpg", np.zeros((40, 50, 3), np.uint8), 3),
+        (".tiff", np.zeros((40, 50, 3), np.float32), 12),
+        (".tiff", np.zeros((40, 50), np.uint16), 2),
+        (".bmp", np.zeros((40, 50), np.uint8), 3),
+        (".npy", np.zeros((40, 50, 4), np.float64), 32),
+    ],
+)
+def test_decoded_bytes_are_bounded_from_the_header(suffix: str, image: np.ndarray, pixel_bytes: int) -> None:
+    """width x height x channels x bytes per sample, read before decoding: at the limit the frame
+    is read, one byte below it is refused."""
+    data = npy_bytes(image) if suffix == ".npy" else encoded(image, suffix)
+    spec = FrameSpec(mode="colour", image_size=8)
+    size = 40 * 50 * pixel_bytes
+    assert decode(data, 10**6, max_bytes=size).nbytes <= size
+    assert frame_from_bytes(data, spec, max_bytes=size).shape == (3, 8, 8)
+    with pytest.raises(FrameError, match=f"would take {size} bytes decoded: over the limit of {size - 1}"):
+        decode(data, 10**6, max_bytes=size - 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.int32, np.int8])
+def test_poison_tiffs_decode_or_raise_frame_error(tmp_path: Path, dtype: type) -> None:
+    """3-channel TIFFs of sample types cv2.cvtColor refuses (issue 17, item 1): never a cv2.error."""
+    path = tmp_path / "p.tif"
+    assert cv2.imwrite(str(path), np.full((8, 8, 3), 0.5).astype(dtype))
+    spec = FrameSpec(mode="colour", image_size=8)
+    if dtype == np.float64:  # floats in [0, 1]: a frame
+        assert np.allclose(load_frame(path, spec), 0.5)
+    else:
+        with pytest.raises(FrameError, match="unsupported pixel type"):
+            load_frame(path, spec)
+
+
+def test_a_library_error_while_preprocessing_becomes_a_frame_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fails(*_: object) -> None:
+        raise cv2.error("OpenCV(5.0.0) resize.cpp:1: error: (-215:Assertion failed) in function 'x'")
+
+    monkeypatch.setattr(frames, "_resize", fails)
+    with pytest.raises(FrameError, match="cannot preprocess the image: OpenCV"):
+        frame_from_bytes(encoded(np.zeros((20, 20), np.uint8)), FrameSpec(image_size=8))
+
+
+def test_opencv_keeps_its_own_log_lines_about_bad_files_to_itself(tmp_path: Path) -> None:
+    """The reason is in the FrameError; OpenCV's own "[ WARN] ... PNG input buffer is incomplete"
+    lines on stderr, one per hostile file, are not (issue 17, item 16)."""
+    cut = tmp_path / "cut.png"
+    data = encoded(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8))
+    cut.write_bytes(data[: len(data) // 2])
+    code = (
+        "import sys\n"
+        "from inspector.config import FrameSpec\n"
+        "from inspector.frames import FrameError, load_frame\n"
+        "try: load_frame(sys.argv[1], FrameSpec())\n"
+        "except FrameError as e: print(e)"
+    )
+    run = subprocess.run([sys.executable, "-c", code, str(cut)], capture_output=True, text=True, check=True)
+    assert "corrupt or truncated" in run.stdout
+    assert run.stderr == ""
 
 
 def test_npy_bomb_is_refused_before_reading_its_data() -> None:

@@ -1,5 +1,6 @@
-"""Celery workers, the distributed face of the pipeline.
+"""Celery's own command line's entry into inspector: ``celery -A workers.app ...``.
 
-Start one per GPU with ``inspector worker [--gpu N]``, which is
-``celery -A workers.app worker --queues gpu --concurrency 1``; without a GPU it scores on the CPU.
+``inspector worker [--gpu N]`` starts a worker without it (its app comes from
+inspector.pipeline.distributed, built from the command's settings); this entry is for
+Celery's tools, such as the compose file's ``celery -A workers.app inspect ping``.
 """

@@ -1,44 +1,70 @@
-"""The detectors' neural networks: pure torch, no files, no SQL."""
+"""The detectors' neural networks, one module per family: pure torch, no files, no SQL.
 
-from inspector.models.anogan import AnoGAN
-from inspector.models.base import AnomalyModel, ModelConfig, Scores
-from inspector.models.glimpse_vaegan import GlimpseVAEGAN
-from inspector.models.vae import VAE
-from inspector.models.vaegan import VAEGAN
+A family is a config, networks with their scoring methods, and a trainer (see base.Family).
+The paper's: ``vae`` (vae.py), ``anogan`` (anogan.py), ``vaegan`` (vaegan.py). Ours:
+``vaegan-z`` (fixed_camera.py) and ``vaegan+`` (glimpse_vaegan.py). Each scoring method
+belongs to exactly one family, and names one computation.
+"""
 
-FAMILIES: dict[str, type[AnomalyModel]] = {
-    "vae": VAE,
-    "anogan": AnoGAN,
-    "vaegan": VAEGAN,
-    "vaegan+": GlimpseVAEGAN,
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from inspector.models import anogan, fixed_camera, glimpse_vaegan, vae, vaegan
+from inspector.models.base import AnomalyModel, Family, ModelConfig, Scores, Trainer
+
+FAMILIES: dict[str, Family] = {
+    family.name: family
+    for family in (vae.FAMILY, anogan.FAMILY, vaegan.FAMILY, fixed_camera.FAMILY, glimpse_vaegan.FAMILY)
 }
-METHODS: dict[str, str] = {m: family for family, cls in FAMILIES.items() for m in cls.scoring_methods}
+METHODS: dict[str, Family] = {method: family for family in FAMILIES.values() for method in family.methods}
 
 
-def family_of(method: str) -> str:
-    """The model family (checkpoint kind) that a scoring method needs."""
+def family_of(method: str) -> Family:
+    """The family whose checkpoints a scoring method needs."""
     try:
         return METHODS[method]
     except KeyError:
         raise ValueError(f"unknown method {method!r}; choose from {sorted(METHODS)}") from None
 
 
-def default_method(family: str) -> str:
-    """The scoring method a checkpoint of this family uses unless told otherwise."""
-    return FAMILIES[family].scoring_methods[-1]
+def family_named(name: str) -> Family:
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise ValueError(f"unknown model family {name!r}; choose from {sorted(FAMILIES)}") from None
 
 
-def build_model(config: ModelConfig) -> AnomalyModel:
-    return FAMILIES[config.family](config)
+def family_of_config(config: ModelConfig) -> Family:
+    """The family a config belongs to: each family has a config class of its own."""
+    for family in FAMILIES.values():
+        if type(config) is family.config:
+            return family
+    raise ValueError(f"{type(config).__name__} is no registered family's config")
+
+
+def make_config(family: str, values: Mapping[str, Any]) -> ModelConfig:
+    """A family's config from settings (a checkpoint's, a YAML file's), refusing unknown ones."""
+    config = family_named(family).config
+    known = {f.name for f in dataclasses.fields(config)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown settings for a {family} model: {sorted(unknown)} (known: {sorted(known)})")
+    return config(**values)
 
 
 __all__ = [
     "FAMILIES",
     "METHODS",
     "AnomalyModel",
+    "Family",
     "ModelConfig",
     "Scores",
-    "build_model",
-    "default_method",
+    "Trainer",
+    "family_named",
     "family_of",
+    "family_of_config",
+    "make_config",
 ]

@@ -1,4 +1,4 @@
-"""Convolutional building blocks shared by every method: an encoder trunk and a decoder.
+"""Building blocks shared by the families: networks, latent draws, the GAN loss, a blur.
 
 Three stride-2 stages take an S×S frame to about S/8; the decoder grows a ceil(S/8) grid
 back by 8 and resizes to S when S is not a multiple of 8 (84 → 88 → 84), so any model
@@ -129,3 +129,20 @@ def fixed_normal(rows: int, dim: int, device: torch.device) -> torch.Tensor:
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(q(z|x) ‖ N(0, I)) per sample."""
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
+
+
+def gan_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
+    """Binary cross-entropy of a discriminator's logits against "real" or "generated"."""
+    target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+    return F.binary_cross_entropy_with_logits(logits, target)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian smoothing of (N, C, H, W) with edge padding."""
+    radius = max(1, int(3 * sigma + 0.5))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    kernel = torch.exp(-(t**2) / (2 * sigma**2))
+    kernel = (kernel / kernel.sum()).repeat(x.shape[1], 1, 1, 1)
+    channels = x.shape[1]
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), kernel, groups=channels)
+    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), kernel.mT, groups=channels)

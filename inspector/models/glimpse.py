@@ -12,16 +12,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian smoothing of (N, C, H, W) with edge padding."""
-    radius = max(1, int(3 * sigma + 0.5))
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    kernel = torch.exp(-(t**2) / (2 * sigma**2))
-    kernel = (kernel / kernel.sum()).repeat(x.shape[1], 1, 1, 1)
-    channels = x.shape[1]
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), kernel, groups=channels)
-    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), kernel.mT, groups=channels)
+from inspector.models.blocks import gaussian_blur
 
 
 def locate(x: torch.Tensor, sigma: float, threshold: float, fill: float) -> torch.Tensor:

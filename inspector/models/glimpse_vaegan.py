@@ -1,4 +1,4 @@
-"""VAEGAN on glimpses: the paper's model, but it sees the object at a canonical place and scale.
+"""VAEGAN on glimpses (ours): the paper's model, but it sees the object at a canonical place and scale.
 
 A frame x is first turned into a glimpse g = sample(x, θ(x)) (see ``glimpse.py``); the
 VAEGAN of ``vaegan.py`` is trained and scores on g, so the comparison of g with its
@@ -7,7 +7,8 @@ Maps go back to the frame through θ⁻¹.
 
 Scores: ``vaegan+`` = mean of e = |g − g̃|. ``vaegan-attn+`` attends twice: the glimpse
 says where the object is, and the pixel term looks only at the most anomalous part of it,
-    ē = G_σ * e,   A = 1[ē ≥ q-th largest value of ē],   s_pix = Σ A·ē / Σ A
+its top-fraction mask M:
+    ē = G_σ * e,   M = 1[ē ≥ q-th largest value of ē],   s_pix = Σ M·ē / Σ M
 (q = ``attended_fraction`` of the glimpse's pixels), so a defect is not diluted by the
 noise over the rest of the object. The feature term is Larsen's L_feat, the error where the
 VAEGAN learnt to reconstruct, in the discriminator's layer l:
@@ -15,27 +16,58 @@ VAEGAN learnt to reconstruct, in the discriminator's layer l:
 The two are on different scales, so each is standardised by its mean and std on held-out
 normal frames (``fit_normal_statistics``, after training):
     score = (s_pix − μ_pix)/σ_pix + (s_feat − μ_feat)/σ_feat
-The attention map is A, put back in the frame.
+The method's attention map is M, put back in the frame.
 """
 
 from __future__ import annotations
 
-import dataclasses
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
-from inspector.models.base import ModelConfig, Scores, absolute_error
-from inspector.models.glimpse import gaussian_blur, glimpse, locate, unglimpse
-from inspector.models.vaegan import VAEGAN
+from inspector.models.base import Family, Scores, absolute_error
+from inspector.models.blocks import gaussian_blur
+from inspector.models.glimpse import glimpse, locate, unglimpse
+from inspector.models.vaegan import VAEGAN, VAEGANConfig, VAEGANTrainer, feature_loss
+
+
+@dataclass
+class GlimpseConfig(VAEGANConfig):
+    glimpse_size: int = 28  # side of the glimpse, what the networks see
+    glimpse_blur: float = 1.0  # σ of the smoothing used to find the object and to resample it
+    glimpse_threshold: float = 0.25  # object = smoothed frame above its median by this much
+    glimpse_fill: float = 20 / 28  # fraction of the glimpse side the object spans
+    error_blur: float = 1.0  # σ (pixels) of the error's smoothing for vaegan-attn+
+    attended_fraction: float = 0.05  # vaegan-attn+ scores the mean of this top fraction of it
+
+
+class Glimpsed(NamedTuple):
+    """A batch seen through its glimpses."""
+
+    glimpse: torch.Tensor  # g (N, C, s, s)
+    theta: torch.Tensor  # θ (N, 2, 3): glimpse → frame
+    reconstruction: torch.Tensor  # g̃
+    error: torch.Tensor  # e = |g − g̃| (N, s, s)
+
+
+def top_fraction_error(
+    error: torch.Tensor, blur: float, fraction: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """s_pix (N,) and the top-fraction mask M (N, s, s) of error maps (N, s, s)."""
+    smooth = gaussian_blur(error[:, None], blur)[:, 0]
+    k = max(1, round(fraction * smooth[0].numel()))
+    kth = smooth.flatten(1).topk(k, dim=1).values[:, -1]
+    mask = (smooth >= kth[:, None, None]).to(smooth.dtype)
+    return (mask * smooth).sum(dim=(1, 2)) / mask.sum(dim=(1, 2)), mask
 
 
 class GlimpseVAEGAN(VAEGAN):
     scoring_methods = ("vaegan+", "vaegan-attn+")
+    config: GlimpseConfig
 
-    def __init__(self, config: ModelConfig):
-        # It standardises its own signals (below), not per-pixel maps: a glimpse moves with the object.
-        super().__init__(dataclasses.replace(config, image_size=config.glimpse_size, standardise=False))
-        self.config = config
+    def __init__(self, config: GlimpseConfig):
+        super().__init__(config, input_size=config.glimpse_size)
         # Mean and std of (s_pix, s_feat) on held-out normal frames: see fit_normal_statistics.
         self.register_buffer("signal_mean", torch.zeros(2))
         self.register_buffer("signal_std", torch.ones(2))
@@ -46,59 +78,56 @@ class GlimpseVAEGAN(VAEGAN):
         theta = locate(x, c.glimpse_blur, c.glimpse_threshold, c.glimpse_fill)
         return glimpse(x, theta, c.glimpse_size, c.glimpse_blur), theta
 
-    def training_step(self, x: torch.Tensor) -> dict[str, float]:
-        return super().training_step(self.see(x)[0])
-
     @torch.no_grad()
-    def validation_loss(self, x: torch.Tensor) -> float:
-        return super().validation_loss(self.see(x)[0])
-
-    @torch.no_grad()
-    def _reconstructed(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The glimpse g, its map θ, its reconstruction g̃ and the error e = |g − g̃|."""
+    def glimpsed(self, x: torch.Tensor) -> Glimpsed:
         g, theta = self.see(x)
         g_rec = self.reconstruct(g)
-        return g, theta, g_rec, absolute_error(g, g_rec)
+        return Glimpsed(g, theta, g_rec, absolute_error(g, g_rec))
 
-    def _attended(self, error: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """s_pix and the attention A of glimpse error maps (N, s, s)."""
-        smooth = gaussian_blur(error[:, None], self.config.error_blur)[:, 0]
-        k = max(1, round(self.config.attended_fraction * smooth[0].numel()))
-        kth = smooth.flatten(1).topk(k, dim=1).values[:, -1]
-        attention = (smooth >= kth[:, None, None]).to(smooth.dtype)
-        return (attention * smooth).sum(dim=(1, 2)) / attention.sum(dim=(1, 2)), attention
-
-    def _signals(
-        self, g: torch.Tensor, g_rec: torch.Tensor, error: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(s_pix, s_feat) per frame (N, 2), and the attention A."""
-        attended, attention = self._attended(error)
-        return torch.stack([attended, self.feature_loss(g, g_rec)], dim=1), attention
+    def _signals(self, seen: Glimpsed) -> tuple[torch.Tensor, torch.Tensor]:
+        """(s_pix, s_feat) per frame (N, 2), and the mask M."""
+        c = self.config
+        attended, mask = top_fraction_error(seen.error, c.error_blur, c.attended_fraction)
+        return torch.stack([attended, feature_loss(self, seen.glimpse, seen.reconstruction)], dim=1), mask
 
     @torch.no_grad()
     def fit_normal_statistics(self, held_out: torch.Tensor, seen: torch.Tensor, batch: int = 64) -> None:
-        signals = []
-        for start in range(0, len(held_out), batch):
-            g, _, g_rec, error = self._reconstructed(held_out[start : start + batch])
-            signals.append(self._signals(g, g_rec, error)[0])
+        signals = [
+            self._signals(self.glimpsed(held_out[i : i + batch]))[0] for i in range(0, len(held_out), batch)
+        ]
         stacked = torch.cat(signals)
         self.signal_mean.copy_(stacked.mean(dim=0))
         self.signal_std.copy_(stacked.std(dim=0, correction=0).clamp_min(1e-6))
 
     def score(self, x: torch.Tensor, method: str = "vaegan-attn+") -> Scores:
-        if method not in self.scoring_methods:
-            raise ValueError(f"this model scores with {self.scoring_methods}, not {method!r}")
-        g, theta, g_rec, error = self._reconstructed(x)
+        self.check_method(method)
+        seen = self.glimpsed(x)
         size = self.config.image_size
-        reconstruction = unglimpse(g_rec, theta, size)
-        frame_error = unglimpse(error[:, None], theta, size)[:, 0]
+        reconstruction = unglimpse(seen.reconstruction, seen.theta, size)
+        frame_error = unglimpse(seen.error[:, None], seen.theta, size)[:, 0]
         if method == "vaegan+":
-            return Scores(score=error.mean(dim=(1, 2)), reconstruction=reconstruction, error=frame_error)
+            return Scores(score=seen.error.mean(dim=(1, 2)), reconstruction=reconstruction, error=frame_error)
         with torch.no_grad():
-            signals, attention = self._signals(g, g_rec, error)
+            signals, mask = self._signals(seen)
         return Scores(
             score=((signals - self.signal_mean) / self.signal_std).sum(dim=1),
             reconstruction=reconstruction,
             error=frame_error,
-            attention=unglimpse(attention[:, None], theta, size)[:, 0],
+            attention=unglimpse(mask[:, None], seen.theta, size)[:, 0],
         )
+
+
+class GlimpseTrainer(VAEGANTrainer):
+    """Larsen's updates, on the glimpses of the frames."""
+
+    model: GlimpseVAEGAN
+
+    def step(self, x: torch.Tensor) -> dict[str, float]:
+        return super().step(self.model.see(x)[0])
+
+    @torch.no_grad()
+    def validation_loss(self, x: torch.Tensor) -> float:
+        return super().validation_loss(self.model.see(x)[0])
+
+
+FAMILY = Family("vaegan+", GlimpseConfig, GlimpseVAEGAN, GlimpseTrainer)

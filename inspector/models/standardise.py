@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from inspector.models.glimpse import gaussian_blur
+from inspector.models.blocks import gaussian_blur
 
 STD_FLOOR = 1e-3  # a pixel that never varied on normal frames must not divide by zero
 

@@ -10,7 +10,8 @@ A frame's life, each step a committed state in the ``frames`` table::
   worker died), at start and at every rescan. The inline executor is the only scorer of
   its database, so at start it takes back everything in flight at once.
 - A claim is a compare-and-set update, and the result insert does nothing when the frame
-  already has a result from that model version: delivery may repeat, scoring does not.
+  already has a result from that model version and method: delivery may repeat, scoring
+  does not.
   A claim records its delivery (the Celery task id), so when a worker process dies the
   redelivered message (late ack) resumes its frames at once; anything else waits out
   ``stale_seconds`` and is re-queued by the watcher.

@@ -50,11 +50,15 @@ class DeliveryError(Exception):
     """The receiver did not take the message (refused, unreachable, no acknowledgement)."""
 
 
-def queue(session: Session, settings: Settings, model_version: str, frame_ids: Sequence[int]) -> None:
-    """Queue the flags among these frames' results for every configured channel, in the caller's
-    (the scoring) transaction. Nothing to do when no channel is configured."""
+def queue(
+    session: Session, settings: Settings, model_version: str, method: str, frame_ids: Sequence[int]
+) -> None:
+    """Queue the flags among these frames' results by this model (version and method) for every
+    configured channel, in the caller's (the scoring) transaction. Nothing to do when no channel
+    is configured. Only the live model's results are queued (the pipeline's ``store`` says which
+    those are): a model scored beside it to be compared must never page anyone."""
     if settings.alerts.channels and frame_ids:
-        operations.queue_alerts(session, settings.alerts.channels, model_version, frame_ids)
+        operations.queue_alerts(session, settings.alerts.channels, model_version, method, frame_ids)
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -184,6 +188,7 @@ def message(
                 "score": alert.score,
                 "threshold": alert.threshold,
                 "model_version": alert.model_version,
+                "method": alert.method,
                 "landed_at": _iso(alert.landed_at),
                 "scored_at": _iso(alert.scored_at),
                 "url": f"{base}/results/{alert.result_id}",

@@ -1,9 +1,9 @@
 """Where scoring runs: in the watcher's process (inline) or on Celery workers (celery).
 
 Both score through the same claim-and-score step of ``pipeline.process``: Celery workers
-take batches of frame ids (never pixels) in :func:`process_frames`, the Celery task in
-workers/ being a thin wrapper over it registered under :data:`SCORE_TASK`; inline scorers
-pull the next waiting batch themselves (:func:`score_next`, then :func:`store`).
+take batches of frame ids (never pixels) in ``process_frames``, the task of
+``pipeline.distributed`` being a thin wrapper over it; inline scorers pull the next waiting
+batch themselves (:func:`score_next`, then :func:`store`).
 """
 
 from __future__ import annotations
@@ -21,15 +21,10 @@ from typing import Any, NamedTuple, Protocol
 
 from inspector import logs
 from inspector.config import Settings
+from inspector.pipeline.distributed import CeleryExecutor
 from inspector.pipeline.process import Outcome, released_on_error, score_next, store
 
 log = logging.getLogger(__name__)
-
-SCORE_TASK = "inspector.score_batch"
-
-
-def batches(ids: Sequence[int], size: int) -> list[list[int]]:
-    return [list(ids[i : i + size]) for i in range(0, len(ids), max(1, size))]
 
 
 class Executor(Protocol):
@@ -222,27 +217,6 @@ class InlineExecutor:
             current, self._scorers = self._scorers, None
         if current is not None:
             current.pool.shutdown(wait=True)
-
-
-class CeleryExecutor:
-    """Send batches of ids to the workers' queue (settings.queue) through the broker."""
-
-    exclusive = False
-
-    def __init__(self, settings: Settings):
-        from celery import Celery
-
-        self.settings = settings
-        self.app = Celery("inspector", broker=settings.broker_url, set_as_current=False)
-        self.app.conf.broker_connection_retry_on_startup = True
-
-    def submit(self, frame_ids: Sequence[int]) -> None:
-        for batch in batches(frame_ids, self.settings.watch.batch_size):
-            self.app.send_task(SCORE_TASK, args=[batch], queue=self.settings.queue)
-        log.info("sent %d frames to the %r queue", len(frame_ids), self.settings.queue)
-
-    def close(self) -> None:
-        self.app.close()
 
 
 def make_executor(settings: Settings) -> Executor:

@@ -30,13 +30,15 @@ IN_CREATE = 0x00000100
 IN_Q_OVERFLOW = 0x00004000
 IN_IGNORED = 0x00008000
 IN_ONLYDIR = 0x01000000
+IN_DONT_FOLLOW = 0x02000000
 IN_ISDIR = 0x40000000
 IN_NONBLOCK = os.O_NONBLOCK
 IN_CLOEXEC = os.O_CLOEXEC
 
 # A file appearing (created, or renamed in: the uploader's atomic hand-over) and a writer
 # closing it. Not the opens and reads of our own hashing, nor anything leaving the folder.
-MASK = IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE | IN_ONLYDIR
+# Only folders, never through a link (a folder swapped for one is not watched).
+MASK = IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE | IN_ONLYDIR | IN_DONT_FOLLOW
 _HEADER = struct.Struct("iIII")  # wd, mask, cookie, length of the name that follows
 
 

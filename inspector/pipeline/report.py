@@ -101,7 +101,17 @@ def render(report: Report, fmt: str) -> str:
         return json.dumps(payload, indent=2)
     if fmt == "csv":
         out = io.StringIO()
-        fields = ["scored_at", "frame_id", "source", "path", "score", "threshold", "verdict", "model_version"]
+        fields = [
+            "scored_at",
+            "frame_id",
+            "source",
+            "path",
+            "score",
+            "threshold",
+            "verdict",
+            "model_version",
+            "method",
+        ]
         writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)

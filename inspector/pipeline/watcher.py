@@ -6,12 +6,15 @@ or it was renamed into the folder, the usual atomic hand-over; otherwise (a file
 scan, a writer that reopens its files) once its size and mtime held still across two looks
 ``settle_seconds`` apart. The frame row is committed before anything is queued, and
 each rescan re-queues frames left pending or stuck in flight, so a restart loses nothing.
+
+Files whose names match ``watch.ignore`` (a camera's sidecar files) are left alone, counted;
+links, pipes and devices are never read (each is named once in the log). Every file is
+reached without following a link (``pipeline.ledger``), so nothing outside the root is read.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import stat
 import threading
 import time
@@ -26,14 +29,20 @@ from inspector.config import Settings
 from inspector.pipeline.executors import Executor, make_executor
 from inspector.pipeline.inotify import Changes, Inotify
 from inspector.pipeline.ledger import (
+    Folders,
     duplicate_location,
+    final_location,
     hash_file,
     is_ignored,
-    move,
+    lstat,
+    matches,
+    move_files,
+    path_text,
     quarantine_location,
+    text_path,
     walk_folders,
 )
-from inspector.pipeline.process import Outcome
+from inspector.pipeline.process import Outcome, place_files
 from inspector.store import queries
 from inspector.store.db import session_scope
 from inspector.store.models import Frame, utcnow
@@ -44,6 +53,7 @@ Signature = tuple[int, int]  # size, mtime in ns
 TICK = 0.05  # seconds: the shortest turn of the watch loop
 SEND_INTERVAL = 0.1  # seconds between sends to the workers (celery), to gather frames into batches
 RETRY_SECONDS = 5.0  # after a failed scoring step (a dead scorer, the database away)
+REMEMBERED = 10_000  # links and pipes named in the log, remembered so each is named once
 
 
 class Watcher:
@@ -65,6 +75,7 @@ class Watcher:
         self.data_dir = settings.data_path.resolve()
         self.stats: Counter[str] = Counter()
         self._looks: dict[Path, tuple[Signature, float]] = {}  # last look: signature, when
+        self._not_plain: set[Path] = set()  # links, pipes, devices already named in the log
 
     # --- finding files -------------------------------------------------------------------
 
@@ -73,28 +84,32 @@ class Watcher:
         return folder.name.startswith(".") or folder == self.data_dir
 
     def scan(self) -> set[Path]:
-        """Every file under the root, outside the skipped folders; links to folders are not entered."""
-        return {folder / name for folder, files in walk_folders(self.root, self._skipped) for name in files}
+        """Every file under the root, outside the skipped folders; links to folders are not entered.
+        Files ``watch.ignore`` names are left out, and counted (stats["ignored"], per scan)."""
+        found = {folder / name for folder, files in walk_folders(self.root, self._skipped) for name in files}
+        ignored = {path for path in found if matches(path, self.settings.watch.ignore)}
+        self.stats["ignored"] = len(ignored)
+        return found - ignored
 
-    def _signature(self, path: Path, inside: dict[Path, bool]) -> Signature | None:
-        """(size, mtime) of a plain file inside the root worth reading; None for anything else.
-        ``inside`` caches, for one look, whether a folder's real path lies in the root: a
-        burst of thousands of files in one folder resolves it once, not once a file."""
+    def _signature(self, path: Path, folders: Folders) -> Signature | None:
+        """(size, mtime) of a plain file inside the root worth reading; None for anything else."""
+        if not path.is_relative_to(self.root) or path.is_relative_to(self.data_dir):
+            return None
+        if is_ignored(path, self.root) or matches(path, self.settings.watch.ignore):
+            return None
         try:
-            if not path.is_relative_to(self.root) or is_ignored(path, self.root):
-                return None
-            if path.is_relative_to(self.data_dir):
-                return None
-            # A symlink is never followed, as a file or as a folder on the way to it.
-            folder = path.parent
-            if folder not in inside:
-                inside[folder] = Path(os.path.realpath(folder)).is_relative_to(self.root)
-            if not inside[folder]:
-                return None
-            info = os.lstat(path)
+            info = lstat(path, folders)  # a link is never followed, as a file or a folder on the way
         except OSError:
             return None
-        return (info.st_size, info.st_mtime_ns) if stat.S_ISREG(info.st_mode) else None
+        if stat.S_ISREG(info.st_mode):
+            return info.st_size, info.st_mtime_ns
+        if path not in self._not_plain:
+            if len(self._not_plain) >= REMEMBERED:
+                self._not_plain.clear()
+            self._not_plain.add(path)
+            self.stats["not plain files"] = len(self._not_plain)
+            log.warning("%s is not a plain file (a link, pipe or device): left where it is, never read", path)
+        return None
 
     def look(
         self, paths: set[Path], settle: float = 0.0, complete: AbstractSet[Path] = frozenset()
@@ -106,19 +121,19 @@ class Watcher:
         """
         now = time.monotonic()
         ready = []
-        inside: dict[Path, bool] = {}
-        for path in paths | complete | set(self._looks):
-            previous = self._looks.get(path)
-            if previous is not None and now - previous[1] < settle and path not in complete:
-                continue
-            signature = self._signature(path, inside)
-            if signature is None:
-                self._looks.pop(path, None)
-            elif path in complete or (previous is not None and previous[0] == signature):
-                ready.append(path)
-                self._looks.pop(path, None)
-            else:
-                self._looks[path] = (signature, now)
+        with Folders() as folders:
+            for path in paths | complete | set(self._looks):
+                previous = self._looks.get(path)
+                if previous is not None and now - previous[1] < settle and path not in complete:
+                    continue
+                signature = self._signature(path, folders)
+                if signature is None:
+                    self._looks.pop(path, None)
+                elif path in complete or (previous is not None and previous[0] == signature):
+                    ready.append(path)
+                    self._looks.pop(path, None)
+                else:
+                    self._looks[path] = (signature, now)
         return sorted(ready)
 
     def _next_look(self, settle: float) -> float | None:
@@ -132,13 +147,13 @@ class Watcher:
     def register(self, paths: list[Path]) -> None:
         """Commit a frame row per new content; known content is settled, not registered again."""
         moves: list[tuple[Path, str, str | None]] = []
-        with session_scope(self.settings.db_url) as session:
+        placed: list[tuple[Frame, Path, str]] = []  # finished frames whose file is moved now
+        with session_scope(self.settings.db_url) as session, Folders() as folders:
             found: list[tuple[Path, str]] = []
             rows: list[dict[str, Any]] = []
             for path in paths:
                 try:
-                    digest, size = hash_file(path)
-                    mtime = os.lstat(path).st_mtime
+                    digest, size, mtime = hash_file(path, folders)
                 except OSError:
                     continue  # gone or replaced by a link since the look: the next look decides
                 landed = datetime.fromtimestamp(mtime, UTC).replace(tzinfo=None)
@@ -146,7 +161,7 @@ class Watcher:
                 rows.append(
                     dict(
                         content_hash=digest,
-                        path=str(path),
+                        path=path_text(path),
                         source=self.source,
                         size_bytes=size,
                         landed_at=landed,
@@ -155,24 +170,30 @@ class Watcher:
             new = queries.insert_frames(session, rows)  # one statement, not one per file
             self.stats["registered"] += len(new)
             metrics.frames_registered(self.source, len(new))
-            seen = [(path, digest) for path, digest in found if str(path) not in new]
+            seen = [(path, digest) for path, digest in found if path_text(path) not in new]
             frames = queries.frames_by_hash(session, [digest for _, digest in seen])
             for path, digest in seen:
                 known = frames.get(digest)
                 if known is None:
                     continue
-                if known.status in queries.WAITING and not os.path.lexists(known.path):
+                if known.status in queries.WAITING and not _exists(text_path(known.path)):
                     # Moved within the folder before it was scored: follow it.
-                    queries.set_frame_path(session, known.id, str(path))
-                elif known.path != str(path):
+                    queries.set_frame_path(session, known.id, path_text(path))
+                elif known.path != path_text(path):
                     self.stats["duplicates"] += 1
                     log.info("%s duplicates frame %s (%s)", path, known.id, known.path)
                     moves.append((path, duplicate_location(known, path), None))
-                elif known.status in ("done", "quarantined") and known.stored_path:
-                    # Its result was committed but the process died before moving the file.
-                    moves.append((path, known.stored_path, known.error))
-        for path, location, note in moves:
-            move(path, self.data_dir, location, note)
+                elif location := final_location(known, self.settings.watch.archive):
+                    # Its result was committed but the process died (or the move failed) before
+                    # the file was moved.
+                    moves.append((path, location, known.error if known.status == "quarantined" else None))
+                    placed.append((known, path, location))
+        unmoved = move_files(self.data_dir, moves)
+        with session_scope(self.settings.db_url) as session:
+            for frame, path, location in placed:
+                stored = None if path in unmoved else location
+                if stored != frame.stored_path:
+                    queries.set_stored_path(session, frame.id, stored)
 
     def recover(self) -> Outcome | None:
         """Queue what waits (pending, or in flight too long) and hand it to the executor."""
@@ -188,7 +209,7 @@ class Watcher:
             queued = queries.queue_waiting(session, stale_before)
         for frame in lost:
             log.warning("quarantined frame %s (%s): %s", frame.id, frame.path, frame.error)
-            move(Path(frame.path), self.data_dir, quarantine_location(frame), frame.error)
+        place_files(self.settings, [(frame, quarantine_location(frame), frame.error) for frame in lost])
         self.stats["quarantined"] += len(lost)
         metrics.frames_quarantined(frame.source for frame in lost)
         if not queued:
@@ -198,6 +219,7 @@ class Watcher:
         if outcome is not None:
             self.stats["done"] += outcome.done
             self.stats["quarantined"] += outcome.quarantined
+            self.stats["deferred"] += outcome.deferred
         return outcome
 
     # --- running ---------------------------------------------------------------------------
@@ -283,3 +305,12 @@ class Watcher:
                 finished.wait(RETRY_SECONDS)
                 work.set()  # frames a failed step left in flight go out again
             finished.wait(pause)
+
+
+def _exists(path: Path) -> bool:
+    """Whether the path names something (a link included), reached without following a link."""
+    try:
+        lstat(path)
+    except OSError:
+        return False
+    return True

@@ -2,8 +2,11 @@
 
 Invariants the database enforces rather than the code hoping for them:
 - a frame is registered once per content (unique content hash);
-- a frame has at most one result per model version (unique frame, model version);
-- a source has at most one threshold per model version;
+- a score means something only with the model version *and* the method that made it: a
+  model is registered once per (version, method), with that method's default threshold;
+- a frame has at most one result per (model version, method);
+- a source has at most one threshold per (model version, method), so a method switch can
+  never judge scores by a threshold set on another method's scale;
 - a flagged result is queued for each alert channel at most once.
 """
 
@@ -16,6 +19,7 @@ from sqlalchemy import (
     JSON,
     CheckConstraint,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     LargeBinary,
     MetaData,
@@ -46,15 +50,17 @@ class Base(DeclarativeBase):
 
 
 class Model(Base):
-    """A trained checkpoint the pipeline has used, by its content version."""
+    """A trained checkpoint (by its content version) scoring with one method, as the pipeline used it:
+    the scale its results' scores and its thresholds are on."""
 
     __tablename__ = "models"
+    __table_args__ = (UniqueConstraint("version", "method", name="uq_models_version_method"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    version: Mapped[str] = mapped_column(String(64), unique=True)
-    path: Mapped[str] = mapped_column(Text)
+    version: Mapped[str] = mapped_column(String(64))
     method: Mapped[str] = mapped_column(String(32))
-    default_threshold: Mapped[float]
+    path: Mapped[str] = mapped_column(Text)
+    default_threshold: Mapped[float]  # the checkpoint's, for this method
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -95,7 +101,10 @@ class Result(Base):
 
     __tablename__ = "results"
     __table_args__ = (
-        UniqueConstraint("frame_id", "model_version", name="uq_results_frame_model"),
+        UniqueConstraint("frame_id", "model_version", "method", name="uq_results_frame_model_method"),
+        ForeignKeyConstraint(
+            ["model_version", "method"], ["models.version", "models.method"], name="fk_results_model_method"
+        ),
         Index("ix_results_created", "created_at"),
         Index("ix_results_anomaly_created", "is_anomaly", "created_at"),
         Index("ix_results_anomaly_score", "is_anomaly", "score", "id"),  # the review queue's order
@@ -103,7 +112,8 @@ class Result(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     frame_id: Mapped[int] = mapped_column(ForeignKey("frames.id", ondelete="CASCADE"))
-    model_version: Mapped[str] = mapped_column(ForeignKey("models.version"))
+    model_version: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(32))
     score: Mapped[float]
     threshold: Mapped[float]
     is_anomaly: Mapped[bool]
@@ -147,14 +157,22 @@ class Review(Base):
 
 
 class Threshold(Base):
-    """A per-source threshold overriding the model's default, for one model version."""
+    """A per-source threshold overriding the model's default, for one model version and method."""
 
     __tablename__ = "thresholds"
-    __table_args__ = (UniqueConstraint("source", "model_version", name="uq_thresholds_source_model"),)
+    __table_args__ = (
+        UniqueConstraint("source", "model_version", "method", name="uq_thresholds_source_model_method"),
+        ForeignKeyConstraint(
+            ["model_version", "method"],
+            ["models.version", "models.method"],
+            name="fk_thresholds_model_method",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     source: Mapped[str] = mapped_column(String(128))
-    model_version: Mapped[str] = mapped_column(ForeignKey("models.version"))
+    model_version: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(32))
     value: Mapped[float]
     updated_by: Mapped[str] = mapped_column(String(128))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -168,6 +186,7 @@ class ThresholdChange(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     source: Mapped[str] = mapped_column(String(128))
     model_version: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(32))
     old_value: Mapped[float | None]
     new_value: Mapped[float]
     changed_by: Mapped[str] = mapped_column(String(128))

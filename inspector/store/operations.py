@@ -24,7 +24,7 @@ from inspector.store.models import (
     Review,
     utcnow,
 )
-from inspector.store.queries import IN_FLIGHT, WAITING, _insert
+from inspector.store.queries import IN_FLIGHT, REPORT_COLUMNS, WAITING, ReportRow, _insert
 
 _NO_SYNC = {"synchronize_session": False}
 UNSCORED = tuple(dict.fromkeys(WAITING + IN_FLIGHT))  # pending, queued, processing
@@ -100,10 +100,10 @@ def undelivered(session: Session) -> tuple[dict[str, int], datetime | None, int]
 
 
 def queue_alerts(
-    session: Session, channels: Sequence[str], model_version: str, frame_ids: Sequence[int]
+    session: Session, channels: Sequence[str], model_version: str, method: str, frame_ids: Sequence[int]
 ) -> None:
-    """Queue the flagged results of these frames under this model for each channel, in the
-    caller's transaction; a result already queued for a channel is not queued again."""
+    """Queue the flagged results of these frames under this model (version and method) for each
+    channel, in the caller's transaction; a result already queued for a channel is not queued again."""
     now = utcnow()
     for channel in channels:
         flagged = (
@@ -112,6 +112,7 @@ def queue_alerts(
             .where(
                 Result.frame_id.in_(frame_ids),
                 Result.model_version == model_version,
+                Result.method == method,
                 Result.is_anomaly.is_(True),
             )
         )
@@ -170,6 +171,7 @@ class PendingAlert:
     score: float
     threshold: float
     model_version: str
+    method: str
     landed_at: datetime
     scored_at: datetime
     pruned_at: datetime | None
@@ -185,6 +187,7 @@ def pending_alerts(session: Session, channel: str, source: str) -> list[PendingA
             Result.score,
             Result.threshold,
             Result.model_version,
+            Result.method,
             Frame.landed_at,
             Result.created_at,
             Frame.pruned_at,
@@ -418,39 +421,24 @@ class ResultQuery:
     score_min: float | None = None
     score_max: float | None = None
     model_version: str | None = None
+    method: str | None = None
 
 
 @dataclass
-class ResultRow:
+class ResultRow(ReportRow):
+    """A result as the API lists it: the report's row, with its id, its frame's landing and
+    pruning, and its stored file."""
+
     id: int
-    frame_id: int
-    source: str
-    model_version: str
-    score: float
-    threshold: float
-    is_anomaly: bool
     landed_at: datetime
-    scored_at: datetime
     pruned_at: datetime | None
-    path: str
     stored_path: str | None
 
 
 def _result_select() -> Any:
-    return select(
-        Result.id,
-        Result.frame_id,
-        Frame.source,
-        Result.model_version,
-        Result.score,
-        Result.threshold,
-        Result.is_anomaly,
-        Frame.landed_at,
-        Result.created_at,
-        Frame.pruned_at,
-        Frame.path,
-        Frame.stored_path,
-    ).join(Frame, Frame.id == Result.frame_id)
+    return select(*REPORT_COLUMNS, Result.id, Frame.landed_at, Frame.pruned_at, Frame.stored_path).join(
+        Frame, Frame.id == Result.frame_id
+    )
 
 
 def result_rows(session: Session, query: ResultQuery, before_id: int | None, limit: int) -> list[ResultRow]:
@@ -464,6 +452,7 @@ def result_rows(session: Session, query: ResultQuery, before_id: int | None, lim
         Result.score >= query.score_min if query.score_min is not None else None,
         Result.score <= query.score_max if query.score_max is not None else None,
         Result.model_version == query.model_version if query.model_version is not None else None,
+        Result.method == query.method if query.method is not None else None,
         Result.id < before_id if before_id is not None else None,
     ]
     if query.reviewed is not None:

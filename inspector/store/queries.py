@@ -1,8 +1,9 @@
-"""Every query the pipeline, CLI and dashboard run, so the SQL lives in one place.
+"""The pipeline's and the CLI's queries, thresholds' too (the review queue's: review.py).
 
 State changes of a frame are compare-and-set updates (``WHERE status = ...``): two
 workers handed the same frame can never both move it on, and a result insert that meets
-the unique (frame, model version) constraint does nothing, so a frame is scored once.
+the unique (frame, model version, method) constraint does nothing, so a frame is scored
+once by each method.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, Table, case, or_, select, update
+from sqlalchemy import Select, Table, case, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from inspector.store.models import Frame, Model, Result, ResultMap, Threshold, utcnow
+from inspector.store.models import Frame, Model, Result, ResultMap, Threshold, ThresholdChange, utcnow
 
 WAITING = ("pending", "queued")  # registered, not yet claimed by a scorer
 IN_FLIGHT = ("queued", "processing")
@@ -53,20 +54,6 @@ def insert_frames(session: Session, rows: Sequence[dict[str, Any]]) -> dict[str,
     )
     extra = {"status": "pending", "attempts": 0, "registered_at": now, "updated_at": now}
     return {path: frame_id for path, frame_id in session.execute(stmt, [{**r, **extra} for r in rows])}
-
-
-def insert_frame(
-    session: Session, *, content_hash: str, path: str, source: str, size_bytes: int, landed_at: datetime
-) -> int | None:
-    """Register a frame; None when its content is already known (a duplicate)."""
-    values = dict(
-        content_hash=content_hash, path=path, source=source, size_bytes=size_bytes, landed_at=landed_at
-    )
-    return insert_frames(session, [values]).get(path)
-
-
-def frame_by_hash(session: Session, content_hash: str) -> Frame | None:
-    return frames_by_hash(session, [content_hash]).get(content_hash)
 
 
 def frames_by_hash(session: Session, hashes: Iterable[str], chunk: int = 1000) -> dict[str, Frame]:
@@ -171,6 +158,14 @@ def release_frames(session: Session, ids: Sequence[int]) -> None:
     )
 
 
+def forget_frame(session: Session, frame_id: int) -> bool:
+    """Unregister a claimed frame whose file is still being written (it could not be read yet):
+    the watcher registers the file again, with its final content, once it has changed or held
+    still. False if the frame is no longer claimed (someone else finished it)."""
+    stmt = delete(Frame).where(Frame.id == frame_id, Frame.status == "processing")
+    return session.execute(stmt.execution_options(**_NO_SYNC)).rowcount == 1
+
+
 def finish_frames(
     session: Session, status: str, stored_paths: dict[int, str | None], error: str | None = None
 ) -> list[int]:
@@ -228,7 +223,8 @@ def set_frame_path(session: Session, frame_id: int, path: str) -> None:
     session.execute(stmt.execution_options(**_NO_SYNC))
 
 
-def set_stored_path(session: Session, frame_id: int, stored_path: str) -> None:
+def set_stored_path(session: Session, frame_id: int, stored_path: str | None) -> None:
+    """Record where a finished frame's file lies; None while it is still where it landed."""
     session.execute(
         update(Frame)
         .where(Frame.id == frame_id)
@@ -244,31 +240,35 @@ def ensure_model(
     session: Session,
     *,
     version: str,
-    path: str,
     method: str,
+    path: str,
     default_threshold: float,
     config: dict[str, Any],
 ) -> None:
+    """Register a checkpoint scoring with a method, with that method's default threshold (once)."""
     session.execute(
         _insert(session, Model)
         .values(
             version=version,
-            path=path,
             method=method,
+            path=path,
             default_threshold=default_threshold,
             config=config,
             created_at=utcnow(),
         )
-        .on_conflict_do_nothing(index_elements=[Model.version])
+        .on_conflict_do_nothing(index_elements=[Model.version, Model.method])
     )
 
 
-def get_model(session: Session, version: str) -> Model | None:
-    return session.execute(select(Model).where(Model.version == version)).scalar_one_or_none()
+def get_model(session: Session, version: str, method: str) -> Model | None:
+    stmt = select(Model).where(Model.version == version, Model.method == method)
+    return session.execute(stmt).scalar_one_or_none()
 
 
-def latest_model(session: Session) -> Model | None:
-    return session.execute(select(Model).order_by(Model.created_at.desc(), Model.id.desc()).limit(1)).scalar()
+def models_of(session: Session, version: str) -> list[Model]:
+    """A checkpoint's registrations, one per method it scored with, oldest first."""
+    stmt = select(Model).where(Model.version == version).order_by(Model.created_at, Model.id)
+    return list(session.execute(stmt).scalars())
 
 
 def list_models(session: Session) -> list[Model]:
@@ -276,7 +276,7 @@ def list_models(session: Session) -> list[Model]:
 
 
 def insert_results(session: Session, rows: Sequence[dict[str, Any]]) -> int:
-    """Store results and their maps, skipping frames that already have one from that model.
+    """Store results and their maps, skipping frames that already have one from that model and method.
 
     A row may carry ``maps``: {kind: PNG bytes}. Two executemany statements, whatever the
     batch size; returns how many results were stored.
@@ -287,7 +287,7 @@ def insert_results(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     table = Result.__table__
     stmt = (
         _insert(session, table)
-        .on_conflict_do_nothing(index_elements=[table.c.frame_id, table.c.model_version])
+        .on_conflict_do_nothing(index_elements=[table.c.frame_id, table.c.model_version, table.c.method])
         .returning(table.c.frame_id, table.c.id)
     )
     results = [{k: v for k, v in row.items() if k != "maps"} for row in rows]
@@ -303,28 +303,85 @@ def insert_results(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     return len(stored)
 
 
-def insert_result(session: Session, **values: Any) -> bool:
-    """Store a result unless this frame already has one from this model; True if stored."""
-    return insert_results(session, [values]) == 1
+# --- thresholds (their rules: pipeline/thresholds.py) -----------------------------------------
 
 
-# --- thresholds -----------------------------------------------------------------------------
+def default_threshold(session: Session, model_version: str, method: str) -> float | None:
+    """The default threshold registered with the checkpoint for this method."""
+    stmt = select(Model.default_threshold).where(Model.version == model_version, Model.method == method)
+    return session.scalar(stmt)
 
 
-def threshold_overrides(session: Session, model_version: str, sources: Iterable[str]) -> dict[str, float]:
+def threshold_overrides(
+    session: Session, model_version: str, method: str, sources: Iterable[str]
+) -> dict[str, float]:
+    """The sources' own thresholds for this model and method, where they have one."""
     rows = session.execute(
         select(Threshold.source, Threshold.value).where(
-            Threshold.model_version == model_version, Threshold.source.in_(set(sources))
+            Threshold.model_version == model_version,
+            Threshold.method == method,
+            Threshold.source.in_(set(sources)),
         )
     )
     return {source: value for source, value in rows}
 
 
+def record_threshold(
+    session: Session,
+    source: str,
+    model_version: str,
+    method: str,
+    old: float | None,
+    value: float,
+    who: str,
+    reason: str | None = None,
+) -> ThresholdChange:
+    """Set a source's own threshold for a model and method, and record the change (who, old → new)."""
+    key = {"source": source, "model_version": model_version, "method": method}
+    row = session.scalar(select(Threshold).filter_by(**key))
+    if row is None:
+        session.add(Threshold(**key, value=value, updated_by=who))
+    else:
+        row.value, row.updated_by = value, who
+    change = ThresholdChange(**key, old_value=old, new_value=value, changed_by=who, reason=reason)
+    session.add(change)
+    session.flush()
+    return change
+
+
+def rejudge_results(session: Session, source: str, model_version: str, method: str, value: float) -> int:
+    """Judge a source's stored results of a model and method again under a new threshold, by the
+    rule of pipeline.thresholds.is_anomaly (score above the threshold); returns how many
+    verdicts flipped. Each result keeps the threshold its verdict was made against."""
+    scope = (
+        Result.model_version == model_version,
+        Result.method == method,
+        Result.frame_id.in_(select(Frame.id).where(Frame.source == source)),
+    )
+    flipped = session.scalar(
+        select(func.count()).select_from(Result).where(*scope, Result.is_anomaly != (Result.score > value))
+    )
+    statement = (
+        update(Result)
+        .where(*scope)
+        .values(threshold=value, is_anomaly=Result.score > value)
+        .execution_options(**_NO_SYNC)
+    )
+    session.execute(statement)
+    return flipped or 0
+
+
 def list_thresholds(session: Session, model_version: str | None = None) -> list[Threshold]:
-    stmt = select(Threshold).order_by(Threshold.model_version, Threshold.source)
+    stmt = select(Threshold).order_by(Threshold.model_version, Threshold.method, Threshold.source)
     if model_version is not None:
         stmt = stmt.where(Threshold.model_version == model_version)
     return list(session.execute(stmt).scalars())
+
+
+def threshold_changes(session: Session, limit: int = 20) -> list[ThresholdChange]:
+    """The audit trail, newest first."""
+    query = select(ThresholdChange).order_by(ThresholdChange.changed_at.desc(), ThresholdChange.id.desc())
+    return list(session.scalars(query.limit(limit)))
 
 
 # --- report ---------------------------------------------------------------------------------
@@ -336,10 +393,24 @@ class ReportRow:
     path: str
     source: str
     model_version: str
+    method: str
     score: float
     threshold: float
     is_anomaly: bool
     scored_at: datetime
+
+
+REPORT_COLUMNS = (  # a ReportRow's, in its order
+    Result.frame_id,
+    Frame.path,
+    Frame.source,
+    Result.model_version,
+    Result.method,
+    Result.score,
+    Result.threshold,
+    Result.is_anomaly,
+    Result.created_at,
+)
 
 
 def _report_filter(
@@ -363,16 +434,7 @@ def report_rows(
     source: str | None = None,
     limit: int | None = None,
 ) -> list[ReportRow]:
-    stmt = select(
-        Result.frame_id,
-        Frame.path,
-        Frame.source,
-        Result.model_version,
-        Result.score,
-        Result.threshold,
-        Result.is_anomaly,
-        Result.created_at,
-    ).join(Frame, Frame.id == Result.frame_id)
+    stmt = select(*REPORT_COLUMNS).join(Frame, Frame.id == Result.frame_id)
     stmt = (
         _report_filter(stmt, since, flagged, source, frames_joined=True)
         .order_by(Result.created_at, Result.id)

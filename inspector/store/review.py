@@ -1,4 +1,5 @@
-"""The dashboard's queries: the review queue, labels, calibration data and overview counts.
+"""The dashboard's queries: the review queue, labels, calibration data and overview counts
+(thresholds' SQL: queries.py).
 
 The queue is ordered by (score, result id) descending and paged by keyset, so page 400 of
 a backlog costs what page 1 does. A frame leaves the queue once it has any review.
@@ -11,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, union, update
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, union
 from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
 
-from inspector.store.models import Frame, Model, Result, ResultMap, Review, Threshold, ThresholdChange
+from inspector.store.models import Frame, Model, Result, ResultMap, Review
 
 Key = tuple[float, int]  # (score, result id): the queue's sort key
 
@@ -29,6 +30,7 @@ class QueueFilter:
     score_min: float | None = None
     score_max: float | None = None
     model_version: str | None = None
+    method: str | None = None
     flagged_only: bool = True  # False: unflagged frames too, to sample normals for calibration
 
 
@@ -56,6 +58,8 @@ def _queue_query(filters: QueueFilter) -> Select[tuple[Result]]:
         query = query.where(Result.score <= filters.score_max)
     if filters.model_version:
         query = query.where(Result.model_version == filters.model_version)
+    if filters.method:
+        query = query.where(Result.method == filters.method)
     return query
 
 
@@ -140,42 +144,34 @@ def sources(session: Session) -> list[str]:
     return list(session.scalars(select(Frame.source).distinct().order_by(Frame.source)))
 
 
-def model_versions(session: Session) -> list[str]:
-    """Versions that have results, newest model first."""
-    used = select(Result.model_version).distinct().scalar_subquery()
-    query = select(Model.version).where(Model.version.in_(used)).order_by(Model.created_at.desc())
-    return list(session.scalars(query))
-
-
-def effective_threshold(session: Session, source: str, model_version: str) -> float | None:
-    """The source's own threshold for this model, else the model's default."""
-    own = session.scalar(
-        select(Threshold.value).where(Threshold.source == source, Threshold.model_version == model_version)
+def scorers(session: Session) -> list[tuple[str, str]]:
+    """The (model version, method) pairs that have results, newest registration first."""
+    used = select(Result.model_version, Result.method).distinct().subquery()
+    query = (
+        select(Model.version, Model.method)
+        .join(used, and_(used.c.model_version == Model.version, used.c.method == Model.method))
+        .order_by(Model.created_at.desc(), Model.id.desc())
     )
-    return own if own is not None else default_threshold(session, model_version)
-
-
-def labelled_scores(
-    session: Session, model_version: str, source: str | None = None
-) -> list[tuple[float, str]]:
-    """(score, latest label) of every reviewed frame scored by this model version."""
-    return [(score, label) for _, score, label in labelled_frames(session, model_version, source)]
+    return [(version, method) for version, method in session.execute(query)]
 
 
 def labelled_frames(
     session: Session,
     model_version: str,
+    method: str,
     source: str | None = None,
     since: tuple[int, int] | None = None,
 ) -> list[tuple[int, float, str]]:
-    """(frame id, score, latest label) of the reviewed frames scored by this model version; with
-    ``since`` = (review id, result id), only those labelled or scored after them: what changed."""
+    """(frame id, score, latest label) of the reviewed frames scored by this model version and
+    method; with ``since`` = (review id, result id), only those labelled or scored after them:
+    what changed."""
+    scored = (Result.model_version == model_version, Result.method == method)
     reviews = select(Review.frame_id, func.max(Review.id).label("review_id"))
-    query = select(Result.frame_id, Result.score, Review.label).where(Result.model_version == model_version)
+    query = select(Result.frame_id, Result.score, Review.label).where(*scored)
     if since is not None:
         changed = union(
             select(Review.frame_id).where(Review.id > since[0]),
-            select(Result.frame_id).where(Result.id > since[1], Result.model_version == model_version),
+            select(Result.frame_id).where(Result.id > since[1], *scored),
         ).subquery()
         reviews = reviews.where(Review.frame_id.in_(select(changed.c.frame_id)))
         query = query.where(Result.frame_id.in_(select(changed.c.frame_id)))
@@ -186,33 +182,6 @@ def labelled_frames(
     if source:
         query = query.join(Result.frame).where(Frame.source == source)
     return [(frame_id, score, label) for frame_id, score, label in session.execute(query)]
-
-
-def threshold_changes(session: Session, limit: int = 20) -> list[ThresholdChange]:
-    query = select(ThresholdChange).order_by(ThresholdChange.changed_at.desc(), ThresholdChange.id.desc())
-    return list(session.scalars(query.limit(limit)))
-
-
-def reapply_threshold(session: Session, source: str, model_version: str, value: float) -> int:
-    """Judge a source's stored results again under a new threshold; returns how many verdicts flipped.
-
-    Each result keeps the threshold its verdict was made against, so rows stay self-consistent.
-    """
-    scope = (
-        Result.model_version == model_version,
-        Result.frame_id.in_(select(Frame.id).where(Frame.source == source)),
-    )
-    flipped = session.scalar(
-        select(func.count()).select_from(Result).where(*scope, Result.is_anomaly != (Result.score > value))
-    )
-    statement = (
-        update(Result)
-        .where(*scope)
-        .values(threshold=value, is_anomaly=Result.score > value)
-        .execution_options(synchronize_session=False)
-    )
-    session.execute(statement)
-    return flipped or 0
 
 
 @dataclass
@@ -259,44 +228,18 @@ def overview(session: Session, since: datetime, hours: list[datetime]) -> Overvi
     )
 
 
-def default_threshold(session: Session, model_version: str) -> float | None:
-    return session.scalar(select(Model.default_threshold).where(Model.version == model_version))
-
-
-def set_threshold(
-    session: Session, source: str, model_version: str, value: float, who: str, reason: str | None = None
-) -> ThresholdChange:
-    """Set a source's threshold for a model version and record the change (who, old → new)."""
-    row = session.scalar(
-        select(Threshold).where(Threshold.source == source, Threshold.model_version == model_version)
-    )
-    old = row.value if row else default_threshold(session, model_version)
-    if row is None:
-        row = Threshold(source=source, model_version=model_version, value=value, updated_by=who)
-        session.add(row)
-    else:
-        row.value, row.updated_by = value, who
-    change = ThresholdChange(
-        source=source,
-        model_version=model_version,
-        old_value=old,
-        new_value=value,
-        changed_by=who,
-        reason=reason,
-    )
-    session.add(change)
-    session.flush()
-    return change
-
-
-def most_labelled_source(session: Session, model_version: str, recent: int = 1000) -> str | None:
-    """The source most of the latest ``recent`` labels on this model's results came from: the
-    camera being calibrated, which the calibration page offers to apply its threshold to
-    (the latest labels, not all: a few milliseconds at any number of reviews)."""
+def most_labelled_source(session: Session, model_version: str, method: str, recent: int = 1000) -> str | None:
+    """The source most of the latest ``recent`` labels on this model's (version and method)
+    results came from: the camera being calibrated, which the calibration page offers to apply
+    its threshold to (the latest labels, not all: a few milliseconds at any number of reviews)."""
     latest = (
         select(Frame.source)
         .join(Review, Review.frame_id == Frame.id)
-        .where(exists().where(Result.frame_id == Frame.id, Result.model_version == model_version))
+        .where(
+            exists().where(
+                Result.frame_id == Frame.id, Result.model_version == model_version, Result.method == method
+            )
+        )
         .order_by(Review.id.desc())
         .limit(recent)
         .subquery()
@@ -307,7 +250,7 @@ def most_labelled_source(session: Session, model_version: str, recent: int = 100
 
 @dataclass(frozen=True)
 class LabelsStamp:
-    """Changes whenever labelled_scores may: a review added or deleted, a result added."""
+    """Changes whenever labelled_frames may: a review added or deleted, a result added."""
 
     review_id: int  # the newest review (0: none)
     reviews: int  # how many

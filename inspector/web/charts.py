@@ -11,7 +11,7 @@ from datetime import datetime
 import numpy as np
 from markupsafe import Markup, escape
 
-from inspector.web.calibration import Labelled, Operating
+from inspector.pipeline.thresholds import Labelled, Operating
 
 Scale = Callable[[float], float]  # data value → SVG coordinate
 W, H = 420, 240

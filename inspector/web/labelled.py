@@ -1,10 +1,10 @@
 """The calibration page's labelled scores: read in full once, then only what changed.
 
 Reading 100 000 labelled scores from SQL costs several times all of the page's math, and an
-operator opens the page again right after labelling more frames. So the scores of each (model,
-source) are kept by frame, with the stamp they were read at (newest review, number of reviews,
-newest result); a page whose stamp moved on reads only the frames labelled or scored since,
-and reads everything again only when a review was deleted.
+operator opens the page again right after labelling more frames. So the scores of each (model
+version, method, source) are kept by frame, with the stamp they were read at (newest review,
+number of reviews, newest result); a page whose stamp moved on reads only the frames labelled
+or scored since, and reads everything again only when a review was deleted.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from sqlalchemy.orm import Session
 
+from inspector.pipeline.thresholds import Labelled
 from inspector.store import review as store
-from inspector.web.calibration import Labelled
 
 
 @dataclass
@@ -41,15 +41,15 @@ class _Scores:
 
 
 class LabelledScores:
-    """Labelled scores by (database, model version, source), kept up to date by what changed."""
+    """Labelled scores by (database, model version, method, source), kept up to date by what changed."""
 
     def __init__(self, size: int = 16):
         self.size = size
-        self._kept: dict[tuple[str, str, str | None], _Scores] = {}
+        self._kept: dict[tuple[str, str, str, str | None], _Scores] = {}
         self._lock = threading.Lock()
 
-    def get(self, session: Session, model_version: str, source: str | None) -> Labelled:
-        key = (str(session.get_bind().url), model_version, source)
+    def get(self, session: Session, model_version: str, method: str, source: str | None) -> Labelled:
+        key = (str(session.get_bind().url), model_version, method, source)
         stamp = store.labels_stamp(session)
         with self._lock:
             kept = self._kept.get(key)
@@ -58,10 +58,10 @@ class LabelledScores:
         if kept is not None and stamp.only_added_since(session, kept.stamp):
             since = (kept.stamp.review_id, kept.stamp.result_id)
             fresh = _Scores(stamp, dict(kept.index), list(kept.scores), list(kept.anomalous))
-            fresh.update(store.labelled_frames(session, model_version, source, since))
+            fresh.update(store.labelled_frames(session, model_version, method, source, since))
         else:
             fresh = _Scores(stamp)
-            fresh.update(store.labelled_frames(session, model_version, source))
+            fresh.update(store.labelled_frames(session, model_version, method, source))
         with self._lock:
             self._kept.pop(key, None)
             while len(self._kept) >= self.size:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from inspector.cli import bench_module as load_bench
+from bench import device_check as check
 
 
 def test_every_family_is_trained_scored_and_compared(tmp_path: Path) -> None:
-    check = load_bench("device_check")
     out = tmp_path / "device_check.md"
     sizes = ["--epochs", "1", "--train-frames", "24", "--test-frames", "8"]
     argv = ["--device", "cpu", *sizes, "--out", str(out)]
@@ -17,6 +16,16 @@ def test_every_family_is_trained_scored_and_compared(tmp_path: Path) -> None:
     text = out.read_text()
     for variant in check.VARIANTS:
         assert f"| {variant} |" in text
-    for method in ("vae", "anogan", "vaegan", "vaegan-attn", "vaegan+", "vaegan-attn+"):
+    methods = (
+        "vae",
+        "anogan",
+        "vaegan",
+        "vaegan-attn",
+        "vaegan-z",
+        "vaegan-attn-z",
+        "vaegan+",
+        "vaegan-attn+",
+    )
+    for method in methods:
         assert f"| {method} |" in text
     assert text.count("| 0.0e+00 | 0.0e+00 | 0 |") == 8  # one row per method: the CPU against itself

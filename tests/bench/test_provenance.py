@@ -5,11 +5,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from inspector.cli import bench_module
+from bench.provenance import git_commit
 
 
 def test_results_name_the_commit_and_flag_uncommitted_changes(tmp_path: Path) -> None:
-    git_commit = bench_module("provenance").git_commit
     assert git_commit(tmp_path) == "unknown"  # no checkout
 
     def git(*args: str) -> str:

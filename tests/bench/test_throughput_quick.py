@@ -6,21 +6,11 @@ No timing is asserted: the numbers depend on the machine and its load.
 from __future__ import annotations
 
 from pathlib import Path
-from types import ModuleType
 
-import pytest
-
-from inspector.cli import bench_module as load_bench
+from bench import throughput as bench
 
 
-@pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    return load_bench("throughput")
-
-
-def test_a_tiny_run_measures_the_detector_and_the_embedded_pipeline(
-    bench: ModuleType, tmp_path: Path
-) -> None:
+def test_a_tiny_run_measures_the_detector_and_the_embedded_pipeline(tmp_path: Path) -> None:
     budget = bench.Budget(
         burst=12, steady_seconds=1.0, sweep_seconds=0.1, confirm_seconds=0.1, batch_sizes=(4,), timeout=120.0
     )

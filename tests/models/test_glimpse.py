@@ -8,11 +8,12 @@ import torch
 
 from inspector.config import FrameSpec
 from inspector.detector import Detector
-from inspector.models import build_model
-from inspector.models.glimpse import gaussian_blur, glimpse, locate, unglimpse
+from inspector.models.blocks import gaussian_blur
+from inspector.models.glimpse import glimpse, locate, unglimpse
+from inspector.models.glimpse_vaegan import GlimpseTrainer
 from inspector.training import TrainOptions, split_validation, train
 
-from ..conftest import TINY_SIZE, blob_frames, tiny_config
+from ..conftest import TINY_SIZE, blob_frames, build_model, tiny_config
 
 
 def square_frame(top: int, left: int, side: int, size: int = 64) -> torch.Tensor:
@@ -58,12 +59,13 @@ def test_glimpse_vaegan_learns_and_scores_at_frame_resolution() -> None:
     torch.manual_seed(0)
     config = tiny_config("vaegan+", glimpse_size=16)
     model = build_model(config)
+    trainer = GlimpseTrainer(model)
     x = torch.from_numpy(blob_frames(32))
-    first = model.validation_loss(x)
+    first = trainer.validation_loss(x)
     for _ in range(30):
-        model.training_step(x)
+        trainer.step(x)
     model.eval()
-    assert model.validation_loss(x) < first
+    assert trainer.validation_loss(x) < first
     for method in model.scoring_methods:
         out = model.score(x[:4], method)
         assert out.score.shape == (4,) and out.reconstruction.shape == (4, 1, TINY_SIZE, TINY_SIZE)

@@ -7,7 +7,7 @@ from torch import nn
 
 from inspector.models.gradcam import capture_output, discriminator_attention, grad_cam, normalise_per_frame
 
-from ..conftest import blob_frames, tiny_config
+from ..conftest import blob_frames, build_model, tiny_config
 
 
 def test_grad_cam_matches_hand_computation() -> None:
@@ -44,8 +44,6 @@ def test_discriminator_attention_uses_gradient_of_real_logit() -> None:
 
 
 def test_attention_is_batch_independent_and_bn_in_eval() -> None:
-    from inspector.models import build_model
-
     model = build_model(tiny_config()).eval()
     frames = torch.from_numpy(blob_frames(6, seed=1))
     alone = model.score(frames[:1], "vaegan-attn")

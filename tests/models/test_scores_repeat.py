@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from inspector.models import FAMILIES, build_model
-from tests.conftest import blob_frames, tiny_config
+from inspector.models import FAMILIES
+from tests.conftest import blob_frames, build_model, tiny_config
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
@@ -15,7 +15,7 @@ def test_a_frame_scores_the_same_alone_and_in_any_batch(family: str) -> None:
     torch.manual_seed(0)
     model = build_model(tiny_config(family)).eval()
     x = torch.from_numpy(blob_frames(6, seed=3))
-    for method in model.scoring_methods:
+    for method in FAMILIES[family].methods:
         batch = model.score(x, method).score.detach().numpy()
         again = model.score(x.flip(0), method).score.detach().numpy()[::-1]
         alone = np.array([model.score(x[i : i + 1], method).score.item() for i in range(len(x))])

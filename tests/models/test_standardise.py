@@ -1,4 +1,4 @@
-"""Maps measured per pixel against held-out normals (a fixed camera), and VAEGAN scoring with them."""
+"""Maps measured per pixel against normal frames, and the fixed-camera VAEGAN (vaegan-z) scoring with them."""
 
 from __future__ import annotations
 
@@ -11,12 +11,11 @@ import torch
 
 from inspector.config import FrameSpec
 from inspector.detector import Detector
-from inspector.models import build_model
 from inspector.models.base import absolute_error
 from inspector.models.standardise import STD_FLOOR, NeighbourStatistics, PixelStatistics, evenly_spaced
 from inspector.training import TrainOptions, train
 
-from ..conftest import TINY_SIZE, blob_frames, tiny_config
+from ..conftest import TINY_SIZE, blob_frames, build_model, tiny_config
 
 
 def test_a_pixel_counts_in_units_of_its_own_normal_spread() -> None:
@@ -93,12 +92,12 @@ def test_neighbour_statistics_keep_an_evenly_spaced_subset_of_many_references(
     assert statistics.maps.dtype == torch.float16
     assert evenly_spaced(3, 4).tolist() == [0, 1, 2] and evenly_spaced(7, 3).tolist() == [0, 3, 6]
     with pytest.raises(ValueError, match="neighbours must be"):
-        build_model(tiny_config("vaegan", standardise=True, neighbours=-5))
+        build_model(tiny_config("vaegan-z", neighbours=-5))
 
 
 @pytest.fixture(scope="module")
 def standardised(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    config = tiny_config("vaegan", standardise=True, attention_layer=1, error_blur=0.5, region_blur=3.0)
+    config = tiny_config("vaegan-z", attention_layer=1, error_blur=0.5, region_blur=3.0)
     checkpoint = train(
         blob_frames(60), config, FrameSpec(image_size=TINY_SIZE), TrainOptions(epochs=2, device="cpu")
     )
@@ -116,27 +115,27 @@ def test_statistics_are_fitted_after_training_and_saved_with_the_weights(standar
     assert state["error_statistics.mean"].max() > 0 and not torch.equal(
         state["error_statistics.std"], torch.ones(TINY_SIZE, TINY_SIZE)
     )
-    # A model without standardisation has no such buffers: older checkpoints still load.
+    # The paper's VAEGAN has no such buffers.
     assert not any("statistics" in key for key in build_model(tiny_config("vaegan")).state_dict())
 
 
 def test_standardised_scores_are_the_peak_of_the_map(standardised: Path) -> None:
-    """vaegan: the map is z of the error; vaegan-attn adds z of the attention. A frame's score
-    is its map's peak, so a small defect on a normal frame lifts it."""
+    """vaegan-z: the map is z of the error; vaegan-attn-z adds z of the attention. A frame's
+    score is its map's peak, so a small defect on a normal frame lifts it."""
     frames = blob_frames(6, seed=1)
-    for method in ("vaegan", "vaegan-attn"):
+    for method in ("vaegan-z", "vaegan-attn-z"):
         detections = Detector.load(standardised, method=method, device="cpu").score_arrays(frames)
         for d in detections:
             assert d.anomaly_map.shape == (TINY_SIZE, TINY_SIZE) and d.anomaly_map.min() >= 0
             assert d.score == pytest.approx(float(d.anomaly_map.max()))
-            if method == "vaegan":
+            if method == "vaegan-z":
                 np.testing.assert_array_equal(d.anomaly_map, d.error)
                 assert d.attention is None
             else:
                 assert d.attention is not None and (d.anomaly_map >= d.error - 1e-6).all()
     defective = frames.copy()
     defective[:, 0, 4:7, 4:7] = 1.0  # a bright speck off the disc
-    detector = Detector.load(standardised, method="vaegan", device="cpu")
+    detector = Detector.load(standardised, method="vaegan-z", device="cpu")
     before = [d.score for d in detector.score_arrays(frames)]
     after = detector.score_arrays(defective)
     assert all(a.score > b for a, b in zip(after, before, strict=True))
@@ -155,11 +154,11 @@ def test_region_blur_keeps_the_larger_of_the_fine_and_the_coarse_z(standardised:
         raw = absolute_error(x, model.reconstruct(x))
         fine, coarse = model.error_statistics(raw), model.region_statistics(raw)
     assert not torch.equal(fine, coarse)
-    torch.testing.assert_close(model.score(x, "vaegan").error, torch.maximum(fine, coarse))
+    torch.testing.assert_close(model.score(x, "vaegan-z").error, torch.maximum(fine, coarse))
 
 
 def test_attention_cap_bounds_what_the_attention_adds_to_the_error(standardised: Path) -> None:
-    """vaegan-attn's map is z_e + min(z_A, cap): attention weighs in, but cannot make a peak of
+    """vaegan-attn-z's map is z_e + min(z_A, cap): attention weighs in, but cannot make a peak of
     its own. Without a cap (0, the default) it is z_e + z_A."""
     checkpoint = Detector.load(standardised, device="cpu").checkpoint
     x = torch.from_numpy(blob_frames(4, seed=3))
@@ -170,9 +169,9 @@ def test_attention_cap_bounds_what_the_attention_adds_to_the_error(standardised:
         model = build_model(dataclasses.replace(checkpoint.model_config, attention_cap=cap))
         model.load_state_dict(checkpoint.state_dict)
         model.eval()
-        model.attention = lambda frames: spikes  # the combination under test, not Grad-CAM
-        maps[cap] = model.score(x, "vaegan-attn").anomaly_map
-        z_e = model.score(x, "vaegan").anomaly_map
+        model.grad_cam = lambda frames: spikes  # the combination under test, not Grad-CAM
+        maps[cap] = model.score(x, "vaegan-attn-z").anomaly_map
+        z_e = model.score(x, "vaegan-z").anomaly_map
         z_a = model.attention_statistics(spikes)
     torch.testing.assert_close(maps[0.0], z_e + z_a)
     torch.testing.assert_close(maps[0.5], z_e + z_a.clamp_max(0.5))
@@ -188,12 +187,12 @@ def test_neighbour_statistics_are_saved_with_the_weights_and_score_after_loading
     frames): a fresh model takes their saved size on loading, and scoring uses each frame's
     nearest references."""
     monkeypatch.setattr(NeighbourStatistics, "MAX_REFERENCES", 12)
-    config = tiny_config("vaegan", standardise=True, attention_layer=1, region_blur=4.0, neighbours=5)
+    config = tiny_config("vaegan-z", attention_layer=1, region_blur=4.0, neighbours=5)
     frames = blob_frames(30)
     checkpoint = train(frames, config, FrameSpec(image_size=TINY_SIZE), TrainOptions(epochs=1, device="cpu"))
     path = tmp_path / "m.pt"
     checkpoint.save(path)
-    detector = Detector.load(path, method="vaegan-attn", device="cpu")
+    detector = Detector.load(path, method="vaegan-attn-z", device="cpu")
     state = detector.checkpoint.state_dict
     assert len(frames) - checkpoint.metadata["validation_frames"] > 12
     for name, side in (("error_statistics", TINY_SIZE), ("region_statistics", TINY_SIZE // 2)):

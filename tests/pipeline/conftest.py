@@ -38,6 +38,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "INSPECTOR_DATABASE_URL": settings.database_url,
         "INSPECTOR_DATA_DIR": settings.data_dir,
         "INSPECTOR_MODEL_PATH": settings.model_path,
+        "INSPECTOR_METHOD": settings.method,
         "INSPECTOR_DEVICE": settings.device,
         "INSPECTOR_EXECUTOR": settings.executor,
         "INSPECTOR_BROKER_URL": settings.broker_url,
@@ -46,6 +47,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "INSPECTOR_WATCH__RESCAN_SECONDS": str(settings.watch.rescan_seconds),
         "INSPECTOR_WATCH__BATCH_SIZE": str(settings.watch.batch_size),
         "INSPECTOR_WATCH__STALE_SECONDS": str(settings.watch.stale_seconds),
+        "INSPECTOR_WATCH__QUIET_SECONDS": str(settings.watch.quiet_seconds),
         "OMP_NUM_THREADS": "1",
     }
 
@@ -82,12 +84,13 @@ def running(watcher: Watcher) -> Iterator[None]:
 
 @pytest.fixture
 def embedded(tmp_path: Path, tiny_checkpoint: Path) -> Settings:
-    """Embedded settings (SQLite in data_dir, inline executor), schema migrated."""
+    """Embedded settings (SQLite in data_dir, inline executor), schema migrated. A file that
+    cannot be read is quarantined at once (quiet_seconds 0): the tests' files are complete."""
     settings = Settings(
         data_dir=str(tmp_path / "data"),
         model_path=str(tiny_checkpoint),
         device="cpu",
-        watch=WatchSettings(settle_seconds=0.05, rescan_seconds=3600, batch_size=16),
+        watch=WatchSettings(settle_seconds=0.05, rescan_seconds=3600, batch_size=16, quiet_seconds=0),
     )
     settings.database_url = settings.db_url
     migrate.upgrade(settings.db_url)

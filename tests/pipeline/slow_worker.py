@@ -15,9 +15,9 @@ from workers.app import app
 _score_arrays = Detector.score_arrays
 
 
-def _slowly(self: Detector, frames: np.ndarray, threshold: float | None = None) -> list[Detection]:
+def _slowly(self: Detector, frames: np.ndarray) -> list[Detection]:
     time.sleep(2.0)
-    return _score_arrays(self, frames, threshold)
+    return _score_arrays(self, frames)
 
 
 Detector.score_arrays = _slowly  # type: ignore[method-assign]

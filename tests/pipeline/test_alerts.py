@@ -21,14 +21,15 @@ from sqlalchemy import func, select
 
 from inspector.cli import main
 from inspector.config import AlertSettings, Settings
+from inspector.maps import MAP_KINDS
 from inspector.pipeline import alerts, thresholds
 from inspector.pipeline.process import get_detector, process_frames
 from inspector.store import migrate, operations, queries
 from inspector.store.db import session_scope
-from inspector.store.models import AlertOutbox, AlertState, Frame, Result
+from inspector.store.models import AlertOutbox, AlertState, Frame, Model, Result
 from tests.pipeline.conftest import write_frames
 from tests.receivers import Broker, subscribed, webhook_receiver
-from tests.web.conftest import Seeded, seed
+from tests.web.conftest import METHOD, Seeded, seed
 
 SECRET = "s3cret"
 
@@ -44,7 +45,7 @@ def with_alerts(seeded: Seeded, **values: object) -> Settings:
 def flag(settings: Settings, frame_ids: list[int]) -> None:
     """Queue the seeded flagged results of these frames, as the scoring transaction does."""
     with session_scope(settings.db_url) as session:
-        alerts.queue(session, settings, "v1", frame_ids)
+        alerts.queue(session, settings, "v1", METHOD, frame_ids)
 
 
 def flagged_frames(seeded: Seeded, source: str) -> list[int]:
@@ -89,10 +90,11 @@ def test_webhook_digest_signature_and_links(seeded: Seeded) -> None:
     assert body["digest"] is True and body["count"] == len(cam_a) and len(body["frames"]) == 3
     top = body["frames"][0]
     assert top["score"] == body["max_score"] == max(f["score"] for f in body["frames"])
-    assert top["threshold"] == 0.5 and top["model_version"] == "v1" and top["frame_id"] in cam_a
+    assert (top["threshold"], top["model_version"], top["method"]) == (0.5, "v1", METHOD)
+    assert top["frame_id"] in cam_a
     assert top["url"] == f"https://inspect.example/results/{top['result_id']}"
     assert top["maps"]["error"] == f"https://inspect.example/maps/{top['result_id']}/error.png"
-    assert set(top["maps"]) == {"input", "reconstruction", "error", "attention"}
+    assert set(top["maps"]) == set(MAP_KINDS)
     assert body["queue_url"] == "https://inspect.example/queue?source=cam-a"
     assert undelivered(settings) == 0
     assert alerts.Dispatcher(settings).dispatch_once() == 0  # nothing twice
@@ -191,23 +193,58 @@ def test_scoring_queues_flags_in_the_results_commit(embedded: Settings, tmp_path
     settings = dataclasses.replace(
         embedded, alerts=AlertSettings(webhook_url="http://127.0.0.1:9/none", mqtt_host="127.0.0.1")
     )
-    ids = []
+    rows = [
+        dict(
+            content_hash=hashlib.sha256(path.read_bytes()).hexdigest(),
+            path=str(path),
+            source="cam",
+            size_bytes=path.stat().st_size,
+            landed_at=operations.utcnow(),
+        )
+        for path in write_frames(tmp_path / "in", 6)
+    ]
     with session_scope(settings.db_url) as session:
-        for path in write_frames(tmp_path / "in", 6):
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            values = dict(path=str(path), size_bytes=path.stat().st_size, landed_at=operations.utcnow())
-            ids.append(queries.insert_frame(session, content_hash=digest, source="cam", **values))
+        ids = sorted(queries.insert_frames(session, rows).values())
     detector = get_detector(settings)
     with session_scope(settings.db_url) as session:  # cam's threshold 0: every frame is flagged
         queries.ensure_model(
-            session, version=detector.version, path="m.pt", method="m", default_threshold=1.0, config={}
+            session,
+            version=detector.version,
+            method=detector.method,
+            path="m.pt",
+            default_threshold=1.0,
+            config={},
         )
-        thresholds.set_threshold(session, "cam", detector.version, 0.0, "test")
+        thresholds.set_threshold(session, "cam", detector.version, detector.method, 0.0, "test")
     process_frames(ids[:4], settings)
     process_frames(ids, settings)  # the first four again: nothing new to queue for them
     with session_scope(settings.db_url) as session:
         rows = session.execute(select(AlertOutbox.channel, func.count()).group_by(AlertOutbox.channel)).all()
     assert dict(rows) == {"webhook": 6, "mqtt": 6}
+
+
+def test_only_the_scoring_models_flags_are_queued(seeded: Seeded) -> None:
+    """A frame flagged under another (version, method) (a model scored beside the live one) is not
+    alerted by the live model's commit: alerts are per result, and a result is its model's."""
+    cam_b = flagged_frames(seeded, "cam-b")
+    with session_scope(seeded.settings.db_url) as session:
+        session.add(Model(version="v1", method="vaegan", path="m.pt", default_threshold=0.01, config={}))
+        session.flush()
+        session.add_all(
+            Result(
+                frame_id=i, model_version="v1", method="vaegan", score=1.0, threshold=0.01, is_anomaly=True
+            )
+            for i in cam_b
+        )
+    settings = with_alerts(seeded, webhook_url="http://127.0.0.1:9/none")
+    flag(settings, cam_b)
+    with session_scope(settings.db_url) as session:
+        queued = session.execute(
+            select(Result.model_version, Result.method)
+            .join(AlertOutbox, AlertOutbox.result_id == Result.id)
+            .distinct()
+        ).all()
+    assert queued == [("v1", METHOD)] and undelivered(settings) == len(cam_b)
 
 
 def test_alerts_dispatch_command(seeded: Seeded) -> None:

@@ -20,7 +20,7 @@ from inspector.pipeline.executors import InlineExecutor
 from inspector.pipeline.process import process_frames
 from inspector.pipeline.watcher import Watcher
 from inspector.store.db import session_scope
-from inspector.store.models import Frame, Result, ResultMap, ThresholdChange
+from inspector.store.models import Frame, Model, Result, ResultMap, ThresholdChange
 from tests.conftest import TINY_SIZE
 from tests.pipeline.conftest import counts, running, settings_env, until, write_frames
 
@@ -68,12 +68,13 @@ def test_bad_files_are_quarantined_with_their_error(tmp_path: Path, embedded: Se
     (incoming / "corrupt.png").write_bytes(png[:8] + os.urandom(200))
     (incoming / "empty.png").write_bytes(b"")
     (incoming / "truncated.png").write_bytes(png[: len(png) // 2])
-    (incoming / "notes.txt").write_text("not a frame at all")
-    _cli(embedded, "watch", str(incoming), "--once")
+    (incoming / "notes.dat").write_text("not a frame at all")
+    (incoming / "f000.json").write_text("{}")  # a camera's sidecar: ignored by pattern, counted
+    assert "ignored 1" in _cli(embedded, "watch", str(incoming), "--once")
 
     with session_scope(embedded.db_url) as session:
         frames = {Path(f.path).name: f for f in session.scalars(select(Frame))}
-    bad = ("corrupt.png", "empty.png", "truncated.png", "notes.txt")
+    bad = ("corrupt.png", "empty.png", "truncated.png", "notes.dat")
     for name in bad:
         frame = frames[name]
         assert frame.status == "quarantined" and frame.error, name
@@ -82,7 +83,7 @@ def test_bad_files_are_quarantined_with_their_error(tmp_path: Path, embedded: Se
         assert frame.error in stored.with_name(stored.name + ".error.txt").read_text()
     assert "empty" in frames["empty.png"].error
     assert counts(embedded.db_url)[:2] == (3, {"done": 3, "quarantined": 4})
-    assert list(incoming.iterdir()) == []
+    assert [p.name for p in incoming.iterdir()] == ["f000.json"]
 
 
 def test_ignored_files_links_and_duplicates(tmp_path: Path, embedded: Settings) -> None:
@@ -224,6 +225,33 @@ def test_per_source_threshold_decides_the_verdict(tmp_path: Path, embedded: Sett
     only_cam1 = _cli(embedded, "report", "--since", "1h", "--source", "cam1", "--format", "csv")
     sources = [row["source"] for row in csv.DictReader(only_cam1.splitlines()) if row.get("path")]
     assert sources == ["cam1"] * 4 and "4 frames" in only_cam1  # the summary goes to stderr
+
+
+def test_a_method_switch_scores_on_its_own_scale(tmp_path: Path, embedded: Settings) -> None:
+    """The same checkpoint scored with another method is another model: registered with that
+    method's own default threshold, its results apart, and an override set on the first
+    method's scale never judges its scores."""
+    import dataclasses
+
+    from inspector.detector import Checkpoint
+
+    defaults = Checkpoint.load(embedded.model_path).thresholds
+    write_frames(tmp_path / "a", 3, seed=5)
+    _cli(embedded, "watch", str(tmp_path / "a"), "--once", "--source", "cam")
+    _cli(embedded, "threshold", "set", "0", "--source", "cam", "--by", "ada")  # vaegan-attn's scale
+    write_frames(tmp_path / "b", 3, seed=6)
+    switched = dataclasses.replace(embedded, method="vaegan")
+    _cli(switched, "watch", str(tmp_path / "b"), "--once", "--source", "cam")
+    with session_scope(embedded.db_url) as session:
+        models = {m.method: m.default_threshold for m in session.scalars(select(Model))}
+        judged = {(r.method, r.threshold) for r in session.scalars(select(Result))}
+    assert models == {"vaegan-attn": defaults["vaegan-attn"], "vaegan": defaults["vaegan"]}
+    assert judged == {("vaegan-attn", 0.0), ("vaegan", defaults["vaegan"])}  # the first re-judged at 0
+    assert "(vaegan)" in _cli(embedded, "threshold", "set", "1", "--source", "cam")  # the latest registered
+    version = ["--model", Checkpoint.load(embedded.model_path).version]
+    refused = CliRunner().invoke(main, ["threshold", "set", "1", *version], env=settings_env(embedded))
+    assert refused.exit_code != 0 and "several methods" in refused.output
+    assert "(vaegan-attn)" in _cli(embedded, "threshold", "set", "1", *version, "--method", "vaegan-attn")
 
 
 def test_without_a_model_frames_wait_for_the_next_run(tmp_path: Path, embedded: Settings) -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from inspector.pipeline.report import build_report, parse_since, render
-from inspector.store import queries
 from inspector.store.db import get_engine, session_scope
 from inspector.store.models import Base, utcnow
+from tests.store.rows import insert_result, register_frames, register_model
 
 NOW = datetime(2026, 11, 27, 12, 0)
 
@@ -39,18 +39,11 @@ def test_summary_covers_the_window_and_flagged_narrows_the_rows(tmp_path: Path) 
     url = f"sqlite:///{tmp_path / 'r.db'}"
     Base.metadata.create_all(get_engine(url))
     with session_scope(url) as session:
-        queries.ensure_model(session, version="m", path="m.pt", method="x", default_threshold=0.5, config={})
-        for i in range(10):
-            fid = queries.insert_frame(
-                session,
-                content_hash=f"{i:064x}",
-                path=f"/in/{i}.png",
-                source="a" if i < 6 else "b",
-                size_bytes=1,
-                landed_at=utcnow(),
-            )
+        register_model(session, version="m")
+        ids = register_frames(session, 6, source="a") + register_frames(session, 4, source="b", first=6)
+        for i, fid in enumerate(ids):
             score = i / 10
-            queries.insert_result(
+            insert_result(
                 session, frame_id=fid, model_version="m", score=score, threshold=0.55, is_anomaly=score > 0.55
             )
     since = utcnow() - timedelta(hours=1)

@@ -12,6 +12,7 @@ from sqlalchemy import func, select, update
 
 from inspector.cli import main
 from inspector.config import RetentionSettings, Settings
+from inspector.maps import MAP_KINDS
 from inspector.pipeline import retention
 from inspector.pipeline.watcher import Watcher
 from inspector.store import operations
@@ -81,7 +82,7 @@ def test_prune_keeps_flagged_and_reviewed_and_pages_say_pruned(embedded: Setting
             assert (
                 now.pruned_at is None
                 and (settings.data_path / frame.stored_path).is_file()
-                and maps[frame.id] == 4
+                and maps[frame.id] == len(MAP_KINDS)
             )
         else:
             assert now.pruned_at is not None and now.stored_path is None and maps[frame.id] == 0

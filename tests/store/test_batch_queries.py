@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from inspector.store import queries
 from inspector.store.db import get_engine, session_scope
 from inspector.store.models import Base, Frame, Result, ResultMap, utcnow
+from tests.store.rows import frame_by_hash, register_frames, register_model
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
@@ -18,28 +19,16 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'q.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
     Base.metadata.create_all(get_engine(url))
     with session_scope(url) as session:
-        queries.ensure_model(
-            session, version="m1", path="m.pt", method="vaegan-attn", default_threshold=0.5, config={}
-        )
+        register_model(session)
     return url
 
 
-RESULT = dict(model_version="m1", score=0.1, threshold=0.5, is_anomaly=False)
+RESULT = dict(model_version="m1", method="vaegan-attn", score=0.1, threshold=0.5, is_anomaly=False)
 
 
 def _registered(url: str, n: int) -> list[int]:
     with session_scope(url) as session:
-        return [
-            queries.insert_frame(
-                session,
-                content_hash=f"{i:064x}",
-                path=f"/in/{i}.png",
-                source="cam",
-                size_bytes=1,
-                landed_at=utcnow(),
-            )
-            for i in range(n)
-        ]
+        return register_frames(session, n)
 
 
 def _claimed(url: str, n: int) -> list[int]:
@@ -138,4 +127,4 @@ def test_insert_frames_registers_each_content_once(url: str) -> None:
     assert sorted(new) == ["/in/a.png", "/in/b.png"]
     with session_scope(url) as session:
         assert queries.insert_frames(session, [dict(row, content_hash="b" * 64, path="/in/b2.png")]) == {}
-        assert queries.frame_by_hash(session, "a" * 64).id == new["/in/a.png"]
+        assert frame_by_hash(session, "a" * 64).id == new["/in/a.png"]

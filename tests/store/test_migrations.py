@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
@@ -30,7 +32,7 @@ def _check_round_trip(url: str) -> None:
             names = inspect(connection)
             assert TABLES <= set(names.get_table_names())
             uniques = {u["name"] for u in names.get_unique_constraints("results")}
-            assert "uq_results_frame_model" in uniques
+            assert "uq_results_frame_model_method" in uniques
         assert migrate.current_revision(url) == migrate.head_revision()
         migrate.downgrade(url, "base")
         with engine.connect() as connection:
@@ -42,13 +44,113 @@ def _check_round_trip(url: str) -> None:
         engine.dispose()
 
 
+def _check_method_identity_migration(url: str) -> None:
+    """Revision 0005 on rows of 0004: results, thresholds and changes take their model's method; a
+    standardised vaegan's methods become vaegan-z's; a downgrade is refused while a version
+    scores with several methods, and restores the old names."""
+    migrate.upgrade(url, "0004")
+    engine = create_engine(url)
+    models = sa.Table("models", sa.MetaData(), autoload_with=engine)  # its JSON column, either database
+    plain = {"model": {"family": "vaegan", "standardise": False}}
+    fixed = {"model": {"family": "vaegan", "standardise": True}}
+    at = {"t": datetime(2026, 11, 1)}
+    try:
+        with engine.begin() as c:
+            c.execute(
+                models.insert(),
+                [
+                    {
+                        "version": v,
+                        "path": "m.pt",
+                        "method": "vaegan-attn",
+                        "default_threshold": 0.5,
+                        "config": cfg,
+                    }
+                    | {"created_at": at["t"]}
+                    for v, cfg in (("plain", plain), ("fixed", fixed))
+                ],
+            )
+            c.execute(
+                text(
+                    "INSERT INTO frames (content_hash, path, source, size_bytes, status, attempts, "
+                    "landed_at, registered_at, updated_at) "
+                    "VALUES ('h', 'f.png', 'cam', 1, 'done', 1, :t, :t, :t)"
+                ),
+                at,
+            )
+            for version in ("plain", "fixed"):
+                c.execute(
+                    text(
+                        "INSERT INTO results (frame_id, model_version, score, threshold, is_anomaly, "
+                        "created_at) VALUES (1, :v, 0.7, 0.5, true, :t)"
+                    ),
+                    {"v": version, **at},
+                )
+            c.execute(
+                text(
+                    "INSERT INTO thresholds (source, model_version, value, updated_by, updated_at) "
+                    "VALUES ('cam', 'fixed', 0.6, 'ada', :t)"
+                ),
+                at,
+            )
+            c.execute(
+                text(
+                    "INSERT INTO threshold_changes (source, model_version, old_value, new_value, changed_by, "
+                    "changed_at) VALUES ('cam', 'fixed', 0.5, 0.6, 'ada', :t)"
+                ),
+                at,
+            )
+        migrate.upgrade(url)
+        with engine.connect() as c:
+            for query in ("SELECT version, method FROM models", "SELECT model_version, method FROM results"):
+                rows = [tuple(row) for row in c.execute(text(query))]
+                assert sorted(rows) == [("fixed", "vaegan-attn-z"), ("plain", "vaegan-attn")]
+            for table in ("thresholds", "threshold_changes"):
+                assert c.execute(text(f"SELECT method FROM {table}")).scalar_one() == "vaegan-attn-z"
+        with engine.begin() as c:  # the same checkpoint scored with another method: a result of its own
+            c.execute(
+                text(
+                    "INSERT INTO models (version, method, path, default_threshold, config, created_at) "
+                    "VALUES ('plain', 'vaegan', 'm.pt', 0.04, '{}', :t)"
+                ),
+                at,
+            )
+            c.execute(
+                text(
+                    "INSERT INTO results (frame_id, model_version, method, score, threshold, is_anomaly, "
+                    "created_at) VALUES (1, 'plain', 'vaegan', 0.03, 0.04, false, :t)"
+                ),
+                at,
+            )
+        with pytest.raises(RuntimeError, match="model plain is registered with several methods"):
+            migrate.downgrade(url, "0004")
+        with engine.begin() as c:
+            c.execute(text("DELETE FROM results WHERE method = 'vaegan'"))
+            c.execute(text("DELETE FROM models WHERE method = 'vaegan'"))
+        migrate.downgrade(url, "0004")
+        with engine.connect() as c:
+            rows = [tuple(row) for row in c.execute(text("SELECT version, method FROM models"))]
+            assert sorted(rows) == [("fixed", "vaegan-attn"), ("plain", "vaegan-attn")]
+    finally:
+        engine.dispose()
+
+
 def test_sqlite_upgrade_matches_models_and_downgrades(tmp_path: Path) -> None:
     _check_round_trip(f"sqlite:///{tmp_path / 'fresh.db'}")
+
+
+def test_sqlite_method_identity_migration(tmp_path: Path) -> None:
+    _check_method_identity_migration(f"sqlite:///{tmp_path / 'old.db'}")
 
 
 @pytest.mark.services
 def test_postgresql_upgrade_matches_models_and_downgrades(pg_url: str) -> None:
     _check_round_trip(pg_url)
+
+
+@pytest.mark.services
+def test_postgresql_method_identity_migration(pg_url: str) -> None:
+    _check_method_identity_migration(pg_url)
     engine = create_engine(pg_url)
     try:
         with engine.connect() as connection:  # maps are stored out of line, uncompressed

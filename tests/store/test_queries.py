@@ -1,4 +1,4 @@
-"""The invariants the pipeline leans on: compare-and-set claims, one result per frame and model."""
+"""The invariants the pipeline leans on: compare-and-set claims, one result per frame, model and method."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from sqlalchemy import func, select, text
 from inspector.store import queries
 from inspector.store.db import get_engine, session_scope
 from inspector.store.models import Base, Result, utcnow
+from tests.store.rows import frame_by_hash, insert_result, register_frames, register_model
 
 
 @pytest.fixture
@@ -18,25 +19,13 @@ def url(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'q.db'}"
     Base.metadata.create_all(get_engine(url))
     with session_scope(url) as session:
-        queries.ensure_model(
-            session, version="m1", path="m.pt", method="vaegan-attn", default_threshold=0.5, config={}
-        )
+        register_model(session)
     return url
 
 
 def _frames(url: str, n: int) -> list[int]:
     with session_scope(url) as session:
-        return [
-            queries.insert_frame(
-                session,
-                content_hash=f"{i:064x}",
-                path=f"/in/{i}.png",
-                source="cam",
-                size_bytes=10,
-                landed_at=utcnow(),
-            )
-            for i in range(n)
-        ]
+        return register_frames(session, n)
 
 
 def test_insert_frame_deduplicates_by_content(url: str) -> None:
@@ -44,7 +33,7 @@ def test_insert_frame_deduplicates_by_content(url: str) -> None:
     assert first is not None
     assert _frames(url, 1) == [None]
     with session_scope(url) as session:
-        assert queries.frame_by_hash(session, f"{0:064x}").id == first
+        assert frame_by_hash(session, f"{0:064x}").id == first
 
 
 def test_a_frame_is_claimed_once_until_its_claim_goes_stale(url: str) -> None:
@@ -80,14 +69,22 @@ def test_finish_is_compare_and_set(url: str) -> None:
         assert (frame.status, frame.stored_path, frame.error) == ("done", "archive/x.png", None)
 
 
-def test_result_insert_is_idempotent(url: str) -> None:
+def test_result_insert_is_idempotent_per_method(url: str) -> None:
+    """A frame scored again by the same model and method keeps its first result; another method of
+    the same checkpoint scores on another scale, so its result is a result of its own."""
     (fid,) = _frames(url, 1)
     values = dict(frame_id=fid, model_version="m1", score=0.7, threshold=0.5, is_anomaly=True)
     with session_scope(url) as session:
-        assert queries.insert_result(session, **values)
+        assert insert_result(session, **values)
     with session_scope(url) as session:
-        assert not queries.insert_result(session, **(values | {"score": 0.1}))
+        assert not insert_result(session, **(values | {"score": 0.1}))
         assert session.scalar(select(func.count()).select_from(Result)) == 1
+        register_model(session, method="vaegan")
+        assert insert_result(session, **(values | {"method": "vaegan", "score": 0.1}))
+        assert sorted(tuple(row) for row in session.execute(select(Result.method, Result.score))) == [
+            ("vaegan", 0.1),
+            ("vaegan-attn", 0.7),
+        ]
 
 
 def test_queue_waiting_takes_pending_and_stale_in_flight_frames(url: str) -> None:

@@ -1,7 +1,7 @@
 """A seeded dashboard database: rows made directly, small stored map planes, no model or pipeline needed.
 
-40 frames with scores 0.05 … 0.9275 (model v1, default threshold 0.5), even ids from cam-a,
-odd from cam-b. Ten cam-a frames are labelled so that recall ≥ 99% calls for a threshold
+40 frames with scores 0.05 … 0.9275 (model v1, method vaegan-attn, default threshold 0.5), even
+ids from cam-a, odd from cam-b. Ten cam-a frames are labelled so that recall ≥ 99% calls for a threshold
 of 0.2975 on cam-a, which flags four more unreviewed cam-a frames.
 """
 
@@ -25,6 +25,7 @@ from inspector.store.models import Base, Frame, Model, Result, ResultMap, Review
 from inspector.web import create_app
 
 TOKEN = "letmein"
+METHOD = "vaegan-attn"
 N_FRAMES = 40
 DEFAULT_THRESHOLD = 0.5
 ANOMALY_LABELS = (14, 30, 34, 38)  # frame indexes labelled anomaly (all cam-a)
@@ -64,7 +65,7 @@ def seed(data_dir: Path, token: str = TOKEN) -> Seeded:
             Model(
                 version="v1",
                 path="model.pt",
-                method="vaegan-attn",
+                method=METHOD,
                 default_threshold=DEFAULT_THRESHOLD,
                 config={},
                 created_at=now - timedelta(days=1),
@@ -88,6 +89,7 @@ def seed(data_dir: Path, token: str = TOKEN) -> Seeded:
             result = Result(
                 frame_id=frame.id,
                 model_version="v1",
+                method=METHOD,
                 score=score,
                 threshold=DEFAULT_THRESHOLD,
                 is_anomaly=score > DEFAULT_THRESHOLD,
@@ -124,8 +126,9 @@ def client(seeded: Seeded) -> TestClient:
     return TestClient(create_app(seeded.settings))
 
 
-def csrf_of(client: TestClient, path: str = "/queue") -> str:
-    """The session's CSRF token, as a page hands it to its forms."""
+def csrf_of(client: TestClient, path: str = "/login") -> str:
+    """The session's CSRF token, as a page hands it to its forms (a session starts at the login
+    form; a visitor who only reads has none)."""
     page = client.get(path).text
     match = re.search(r'<meta name="csrf-token" content="([^"]+)"', page)
     assert match, "no CSRF field on the page"

@@ -9,12 +9,12 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
-from inspector.config import ApiSettings
+from inspector.config import ApiSettings, ServerSettings
 from inspector.store import migrate
 from inspector.store.db import session_scope
 from inspector.store.models import Review, ThresholdChange
 from inspector.web import create_app
-from tests.web.conftest import TOKEN, Seeded
+from tests.web.conftest import METHOD, TOKEN, Seeded
 
 WRITER = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -44,6 +44,10 @@ def test_results_paging_and_filters(client: TestClient, seeded: Seeded) -> None:
     window = everything(client, "&score_min=0.5&score_max=0.6&reviewed=false")
     assert sorted(round(i["score"], 4) for i in window) == [0.5225, 0.545, 0.5675, 0.59]
     assert everything(client, "&model_version=v2") == []
+    assert everything(client, "&method=vae") == []
+    assert {(i["model_version"], i["method"]) for i in everything(client, f"&method={METHOD}")} == {
+        ("v1", METHOD)
+    }
     top = items[0]
     assert top["url"] == f"http://testserver/results/{top['id']}" and top["pruned"] is False
     assert client.get("/api/v1/results?cursor=nonsense").status_code == 400
@@ -86,12 +90,13 @@ def test_reviews_need_the_writer_token_and_are_idempotent(client: TestClient, se
 
 def test_thresholds_through_the_audited_owner(client: TestClient, seeded: Seeded) -> None:
     assert client.get("/api/v1/thresholds").json() == [
-        {"model_version": "v1", "source": "*", "value": 0.5, "updated_by": None}
+        {"model_version": "v1", "method": METHOD, "source": "*", "value": 0.5, "updated_by": None}
     ]
     change = {"value": 0.2975, "by": "Ada", "reason": "calibrated"}
     assert client.put("/api/v1/thresholds/cam-a", json=change).status_code == 401
     body = client.put("/api/v1/thresholds/cam-a", json=change, headers=WRITER).json()
     assert (body["old_value"], body["new_value"], body["verdicts_changed"]) == (0.5, 0.2975, 5)
+    assert (body["model_version"], body["method"]) == ("v1", METHOD)
     with session_scope(seeded.settings.db_url) as session:
         audit = session.scalars(select(ThresholdChange)).one()
     assert (audit.changed_by, audit.reason) == ("Ada", "calibrated")
@@ -116,6 +121,29 @@ def test_reads_need_a_token_when_one_is_set(seeded: Seeded) -> None:
         client.get("/api/v1/status", headers={"Authorization": "Bearer guess"})
     throttled = client.get("/api/v1/status", headers={"Authorization": "Bearer guess"})
     assert throttled.status_code == 429 and "retry-after" in throttled.headers
+
+
+def test_beyond_loopback_reads_need_a_token_and_probes_stay_open(seeded: Seeded) -> None:
+    """Bound beyond loopback, pages need a login and the machines' reads a token (as pages do,
+    without a cookie); the probes answer anyone, and the API docs are a page like the others."""
+    settings = dataclasses.replace(seeded.settings, server=ServerSettings(host="0.0.0.0", token=TOKEN))
+    client = TestClient(create_app(settings))
+    for path in ("/api/v1/results", "/api/v1/status", "/api/v1/thresholds", "/metrics"):
+        refused = client.get(path)
+        assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer", path
+        assert client.get(path, headers=WRITER).status_code == 200, path
+    assert client.get("/docs").status_code == 401 and client.get("/openapi.json").status_code == 401
+    assert (
+        client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 503
+    )  # no Alembic
+    assert client.get("/favicon.ico", follow_redirects=False).status_code == 301
+    reader = dataclasses.replace(settings, api=ApiSettings(read_token="reader"))
+    assert (
+        TestClient(create_app(reader)).get("/metrics", headers={"Authorization": "Bearer reader"}).status_code
+        == 200
+    )
+    loopback = dataclasses.replace(settings, server=ServerSettings(host="127.0.0.1", token=TOKEN))
+    assert TestClient(create_app(loopback)).get("/api/v1/results").status_code == 200
 
 
 def test_status_probes_and_metrics(client: TestClient, seeded: Seeded) -> None:

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import re
 from pathlib import Path
 
+import itsdangerous
 import numpy as np
 import pytest
 from fastapi import HTTPException
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, func, select
 
+from inspector.config import ServerSettings
 from inspector.maps import MAP_KINDS, decode_png, picture
 from inspector.store.db import session_scope
-from inspector.store.models import ResultMap, Review, ThresholdChange
+from inspector.store.models import Model, Result, ResultMap, Review, ThresholdChange
 from inspector.store.review import result_maps
 from inspector.web import create_app, security
-from tests.web.conftest import SUGGESTED, TOKEN, Seeded, csrf_of, seed
+from inspector.web.routes.calibration import as_submitted
+from tests.web.conftest import METHOD, SUGGESTED, TOKEN, Seeded, csrf_of, seed
 
 FLAGGED_UNREVIEWED = 15  # scores > 0.5 are frames 21…39; 30, 32, 34 and 38 are labelled
 
@@ -53,6 +58,8 @@ def test_queue_lists_flagged_unreviewed_highest_first(client: TestClient, seeded
         ("score_min=0.8&score_max=0.9", [37, 36, 35]),
         ("model_version=v1&source=cam-b&score_max=0.6", [23, 21]),
         ("model_version=v2", []),
+        ("model_version=v1&method=vaegan-attn&source=cam-b&score_max=0.6", [23, 21]),
+        ("method=vaegan", []),
         ("start=2000-01-01T00:00&end=2000-01-02T00:00", []),
         ("all=1&source=cam-a&score_max=0.4", [12, 10]),  # unflagged too; 14 and 0…8 are labelled
     ],
@@ -94,7 +101,7 @@ def test_keyset_paging_walks_the_queue_once(seeded: Seeded) -> None:
 
 
 def test_queue_pager_links(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("inspector.web.app.PAGE_SIZE", 10)
+    monkeypatch.setattr("inspector.web.routes.queue.PAGE_SIZE", 10)
     first = client.get("/queue?source=").text
     assert len(queue_ids(first)) == 10 and 'id="page-prev"' not in first
     next_url = re.search(r'id="page-next" href="([^"]+)"', first).group(1).replace("&amp;", "&")
@@ -107,8 +114,9 @@ def test_queue_pager_links(client: TestClient, monkeypatch: pytest.MonkeyPatch) 
 def test_frame_view(client: TestClient, seeded: Seeded) -> None:
     result_id = seeded.result_ids[30]  # labelled anomaly by "seed"
     html = client.get(f"/results/{result_id}").text
-    for kind in ("input", "reconstruction", "error", "attention"):
+    for kind in ("input", "reconstruction", "error", "attention", "anomaly"):
         assert f"/maps/{result_id}/{kind}.png" in html
+    assert "what the score is made of" in html and f'<dd class="mono">{METHOD}</dd>' in html
     assert 'id="opacity"' in html and "0.725" in html and "seed" in html and "labelled anomaly" in html
     top = client.get(f"/results/{seeded.result_ids[39]}?source=cam-b").text
     assert f'href="/results/{seeded.result_ids[37]}?source=cam-b"' in top  # next in the filtered queue
@@ -265,7 +273,7 @@ def test_calibration_without_data(tmp_path: Path) -> None:
 
 
 def test_apply_threshold_refused_without_login_or_csrf(client: TestClient, logged_in: TestClient) -> None:
-    data = {"source": "cam-a", "model_version": "v1", "value": "0.3"}
+    data = {"source": "cam-a", "model_version": "v1", "method": METHOD, "value": "0.3"}
     fresh = TestClient(client.app)
     assert fresh.post("/calibration/apply", data=data | {"csrf": csrf_of(fresh)}).status_code == 401
     assert logged_in.post("/calibration/apply", data=data | {"csrf": "forged"}).status_code == 403
@@ -278,6 +286,7 @@ def test_apply_threshold_records_and_changes_verdicts(logged_in: TestClient, see
         "csrf": csrf,
         "source": "cam-a",
         "model_version": "v1",
+        "method": METHOD,
         "value": repr(SUGGESTED),
         "target": "0.99",
     }
@@ -300,8 +309,23 @@ def test_apply_threshold_records_and_changes_verdicts(logged_in: TestClient, see
     assert (
         'threshold now</dt><dd class="num">0.2975' in logged_in.get(f"/results/{seeded.result_ids[16]}").text
     )
-    for bad in ({"value": "nan"}, {"source": "cam-z"}, {"model_version": "v9"}, {"value": "high"}):
+    bad_values = (
+        {"value": "nan"},
+        {"source": "cam-z"},
+        {"model_version": "v9"},
+        {"method": "vae"},
+        {"value": "high"},
+    )
+    for bad in bad_values:
         assert logged_in.post("/calibration/apply", data=data | bad).status_code in (400, 422)
+
+
+def test_a_threshold_field_left_as_shown_submits_the_exact_threshold() -> None:
+    exact = 1.4662764072418213
+    assert f"{exact:.4g}" == "1.466"
+    assert as_submitted(1.466, exact) == exact
+    assert as_submitted(1.47, exact) == 1.47
+    assert as_submitted(0.3, None) == 0.3
 
 
 def test_overview(client: TestClient) -> None:
@@ -314,7 +338,98 @@ def test_overview(client: TestClient) -> None:
 
 def test_worker_status_reports_an_unreachable_broker() -> None:
     from inspector.config import Settings
-    from inspector.web.workers import worker_status
+    from inspector.web.routes.overview import worker_status
 
     status = worker_status(Settings(executor="celery", broker_url="redis://127.0.0.1:1/0"), timeout=0.5)
     assert not status.ok and "unreachable" in status.summary
+
+
+def test_another_method_of_the_same_checkpoint_is_calibrated_on_its_own_scale(
+    client: TestClient, seeded: Seeded
+) -> None:
+    """Results of v1 scored with vaegan are not those of vaegan-attn: the queue and calibration
+    take the method apart, and its threshold is its own default."""
+    with session_scope(seeded.settings.db_url) as session:
+        session.add(Model(version="v1", method="vaegan", path="model.pt", default_threshold=0.04, config={}))
+        session.flush()
+        session.add(
+            Result(
+                frame_id=seeded.frame_ids[1],
+                model_version="v1",
+                method="vaegan",
+                score=0.05,
+                threshold=0.04,
+                is_anomaly=True,
+            )
+        )
+    assert len(queue_ids(client.get("/queue?method=vaegan").text)) == 1
+    assert count_badge(client.get("/queue?method=vaegan-attn").text) == FLAGGED_UNREVIEWED
+    html = client.get("/calibration?model_version=v1&method=vaegan").text
+    assert 'scored with <span class="mono">vaegan</span>' in html and "0 labelled frames" in html
+    assert client.get("/calibration?model_version=v1&method=vae").status_code == 404
+
+
+def test_the_dashboard_never_imports_torch() -> None:
+    """It draws stored maps and never runs a model: importing the app must not load torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from inspector.config import Settings\n"
+        "from inspector.web import create_app\n"
+        "create_app(Settings())\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "assert 'inspector.detector' not in sys.modules, 'the detector was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- who may read; the session key (issue 17, items 8 and 13) --------------------------------
+
+
+def test_a_visitor_who_only_reads_gets_no_cookie(client: TestClient, seeded: Seeded) -> None:
+    for page in ("/queue", "/overview", "/calibration", f"/results/{seeded.result_ids[39]}"):
+        response = client.get(page)
+        assert response.status_code == 200 and "set-cookie" not in response.headers, page
+    assert "inspector_session" in client.get("/login").headers["set-cookie"]  # the form needs one
+
+
+def test_the_session_key_is_random_per_install_and_kept_in_the_data_dir(seeded: Seeded) -> None:
+    """Without server.secret the cookie must not be signed with a key derived from the token
+    (sha256 of it was guessable offline at 44 000 tokens/s): a random key, made once (0600)."""
+    first = TestClient(create_app(seeded.settings))
+    csrf = csrf_of(first)
+    first.post("/login", data={"csrf": csrf, "token": TOKEN, "name": "Ada"})
+    cookie = first.cookies["inspector_session"]
+    derived = hashlib.sha256(f"inspector-session:{TOKEN}".encode()).hexdigest()
+    with pytest.raises(itsdangerous.BadSignature):
+        itsdangerous.TimestampSigner(derived).unsign(cookie)
+    key = seeded.settings.data_path / "session.key"
+    assert key.stat().st_mode & 0o777 == 0o600 and len(key.read_text().strip()) == 64
+    restarted = TestClient(create_app(seeded.settings), cookies={"inspector_session": cookie})
+    assert "Ada" in restarted.get("/queue").text  # the same key after a restart
+    other = dataclasses.replace(seeded.settings, data_dir=str(seeded.settings.data_path / "other"))
+    assert security.session_secret(other) != security.session_secret(seeded.settings)
+
+
+def test_reads_need_a_login_when_listening_beyond_loopback(seeded: Seeded) -> None:
+    settings = dataclasses.replace(seeded.settings, server=ServerSettings(host="0.0.0.0", token=TOKEN))
+    client = TestClient(create_app(settings))
+    result_id = seeded.result_ids[39]
+    for page in (
+        "/queue",
+        "/overview",
+        "/calibration",
+        f"/results/{result_id}",
+        f"/maps/{result_id}/input.png",
+    ):
+        assert client.get(page).status_code == 401, page
+    assert client.get("/healthz").status_code == 200
+    csrf = csrf_of(client)  # the login form is open
+    client.post("/login", data={"csrf": csrf, "token": TOKEN, "name": "Ada"})
+    assert client.get("/queue").status_code == 200 and client.get(f"/results/{result_id}").status_code == 200
+    no_token = dataclasses.replace(settings, server=ServerSettings(host="0.0.0.0"))
+    assert TestClient(create_app(no_token)).get("/queue").status_code == 403
+    loopback = dataclasses.replace(settings, server=ServerSettings(host="::1", token=TOKEN))
+    assert TestClient(create_app(loopback)).get("/queue").status_code == 200

@@ -24,7 +24,7 @@ import uvicorn
 from inspector.store.db import session_scope
 from inspector.store.models import Frame, Result, Review, ThresholdChange, utcnow
 from inspector.web import create_app
-from tests.web.conftest import SUGGESTED, TOKEN, Seeded
+from tests.web.conftest import METHOD, SUGGESTED, TOKEN, Seeded
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
@@ -103,7 +103,9 @@ def add_flagged_frame(seeded: Seeded, score: float) -> int:
         )
         session.add(frame)
         session.flush()
-        result = Result(frame_id=frame.id, model_version="v1", score=score, threshold=0.5, is_anomaly=True)
+        result = Result(
+            frame_id=frame.id, model_version="v1", method=METHOD, score=score, threshold=0.5, is_anomaly=True
+        )
         session.add(result)
         session.flush()
         return result.id
@@ -119,11 +121,12 @@ def test_review_and_calibrate_in_a_browser(page: Page, seeded: Seeded, tmp_path:
     assert page.inner_text("#user") == "Ada"
     assert page.inner_text("#queue-count") == "15"
 
-    # Open the top frame: all four maps load, the overlay follows the slider.
+    # Open the top frame: all five maps load, the overlay follows the slider.
     page.click("#queue-rows tr[data-id] >> nth=0")
     page.wait_for_url(f"**/results/{ids[39]}")
     page.wait_for_function("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
-    assert page.locator(".maps img").count() == 5  # input, reconstruction, error, input under attention
+    # input, reconstruction, error, input under attention, anomaly map
+    assert page.locator(".maps img").count() == 6
     page.fill("#opacity", "20")
     assert page.eval_on_selector("#attention-layer", "e => getComputedStyle(e).opacity") == "0.2"
     assert_not_blank(screenshot(page, tmp_path / "frame.png"))

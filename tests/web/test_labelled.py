@@ -7,12 +7,12 @@ from unittest import mock
 import numpy as np
 from sqlalchemy import delete
 
+from inspector.pipeline.thresholds import Labelled
 from inspector.store import review as store
 from inspector.store.db import session_scope
 from inspector.store.models import Review
-from inspector.web.calibration import Labelled
 from inspector.web.labelled import LabelledScores
-from tests.web.conftest import Seeded
+from tests.web.conftest import METHOD, Seeded
 
 
 def same(a: Labelled, b: Labelled) -> bool:
@@ -25,10 +25,11 @@ def test_updates_by_what_changed_and_rereads_after_a_deletion(seeded: Seeded) ->
 
         def fresh() -> Labelled:
             with session_scope(url) as session:
-                return Labelled(store.labelled_scores(session, "v1", source))  # noqa: B023
+                rows = store.labelled_frames(session, "v1", METHOD, source)  # noqa: B023
+                return Labelled([(score, label) for _, score, label in rows])
 
         with session_scope(url) as session:
-            assert same(kept.get(session, "v1", source), fresh())
+            assert same(kept.get(session, "v1", METHOD, source), fresh())
         with session_scope(url) as session:  # a new label, and a frame labelled again the other way
             session.add(Review(frame_id=seeded.frame_ids[20], label="normal", reviewer="Ada"))
             session.add(Review(frame_id=seeded.frame_ids[14], label="normal", reviewer="Ada"))
@@ -36,13 +37,13 @@ def test_updates_by_what_changed_and_rereads_after_a_deletion(seeded: Seeded) ->
             session_scope(url) as session,
             mock.patch.object(store, "labelled_frames", wraps=store.labelled_frames) as read,
         ):
-            assert same(kept.get(session, "v1", source), fresh())
-            assert read.call_args_list[0].args[3] is not None  # only what changed was read
+            assert same(kept.get(session, "v1", METHOD, source), fresh())
+            assert read.call_args_list[0].args[4] is not None  # only what changed was read
         with session_scope(url) as session:
             session.execute(delete(Review).where(Review.frame_id == seeded.frame_ids[0]))
         with (
             session_scope(url) as session,
             mock.patch.object(store, "labelled_frames", wraps=store.labelled_frames) as read,
         ):
-            assert same(kept.get(session, "v1", source), fresh())
-            assert len(read.call_args_list[0].args) == 3  # a deletion: everything read again
+            assert same(kept.get(session, "v1", METHOD, source), fresh())
+            assert len(read.call_args_list[0].args) == 4  # a deletion: everything read again

@@ -1,9 +1,7 @@
-"""MNIST-format IDX files and the noisy-MNIST benchmark images (../shared/benchmarks/noisy-mnist.md).
+"""MNIST-format IDX files and the noisy-MNIST one-class task (../shared/benchmarks/noisy-mnist.md).
 
-A noisy frame: an 84×84 zero canvas; the 28×28 digit resized (bilinear) to a square of
-side s ~ U{28..84} and pasted at a uniformly random place fully inside; i.i.d. Gaussian
-noise (σ = 0.2) added to every pixel; clipped to [0, 1]. One numpy Generator per split
-draws, image by image in order: s, the top row, the left column, then the noise image.
+The frames are rendered as the demo's sample data is (inspector.sample_data.noisy_frames),
+one numpy Generator per split.
 """
 
 from __future__ import annotations
@@ -13,12 +11,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-CANVAS = 84
-MIN_SIDE = 28
-NOISE_SIGMA = 0.2
+from inspector.sample_data import noisy_frames
+
 IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 SPLIT_PREFIX = {"train": "train", "test": "t10k"}
 
@@ -66,19 +62,6 @@ def load_mnist(folder: str | os.PathLike[str], split: str) -> Split:
     if images.ndim != 3 or labels.shape != images.shape[:1]:
         raise IdxError(f"{folder}: {split} images {images.shape} and labels {labels.shape} do not match")
     return Split(images.astype(np.float32) / 255.0, labels.astype(np.int64))
-
-
-def noisy_frames(digits: np.ndarray, seed: int) -> np.ndarray:
-    """Noisy-MNIST frames (N, 1, 84, 84) float32 from digits (N, h, w) in [0, 1]; same seed, same bits."""
-    rng = np.random.default_rng(seed)
-    out = np.zeros((len(digits), 1, CANVAS, CANVAS), dtype=np.float32)
-    for i, digit in enumerate(digits):
-        side = int(rng.integers(MIN_SIDE, CANVAS + 1))
-        top, left = (int(v) for v in rng.integers(0, CANVAS - side + 1, size=2))
-        resized = cv2.resize(digit.astype(np.float32), (side, side), interpolation=cv2.INTER_LINEAR)
-        out[i, 0, top : top + side, left : left + side] = resized
-        out[i, 0] += rng.normal(0.0, NOISE_SIGMA, size=(CANVAS, CANVAS)).astype(np.float32)
-    return np.clip(out, 0.0, 1.0, out=out)
 
 
 @dataclass

@@ -2,9 +2,11 @@
 
 Authentication is a token in a header, ``Authorization: Bearer <token>`` (no cookies, so no
 CSRF): writes need the writer token (``server.token``, the one reviewers log in with); reads
-need a token only when ``api.read_token`` is set (then it, or the writer token). Wrong tokens
-count against the client as wrong logins do. Documented by OpenAPI: /openapi.json, and /docs
-(Swagger UI served from this server, nothing fetched from elsewhere).
+need one when the server listens beyond loopback (as its pages need a login) or when
+``api.read_token`` is set (then that token or the writer's). Wrong tokens count against the
+client as wrong logins do. A score is on its model's (version, method) scale: results and
+thresholds name both. Documented by OpenAPI: /openapi.json, and /docs (Swagger UI served from
+this server, nothing fetched from elsewhere).
 """
 
 from __future__ import annotations
@@ -12,10 +14,9 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import hmac
 import json
 import math
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -25,17 +26,15 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, field_validator
-from sqlalchemy.orm import Session
 
 from inspector import health
 from inspector.pipeline import thresholds
 from inspector.store import operations
 from inspector.store import review as store
-from inspector.store.db import session_scope
 from inspector.store.models import Review
 from inspector.web import security
+from inspector.web.pages import DB
 
 VERSION = "v1"
 MAX_PAGE = 500
@@ -58,55 +57,8 @@ class JsonErrorRoute(APIRoute):
 
 router = APIRouter(prefix=f"/api/{VERSION}", route_class=JsonErrorRoute, tags=["api"])
 docs = APIRouter(include_in_schema=False)
-bearer = HTTPBearer(
-    auto_error=False, description="server.token for writes; api.read_token (if set) for reads"
-)
-Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-
-
-def _throttle(request: Request) -> security.LoginThrottle:
-    state = request.app.state
-    if not hasattr(state, "api_throttle"):
-        state.api_throttle = security.LoginThrottle()
-    return state.api_throttle
-
-
-def _check(request: Request, credentials: HTTPAuthorizationCredentials | None, tokens: list[str]) -> None:
-    challenge = {"WWW-Authenticate": "Bearer"}
-    if credentials is None:
-        raise HTTPException(401, "Send a token: Authorization: Bearer <token>.", headers=challenge)
-    who = request.client.host if request.client else "unknown"
-    throttle = _throttle(request)
-    throttle.check(who)
-    sent = credentials.credentials.encode()
-    if not any(token and hmac.compare_digest(sent, token.encode()) for token in tokens):
-        throttle.failed(who)
-        raise HTTPException(401, "Wrong token.", headers=challenge)
-
-
-def reader(request: Request, credentials: Credentials) -> None:
-    """Reads: open unless api.read_token is set; then that token or the writer's."""
-    settings = request.app.state.settings
-    if settings.api.read_token:
-        _check(request, credentials, [settings.api.read_token, settings.server.token])
-
-
-def writer(request: Request, credentials: Credentials) -> None:
-    """Writes: the writer token (server.token); refused when none is configured."""
-    settings = request.app.state.settings
-    if not settings.server.token:
-        raise HTTPException(403, security.NO_TOKEN)
-    _check(request, credentials, [settings.server.token])
-
-
-def session(request: Request) -> Iterator[Session]:
-    with session_scope(request.app.state.settings.db_url) as opened:
-        yield opened
-
-
-DB = Annotated[Session, Depends(session)]
-Read = [Depends(reader)]
-Write = [Depends(writer)]
+Read = [Depends(security.require_token_reader)]
+Write = [Depends(security.require_token_writer)]
 
 
 def base_url(request: Request) -> str:
@@ -123,6 +75,7 @@ class ResultOut(BaseModel):
     frame_id: int
     source: str
     model_version: str
+    method: str = Field(description="The scoring method: with model_version, the scale of the score.")
     score: float
     threshold: float = Field(description="The threshold the verdict was made against.")
     is_anomaly: bool
@@ -162,6 +115,7 @@ class ReviewIn(BaseModel):
 
 class ThresholdOut(BaseModel):
     model_version: str
+    method: str
     source: str = Field(description='"*" for the model\'s default.')
     value: float
     updated_by: str | None
@@ -171,6 +125,9 @@ class ThresholdIn(BaseModel):
     value: float
     by: str = Field(min_length=1, max_length=128, description="Who makes the change (audit trail).")
     model_version: str | None = Field(default=None, description="Default: the model registered last.")
+    method: str | None = Field(
+        default=None, description="Needed when the model version scores with several methods."
+    )
     reason: str | None = Field(default=None, max_length=500)
 
     @field_validator("value")
@@ -184,6 +141,7 @@ class ThresholdIn(BaseModel):
 class ThresholdChangeOut(BaseModel):
     source: str
     model_version: str
+    method: str
     old_value: float | None
     new_value: float
     changed_by: str
@@ -241,12 +199,13 @@ def list_results(
     score_min: float | None = None,
     score_max: float | None = None,
     model_version: str | None = None,
+    method: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
 ) -> dict[str, Any]:
     """Results, newest first, a page at a time (keyset paging: every page costs what the first does)."""
     query = operations.ResultQuery(
-        source, since, until, flagged, reviewed, score_min, score_max, model_version
+        source, since, until, flagged, reviewed, score_min, score_max, model_version, method
     )
     rows = operations.result_rows(db, query, _before(cursor), limit + 1)
     page = rows[:limit]
@@ -297,7 +256,9 @@ def add_review(result_id: int, body: ReviewIn, db: DB, response: Response) -> Re
     if latest and (latest.label, latest.reviewer, latest.note) == (body.label, body.reviewer, note):
         response.status_code = 200
         return _review(latest)
-    return _review(store.add_review(db, row.frame_id, body.label, body.reviewer, note))
+    review = store.add_review(db, row.frame_id, body.label, body.reviewer, note)
+    db.commit()
+    return _review(review)
 
 
 # --- thresholds and status ------------------------------------------------------------------
@@ -305,7 +266,7 @@ def add_review(result_id: int, body: ReviewIn, db: DB, response: Response) -> Re
 
 @router.get("/thresholds", response_model=list[ThresholdOut], dependencies=Read)
 def get_thresholds(db: DB, model_version: str | None = None) -> list[thresholds.ThresholdView]:
-    """Each model's default ("*") followed by its per-source thresholds."""
+    """Each model's (version and method) default ("*") followed by its per-source thresholds."""
     try:
         return thresholds.threshold_table(db, model_version)
     except thresholds.ThresholdError as exc:
@@ -317,13 +278,17 @@ def set_threshold(source: str, body: ThresholdIn, db: DB) -> dict[str, Any]:
     """Set a source's threshold (recorded in the audit trail, as `inspector threshold set` does);
     the source's stored results are judged again."""
     try:
-        version = thresholds.resolve_model(db, body.model_version)
-        change, flipped = thresholds.set_threshold(db, source, version, body.value, body.by, body.reason)
+        model = thresholds.resolve_model(db, body.model_version, body.method)
+        change, flipped = thresholds.set_threshold(
+            db, source, model.version, model.method, body.value, body.by, body.reason
+        )
     except thresholds.ThresholdError as exc:
         raise HTTPException(400, str(exc)) from exc
+    db.commit()
     return {
         "source": change.source,
         "model_version": change.model_version,
+        "method": change.method,
         "old_value": change.old_value,
         "new_value": change.new_value,
         "changed_by": change.changed_by,

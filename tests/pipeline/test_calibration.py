@@ -1,4 +1,4 @@
-"""The calibration math: flags are ``score > threshold``, exactly as the detector decides."""
+"""The calibration math: flags by the one rule (``is_anomaly``: score above the threshold)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,41 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from inspector.web.calibration import as_submitted, auc, curve, operating, roc_auc, threshold_for_recall
+from inspector.pipeline.thresholds import Labelled, Operating, Sample, is_anomaly
 
 
-def samples(normals: list[float], anomalies: list[float]) -> list[tuple[float, str]]:
+def samples(normals: list[float], anomalies: list[float]) -> list[Sample]:
     return [(s, "normal") for s in normals] + [(s, "anomaly") for s in anomalies]
+
+
+def operating(data: list[Sample], threshold: float) -> Operating:
+    return Labelled(data).operating(threshold)
+
+
+def curve(data: list[Sample], max_points: int | None = None) -> list[Operating]:
+    return Labelled(data).curve(max_points)
+
+
+def threshold_for_recall(data: list[Sample], target: float) -> float | None:
+    return Labelled(data).threshold_for_recall(target)
+
+
+def roc_auc(points: list[Operating]) -> float:
+    """Trapezoids through drawn points (by falling threshold), to compare with the exact area."""
+    return sum((b.fpr - a.fpr) * (a.recall + b.recall) / 2 for a, b in zip(points, points[1:], strict=False))
+
+
+def brute_force(data: list[Sample], threshold: float) -> Operating:
+    """What a threshold does, one sample at a time by the rule itself."""
+    tp = sum(1 for s, label in data if label == "anomaly" and is_anomaly(s, threshold))
+    fp = sum(1 for s, label in data if label == "normal" and is_anomaly(s, threshold))
+    anomalies = sum(1 for _, label in data if label == "anomaly")
+    return Operating(threshold, tp, fp, anomalies - tp, len(data) - anomalies - fp)
 
 
 def test_operating_counts() -> None:
     point = operating(samples([0.1, 0.6], [0.5, 0.9]), 0.5)
+    assert point == brute_force(samples([0.1, 0.6], [0.5, 0.9]), 0.5)
     assert (point.tp, point.fp, point.fn, point.tn) == (1, 1, 1, 1)
     assert point.recall == point.precision == point.fpr == 0.5
 
@@ -53,7 +79,7 @@ def test_curve_and_auc() -> None:
     assert curve([]) == []
 
 
-def random_samples(n: int, seed: int = 0, decimals: int = 2) -> list[tuple[float, str]]:
+def random_samples(n: int, seed: int = 0, decimals: int = 2) -> list[Sample]:
     """Scores with ties (rounded to ``decimals``), anomalies scoring higher on average."""
     rng = np.random.default_rng(seed)
     anomalous = rng.random(n) < 0.3
@@ -75,10 +101,10 @@ def test_curve_matches_scikit_learn(n: int) -> None:
     assert points[0].threshold == math.inf and all(
         p.threshold < c for p, c in zip(points[1:], cuts[1:], strict=True)
     )
-    assert auc(data) == pytest.approx(roc_auc_score(labels, scores))
+    assert Labelled(data).auc() == pytest.approx(roc_auc_score(labels, scores))
     assert roc_auc(points) == pytest.approx(roc_auc_score(labels, scores))
-    for p in points[1 :: max(1, len(points) // 20)]:  # each point is what its threshold does
-        assert p == operating(data, p.threshold)
+    for p in points[1 :: max(1, len(points) // 20)]:  # each point is what its threshold does by the rule
+        assert p == operating(data, p.threshold) == brute_force(data, p.threshold)
 
 
 def test_curve_for_drawing_keeps_its_shape_in_few_points() -> None:
@@ -86,12 +112,8 @@ def test_curve_for_drawing_keeps_its_shape_in_few_points() -> None:
     full, drawn = curve(data), curve(data, max_points=400)
     assert len(full) == 100_001 and len(drawn) < 5 * 400  # a step of fpr, recall or precision each
     assert (drawn[0], drawn[-1]) == (full[0], full[-1])
-    assert roc_auc(drawn) == pytest.approx(auc(data), abs=1e-3)
+    assert roc_auc(drawn) == pytest.approx(Labelled(data).auc(), abs=1e-3)
 
 
-def test_a_field_left_as_shown_submits_the_exact_threshold() -> None:
-    exact = 1.4662764072418213
-    assert f"{exact:.4g}" == "1.466"
-    assert as_submitted(1.466, exact) == exact
-    assert as_submitted(1.47, exact) == 1.47
-    assert as_submitted(0.3, None) == 0.3
+def test_the_rule_flags_scores_above_the_threshold_only() -> None:
+    assert is_anomaly(0.51, 0.5) and not is_anomaly(0.5, 0.5) and not is_anomaly(0.49, 0.5)

@@ -1,4 +1,4 @@
-"""IDX reading and the noisy-MNIST builder (inspector.data)."""
+"""IDX reading and the noisy-MNIST one-class task (bench/mnist.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inspector.data import IdxError, load_mnist, noisy_frames, one_class_task, read_idx
+from bench.mnist import IdxError, load_mnist, one_class_task, read_idx
+from inspector.sample_data import noisy_frames
+from tests.conftest import SHARED_DATA
 
-MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+MNIST = SHARED_DATA / "mnist"
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool) -> None:
@@ -48,29 +50,6 @@ def test_rejects_a_file_that_is_not_idx(tmp_path: Path) -> None:
     (tmp_path / "short").write_bytes((tmp_path / "short").read_bytes()[:-1])
     with pytest.raises(IdxError):
         read_idx(tmp_path / "short")
-
-
-def test_noisy_frames_follow_the_protocol() -> None:
-    digits = np.ones((300, 28, 28), np.float32)  # the pasted square is then the whole s×s patch
-    frames = noisy_frames(digits, seed=3)
-    assert frames.shape == (300, 1, 84, 84) and frames.dtype == np.float32
-    assert frames.min() >= 0.0 and frames.max() <= 1.0
-    # Above 0.5: 99.4% of the patch (1 + noise), 0.6% of the background (noise > 2.5σ).
-    inside = (frames[:, 0] > 0.5).sum(axis=2) > 10
-    sides = inside.sum(axis=1)
-    assert sides.min() >= 28 and sides.max() <= 84 and sides.std() > 10
-    tops = inside.argmax(axis=1)
-    assert np.all(tops + sides <= 84) and np.unique(tops).size > 20
-    # Background: zero plus N(0, 0.2) clipped at 0 has mean 0.2/√(2π) ≈ 0.08.
-    outside = frames[:, 0][~np.repeat(inside[:, :, None], 84, axis=2)]
-    assert abs(outside.mean() - 0.2 / np.sqrt(2 * np.pi)) < 0.01
-
-
-def test_same_seed_same_bits_other_seed_other_frames() -> None:
-    digits = np.random.default_rng(1).random((5, 28, 28), dtype=np.float32)
-    a, b, c = noisy_frames(digits, 7), noisy_frames(digits, 7), noisy_frames(digits, 8)
-    assert a.tobytes() == b.tobytes()
-    assert not np.array_equal(a, c)
 
 
 def test_one_class_task_labels_the_normal_digit(tmp_path: Path) -> None:

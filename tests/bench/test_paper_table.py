@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
-import pytest
 
-from inspector.cli import bench_module as load_bench
-
-from .test_data import fake_mnist
-
-
-@pytest.fixture(scope="module")
-def table() -> ModuleType:
-    return load_bench("paper_table")
+from bench import paper_selection as selection
+from bench import paper_table as table
+from tests.bench.test_mnist import fake_mnist
 
 
 def fake_run(digit: int, seed: int, auc: float) -> dict:
@@ -23,7 +16,7 @@ def fake_run(digit: int, seed: int, auc: float) -> dict:
     return {"digit": digit, "seed": seed, "auc": dict.fromkeys(methods, auc), "seconds": {"vae": 1.0}}
 
 
-def test_table_averages_seeds_then_digits(table: ModuleType) -> None:
+def test_table_averages_seeds_then_digits() -> None:
     runs = [fake_run(d, 0, 0.5 + d / 100) for d in range(10)] + [fake_run(0, 1, 0.7)]
     text = table.render(runs, {"command": "`x`"}, planned=11)
     row = next(line for line in text.splitlines() if "`vaegan-attn+` |" in line and "ours" in line)
@@ -35,14 +28,13 @@ def test_table_averages_seeds_then_digits(table: ModuleType) -> None:
     assert ".73±.1" in text and "Runs finished: 11 of 11" in text
 
 
-def test_plan_has_three_seeds_for_zero_and_one(table: ModuleType) -> None:
+def test_plan_has_three_seeds_for_zero_and_one() -> None:
     plan = table.full_plan()
     assert {d for d, _ in plan} == set(range(10))
     assert sum(d == 0 for d, _ in plan) == 3 and sum(d == 1 for d, _ in plan) == 3
 
 
 def test_validation_set_uses_unseen_training_images_only(tmp_path: Path) -> None:
-    selection = load_bench("paper_selection")
     fake_mnist(tmp_path, compress=True, n=60)  # six images of each digit
     frames, labels = selection.validation_set(str(tmp_path), normal=4, skip=2, size=4)
     assert frames.shape == (8, 1, 84, 84)

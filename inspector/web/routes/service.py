@@ -3,7 +3,8 @@
 /healthz is liveness (the process answers, nothing else: a database outage must not get the
 dashboard restarted in a loop); /readyz is readiness (the database answers at the code's
 schema, and a watcher beats when health.require_watcher is set), for docker-compose
-healthchecks and Kubernetes probes. /metrics needs a token exactly when API reads do.
+healthchecks and Kubernetes probes; both answer without a login on any address. /metrics needs
+a token exactly when API reads do.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from inspector import health, metrics
-from inspector.web.api import reader
+from inspector.web.security import require_token_reader
 
 router = APIRouter(include_in_schema=False)
 
@@ -29,7 +30,7 @@ def readyz(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ready else 503, headers={"Cache-Control": "no-store"})
 
 
-@router.get("/metrics", dependencies=[Depends(reader)])
+@router.get("/metrics", dependencies=[Depends(require_token_reader)])
 def prometheus(request: Request) -> Response:
     """Every process group's counters under the metrics folder, and the SQL gauges."""
     state = request.app.state

@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 
-from inspector.cli import bench_module as load_bench
-
-from .conftest import SHARED_DATA
+from bench import magnetic_tile as bench
+from tests.conftest import SHARED_DATA
 
 TILES = SHARED_DATA / "magnetic-tile"
 
 
-@pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    return load_bench("magnetic_tile")
-
-
 @pytest.mark.skipif(not TILES.is_dir(), reason="needs ../shared/data/magnetic-tile")
-def test_protocol_split_and_masks(bench) -> None:
+def test_protocol_split_and_masks() -> None:
     split = bench.protocol_split(TILES)
     assert len(split.train) == 634 and len(split.test) == 710
     classes = np.array(split.classes)
@@ -34,7 +27,7 @@ def test_protocol_split_and_masks(bench) -> None:
     assert not masks[0].any() and masks[1].any()
 
 
-def test_metrics_per_class_and_pooled(bench) -> None:
+def test_metrics_per_class_and_pooled() -> None:
     classes = np.array(["Free"] * 4 + ["Blowhole", "Break", "Crack", "Fray", "Uneven"])
     scores = np.array([0.1, 0.2, 0.3, 0.4, 0.9, 0.15, 0.9, 0.9, 0.9])
     image = bench.image_aurocs(scores, classes)
@@ -67,15 +60,24 @@ def test_surface_settings_train_and_score_real_tiles_from_the_cli(tmp_path: Path
         shutil.copy(image, normal)
     settings = tmp_path / "inspector.yaml"
     settings.write_text(yaml.safe_dump({"frames": {"mode": "grey", "flatten": 2.0}}))
-    surface = Path(__file__).resolve().parents[1] / "configs" / "models" / "surface.yaml"
+    surface = Path(__file__).resolve().parents[2] / "configs" / "models" / "surface.yaml"
     model = tmp_path / "tile.pt"
     runner = CliRunner()
     args = ["--config", str(settings), "train", "--data", str(normal), "--out", str(model)]
-    args += ["--method", "vaegan-attn", "--image-size", "32", "--epochs", "1", "--model-config", str(surface)]
+    args += [
+        "--method",
+        "vaegan-attn-z",
+        "--image-size",
+        "32",
+        "--epochs",
+        "1",
+        "--model-config",
+        str(surface),
+    ]
     result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
     checkpoint = Checkpoint.load(model)
-    assert checkpoint.frame_spec.flatten == 2.0 and checkpoint.model_config.standardise
+    assert checkpoint.frame_spec.flatten == 2.0 and checkpoint.family.name == "vaegan-z"
     assert checkpoint.model_config.neighbours == 20
     assert {"error_statistics.maps", "attention_statistics.mean"} <= set(checkpoint.state_dict)
 
@@ -86,7 +88,7 @@ def test_surface_settings_train_and_score_real_tiles_from_the_cli(tmp_path: Path
     assert row["score"] >= 0 and row["verdict"] in ("normal", "anomaly")
 
 
-def test_a_whole_run_writes_its_results_on_a_small_synthetic_set(bench, tmp_path: Path) -> None:
+def test_a_whole_run_writes_its_results_on_a_small_synthetic_set(tmp_path: Path) -> None:
     """The run end to end on a folder laid out as the real set (CI has no ../shared): every
     planned family trained and scored, both result files written, the device named."""
     import cv2
@@ -105,7 +107,7 @@ def test_a_whole_run_writes_its_results_on_a_small_synthetic_set(bench, tmp_path
             cv2.imwrite(str(folder / f"{name}_{i}.png"), mask)
     budget = bench.Budget.quick()
     budget.image_size = 32
-    text = bench.run_benchmark(str(tmp_path / "tiles"), budget, ["vaegan"], 1, tmp_path / "out", "run")
-    assert "- **device**: cpu" in text and "| vaegan-attn |" in text
+    text = bench.run_benchmark(str(tmp_path / "tiles"), budget, ["vaegan-z"], 1, tmp_path / "out", "run")
+    assert "- **device**: cpu" in text and "| vaegan-attn-z |" in text and "**goal** (vaegan-attn-z" in text
     results = (tmp_path / "out" / "run.json").read_text()
-    assert '"vaegan-attn"' in results and (tmp_path / "out" / "run.md").read_text() == text
+    assert '"vaegan-attn-z"' in results and (tmp_path / "out" / "run.md").read_text() == text

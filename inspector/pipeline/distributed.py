@@ -1,0 +1,161 @@
+"""The distributed mode's Celery, in one place: the app, the scoring task, the sender and the ping.
+
+Redis broker, one queue (``settings.queue``), at-least-once delivery made safe by SQL: late
+acknowledgement plus ``task_reject_on_worker_lost`` puts a batch back on the queue when its
+worker process dies; prefetch 1 keeps a dead worker from holding more than the batch it was
+on. Delivery may repeat, scoring may not: the task is a thin wrapper over
+``process.process_frames``, which claims frames in SQL, and the result insert is idempotent.
+
+Nothing reads settings at import: ``make_app`` takes them, so ``inspector worker`` builds
+its app from its own ``--config`` and runs it beside its heartbeat and metrics (``run_worker``;
+``workers/app.py`` is the entry of Celery's own command line). Celery, and the scorer with
+torch, are imported on use: the dashboard pings the workers without loading either.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from inspector.config import Settings
+from inspector.store.db import dispose_engines
+
+if TYPE_CHECKING:
+    from celery import Celery, Task
+
+log = logging.getLogger(__name__)
+
+SCORE_TASK = "inspector.score_batch"
+# Database restarts, network blips, a full or remounted shared volume: worth another try.
+TRANSIENT = (OperationalError, InterfaceError, PoolTimeout, OSError)
+
+
+def make_app(settings: Settings) -> Celery:
+    """The Celery app of these settings, with the scoring task registered: the workers' app and
+    the sender's are the same."""
+    from celery import Celery
+    from celery.signals import worker_process_init
+
+    app = Celery("inspector", broker=settings.broker_url, set_as_current=False)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=settings.queue,
+        task_routes={SCORE_TASK: {"queue": settings.queue}},
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+        # An unacknowledged batch goes back to the queue after this long (its worker vanished
+        # with the whole host); the watcher re-queues frames stuck in flight on the same clock.
+        broker_transport_options={"visibility_timeout": max(60, int(settings.watch.stale_seconds))},
+        worker_hijack_root_logger=False,
+    )
+    worker_process_init.connect(_fresh_connections)
+
+    @app.task(
+        bind=True,
+        shared=False,  # this app's alone: every app made here registers its own
+        name=SCORE_TASK,
+        autoretry_for=TRANSIENT,
+        retry_backoff=2,
+        retry_backoff_max=120,
+        retry_jitter=True,
+        max_retries=8,
+    )
+    def score_batch(task: Task, frame_ids: list[int]) -> dict[str, int]:
+        """Score a batch of registered frames by id; the model stays loaded between batches.
+
+        The task id is the claimant: a redelivery (late ack, worker lost) or a retry carries
+        the same id, so it resumes its own claimed frames at once.
+        """
+        from inspector.pipeline.process import process_frames
+
+        return dataclasses.asdict(process_frames(frame_ids, settings, claimant=task.request.id))
+
+    return app
+
+
+def run_worker(
+    settings: Settings, hostname: str, pool: str, loglevel: str, log_format: str, metrics_port: int | None
+) -> None:
+    """Run a worker of these settings on their queue, one task at a time, named ``hostname``
+    (Celery's ``%h`` is this host), with what runs beside it: its heartbeat, and the metrics
+    group its forked pool process counts into (``metrics_port``: served there too). With
+    ``log_format`` json, Celery hands its logging to ours (one JSON object per line)."""
+    import socket
+
+    from celery.signals import setup_logging
+
+    from inspector import logs
+    from inspector.pipeline import housekeeping
+
+    app = make_app(settings)
+    if log_format == "json":  # Celery leaves logging alone when its setup_logging signal is answered
+        setup_logging.connect(lambda **_: logs.configure(loglevel.upper(), "json"), weak=False)
+    queue = settings.queue
+    argv = ["worker", "--queues", queue, "--concurrency", "1", "--pool", pool, "--loglevel", loglevel]
+    label = hostname.replace("%h", socket.gethostname())
+    with housekeeping.alongside(settings, "worker", label, lambda: f"consuming queue {queue}", metrics_port):
+        app.worker_main([*argv, "--hostname", hostname])
+
+
+def _fresh_connections(**_: Any) -> None:
+    """A forked pool process must not share the parent's database connections."""
+    dispose_engines()
+
+
+def batches(ids: Sequence[int], size: int) -> list[list[int]]:
+    return [list(ids[i : i + size]) for i in range(0, len(ids), max(1, size))]
+
+
+class CeleryExecutor:
+    """Send batches of ids to the workers' queue (settings.queue) through the broker."""
+
+    exclusive = False
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.app = make_app(settings)
+
+    def submit(self, frame_ids: Sequence[int]) -> None:
+        for batch in batches(frame_ids, self.settings.watch.batch_size):
+            self.app.send_task(SCORE_TASK, args=[batch], queue=self.settings.queue)
+        log.info("sent %d frames to the %r queue", len(frame_ids), self.settings.queue)
+
+    def close(self) -> None:
+        self.app.close()
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    ok: bool
+    summary: str
+    workers: tuple[str, ...] = ()
+
+
+def ping_workers(broker_url: str, timeout: float) -> WorkerStatus:
+    """Which workers answer on the broker: any Celery client may ask, so no task is loaded."""
+    from celery import Celery
+
+    app = Celery("inspector-ping", broker=broker_url, set_as_current=False)
+    app.conf.broker_connection_retry = False
+    app.conf.broker_connection_timeout = timeout
+    app.conf.broker_transport_options = {"socket_connect_timeout": timeout, "socket_timeout": timeout}
+    try:
+        replies = app.control.ping(timeout=timeout) or []
+    except Exception as exc:  # any broker failure is a status to show, not a crash
+        return WorkerStatus(False, f"broker unreachable ({type(exc).__name__}: {exc})")
+    finally:
+        app.close()
+    names = tuple(sorted(name for reply in replies for name in reply))
+    if not names:
+        return WorkerStatus(False, "no Celery worker answered")
+    return WorkerStatus(True, f"{len(names)} Celery worker(s) answered", names)
