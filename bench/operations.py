@@ -61,12 +61,15 @@ INSPECTOR = str(Path(sys.executable).with_name("inspector"))
 SIZE = 32  # the pruned frames' files and maps
 
 
-def median_ms(run: Callable[[], object], repeats: int) -> float:
+def median_ms(
+    run: Callable[[], object], repeats: int, clock: Callable[[], float] = time.perf_counter
+) -> float:
+    """The median time of a run in ms, by the wall clock (or this process's CPU time, every thread)."""
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         run()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return 1000 * statistics.median(times)
 
 
@@ -165,6 +168,7 @@ def measure_calibration(folder: Path, n: int, repeats: int) -> dict[str, object]
         "n": n,
         "points": len(Labelled(samples).cuts),
         "first_ms": median_ms(first, repeats),
+        "first_cpu_ms": median_ms(first, repeats, time.process_time),
         "cold_ms": median_ms(cold, repeats),
         "warm_ms": median_ms(lambda: client.get("/calibration"), repeats),
         "math_ms": median_ms(lambda: Labelled(samples).curve(400), repeats),
@@ -437,8 +441,10 @@ def machine() -> str:
         ),
         platform.processor() or "unknown",
     )
+    load = os.getloadavg()[0]
     return (
-        f"{os.cpu_count()} cores, {cpu} (shared with other jobs); Python {platform.python_version()}; SQLite"
+        f"{os.cpu_count()} cores, {cpu} (shared with other jobs: load average {load:.1f} at the end); "
+        f"Python {platform.python_version()}; SQLite"
     )
 
 
@@ -449,7 +455,10 @@ def _ms(value: object) -> str:
 def goals(rows: list[dict[str, object]], alerts: dict[str, float]) -> list[str]:
     """The issue's two goals against what was measured in this run."""
     largest = max(rows, key=lambda row: int(row["n"]))  # type: ignore[call-overload]
-    after, unchanged, first = (float(largest[key]) for key in ("cold_ms", "warm_ms", "first_ms"))  # type: ignore[arg-type]
+    after, unchanged, first, cpu = (
+        float(largest[key])  # type: ignore[arg-type]
+        for key in ("cold_ms", "warm_ms", "first_ms", "first_cpu_ms")
+    )
 
     def verdict(ok: bool) -> str:
         return "met" if ok else "**not met**"
@@ -457,7 +466,8 @@ def goals(rows: list[dict[str, object]], alerts: dict[str, float]) -> list[str]:
     return [
         f"- Calibration page < 200 ms at {largest['n']:,} labelled frames: {verdict(after < 200)} after "
         f"a label ({after:.0f} ms) and with labels unchanged ({unchanged:.0f} ms); {verdict(first < 200)} "
-        f"for the first load after the dashboard starts ({first:.0f} ms: every labelled score read).",
+        f"for the first load after the dashboard starts ({first:.0f} ms, {cpu:.0f} ms of CPU: every "
+        "labelled score read).",
         f"- Alert p95 < 2 s after a flag: {verdict(alerts['commit_p95'] < 2)} "
         f"({alerts['commit_p95']:.2f} s).",
     ]
@@ -486,17 +496,19 @@ def report(
         "GET /calibration in-process (TestClient), medians of repeated loads. *First*: as the first",
         "load after the dashboard starts (nothing kept: every labelled score read from SQL). *After a",
         "label*: a label was added just before each load, so the frames labelled or scored since the",
-        "last load are read. *Unchanged*: nothing read but the labels' stamp. *Math*: sorting and the",
-        "drawn curve alone; scikit-learn's `roc_curve` on the same scores is the peer; the quadratic",
-        "curve is the code this replaced.",
+        "last load are read. *Unchanged*: nothing read but the labels' stamp. *Its CPU*: the first",
+        "load's CPU time (the machine is shared: its wall clock includes waiting for a core). *Math*:",
+        "sorting and the drawn curve alone; scikit-learn's `roc_curve` on the same scores is the peer;",
+        "the quadratic curve is the code this replaced.",
         "",
-        "| labelled frames | distinct points | page, first | page, after a label | page, unchanged "
-        "| math (ours) | scikit-learn roc_curve | quadratic curve (before) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| labelled frames | distinct points | page, first | its CPU | page, after a label "
+        "| page, unchanged | math (ours) | scikit-learn roc_curve | quadratic curve (before) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in calibration_rows:
         lines.append(
-            f"| {row['n']:,} | {row['points']:,} | {_ms(row['first_ms'])} | {_ms(row['cold_ms'])} | "
+            f"| {row['n']:,} | {row['points']:,} | {_ms(row['first_ms'])} | {_ms(row['first_cpu_ms'])} | "
+            f"{_ms(row['cold_ms'])} | "
             f"{_ms(row['warm_ms'])} | "
             f"{_ms(row['math_ms'])} | {_ms(row['sklearn_ms'])} | {_ms(row['quadratic_ms'])} |"
         )

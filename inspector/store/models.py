@@ -108,6 +108,8 @@ class Result(Base):
         Index("ix_results_created", "created_at"),
         Index("ix_results_anomaly_created", "is_anomaly", "created_at"),
         Index("ix_results_anomaly_score", "is_anomaly", "score", "id"),  # the review queue's order
+        # A model's scores by frame, read from the index alone (calibration; which models scored).
+        Index("ix_results_model_frame_score", "model_version", "method", "frame_id", "score"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -143,7 +145,7 @@ class Review(Base):
     __tablename__ = "reviews"
     __table_args__ = (
         CheckConstraint(f"label IN {LABELS}", name="label"),
-        Index("ix_reviews_frame", "frame_id"),
+        Index("ix_reviews_frame_latest", "frame_id", "id", "label"),  # a frame's latest label, index only
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

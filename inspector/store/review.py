@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, union
-from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased, selectinload
 
 from inspector.store.models import Frame, Model, Result, ResultMap, Review
 
@@ -146,10 +146,10 @@ def sources(session: Session) -> list[str]:
 
 def scorers(session: Session) -> list[tuple[str, str]]:
     """The (model version, method) pairs that have results, newest registration first."""
-    used = select(Result.model_version, Result.method).distinct().subquery()
+    used = select(Result.id).where(Result.model_version == Model.version, Result.method == Model.method)
     query = (
         select(Model.version, Model.method)
-        .join(used, and_(used.c.model_version == Model.version, used.c.method == Model.method))
+        .where(used.exists())
         .order_by(Model.created_at.desc(), Model.id.desc())
     )
     return [(version, method) for version, method in session.execute(query)]
@@ -161,27 +161,47 @@ def labelled_frames(
     method: str,
     source: str | None = None,
     since: tuple[int, int] | None = None,
-) -> list[tuple[int, float, str]]:
-    """(frame id, score, latest label) of the reviewed frames scored by this model version and
-    method; with ``since`` = (review id, result id), only those labelled or scored after them:
-    what changed."""
+) -> list[tuple[int, float, bool | int]]:
+    """(frame id, score, whether its latest label is "anomaly": true or 1) of the reviewed frames
+    scored by this model version and method; with ``since`` = (review id, result id), only those
+    labelled or scored after them: what changed.
+
+    Tens of thousands of rows: the label is compared in SQL and the rows come as the driver's
+    own tuples (SQLAlchemy's row objects cost as much as the query itself at 100 000).
+    """
     scored = (Result.model_version == model_version, Result.method == method)
-    reviews = select(Review.frame_id, func.max(Review.id).label("review_id"))
-    query = select(Result.frame_id, Result.score, Review.label).where(*scored)
+    later = aliased(Review)
+    relabelled = select(later.id).where(later.frame_id == Review.frame_id, later.id > Review.id).exists()
+    query = (
+        select(Result.frame_id, Result.score, Review.label == "anomaly")
+        .join(Review, Review.frame_id == Result.frame_id)
+        .where(*scored, ~relabelled)
+    )
     if since is not None:
         changed = union(
             select(Review.frame_id).where(Review.id > since[0]),
             select(Result.frame_id).where(Result.id > since[1], *scored),
         ).subquery()
-        reviews = reviews.where(Review.frame_id.in_(select(changed.c.frame_id)))
         query = query.where(Result.frame_id.in_(select(changed.c.frame_id)))
-    latest = reviews.group_by(Review.frame_id).subquery()
-    query = query.join(latest, latest.c.frame_id == Result.frame_id).join(
-        Review, Review.id == latest.c.review_id
-    )
     if source:
-        query = query.join(Result.frame).where(Frame.source == source)
-    return [(frame_id, score, label) for frame_id, score, label in session.execute(query)]
+        query = query.join(Frame, Frame.id == Result.frame_id).where(Frame.source == source)
+    return driver_rows(session, query)
+
+
+def driver_rows(session: Session, query: Select) -> list[tuple[Any, ...]]:
+    """A query's rows as the database driver's tuples, in the session's transaction."""
+    connection = session.connection()
+    compiled = query.compile(dialect=connection.dialect)
+    params = compiled.construct_params()
+    cursor = connection.connection.cursor()
+    try:
+        if compiled.positional:
+            cursor.execute(str(compiled), [params[name] for name in compiled.positiontup or ()])
+        else:
+            cursor.execute(str(compiled), params)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
 
 
 @dataclass

@@ -10,7 +10,7 @@ or scored since, and reads everything again only when a review was deleted.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy.orm import Session
@@ -18,25 +18,43 @@ from sqlalchemy.orm import Session
 from inspector.pipeline.thresholds import Labelled
 from inspector.store import review as store
 
+Rows = list[tuple[int, float, bool | int]]  # (frame id, score, anomaly) as store.labelled_frames reads them
+
+
+def _columns(rows: Rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = len(rows)
+    return (
+        np.fromiter((row[0] for row in rows), np.int64, n),
+        np.fromiter((row[1] for row in rows), np.float64, n),
+        np.fromiter((row[2] for row in rows), bool, n),
+    )
+
 
 @dataclass
 class _Scores:
-    stamp: store.LabelsStamp
-    index: dict[int, int] = field(default_factory=dict)  # frame id -> position in the lists
-    scores: list[float] = field(default_factory=list)
-    anomalous: list[bool] = field(default_factory=list)
-    labelled: Labelled | None = None
+    """The labelled scores of one (model version, method, source) as read at ``stamp``."""
 
-    def update(self, rows: list[tuple[int, float, str]]) -> None:
-        for frame_id, score, label in rows:
-            at = self.index.setdefault(frame_id, len(self.scores))
-            if at == len(self.scores):
-                self.scores.append(score)
-                self.anomalous.append(label == "anomaly")
-            else:
-                self.scores[at], self.anomalous[at] = score, label == "anomaly"
-        self.labelled = Labelled.from_arrays(
-            np.array(self.scores, np.float64), np.array(self.anomalous, bool)
+    stamp: store.LabelsStamp
+    frame_ids: np.ndarray
+    scores: np.ndarray
+    anomalous: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.labelled = Labelled.from_arrays(self.scores, self.anomalous)
+
+    @classmethod
+    def read(cls, stamp: store.LabelsStamp, rows: Rows) -> _Scores:
+        return cls(stamp, *_columns(rows))
+
+    def updated(self, stamp: store.LabelsStamp, rows: Rows) -> _Scores:
+        """These scores with the frames of ``rows`` (labelled or scored since) read anew."""
+        frame_ids, scores, anomalous = _columns(rows)
+        kept = ~np.isin(self.frame_ids, frame_ids)
+        return _Scores(
+            stamp,
+            np.concatenate([self.frame_ids[kept], frame_ids]),
+            np.concatenate([self.scores[kept], scores]),
+            np.concatenate([self.anomalous[kept], anomalous]),
         )
 
 
@@ -53,19 +71,16 @@ class LabelledScores:
         stamp = store.labels_stamp(session)
         with self._lock:
             kept = self._kept.get(key)
-        if kept is not None and kept.stamp == stamp and kept.labelled is not None:
+        if kept is not None and kept.stamp == stamp:
             return kept.labelled
         if kept is not None and stamp.only_added_since(session, kept.stamp):
             since = (kept.stamp.review_id, kept.stamp.result_id)
-            fresh = _Scores(stamp, dict(kept.index), list(kept.scores), list(kept.anomalous))
-            fresh.update(store.labelled_frames(session, model_version, method, source, since))
+            fresh = kept.updated(stamp, store.labelled_frames(session, model_version, method, source, since))
         else:
-            fresh = _Scores(stamp)
-            fresh.update(store.labelled_frames(session, model_version, method, source))
+            fresh = _Scores.read(stamp, store.labelled_frames(session, model_version, method, source))
         with self._lock:
             self._kept.pop(key, None)
             while len(self._kept) >= self.size:
                 self._kept.pop(next(iter(self._kept)))
             self._kept[key] = fresh
-        assert fresh.labelled is not None
         return fresh.labelled

@@ -1,4 +1,5 @@
-"""Operations: process heartbeats, the alert outbox and its per-source state, and frames.pruned_at.
+"""Operations: process heartbeats, the alert outbox and its per-source state, frames.pruned_at, and
+indexes that let calibration read a model's labelled scores from indexes alone.
 
 Revision ID: 0006
 Revises: 0005
@@ -51,6 +52,11 @@ def upgrade() -> None:
         sa.UniqueConstraint("result_id", "channel", name="uq_alert_outbox_result_channel"),
     )
     op.create_index("ix_alert_outbox_pending", "alert_outbox", ["sent_at", "channel", "source"])
+    op.create_index(
+        "ix_results_model_frame_score", "results", ["model_version", "method", "frame_id", "score"]
+    )
+    op.create_index("ix_reviews_frame_latest", "reviews", ["frame_id", "id", "label"])
+    op.drop_index("ix_reviews_frame", table_name="reviews")  # the new one serves its lookups
     op.create_table(
         "alert_state",
         sa.Column("channel", sa.String(length=16), nullable=False),
@@ -65,6 +71,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.create_index("ix_reviews_frame", "reviews", ["frame_id"])
+    op.drop_index("ix_reviews_frame_latest", table_name="reviews")
+    op.drop_index("ix_results_model_frame_score", table_name="results")
     op.drop_table("alert_state")
     op.drop_index("ix_alert_outbox_pending", table_name="alert_outbox")
     op.drop_table("alert_outbox")

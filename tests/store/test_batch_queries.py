@@ -1,4 +1,5 @@
-"""The batched statements of the scoring step, on SQLite and PostgreSQL: claims, inserts, updates."""
+"""The batched statements of the scoring step, on SQLite and PostgreSQL: claims, inserts, updates;
+and calibration's read of every labelled score."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from inspector.store import queries
+from inspector.store import queries, review
 from inspector.store.db import get_engine, session_scope
 from inspector.store.models import Base, Frame, Result, ResultMap, utcnow
 from tests.store.rows import frame_by_hash, register_frames, register_model
@@ -128,3 +129,32 @@ def test_insert_frames_registers_each_content_once(url: str) -> None:
     with session_scope(url) as session:
         assert queries.insert_frames(session, [dict(row, content_hash="b" * 64, path="/in/b2.png")]) == {}
         assert frame_by_hash(session, "a" * 64).id == new["/in/a.png"]
+
+
+def test_labelled_frames_take_each_frames_latest_label_by_the_drivers_rows(url: str) -> None:
+    """Calibration's read (the driver's own tuples, positional on SQLite, named on PostgreSQL):
+    the latest label of each reviewed frame scored by the model and method, of a source, or only
+    what changed since (review id, result id)."""
+    with session_scope(url) as session:
+        register_model(session, method="vae")
+        a, b, c, d = register_frames(session, 4)
+        (e,) = register_frames(session, 1, source="other", first=4)
+        for frame, score in ((a, 0.1), (b, 0.2), (c, 0.3), (e, 0.5)):
+            queries.insert_results(session, [dict(RESULT, frame_id=frame, score=score)])
+        queries.insert_results(session, [dict(RESULT, frame_id=a, method="vae", score=9.0)])
+        for frame, label in ((a, "normal"), (a, "anomaly"), (b, "anomaly"), (b, "normal"), (d, "anomaly")):
+            review.add_review(session, frame, label, "Ada")
+        review.add_review(session, e, "anomaly", "Ada")
+        stamp = review.labels_stamp(session)
+
+    def read(**options: object) -> list[tuple[int, float, bool]]:
+        with session_scope(url) as session:
+            rows = review.labelled_frames(session, "m1", "vaegan-attn", **options)
+        return sorted((frame, score, bool(anomaly)) for frame, score, anomaly in rows)
+
+    assert read() == [(a, 0.1, True), (b, 0.2, False), (e, 0.5, True)]  # c unlabelled, d unscored
+    assert read(source="cam") == [(a, 0.1, True), (b, 0.2, False)]
+    with session_scope(url) as session:
+        review.add_review(session, b, "anomaly", "Ada")
+        review.add_review(session, c, "normal", "Ada")
+    assert read(since=(stamp.review_id, stamp.result_id)) == [(b, 0.2, True), (c, 0.3, False)]

@@ -26,7 +26,7 @@ def test_updates_by_what_changed_and_rereads_after_a_deletion(seeded: Seeded) ->
         def fresh() -> Labelled:
             with session_scope(url) as session:
                 rows = store.labelled_frames(session, "v1", METHOD, source)  # noqa: B023
-                return Labelled([(score, label) for _, score, label in rows])
+                return Labelled([(score, "anomaly" if anomaly else "normal") for _, score, anomaly in rows])
 
         with session_scope(url) as session:
             assert same(kept.get(session, "v1", METHOD, source), fresh())
