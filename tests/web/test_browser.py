@@ -187,7 +187,7 @@ def test_what_a_new_operator_sees(page: Page, seeded: Seeded, tmp_path: Path) ->
     page.goto(f"/results/{ids[30]}")
     assert page.inner_text("#heading") == f"Frame {frames[30]} result {ids[30]}"
     legends = page.locator(".legend-scale")
-    assert legends.count() == 2 and "255 · this frame's largest error" in legends.first.inner_text()
+    assert legends.count() == 3 and "255 · this frame's largest error" in legends.first.inner_text()
     stops = page.eval_on_selector(".legend-scale .jet", "e => getComputedStyle(e).backgroundImage")
     assert stops.startswith("linear-gradient") and "rgb(0, 0, 127)" in stops and "rgb(127, 0, 0)" in stops
     assert_not_blank(screenshot(page, tmp_path / "legend.png"))
