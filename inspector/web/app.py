@@ -7,7 +7,9 @@ and the probes, /metrics and the favicon (routes/service.py).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
@@ -60,7 +62,14 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> Response
 
 def create_app(settings: Settings) -> FastAPI:
     """The dashboard over the database named in ``settings``."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        threading.Thread(target=calibration.warm, args=(settings.db_url,), daemon=True).start()
+        yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="inspector",
         docs_url=None,
         redoc_url=None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from unittest import mock
 
 import numpy as np
@@ -47,3 +48,24 @@ def test_updates_by_what_changed_and_rereads_after_a_deletion(seeded: Seeded) ->
         ):
             assert same(kept.get(session, "v1", METHOD, source), fresh())
             assert len(read.call_args_list[0].args) == 4  # a deletion: everything read again
+
+
+def test_the_dashboard_reads_the_first_pages_scores_while_starting(seeded: Seeded) -> None:
+    """The full read of labelled scores is done at start-up, so the operator's first calibration
+    page only checks the labels' stamp."""
+    from fastapi.testclient import TestClient
+
+    from inspector.web import create_app
+    from inspector.web.routes import calibration
+
+    with mock.patch.object(calibration, "LABELLED", LabelledScores()) as kept:
+        with TestClient(create_app(seeded.settings)) as client:  # runs the app's start-up
+            for _ in range(100):
+                if kept._kept:
+                    break
+                time.sleep(0.05)
+            with mock.patch.object(store, "labelled_frames", wraps=store.labelled_frames) as read:
+                assert client.get("/calibration").status_code == 200
+                assert read.call_count == 0
+        (key,) = kept._kept
+        assert key[1:] == ("v1", METHOD, None)
