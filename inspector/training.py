@@ -24,7 +24,7 @@ import inspector
 from inspector.config import FrameSpec
 from inspector.detector import Checkpoint, resolve_device, score_batches
 from inspector.frames import FrameError, find_frames, load_frame
-from inspector.models import ModelConfig, family_of_config
+from inspector.models import AnomalyModel, ModelConfig, family_of_config
 
 
 class TrainingError(ValueError):
@@ -46,6 +46,9 @@ class TrainOptions:
 
 
 ProgressFn = Callable[[int, dict[str, float]], None]
+# After each epoch, given the model (eval mode, ready to score) and the held-out normal frames:
+# a validation figure, higher = better; it then decides the best epoch instead of the loss.
+MonitorFn = Callable[[AnomalyModel, torch.Tensor], float]
 
 
 def seed_everything(seed: int) -> None:
@@ -113,8 +116,11 @@ def train(
     spec: FrameSpec,
     options: TrainOptions,
     progress: ProgressFn | None = None,
+    monitor: MonitorFn | None = None,
 ) -> Checkpoint:
-    """Fit one model family on normal frames (N, C, H, W) and return its checkpoint."""
+    """Fit one model family on normal frames (N, C, H, W) and return its checkpoint. With a
+    ``monitor``, the epoch it rates best is kept (and patience counts from it), not the one of
+    the lowest validation loss."""
     if frames.ndim != 4 or len(frames) == 0:
         raise TrainingError("training needs a non-empty batch of frames (N, C, H, W)")
     if frames.shape[1] != config.channels or frames.shape[-1] != config.image_size:
@@ -150,14 +156,19 @@ def train(
         model.eval()
         losses = {name: value / max(steps, 1) for name, value in sums.items()}
         losses["val"] = trainer.validation_loss(val_x)
+        if monitor:
+            model.fit_normal_statistics(val_x, train_x)
+            losses["monitor"] = monitor(model, val_x)
         history.append(losses)
         if progress:
             progress(epoch, losses)
-        if losses["val"] < best[0]:
-            best = (losses["val"], copy.deepcopy(model.state_dict()), epoch)
+        criterion = -losses["monitor"] if monitor else losses["val"]
+        if criterion < best[0]:
+            best = (criterion, copy.deepcopy(model.state_dict()), epoch)
         elif options.patience and epoch - best[2] >= options.patience:
             break
-    if options.patience:
+    keep_best = bool(options.patience or monitor)
+    if keep_best:
         model.load_state_dict(best[1])
     model.eval()
     model.fit_normal_statistics(val_x, train_x)
@@ -173,7 +184,7 @@ def train(
         "validation_frames": int(len(val_idx)),
         "threshold_from": "held-out frames" if len(val_idx) else "training frames",
         "epochs_run": len(history),
-        "best_epoch": best[2] if options.patience else len(history),
+        "best_epoch": best[2] if keep_best else len(history),
         "options": dataclasses.asdict(options),
         "history": history,
         "inspector": inspector.__version__,

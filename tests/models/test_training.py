@@ -78,3 +78,21 @@ def test_wrong_shapes_and_bad_checkpoints_are_clear_errors(tiny_checkpoint: Path
         Detector.load(tiny_checkpoint, method="vae")
     with pytest.raises(TrainingError):
         train(np.zeros((0, 1, TINY_SIZE, TINY_SIZE), np.float32), tiny_config(), SPEC, TrainOptions())
+
+
+def test_a_monitor_chooses_the_epoch_kept_and_when_to_stop() -> None:
+    """The monitor's figure (higher = better) replaces the validation loss: its best epoch's
+    weights are kept, and patience counts from that epoch."""
+    figures = iter([0.1, 0.9, 0.2, 0.3, 0.95])
+    seen: list[dict] = []
+
+    def monitor(model, held_out) -> float:
+        assert not model.training and len(held_out) == 5  # 10% of 48, at least two
+        seen.append({k: v.clone() for k, v in model.state_dict().items()})
+        return next(figures)
+
+    options = TrainOptions(epochs=5, patience=2, device="cpu")
+    checkpoint = train(blob_frames(48), tiny_config(), SPEC, options, monitor=monitor)
+    assert checkpoint.metadata["epochs_run"] == 4 and checkpoint.metadata["best_epoch"] == 2
+    assert [h["monitor"] for h in checkpoint.metadata["history"]] == [0.1, 0.9, 0.2, 0.3]
+    assert all(v.equal(seen[1][k]) for k, v in checkpoint.state_dict.items())
