@@ -8,20 +8,25 @@ import importlib
 import json
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 import yaml
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from inspector import health
     from inspector.models import ModelConfig
+    from inspector.store.models import ModelChange
 
 from inspector.config import ConfigError, Settings, load_settings
 
 CHECKOUT = Path(__file__).resolve().parents[1]  # the source checkout, when installed from one
+F = TypeVar("F", bound=Callable[..., object])
 
 
 class Context:
@@ -144,7 +149,7 @@ def train(
     base = ctx.settings.frames
     spec = dataclasses.replace(base, image_size=image_size or base.image_size, mode=mode or base.mode)
     try:
-        frames, skipped = load_training_frames(data_dir, spec)
+        frames, records, skipped = load_training_frames(data_dir, spec)
         for line in skipped:
             click.echo(f"skipped {line}", err=True)
         config = _model_config(method, spec.image_size, spec.channels, model_config_file)
@@ -166,7 +171,7 @@ def train(
                 bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()})
                 bar.update(1)
 
-            checkpoint = fit(frames, config, spec, options, progress)
+            checkpoint = fit(frames, config, spec, options, progress, records=records)
     except TrainingError as exc:
         raise click.ClickException(str(exc)) from exc
     checkpoint.save(out)
@@ -554,6 +559,177 @@ def threshold_show(ctx: Context, model_version: str | None) -> None:
     for v in views:
         who = f"  (set by {v.updated_by})" if v.updated_by else "  (model default)"
         click.echo(f"{v.model_version}  {v.method:<14}  {v.source:<16}  {v.value:.5g}{who}")
+
+
+@main.group()
+def model() -> None:
+    """The model registry: each source's live model, the candidate scored beside it, retired ones."""
+
+
+source_option = click.option(
+    "--source", default=None, help="Source/camera, or * for every source (default: watch.source)."
+)
+who_options = [
+    click.option("--by", "who", default=None, help="Who makes the change (default: your login)."),
+    click.option("--reason", default=None, help="Why, for the audit trail."),
+]
+
+
+def _with_who(command: F) -> F:
+    for option in reversed(who_options):
+        command = option(command)
+    return command
+
+
+def _registry_change(ctx: Context, change: Callable[[Session], ModelChange]) -> None:
+    """Run a registry change in one transaction and say what it did; its errors are the user's."""
+    from inspector.pipeline.registry import RegistryError
+    from inspector.store.db import session_scope
+
+    try:
+        with session_scope(_database(ctx)) as session:
+            done = change(session)
+            click.echo(_change_text(done))
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _model_name(version: str | None, method: str | None) -> str:
+    return "the configured model (model_path)" if version is None else f"{version} ({method})"
+
+
+def _change_text(change: ModelChange) -> str:
+    subject = _model_name(change.model_version, change.method)
+    text = f"{change.source}: {change.action} {subject} -> {change.role}"
+    if change.action in ("promote", "rollback"):
+        text += f" (live before: {_model_name(change.previous_version, change.previous_method)})"
+    return text
+
+
+def _user(who: str | None) -> str:
+    import getpass
+
+    return who or getpass.getuser()
+
+
+@model.command("list")
+@click.option("--source", default=None, help="Only this source (and *).")
+@pass_context
+def model_list(ctx: Context, source: str | None) -> None:
+    """Each source's models by role, and the latest registry changes."""
+    from inspector.store import registry
+    from inspector.store.db import session_scope
+
+    with session_scope(_database(ctx)) as session:
+        rows = registry.assignments(session, source)
+        changes = registry.changes(session, source)
+    if not rows:
+        click.echo(f"no model registered: every source is scored by {ctx.settings.model_path} (model_path)")
+    for row in rows:
+        click.echo(f"{row.source:<16} {row.role:<10} {row.version}  {row.method:<14} {row.path}")
+    if changes:
+        click.echo("\nchanges (newest first):")
+    for change in changes:
+        reason = f": {change.reason}" if change.reason else ""
+        click.echo(
+            f"  {change.changed_at:%Y-%m-%d %H:%M:%S}  {change.changed_by:<12} {_change_text(change)}{reason}"
+        )
+
+
+@model.command("register")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@source_option
+@click.option("--method", default=None, help="Scoring method (default: the model's recommended one).")
+@click.option("--live", is_flag=True, help="Make it the live model at once (a promotion), not a candidate.")
+@_with_who
+@pass_context
+def model_register(
+    ctx: Context,
+    path: str,
+    source: str | None,
+    method: str | None,
+    live: bool,
+    who: str | None,
+    reason: str | None,
+) -> None:
+    """Register a checkpoint as a source's candidate: it scores beside the live model, in shadow."""
+    from inspector.detector import CheckpointError, Detector
+    from inspector.pipeline import registry
+    from inspector.store import queries
+
+    try:
+        detector = Detector.load(path, method=method, device="cpu")
+    except (CheckpointError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+    def change(session: Session) -> ModelChange:
+        queries.ensure_model(
+            session,
+            version=detector.version,
+            method=detector.method,
+            path=str(Path(path).resolve()),
+            default_threshold=detector.threshold,
+            config=detector.checkpoint.description(),
+            update_path=True,
+        )
+        where = source or ctx.settings.watch.source
+        return registry.register(session, where, detector.version, detector.method, _user(who), reason, live)
+
+    _registry_change(ctx, change)
+
+
+@model.command("promote")
+@click.argument("version", required=False)
+@source_option
+@click.option("--method", default=None, help="Scoring method (needed where the version has several).")
+@_with_who
+@pass_context
+def model_promote(
+    ctx: Context,
+    version: str | None,
+    source: str | None,
+    method: str | None,
+    who: str | None,
+    reason: str | None,
+) -> None:
+    """Make VERSION (default: the source's candidate) the live model; the live one is retired.
+    Scorers take it up within registry.poll_seconds, without a restart."""
+    from inspector.pipeline import registry
+
+    where = source or ctx.settings.watch.source
+    _registry_change(
+        ctx, lambda session: registry.promote(session, where, version, method, who=_user(who), reason=reason)
+    )
+
+
+@model.command("rollback")
+@source_option
+@_with_who
+@pass_context
+def model_rollback(ctx: Context, source: str | None, who: str | None, reason: str | None) -> None:
+    """Undo the promotion of the source's live model: the one live before is live again."""
+    from inspector.pipeline import registry
+
+    where = source or ctx.settings.watch.source
+    _registry_change(ctx, lambda session: registry.rollback(session, where, _user(who), reason))
+
+
+@model.command("retire")
+@click.argument("version")
+@source_option
+@click.option("--method", default=None, help="Scoring method (needed where the version has several).")
+@_with_who
+@pass_context
+def model_retire(
+    ctx: Context, version: str, source: str | None, method: str | None, who: str | None, reason: str | None
+) -> None:
+    """Stop scoring a candidate beside the live model (it stays registered, for the record)."""
+    from inspector.pipeline import registry
+
+    where = source or ctx.settings.watch.source
+    _registry_change(
+        ctx, lambda session: registry.retire(session, where, version, method, _user(who), reason)
+    )
 
 
 @main.command()

@@ -161,6 +161,15 @@ class RetentionSettings:
 
 
 @dataclass
+class RegistrySettings:
+    """The model registry (`inspector model ...`): each source's live model and its candidate."""
+
+    # Scorers (the watcher's, Celery workers) read the registry again this often, so a promotion
+    # or rollback reaches them without a restart.
+    poll_seconds: float = 5.0
+
+
+@dataclass
 class ApiSettings:
     # JSON API reads and /metrics, as "Authorization: Bearer ...": like the pages, open on loopback
     # and beyond it a token (this or server.token); set, this token is needed on loopback too.
@@ -188,6 +197,7 @@ class Settings:
     alerts: AlertSettings = field(default_factory=AlertSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    registry: RegistrySettings = field(default_factory=RegistrySettings)
 
     @property
     def data_path(self) -> Path:

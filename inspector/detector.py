@@ -84,6 +84,17 @@ class Checkpoint:
             digest.update(self.state_dict[key].detach().cpu().contiguous().numpy().tobytes())
         return f"{name}-{digest.hexdigest()[:12]}"
 
+    def description(self) -> dict[str, Any]:
+        """What the database keeps of a checkpoint with its model rows (models.config): everything
+        but the weights and the list of training frames (the file keeps those)."""
+        return {
+            "family": self.family.name,
+            "model": dataclasses.asdict(self.model_config),
+            "frames": dataclasses.asdict(self.frame_spec),
+            "thresholds": self.thresholds,
+            "metadata": {k: v for k, v in self.metadata.items() if k != "training_frames"},
+        }
+
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write atomically (in the current format), so a crash never leaves a half-written model behind."""
         path = Path(path)

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import platform
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -57,20 +60,33 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def load_training_frames(root: str, spec: FrameSpec) -> tuple[np.ndarray, list[str]]:
-    """All frames under root as (N, C, H, W); unreadable files are listed, not fatal."""
+class TrainingFrames(NamedTuple):
+    frames: np.ndarray  # (N, C, H, W)
+    records: list[dict[str, str]]  # each frame's file: {"path": absolute, "sha256": of its bytes}
+    skipped: list[str]  # unreadable files, with the reason
+
+
+def frame_record(path: Path) -> dict[str, str]:
+    """What a checkpoint records of a training frame: its file and content hash (the hash a
+    watcher registers it under), so a later retraining finds it again, or knows it changed."""
+    return {"path": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def load_training_frames(root: str, spec: FrameSpec) -> TrainingFrames:
+    """All frames under root as (N, C, H, W), with their records; unreadable files are listed, not fatal."""
     paths = find_frames(root)
     if not paths:
         raise TrainingError(f"no image files found under {root}")
-    frames, skipped = [], []
+    frames, records, skipped = [], [], []
     for path in paths:
         try:
             frames.append(load_frame(path, spec))
-        except FrameError as exc:
+            records.append(frame_record(path))
+        except (FrameError, OSError) as exc:
             skipped.append(f"{path}: {exc}")
     if not frames:
         raise TrainingError(f"none of the {len(paths)} files under {root} could be read; first: {skipped[0]}")
-    return np.stack(frames), skipped
+    return TrainingFrames(np.stack(frames), records, skipped)
 
 
 def augment(x: torch.Tensor, options: TrainOptions, generator: torch.Generator) -> torch.Tensor:
@@ -117,10 +133,16 @@ def train(
     options: TrainOptions,
     progress: ProgressFn | None = None,
     monitor: MonitorFn | None = None,
+    records: Sequence[dict[str, str]] | None = None,
 ) -> Checkpoint:
     """Fit one model family on normal frames (N, C, H, W) and return its checkpoint. With a
     ``monitor``, the epoch it rates best is kept (and patience counts from it), not the one of
-    the lowest validation loss."""
+    the lowest validation loss.
+
+    ``records`` (one per frame: its path and content hash) go into the checkpoint's metadata,
+    marked held out or not, beside the held-out frames' scores per method: what a retraining
+    starts from and what the drift monitor compares recent scores with.
+    """
     if frames.ndim != 4 or len(frames) == 0:
         raise TrainingError("training needs a non-empty batch of frames (N, C, H, W)")
     if frames.shape[1] != config.channels or frames.shape[-1] != config.image_size:
@@ -172,10 +194,12 @@ def train(
         model.load_state_dict(best[1])
     model.eval()
     model.fit_normal_statistics(val_x, train_x)
-    thresholds = {}
+    thresholds, heldout_scores = {}, {}
     for method in family.methods:
-        scores = [out.score.cpu().numpy() for out in score_batches(model, method, val_frames, 64, device)]
-        thresholds[method] = float(np.quantile(np.concatenate(scores), options.threshold_quantile))
+        batches = [out.score.cpu().numpy() for out in score_batches(model, method, val_frames, 64, device)]
+        scores = np.concatenate(batches)
+        thresholds[method] = float(np.quantile(scores, options.threshold_quantile))
+        heldout_scores[method] = [float(score) for score in scores]
     metadata = {
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": round(time.time() - started, 1),
@@ -187,9 +211,15 @@ def train(
         "best_epoch": best[2] if keep_best else len(history),
         "options": dataclasses.asdict(options),
         "history": history,
+        "heldout_scores": heldout_scores,  # per method, of the frames the threshold came from
         "inspector": inspector.__version__,
         "torch": str(torch.__version__),
         "host": platform.node(),
     }
+    if records is not None:
+        if len(records) != len(frames):
+            raise TrainingError(f"{len(records)} frame records for {len(frames)} frames")
+        heldout = set(val_idx.tolist())
+        metadata["training_frames"] = [{**r, "heldout": i in heldout} for i, r in enumerate(records)]
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return Checkpoint(config, spec, state, thresholds, metadata)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from inspector.cli import main
+from inspector.detector import Checkpoint
 
 from .conftest import TINY_SIZE, blob_frames
 
@@ -25,7 +28,7 @@ def _write_frames(folder: Path, frames: np.ndarray) -> list[Path]:
 
 
 def test_train_then_score_with_maps(tmp_path: Path) -> None:
-    _write_frames(tmp_path / "normal" / "sub", blob_frames(40))
+    written = _write_frames(tmp_path / "normal" / "sub", blob_frames(40))
     model = tmp_path / "m.pt"
     runner = CliRunner()
     result = runner.invoke(
@@ -46,6 +49,16 @@ def test_train_then_score_with_maps(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "wrote" in result.output and model.is_file()
+    # The checkpoint records its training frames (file and content hash, held out or not) and the
+    # held-out frames' scores per method, from which each default threshold came.
+    metadata = Checkpoint.load(model).metadata
+    records = metadata["training_frames"]
+    assert [r["path"] for r in records] == [str(p.resolve()) for p in written]
+    assert records[0]["sha256"] == hashlib.sha256(written[0].read_bytes()).hexdigest()
+    assert sum(r["heldout"] for r in records) == metadata["validation_frames"] == 4
+    for method, threshold in Checkpoint.load(model).thresholds.items():
+        assert len(metadata["heldout_scores"][method]) == 4
+        assert threshold == pytest.approx(np.quantile(metadata["heldout_scores"][method], 0.99))
     queries = _write_frames(tmp_path / "q", blob_frames(3, seed=5))
     result = runner.invoke(
         main, ["score", str(model), str(tmp_path / "q"), "--format", "json", "--maps", str(tmp_path / "maps")]

@@ -91,7 +91,6 @@ def _register_model(settings: Settings, detector: Detector) -> None:
     key = (settings.db_url, detector.version, detector.method)
     if key in _REGISTERED:
         return
-    checkpoint = detector.checkpoint
     with session_scope(settings.db_url) as session:
         queries.ensure_model(
             session,
@@ -99,13 +98,7 @@ def _register_model(settings: Settings, detector: Detector) -> None:
             method=detector.method,
             path=str(Path(settings.model_path).resolve()),
             default_threshold=detector.threshold,
-            config={
-                "family": checkpoint.family.name,
-                "model": dataclasses.asdict(checkpoint.model_config),
-                "frames": dataclasses.asdict(checkpoint.frame_spec),
-                "thresholds": checkpoint.thresholds,
-                "metadata": checkpoint.metadata,
-            },
+            config=detector.checkpoint.description(),
         )
     _REGISTERED.add(key)
 

@@ -7,7 +7,9 @@ Invariants the database enforces rather than the code hoping for them:
 - a frame has at most one result per (model version, method);
 - a source has at most one threshold per (model version, method), so a method switch can
   never judge scores by a threshold set on another method's scale;
-- a flagged result is queued for each alert channel at most once.
+- a flagged result is queued for each alert channel at most once;
+- a source has at most one live model and one candidate (model_roles), and every change of
+  role is recorded (model_changes).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -39,6 +43,8 @@ NAMING = {
 
 FRAME_STATUSES = ("pending", "queued", "processing", "done", "quarantined")
 LABELS = ("anomaly", "normal")
+ROLES = ("live", "candidate", "retired")
+ALL_SOURCES = "*"  # a model_roles row for every source that has none of its own for that role
 
 
 def utcnow() -> datetime:
@@ -119,6 +125,9 @@ class Result(Base):
     score: Mapped[float]
     threshold: Mapped[float]
     is_anomaly: Mapped[bool]
+    # Scored by a candidate beside the live model: kept for comparison, never alerted, never queued
+    # for review, never counted as the pipeline's verdict.
+    shadow: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     frame: Mapped[Frame] = relationship(back_populates="results")
@@ -191,6 +200,64 @@ class ThresholdChange(Base):
     method: Mapped[str] = mapped_column(String(32))
     old_value: Mapped[float | None]
     new_value: Mapped[float]
+    changed_by: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text)
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- the model registry: which model scores which source ---------------------------------------
+
+
+def _one_per_source(role: str) -> Index:
+    """At most one model of this role per source (a partial unique index, on both databases)."""
+    where = text(f"role = '{role}'")
+    return Index(f"uq_model_roles_{role}", "source", unique=True, sqlite_where=where, postgresql_where=where)
+
+
+class ModelRole(Base):
+    """A model's (version and method) role for a source: ``live`` (its verdicts alert and are
+    reviewed), ``candidate`` (scored beside the live one, in shadow) or ``retired`` (kept for a
+    rollback). A source without a live row is scored by the configured model (``model_path``);
+    source ``*`` stands for every source without a row of its own for that role."""
+
+    __tablename__ = "model_roles"
+    __table_args__ = (
+        CheckConstraint(f"role IN {ROLES}", name="role"),
+        UniqueConstraint("source", "model_version", "method", name="uq_model_roles_source_model_method"),
+        ForeignKeyConstraint(
+            ["model_version", "method"],
+            ["models.version", "models.method"],
+            name="fk_model_roles_model_method",
+        ),
+        _one_per_source("live"),
+        _one_per_source("candidate"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(32))
+    role: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ModelChange(Base):
+    """Audit trail of the registry: who gave which model which role for a source, when and why.
+
+    A promotion or rollback names the model live after it and the one live before it
+    (``previous``); no model (NULL) there means the configured model (``model_path``).
+    """
+
+    __tablename__ = "model_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(16))  # register | promote | rollback | retire
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    method: Mapped[str | None] = mapped_column(String(32))
+    role: Mapped[str] = mapped_column(String(16))  # its role after the change
+    previous_version: Mapped[str | None] = mapped_column(String(64))
+    previous_method: Mapped[str | None] = mapped_column(String(32))
     changed_by: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str | None] = mapped_column(Text)
     changed_at: Mapped[datetime] = mapped_column(default=utcnow)

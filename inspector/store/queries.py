@@ -244,20 +244,23 @@ def ensure_model(
     path: str,
     default_threshold: float,
     config: dict[str, Any],
+    update_path: bool = False,
 ) -> None:
-    """Register a checkpoint scoring with a method, with that method's default threshold (once)."""
-    session.execute(
-        _insert(session, Model)
-        .values(
-            version=version,
-            method=method,
-            path=path,
-            default_threshold=default_threshold,
-            config=config,
-            created_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=[Model.version, Model.method])
+    """Register a checkpoint scoring with a method, with that method's default threshold (once);
+    with ``update_path``, a registered one's file is this path from now on."""
+    insert = _insert(session, Model).values(
+        version=version,
+        method=method,
+        path=path,
+        default_threshold=default_threshold,
+        config=config,
+        created_at=utcnow(),
     )
+    keys = [Model.version, Model.method]
+    if update_path:
+        session.execute(insert.on_conflict_do_update(index_elements=keys, set_={"path": path}))
+    else:
+        session.execute(insert.on_conflict_do_nothing(index_elements=keys))
 
 
 def get_model(session: Session, version: str, method: str) -> Model | None:

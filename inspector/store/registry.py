@@ -1,0 +1,123 @@
+"""The model registry's SQL: each source's models by role, and the audit trail of role changes
+(the rules: pipeline/registry.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from inspector.store.models import ALL_SOURCES, Model, ModelChange, ModelRole, utcnow
+
+
+@dataclass(frozen=True)
+class Assigned:
+    """A model (checkpoint version, scored with one method) holding a role for a source."""
+
+    source: str
+    role: str
+    version: str
+    method: str
+    path: str  # its checkpoint file, as registered
+    updated_at: datetime
+
+
+def assignments(session: Session, source: str | None = None, roles: tuple[str, ...] = ()) -> list[Assigned]:
+    """Rows of the registry (of one source and ``*`` when given; of these roles when given), with
+    their checkpoint's path; by source, then live, candidate, retired, newest first."""
+    stmt = select(
+        ModelRole.source,
+        ModelRole.role,
+        ModelRole.model_version,
+        ModelRole.method,
+        Model.path,
+        ModelRole.updated_at,
+    ).join(Model, (Model.version == ModelRole.model_version) & (Model.method == ModelRole.method))
+    if source is not None:
+        stmt = stmt.where(ModelRole.source.in_({source, ALL_SOURCES}))
+    if roles:
+        stmt = stmt.where(ModelRole.role.in_(roles))
+    order = {"live": 0, "candidate": 1, "retired": 2}
+    rows = [Assigned(*row) for row in session.execute(stmt)]
+    return sorted(rows, key=lambda a: (a.source, order[a.role], -a.updated_at.timestamp()))
+
+
+def role_of(session: Session, source: str, version: str, method: str) -> ModelRole | None:
+    stmt = select(ModelRole).where(
+        ModelRole.source == source, ModelRole.model_version == version, ModelRole.method == method
+    )
+    return session.scalar(stmt)
+
+
+def holder(session: Session, source: str, role: str) -> ModelRole | None:
+    """The row holding a one-per-source role (live, candidate) for exactly this source."""
+    return session.scalar(select(ModelRole).where(ModelRole.source == source, ModelRole.role == role))
+
+
+def set_role(session: Session, source: str, version: str, method: str, role: str) -> None:
+    """Give a model a role for a source (its row made or changed); flushed, so the one-per-source
+    indexes judge each step of a change in order."""
+    row = role_of(session, source, version, method)
+    if row is None:
+        session.add(ModelRole(source=source, model_version=version, method=method, role=role))
+    else:
+        row.role, row.updated_at = role, utcnow()
+    session.flush()
+
+
+Key = tuple[str, str]  # (model version, method); None where a change names the configured model
+
+
+def record_change(
+    session: Session,
+    *,
+    source: str,
+    action: str,
+    model: Key | None,
+    role: str,
+    who: str,
+    reason: str | None,
+    previous: Key | None = None,
+) -> ModelChange:
+    change = ModelChange(
+        source=source,
+        action=action,
+        model_version=model[0] if model else None,
+        method=model[1] if model else None,
+        role=role,
+        previous_version=previous[0] if previous else None,
+        previous_method=previous[1] if previous else None,
+        changed_by=who,
+        reason=reason,
+    )
+    session.add(change)
+    session.flush()
+    return change
+
+
+def last_promotion(session: Session, source: str, version: str, method: str) -> ModelChange | None:
+    """The latest change that made this model live for a source by promoting it (or registering
+    it live), not by a rollback: undoing it walks back through the promotions, not to and fro."""
+    stmt = (
+        select(ModelChange)
+        .where(
+            ModelChange.source == source,
+            ModelChange.action.in_(("promote", "register")),
+            ModelChange.role == "live",
+            ModelChange.model_version == version,
+            ModelChange.method == method,
+        )
+        .order_by(ModelChange.id.desc())
+        .limit(1)
+    )
+    return session.scalar(stmt)
+
+
+def changes(session: Session, source: str | None = None, limit: int = 20) -> list[ModelChange]:
+    """The audit trail, newest first."""
+    stmt = select(ModelChange).order_by(ModelChange.id.desc()).limit(limit)
+    if source is not None:
+        stmt = stmt.where(ModelChange.source == source)
+    return list(session.scalars(stmt))
