@@ -19,10 +19,12 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     String,
@@ -45,6 +47,12 @@ FRAME_STATUSES = ("pending", "queued", "processing", "done", "quarantined")
 LABELS = ("anomaly", "normal")
 ROLES = ("live", "candidate", "retired")
 ALL_SOURCES = "*"  # a model_roles row for every source that has none of its own for that role
+
+
+# Ids that grow with the frames (frames, results, their maps, reviews, alerts): 64-bit on
+# PostgreSQL, as SQLite's INTEGER already is (which must stay INTEGER there to be the rowid).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+MAX_ID = 2**63 - 1  # the largest id either database can hold: a larger one names no row
 
 
 def utcnow() -> datetime:
@@ -81,7 +89,7 @@ class Frame(Base):
         Index("ix_frames_source_registered", "source", "registered_at"),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     content_hash: Mapped[str] = mapped_column(String(64), unique=True)
     path: Mapped[str] = mapped_column(Text)  # where it landed
     stored_path: Mapped[str | None] = mapped_column(Text)  # archive/quarantine file, relative to data_dir
@@ -118,8 +126,8 @@ class Result(Base):
         Index("ix_results_model_frame_score", "model_version", "method", "frame_id", "score"),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    frame_id: Mapped[int] = mapped_column(ForeignKey("frames.id", ondelete="CASCADE"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    frame_id: Mapped[int] = mapped_column(BigId, ForeignKey("frames.id", ondelete="CASCADE"))
     model_version: Mapped[str] = mapped_column(String(64))
     method: Mapped[str] = mapped_column(String(32))
     score: Mapped[float]
@@ -143,7 +151,9 @@ class ResultMap(Base):
 
     __tablename__ = "result_maps"
 
-    result_id: Mapped[int] = mapped_column(ForeignKey("results.id", ondelete="CASCADE"), primary_key=True)
+    result_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("results.id", ondelete="CASCADE"), primary_key=True
+    )
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     png: Mapped[bytes] = mapped_column(LargeBinary)
 
@@ -157,8 +167,8 @@ class Review(Base):
         Index("ix_reviews_frame_latest", "frame_id", "id", "label"),  # a frame's latest label, index only
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    frame_id: Mapped[int] = mapped_column(ForeignKey("frames.id", ondelete="CASCADE"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    frame_id: Mapped[int] = mapped_column(BigId, ForeignKey("frames.id", ondelete="CASCADE"))
     label: Mapped[str] = mapped_column(String(16))
     reviewer: Mapped[str] = mapped_column(String(128))
     note: Mapped[str | None] = mapped_column(Text)
@@ -296,8 +306,8 @@ class AlertOutbox(Base):
         Index("ix_alert_outbox_pending", "sent_at", "channel", "source"),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    result_id: Mapped[int] = mapped_column(ForeignKey("results.id", ondelete="CASCADE"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    result_id: Mapped[int] = mapped_column(BigId, ForeignKey("results.id", ondelete="CASCADE"))
     channel: Mapped[str] = mapped_column(String(16))
     source: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

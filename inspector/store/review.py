@@ -92,7 +92,8 @@ def queue_page(
     if after is not None:
         query = query.where(_below(after))
     rows = list(session.scalars(query.order_by(Result.score.desc(), Result.id.desc()).limit(limit + 1)))
-    return QueuePage(rows[:limit], has_next=len(rows) > limit, has_prev=after is not None)
+    # An empty page past the end (a cursor beyond every row) has nothing to page back from.
+    return QueuePage(rows[:limit], has_next=len(rows) > limit, has_prev=after is not None and bool(rows))
 
 
 def queue_count(session: Session, filters: QueueFilter) -> int:

@@ -74,7 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
-        dependencies=[Depends(security.require_reader)],
+        dependencies=[Depends(security.clean_request), Depends(security.require_reader)],
     )
     app.state.settings = settings
     app.state.throttle = security.LoginThrottle()

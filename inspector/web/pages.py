@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, HTTPException, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from inspector.config import Settings
 from inspector.store.db import session_scope
+from inspector.store.models import MAX_ID
 from inspector.web import security
 
 T = TypeVar("T")
@@ -41,6 +43,8 @@ def db(request: Request) -> Iterator[Session]:
 
 
 DB = Annotated[Session, Depends(db)]
+# A result id in a path: beyond what a database can hold it is refused (422), not looked up.
+ResultId = Annotated[int, PathParam(ge=0, le=MAX_ID)]
 Writer = Annotated[str, Depends(security.require_writer)]
 
 
@@ -60,6 +64,13 @@ def see_other(url: str, flash: str | None = None, request: Request | None = None
     if flash and request is not None:
         request.session["flash"] = flash
     return RedirectResponse(url, status_code=303)
+
+
+def in_id_range(value: int, what: str) -> int:
+    """An id taken from a cursor: one no database can hold is a 400."""
+    if not 0 <= value <= MAX_ID:
+        raise HTTPException(400, f"Bad {what}: {value} is not an id.")
+    return value
 
 
 def param(params: Mapping[str, str], key: str, parse: Callable[[str], T]) -> T | None:

@@ -23,7 +23,7 @@ import os
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -100,6 +100,17 @@ def uvicorn_proxy_options(server: ServerSettings) -> dict[str, Any]:
     return {"proxy_headers": True, "forwarded_allow_ips": list(server.trusted_proxies)}
 
 
+def refuse_nul(items: Iterable[tuple[str, Any]], where: str) -> None:
+    """A NUL character never reaches the database (PostgreSQL refuses it in text, a 500): a 400."""
+    if any("\x00" in key or (isinstance(value, str) and "\x00" in value) for key, value in items):
+        raise HTTPException(400, f"The {where} holds a NUL character.")
+
+
+def clean_request(request: Request) -> None:
+    """Every request's path and query are free of NUL characters."""
+    refuse_nul([("path", request.url.path), *request.query_params.multi_items()], "address")
+
+
 def csrf_token(request: Request) -> str:
     """This session's CSRF token, created on first use (which starts a session, and its cookie)."""
     token = request.session.get("csrf")
@@ -133,6 +144,7 @@ def current_user(request: Request) -> str | None:
 async def check_csrf(request: Request) -> None:
     """Refuse a POST whose form (or X-CSRF-Token header) lacks this session's token."""
     form = await request.form()
+    refuse_nul(form.multi_items(), "form")
     sent = str(form.get("csrf") or request.headers.get("x-csrf-token") or "")
     expected = request.session.get("csrf") or ""
     if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):

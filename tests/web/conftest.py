@@ -55,8 +55,9 @@ class Seeded:
     frame_ids: list[int]
 
 
-def seed(data_dir: Path, token: str = TOKEN) -> Seeded:
-    settings = Settings(data_dir=str(data_dir), server=ServerSettings(token=token))
+def seed(data_dir: Path, token: str = TOKEN, database_url: str = "") -> Seeded:
+    """The seeded rows in data_dir's SQLite database, or in ``database_url``'s (empty) database."""
+    settings = Settings(database_url=database_url, data_dir=str(data_dir), server=ServerSettings(token=token))
     Base.metadata.create_all(get_engine(settings.db_url))
     now = utcnow()
     result_ids, frame_ids = [], []

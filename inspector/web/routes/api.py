@@ -34,7 +34,7 @@ from inspector.store import operations
 from inspector.store import review as store
 from inspector.store.models import Review
 from inspector.web import security
-from inspector.web.pages import DB
+from inspector.web.pages import DB, ResultId, in_id_range
 
 VERSION = "v1"
 MAX_PAGE = 500
@@ -107,7 +107,18 @@ class ResultPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last.")
 
 
-class ReviewIn(BaseModel):
+class Inbound(BaseModel):
+    """A request body: no text in it holds a NUL character (the database would refuse it)."""
+
+    @field_validator("*")
+    @classmethod
+    def no_nul(cls, value: Any) -> Any:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("a NUL character is not allowed")
+        return value
+
+
+class ReviewIn(Inbound):
     label: Literal["anomaly", "normal"]
     reviewer: str = Field(min_length=1, max_length=64, description="Recorded in the audit trail.")
     note: str | None = Field(default=None, max_length=1000)
@@ -121,7 +132,7 @@ class ThresholdOut(BaseModel):
     updated_by: str | None
 
 
-class ThresholdIn(BaseModel):
+class ThresholdIn(Inbound):
     value: float
     by: str = Field(min_length=1, max_length=128, description="Who makes the change (audit trail).")
     model_version: str | None = Field(default=None, description="Default: the model registered last.")
@@ -174,9 +185,10 @@ def _before(cursor: str | None) -> int | None:
     if not cursor:
         return None
     try:
-        return int(json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))["before"])
+        before = int(json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))["before"])
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:
         raise HTTPException(400, "Bad cursor: pass next_cursor of the previous page as it came.") from exc
+    return in_id_range(before, "cursor")
 
 
 def _out(
@@ -218,7 +230,7 @@ def list_results(
 
 
 @router.get("/results/{result_id}", response_model=ResultDetail, dependencies=Read)
-def get_result(request: Request, result_id: int, db: DB) -> ResultOut:
+def get_result(request: Request, result_id: ResultId, db: DB) -> ResultOut:
     """One result with its frame, its reviews and links to its maps."""
     row = operations.result_row(db, result_id)
     if row is None:
@@ -244,7 +256,7 @@ def _review(review: Review) -> ReviewOut:
         200: {"model": ReviewOut, "description": "The same review was the frame's latest: not added again."}
     },
 )
-def add_review(result_id: int, body: ReviewIn, db: DB, response: Response) -> ReviewOut:
+def add_review(result_id: ResultId, body: ReviewIn, db: DB, response: Response) -> ReviewOut:
     """Label the frame of a result. Sending the same review again (a retry) adds nothing: when the
     frame's latest review has this label, reviewer and note, that one is returned (200)."""
     row = operations.result_row(db, result_id)

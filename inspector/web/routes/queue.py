@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import datetime
 from urllib.parse import urlencode
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from inspector.store import review
 from inspector.store.models import Result
-from inspector.web.pages import DB, param, render, templates
+from inspector.web.pages import DB, in_id_range, param, render, templates
 
 router = APIRouter()
 FILTER_KEYS = ("start", "end", "source", "score_min", "score_max", "model_version", "method", "all")
@@ -43,9 +44,12 @@ def parse_key(raw: str | None) -> review.Key | None:
         return None
     score, _, ident = raw.rpartition(":")
     try:
-        return float(score), int(ident)
+        key = float(score), int(ident)
     except ValueError as exc:
         raise HTTPException(400, f"Bad page cursor: {raw!r}") from exc
+    if not math.isfinite(key[0]):
+        raise HTTPException(400, f"Bad page cursor: {raw!r}")
+    return key[0], in_id_range(key[1], "page cursor")
 
 
 def key_of(result: Result) -> str:

@@ -12,14 +12,14 @@ from inspector.maps import HEAT_KINDS, MAP_KINDS, decode_png, encode_png, pictur
 from inspector.pipeline import thresholds
 from inspector.store import review as store
 from inspector.store.models import LABELS, Result
-from inspector.web.pages import DB, Writer, render, see_other
+from inspector.web.pages import DB, ResultId, Writer, render, see_other
 from inspector.web.routes.queue import filter_query, parse_filter
 
 router = APIRouter()
 
 
 @router.get("/results/{result_id}")
-def frame_view(request: Request, result_id: int, session: DB) -> HTMLResponse:
+def frame_view(request: Request, result_id: ResultId, session: DB) -> HTMLResponse:
     result = store.get_result(session, result_id)
     if result is None:
         raise HTTPException(404, f"No result {result_id}.")
@@ -42,7 +42,7 @@ def frame_view(request: Request, result_id: int, session: DB) -> HTMLResponse:
 @router.post("/results/{result_id}/review")
 def review(
     request: Request,
-    result_id: int,
+    result_id: ResultId,
     user: Writer,
     session: DB,
     label: Annotated[str, Form()],
@@ -66,7 +66,7 @@ def review(
 
 
 @router.get("/maps/{result_id}/{kind}.png")
-def map_picture(result_id: int, kind: str, session: DB) -> Response:
+def map_picture(result_id: ResultId, kind: str, session: DB) -> Response:
     """A map drawn from the result's stored planes (a heat map is laid over the input)."""
     needed = {kind, "input"} if kind in HEAT_KINDS else {kind}
     planes = store.result_maps(session, result_id, needed) if kind in MAP_KINDS else {}
