@@ -804,20 +804,13 @@ def bench_magnetic_tile(
     click.echo(module.run_benchmark(data, budget, chosen, threads, results, name, command, device))
 
 
-@bench.command("paper")
-@click.option(
-    "--data",
-    required=True,
-    type=click.Path(exists=True, file_okay=False),
-    help="MNIST-format IDX folder (e.g. ../shared/data/mnist).",
-)
-@click.option("--quick", is_flag=True, help="Digit 0, one seed, a small budget: a few minutes.")
-@click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="Runs at a time.")
-def bench_paper(data: str, quick: bool, jobs: int) -> None:
-    """The paper's Table 1 on noisy MNIST: four methods and ours, ten normal digits."""
-    module = bench_module("paper_table")
-    command = shlex.join(["inspector", *sys.argv[1:]])
-    click.echo(module.run_table(data, quick=quick, jobs=jobs, command=command))
+@bench.command("paper", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def bench_paper(ctx: click.Context) -> None:
+    """The paper's Table 1 on noisy MNIST, resumable; takes the arguments of ``python -m
+    bench.paper_table`` (--data, --shard i/n, --job DIGIT SEED METHOD, --status, --device).
+    The table and figures: ``python -m bench.paper_report``."""
+    bench_module("paper_table").main(ctx.args)
 
 
 # --- operations: status, prune, alerts ------------------------------------------------------

@@ -1,40 +1,62 @@
-"""The noisy-MNIST table's bookkeeping and its label-free validation set (the runs take an hour)."""
+"""The noisy-MNIST table's bookkeeping: the plan, resumable and shardable runs, one stored file each."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-
-import numpy as np
 
 from bench import paper_selection as selection
 from bench import paper_table as table
+from bench.convergence import StoppingRule
+from bench.peers import PEERS
 from tests.bench.test_mnist import fake_mnist
 
 
-def fake_run(digit: int, seed: int, auc: float) -> dict:
-    methods = ("vae", "anogan", "vaegan", "vaegan-attn", "vaegan+", "vaegan-attn+")
-    return {"digit": digit, "seed": seed, "auc": dict.fromkeys(methods, auc), "seconds": {"vae": 1.0}}
+def test_plan_puts_seed_zero_of_the_vaegans_first_and_has_three_seeds_for_the_families() -> None:
+    plan = table.plan()
+    assert len(plan) == len(set(plan))
+    assert plan[:10] == [table.Run(d, 0, "vaegan") for d in range(10)]
+    assert plan[10:20] == [table.Run(d, 0, "vaegan+") for d in range(10)]
+    for method in table.SETTINGS:
+        assert {(r.digit, r.seed) for r in plan if r.method == method} == {
+            (d, s) for d in range(10) for s in table.SEEDS
+        }
+    for peer in PEERS:  # deterministic: one seed
+        assert {(r.digit, r.seed) for r in plan if r.method == peer} == {(d, 0) for d in range(10)}
 
 
-def test_table_averages_seeds_then_digits() -> None:
-    runs = [fake_run(d, 0, 0.5 + d / 100) for d in range(10)] + [fake_run(0, 1, 0.7)]
-    text = table.render(runs, {"command": "`x`"}, planned=11)
-    row = next(line for line in text.splitlines() if "`vaegan-attn+` |" in line and "ours" in line)
-    cells = [c.strip() for c in row.split("|")]
-    # digit 0: seeds 0.5 and 0.7 → 0.600±0.100; average of the 10 digit means.
-    assert cells[3] == "0.600±0.100" and cells[5] == "0.510"
-    digit_means = [0.6] + [0.5 + d / 100 for d in range(1, 10)]
-    assert cells[7] == f"{np.mean(digit_means):.3f}±{np.std(digit_means):.3f}" and cells[8] == "10"
-    assert ".73±.1" in text and "Runs finished: 11 of 11" in text
+def test_pending_skips_stored_runs_and_shards_disjointly(tmp_path: Path) -> None:
+    first = table.plan()[0]
+    table.store({"auc": {}}, first.path(tmp_path))
+    assert not list(first.path(tmp_path).parent.glob("*.partial"))
+    left = list(table.pending(tmp_path))
+    assert first not in left and len(left) == len(table.plan()) - 1
+    shards = [set(table.pending(tmp_path, (i, 3))) for i in range(3)]
+    assert set.union(*shards) == set(left) and sum(map(len, shards)) == len(left)
+    assert {r.method for r in table.pending(tmp_path, methods=["blur_knn"])} == {"blur_knn"}
+    assert "1 of 150 runs done" in table.status(tmp_path)
+    assert "| `vaegan` | 0 | 1 of 10 | 1 2 3 4 5 6 7 8 9 |" in table.status(tmp_path)
 
 
-def test_plan_has_three_seeds_for_zero_and_one() -> None:
-    plan = table.full_plan()
-    assert {d for d, _ in plan} == set(range(10))
-    assert sum(d == 0 for d, _ in plan) == 3 and sum(d == 1 for d, _ in plan) == 3
+def test_a_job_trains_to_the_rule_and_stores_curves_and_every_score(tmp_path: Path, monkeypatch) -> None:
+    fake_mnist(tmp_path, compress=True, n=60)
+    monkeypatch.setitem(table.SETTINGS, "vaegan+", {"width": 8, "latent_dim": 8, "batch_size": 8})
+    rule = StoppingRule(patience=1, max_epochs=2, normals=2)
+    result = table.run_job(str(tmp_path), table.Run(3, 0, "vaegan+"), rule, "cpu", train_size=6)
+    assert set(result["auc"]) == {"vaegan+", "vaegan-attn+", table.GRADCAM_ON_OURS}
+    assert 1 <= result["best_epoch"] <= result["epochs_run"] <= 2
+    curves = result["curves"]
+    assert len(curves["validation_auroc"]["vaegan-attn+"]) == result["epochs_run"]
+    assert len(curves["losses"]["feat"]) == result["epochs_run"] and "val" in curves["losses"]
+    assert result["cpu_seconds"] > 0 and result["rule"]["patience"] == 1
+    peer = table.run_job(str(tmp_path), table.Run(3, 0, "glimpse_knn"), rule, "cpu", train_size=6)
+    assert set(peer["auc"]) == {"glimpse_knn"} and "curves" not in peer
+    json.dumps(result)  # storable as it is
 
 
 def test_validation_set_uses_unseen_training_images_only(tmp_path: Path) -> None:
+    import numpy as np
+
     fake_mnist(tmp_path, compress=True, n=60)  # six images of each digit
     frames, labels = selection.validation_set(str(tmp_path), normal=4, skip=2, size=4)
     assert frames.shape == (8, 1, 84, 84)
