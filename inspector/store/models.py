@@ -8,6 +8,7 @@ Invariants the database enforces rather than the code hoping for them:
 - a source has at most one threshold per (model version, method), so a method switch can
   never judge scores by a threshold set on another method's scale;
 - a flagged result is queued for each alert channel at most once;
+- a dashboard login lasts only while its web_sessions row does (logout deletes it);
 - a source has at most one live model and one candidate (model_roles), and every change of
   role is recorded (model_changes).
 """
@@ -213,6 +214,20 @@ class ThresholdChange(Base):
     changed_by: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str | None] = mapped_column(Text)
     changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebSession(Base):
+    """A reviewer's login to the dashboard. The signed cookie carries a random session id, stored
+    here only hashed; logging out deletes the row, so the cookie (still signed, still within its
+    lifetime) is refused from then on, whoever replays it."""
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (Index("ix_web_sessions_expires", "expires_at"),)
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the cookie's id
+    user: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
 
 
 # --- the model registry: which model scores which source ---------------------------------------

@@ -1,5 +1,5 @@
-"""The dashboard's queries: the review queue, labels, calibration data and overview counts
-(thresholds' SQL: queries.py).
+"""The dashboard's queries: the review queue, labels, calibration data, overview counts and the
+reviewers' logins (thresholds' SQL: queries.py).
 
 The queue is ordered by (score, result id) descending and paged by keyset, so page 400 of
 a backlog costs what page 1 does. A frame leaves the queue once it has any review.
@@ -7,15 +7,17 @@ a backlog costs what page 1 does. A frame leaves the queue once it has any revie
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, union
+from sqlalchemy import ColumnElement, Select, and_, delete, exists, func, or_, select, union
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased, selectinload
 
-from inspector.store.models import Frame, Model, Result, ResultMap, Review
+from inspector.store.models import Frame, Model, Result, ResultMap, Review, WebSession, utcnow
 
 Key = tuple[float, int]  # (score, result id): the queue's sort key
 
@@ -287,3 +289,32 @@ class LabelsStamp:
 def labels_stamp(session: Session) -> LabelsStamp:
     newest, count = session.execute(select(func.max(Review.id), func.count(Review.id))).one()
     return LabelsStamp(newest or 0, count, session.scalar(select(func.max(Result.id))) or 0)
+
+
+# --- reviewers' logins ------------------------------------------------------------------------
+
+
+def _hashed(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def start_login(session: Session, user: str, lifetime: timedelta) -> str:
+    """A new login of ``user``: returns its random id, for the cookie (the table keeps its hash).
+    Logins past their lifetime are forgotten meanwhile."""
+    now = utcnow()
+    session.execute(delete(WebSession).where(WebSession.expires_at < now))
+    session_id = secrets.token_urlsafe(32)
+    session.add(WebSession(id_hash=_hashed(session_id), user=user, created_at=now, expires_at=now + lifetime))
+    return session_id
+
+
+def login_user(session: Session, session_id: str) -> str | None:
+    """The user of a login still open (not logged out, not expired); None otherwise."""
+    stmt = select(WebSession.user).where(
+        WebSession.id_hash == _hashed(session_id), WebSession.expires_at >= utcnow()
+    )
+    return session.scalar(stmt)
+
+
+def end_login(session: Session, session_id: str) -> None:
+    session.execute(delete(WebSession).where(WebSession.id_hash == _hashed(session_id)))

@@ -82,7 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
         SessionMiddleware,
         secret_key=security.session_secret(settings),
         session_cookie="inspector_session",
-        max_age=12 * 3600,
+        max_age=security.SESSION_SECONDS,
         same_site="strict",
     )
     app.middleware("http")(_security_headers)

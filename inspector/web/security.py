@@ -1,4 +1,5 @@
-"""Who may read and write: a token login kept in a signed session cookie, and a per-session
+"""Who may read and write: a token login, named by a signed session cookie and kept on the server
+(web_sessions: logging out ends it, so a copied cookie is worth nothing after), and a per-session
 CSRF token; for machines (the JSON API, /metrics), a token in the Authorization header.
 
 Reads are open to anyone who can reach a server bound to loopback (the default); bound to
@@ -24,6 +25,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,9 +33,13 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from inspector.config import ServerSettings, Settings
+from inspector.store import review
+from inspector.store.db import session_scope
 
 log = logging.getLogger(__name__)
 
+_UNKNOWN = object()
+SESSION_SECONDS = 12 * 3600  # a login's lifetime (its cookie's too)
 SECRET_FILE = "session.key"  # in data_dir: the cookie-signing key when server.secret is empty
 OPEN_PATHS = ("/login", "/healthz", "/readyz", "/favicon.ico", "/static/")  # no login on any address
 TOKEN_PATHS = ("/api/", "/metrics")  # machines': a token in the Authorization header instead of a login
@@ -138,7 +144,21 @@ def require_reader(request: Request) -> None:
 
 
 def current_user(request: Request) -> str | None:
-    return request.session.get("user")
+    """The logged-in reviewer: the cookie's login must still be open on the server (a logged-out
+    cookie, replayed, is refused and cleared). Looked up once per request."""
+    known = getattr(request.state, "user", _UNKNOWN)
+    if known is not _UNKNOWN:
+        return known
+    user, session_id = request.session.get("user"), request.session.get("login")
+    if user and session_id:
+        with session_scope(request.app.state.settings.db_url) as session:
+            user = review.login_user(session, session_id)
+    else:
+        user = None
+    if user is None and "user" in request.session:
+        request.session.clear()
+    request.state.user = user
+    return user
 
 
 async def check_csrf(request: Request) -> None:
@@ -252,6 +272,19 @@ def login(request: Request, server: ServerSettings, token: str, name: str, throt
     name = name.strip()
     if not name or len(name) > 64:
         raise HTTPException(400, "Give your name (up to 64 characters): it is recorded with your reviews.")
+    with session_scope(request.app.state.settings.db_url) as session:
+        session_id = review.start_login(session, name, timedelta(seconds=SESSION_SECONDS))
     request.session.clear()
-    request.session["user"] = name
+    request.session.update(user=name, login=session_id)
+    request.state.user = name
     csrf_token(request)
+
+
+def logout(request: Request) -> None:
+    """End the login on the server, not only in this browser: its cookie is worth nothing after."""
+    session_id = request.session.get("login")
+    if session_id:
+        with session_scope(request.app.state.settings.db_url) as session:
+            review.end_login(session, session_id)
+    request.session.clear()
+    request.state.user = None

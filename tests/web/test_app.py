@@ -433,3 +433,25 @@ def test_reads_need_a_login_when_listening_beyond_loopback(seeded: Seeded) -> No
     assert TestClient(create_app(no_token)).get("/queue").status_code == 403
     loopback = dataclasses.replace(settings, server=ServerSettings(host="::1", token=TOKEN))
     assert TestClient(create_app(loopback)).get("/queue").status_code == 200
+
+
+def test_a_cookie_replayed_after_logout_is_refused(seeded: Seeded) -> None:
+    """Logout ends the session on the server (issue 17, item 9): the cookie, still signed and
+    within its 12 hours, no longer reviews, whoever replays it; other sessions stay logged in."""
+    browser, other = TestClient(create_app(seeded.settings)), TestClient(create_app(seeded.settings))
+    for client, name in ((browser, "Ada"), (other, "Bob")):
+        client.post("/login", data={"csrf": csrf_of(client), "token": TOKEN, "name": name})
+    copied = browser.cookies["inspector_session"]
+    csrf = csrf_of(browser, "/queue")
+    assert browser.post("/logout", data={"csrf": csrf}).status_code == 200
+    replay = TestClient(create_app(seeded.settings), cookies={"inspector_session": copied})
+    assert "Ada" not in replay.get("/queue").text
+    rid = seeded.result_ids[30]
+    response = replay.post(f"/results/{rid}/review", data={"csrf": csrf, "label": "normal"})
+    assert response.status_code == 401
+    with session_scope(seeded.settings.db_url) as session:
+        assert session.scalar(select(func.count()).select_from(Review).where(Review.reviewer == "Ada")) == 0
+    assert "Bob" in other.get("/queue").text  # only the session that logged out ended
+    beyond = dataclasses.replace(seeded.settings, server=ServerSettings(host="0.0.0.0", token=TOKEN))
+    replay_beyond = TestClient(create_app(beyond), cookies={"inspector_session": copied})
+    assert replay_beyond.get("/queue").status_code == 401

@@ -37,5 +37,5 @@ def login(
 
 @router.post("/logout", dependencies=[Depends(security.check_csrf)])
 def logout(request: Request) -> RedirectResponse:
-    request.session.clear()
+    security.logout(request)
     return see_other("/queue")
