@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -47,6 +47,7 @@ import numpy as np
 import torch
 from sqlalchemy import func, select
 
+from bench import cpu, profiling
 from bench.provenance import git_commit
 from inspector.config import FrameSpec
 from inspector.detector import Checkpoint, Detector, resolve_device
@@ -62,6 +63,7 @@ IMAGE_SIZE = 84
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 REDIS_URL = "redis://127.0.0.1:6379/13"  # a database number of this benchmark's own
 QUEUE = "bench-throughput"  # and a queue name of its own
+MONITOR = "inspector-bench"  # application_name of the benchmark's own database connections
 
 
 @dataclass
@@ -118,14 +120,19 @@ class Point:
     layout: Layout
     batch_size: int
     fps: float
+    cpu_ms: float  # user + system CPU of the scoring processes per frame
+
+    def same_place(self, other: Point) -> bool:
+        return (self.layout, self.batch_size) == (other.layout, other.batch_size)
 
 
 @dataclass
 class Ceiling:
     fps: float
-    best: Point
+    best: Point  # the sweep's best point
     load: Load
     sweep: list[Point] = field(default_factory=list)
+    confirmed: Point | None = None  # the best point measured again: its frames/s is the ceiling
 
 
 @dataclass
@@ -140,11 +147,25 @@ class Phase:
     latency: tuple[float, float, float]  # landed → committed: p50, p95, p99 in seconds
     waiting: tuple[float, float]  # landed → registered (settling, looks): p50, p95
     scoring: tuple[float, float]  # registered → committed (queue, scoring): p50, p95
-    cpu_ms: float  # CPU time of the pipeline's processes per frame
+    cpu: dict[str, float]  # CPU ms per frame by component (process group), see measure_pipeline
     load: Load
     # The mean of the ceiling measured just before and just after this phase's mode: the
     # machine's speed drifts over the minutes a run takes (set by main; nan = not measured).
     ceiling_around: float = float("nan")
+    # The detector alone's CPU ms per frame at the pipeline's layout and batch, measured just
+    # before and just after this mode (set by main; nan = not measured).
+    detector_ms: float = float("nan")
+    profile: profiling.Profile | None = None  # where the CPU went (--profile)
+
+    @property
+    def cpu_ms(self) -> float:
+        """CPU of every process of the pipeline per frame, the model's work included."""
+        return sum(self.cpu.values())
+
+    @property
+    def own_ms(self) -> float:
+        """The pipeline's own CPU per frame: all of it less what the detector alone spends."""
+        return self.cpu_ms - self.detector_ms
 
 
 # --- the model and the frames ------------------------------------------------------------------
@@ -192,24 +213,24 @@ def decoded(frames: Sequence[bytes]) -> np.ndarray:
 
 def _score_point(checkpoint: Path, device: str, threads: int, batch_size: int, seconds: float) -> None:
     """One process of a sweep point (``--point``): warm up, say ready, wait for go, score for
-    ``seconds`` and print the frames scored and the time taken, as JSON."""
+    ``seconds`` and print the frames scored, the time taken and the CPU time spent, as JSON."""
     torch.set_num_threads(threads)
     detector = Detector.load(checkpoint, method="vaegan-attn", device=device, batch_size=batch_size)
     chunk = decoded(make_frames(max(batch_size, 256 // batch_size * batch_size)))
     detector.score_arrays(chunk[:batch_size])  # warm-up
     print("ready", flush=True)
     sys.stdin.readline()
-    done, start = 0, time.perf_counter()
+    done, start, cpu = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - start < seconds:
         detector.score_arrays(chunk)
         done += len(chunk)
-    print(json.dumps({"frames": done, "seconds": time.perf_counter() - start}), flush=True)
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    print(json.dumps({"frames": done, "seconds": elapsed, "cpu": cpu}), flush=True)
 
 
-def _frames_per_second(
-    checkpoint: Path, device: str, layout: Layout, batch_size: int, seconds: float
-) -> float:
-    """Frames/s of ``layout.processes`` scoring processes started together, summed."""
+def measure_point(checkpoint: Path, device: str, layout: Layout, batch_size: int, seconds: float) -> Point:
+    """Frames/s of ``layout.processes`` scoring processes started together, summed, and their
+    CPU per frame."""
     command = [sys.executable, "-m", "bench.throughput", "--point", str(checkpoint), device]
     command += [str(layout.threads), str(batch_size), str(seconds)]
     env = os.environ | {"OMP_NUM_THREADS": str(layout.threads)}
@@ -231,7 +252,9 @@ def _frames_per_second(
                 child.kill()
     if any(child.returncode for child in children):
         raise RuntimeError(f"a sweep process failed: {[child.returncode for child in children]}")
-    return sum(m["frames"] for m in measured) / max(m["seconds"] for m in measured)
+    frames = sum(m["frames"] for m in measured)
+    fps = frames / max(m["seconds"] for m in measured)
+    return Point(layout, batch_size, fps, 1000 * sum(m["cpu"] for m in measured) / frames)
 
 
 def sweep_layouts(cpu: bool, cores: int) -> list[Layout]:
@@ -252,20 +275,28 @@ def measure_detector(
     sweep = []
     for layout in layouts:
         for batch_size in batch_sizes:
-            fps = _frames_per_second(checkpoint, device, layout, batch_size, budget.sweep_seconds)
-            sweep.append(Point(layout, batch_size, fps))
-            print(f"detector: {layout}, batch {batch_size}: {fps:.1f} frames/s", flush=True)
+            point = measure_point(checkpoint, device, layout, batch_size, budget.sweep_seconds)
+            sweep.append(point)
+            print(
+                f"detector: {layout}, batch {batch_size}: {point.fps:.1f} frames/s, "
+                f"{point.cpu_ms:.2f} CPU ms/frame",
+                flush=True,
+            )
     best = max(sweep, key=lambda point: point.fps)
-    fps = confirm(checkpoint, device, best, budget)
+    confirmed = confirm(checkpoint, device, best, budget)
     load.after = os.getloadavg()[0]
-    return Ceiling(fps=fps, best=best, load=load, sweep=sweep)
+    return Ceiling(fps=confirmed.fps, best=best, load=load, sweep=sweep, confirmed=confirmed)
 
 
-def confirm(checkpoint: Path, device: str, best: Point, budget: Budget) -> float:
-    """The ceiling: the sweep's best point measured for ``confirm_seconds``."""
-    fps = _frames_per_second(checkpoint, device, best.layout, best.batch_size, budget.confirm_seconds)
-    print(f"detector: best point again for {budget.confirm_seconds:g} s: {fps:.1f} frames/s", flush=True)
-    return fps
+def confirm(checkpoint: Path, device: str, point: Point, budget: Budget, what: str = "best point") -> Point:
+    """A sweep point measured again for ``confirm_seconds`` (the best one: the ceiling)."""
+    again = measure_point(checkpoint, device, point.layout, point.batch_size, budget.confirm_seconds)
+    print(
+        f"detector: {what} again for {budget.confirm_seconds:g} s: {again.fps:.1f} frames/s, "
+        f"{again.cpu_ms:.2f} CPU ms/frame",
+        flush=True,
+    )
+    return again
 
 
 # --- 2 and 3. the pipeline ---------------------------------------------------------------------
@@ -296,25 +327,65 @@ def _timings(url: str, folder: Path, prefix: str) -> np.ndarray:
     return np.array([[stamp.replace(tzinfo=UTC).timestamp() for stamp in row] for row in rows]).reshape(-1, 3)
 
 
-def cpu_seconds(processes: Sequence[subprocess.Popen]) -> float:
-    """User + system CPU time of these processes and their children (celery's pool), from /proc."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total, pids = 0.0, [p.pid for p in processes]
-    while pids:
-        pid = pids.pop()
-        with suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks
-            for task in Path(f"/proc/{pid}/task").iterdir():
-                pids += [int(child) for child in (task / "children").read_text().split()]
-    return total
+class Services:
+    """The PostgreSQL and Redis processes a distributed run uses, where they run on this machine.
+
+    PostgreSQL's backends serving the run's database are the run's own; its other processes
+    (postmaster, WAL writer, checkpointer, background writer, autovacuum) and the Redis
+    server serve every user of the machine's services: their CPU over a phase is counted
+    whole, and said to be shared.
+    """
+
+    def __init__(self, url: str, broker: str):
+        import psycopg
+        import redis
+
+        self._db = psycopg.connect(
+            url.replace("+psycopg", ""), autocommit=True, application_name=MONITOR, connect_timeout=5
+        )
+        own = self._db.execute("SELECT pg_backend_pid()").fetchone()
+        stat = Path(f"/proc/{own[0]}/stat") if own else None
+        local = stat is not None and cpu.command_name(own[0]) == "postgres"
+        self.postgres_here = local
+        self._postmaster = int(stat.read_text().rsplit(")", 1)[1].split()[1]) if local and stat else 0
+        pid = int(redis.Redis.from_url(broker).info("server")["process_id"])
+        self._redis = pid if cpu.command_name(pid) == "redis-server" else 0
+
+    def _pids(self, query: str) -> list[int]:
+        return [row[0] for row in self._db.execute(query)] if self.postgres_here else []
+
+    def backends(self) -> list[int]:
+        """PostgreSQL backends connected to the run's database, the benchmark's own left out."""
+        return self._pids(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            f"AND backend_type = 'client backend' AND application_name <> '{MONITOR}'"
+        )
+
+    def service(self) -> list[int]:
+        """PostgreSQL's processes that serve no one connection: postmaster and background workers."""
+        shared = self._pids("SELECT pid FROM pg_stat_activity WHERE backend_type <> 'client backend'")
+        return shared + ([self._postmaster] if self._postmaster else [])
+
+    def redis(self) -> list[int]:
+        return [self._redis] if self._redis else []
+
+    def close(self) -> None:
+        self._db.close()
 
 
 def _wait_for(
-    url: str, folder: Path, prefix: str, n: int, timeout: float, alive: Sequence[subprocess.Popen]
+    url: str,
+    folder: Path,
+    prefix: str,
+    n: int,
+    timeout: float,
+    alive: Sequence[subprocess.Popen],
+    meter: cpu.Meter | None = None,
 ) -> None:
     deadline = time.monotonic() + timeout
     while True:
+        if meter is not None:
+            meter.sample()  # processes that leave meanwhile (a database connection) keep their CPU
         with session_scope(url) as session:
             done = session.scalar(
                 select(func.count())
@@ -338,11 +409,18 @@ def run_phase(
     rate: float | None,
     timeout: float,
     alive: Sequence[subprocess.Popen],
+    groups: dict[str, cpu.Group],
+    profile: Profiled | None = None,
 ) -> Phase:
-    load, cpu = Load(os.getloadavg()[0]), cpu_seconds(alive)
+    """Land the frames and wait for their results; with ``profile``, py-spy samples the
+    pipeline's processes meanwhile."""
+    recorder = profiling.Recorder(profile.pids, profile.out) if profile else None
+    load, meter = Load(os.getloadavg()[0]), cpu.Meter(groups)
+    meter.start()
     offered = write_frames(folder, phase, frames, rate)
-    _wait_for(url, folder, phase, len(frames), timeout, alive)
-    cpu, load.after = cpu_seconds(alive) - cpu, os.getloadavg()[0]
+    _wait_for(url, folder, phase, len(frames), timeout, alive, meter)
+    spent, load.after = meter.stop(), os.getloadavg()[0]
+    raw = recorder.stop() if recorder else None
     landed, registered, committed = _timings(url, folder, phase).T
     if len(landed) != len(frames):
         raise RuntimeError(f"{mode} {phase}: {len(landed)} results for {len(frames)} frames")
@@ -356,9 +434,11 @@ def run_phase(
         latency=tuple(np.percentile(latency, [50, 95, 99])),
         waiting=tuple(np.percentile(registered - landed, [50, 95])),
         scoring=tuple(np.percentile(committed - registered, [50, 95])),
-        cpu_ms=1000 * cpu / len(frames),
+        cpu={name: 1000 * seconds / len(frames) for name, seconds in spent.items()},
         load=load,
     )
+    if profile and raw is not None:
+        result.profile = profiling.summarise(raw, profile.role, result.cpu)
     p50, p95, p99 = result.latency
     print(
         f"{mode} {phase}: {result.fps:.1f} frames/s, latency p50 {p50:.3f} p95 {p95:.3f} p99 {p99:.3f} s "
@@ -388,6 +468,15 @@ def _stop(processes: Sequence[subprocess.Popen]) -> None:
             process.wait()
 
 
+@dataclass
+class Profiled:
+    """py-spy on a mode's processes (the watcher, the Celery workers; their children too)."""
+
+    pids: list[int]
+    role: Callable[[int], str]  # the role of a process: watcher, scorers or workers
+    out: Path
+
+
 def measure_pipeline(
     mode: str,
     env: dict[str, str],
@@ -399,8 +488,16 @@ def measure_pipeline(
     batch_size: int,
     workers: int = 0,
     scorers: int = 1,
+    services: Services | None = None,
+    profile: bool = False,
 ) -> list[Phase]:
-    """Start a watcher (and workers), warm up, then the steady phase and the burst."""
+    """Start a watcher (and workers), warm up, then the steady phase and the burst (with
+    ``profile``, sampled by py-spy).
+
+    CPU is counted by process group: the watcher; its scorer processes (embedded) or the
+    Celery workers with their pool processes (distributed); and the ``services`` (distributed:
+    PostgreSQL's backends for the run's database, the rest of PostgreSQL and Redis, shared).
+    """
     folder = workdir / "incoming"
     folder.mkdir(parents=True)
     migrate.upgrade(url)
@@ -413,7 +510,26 @@ def measure_pipeline(
         )
         for i in range(workers)
     ]
-    processes.append(_start([*INSPECTOR, "watch", str(folder)], env, workdir / "watcher.log"))
+    watcher = _start([*INSPECTOR, "watch", str(folder)], env, workdir / "watcher.log")
+    roots = [p.pid for p in processes]
+    processes.append(watcher)
+    groups: dict[str, cpu.Group] = {"watcher": lambda: [watcher.pid]}
+    if workers:
+        groups["workers"] = lambda: roots + list(cpu.descendants(roots))
+    else:
+        groups["scorers"] = lambda: cpu.descendants([watcher.pid])
+    if services is not None:
+        groups |= {
+            "PostgreSQL backends": services.backends,
+            "PostgreSQL service (shared)": services.service,
+            "Redis (shared)": services.redis,
+        }
+    scoring = "workers" if workers else "scorers"
+    profiled = None
+    if profile:
+        profiled = Profiled(
+            [watcher.pid, *roots], lambda pid: "watcher" if pid == watcher.pid else scoring, workdir
+        )
     try:
         steady_n = max(1, round(rate * budget.steady_seconds))
         # The model loads on the first batch in each scoring process: two batches each first.
@@ -422,8 +538,19 @@ def measure_pipeline(
         write_frames(folder, "warm", warm, None)
         _wait_for(url, folder, "warm", len(warm), budget.timeout, processes)
         return [
-            run_phase(mode, "steady", url, folder, steady, rate, budget.timeout, processes),
-            run_phase(mode, "burst", url, folder, burst[: budget.burst], None, budget.timeout, processes),
+            run_phase(mode, "steady", url, folder, steady, rate, budget.timeout, processes, groups),
+            run_phase(
+                mode,
+                "burst",
+                url,
+                folder,
+                burst[: budget.burst],
+                None,
+                budget.timeout,
+                processes,
+                groups,
+                profiled,
+            ),
         ]
     finally:
         _stop(processes)
@@ -539,12 +666,12 @@ def report(
         "stamped in the transaction that commits the result); split into landed → registered "
         "(events, hashing and the frame row; a file renamed in is complete, no second look) and "
         "registered → committed (queue and scoring).",
-        "- CPU ms/frame: user + system CPU of the watcher and worker processes (not PostgreSQL or "
-        "Redis) during the phase, per frame.",
+        "- own CPU ms/frame: the pipeline's own CPU per frame (the next table): the CPU of all its "
+        "processes less what the detector alone spends on the same frames.",
         "- load avg: the 1-minute load average before → after the phase (other work on the machine).",
         "",
         "| mode | phase | frames | offered frames/s | frames/s | ÷ ceiling | ÷ ceiling around it | p50 s "
-        "| p95 s | p99 s | landed→registered p50/p95 s | registered→committed p50/p95 s | CPU ms/frame "
+        "| p95 s | p99 s | landed→registered p50/p95 s | registered→committed p50/p95 s | own CPU ms/frame "
         "| load avg |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
@@ -555,9 +682,68 @@ def report(
             f"{p.fps / p.ceiling_around:.0%} ({p.ceiling_around:.1f}) | "
             f"{p.latency[0]:.3f} | {p.latency[1]:.3f} | {p.latency[2]:.3f} | "
             f"{p.waiting[0]:.2f} / {p.waiting[1]:.2f} | {p.scoring[0]:.2f} / {p.scoring[1]:.2f} | "
-            f"{p.cpu_ms:.1f} | {p.load} |"
+            f"{p.own_ms:.2f} | {p.load} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + cpu_section(phases, ceiling, budget) + profile_section(phases)) + "\n"
+
+
+def cpu_section(phases: Sequence[Phase], ceiling: Ceiling, budget: Budget) -> list[str]:
+    """The pipeline's CPU per frame by process group, and its own share beyond the detector's."""
+    groups = list(dict.fromkeys(name for p in phases for name in p.cpu))
+    confirmed = f"{ceiling.confirmed.cpu_ms:.3f}" if ceiling.confirmed else "not measured"
+    lines = [
+        "",
+        "## CPU per frame",
+        "",
+        "User + system CPU of each group of the pipeline's processes during the phase, from "
+        "`/proc/<pid>/stat`, per frame; processes that start or end during the phase (a database "
+        "connection) are counted for the time they lived in it. *all* is their sum; *detector alone* "
+        "is the CPU per frame of `Detector.score_arrays` at the pipeline's layout and frames per "
+        f"forward pass on the same frames, measured for {budget.confirm_seconds:g} s just before and "
+        "just after the mode (the mean); *own* is all less the detector alone: what the pipeline "
+        "spends beyond the model (watching, hashing, registering, claiming, decoding, maps, SQL, "
+        "moves). CPU time, not wall time, so it means the same on a loaded machine (other work "
+        "slows the clock, not the instructions a frame costs; contention for caches still raises "
+        f"it somewhat). The best sweep point's own CPU per frame when the ceiling was set: {confirmed} ms.",
+        "",
+        "- PostgreSQL backends: the backends connected to the run's fresh database (the "
+        "benchmark's own connections left out). PostgreSQL service (shared): its postmaster, WAL "
+        "writer, checkpointer, background writer and autovacuum, whole: they also serve every "
+        "other user of the machine's PostgreSQL. Redis (shared): the whole Redis server, which "
+        "other users of the machine share too. Both are counted in *all* and *own*.",
+        "",
+        "| mode | phase | " + " | ".join(groups) + " | all | detector alone | **own** |",
+        "|---|---|" + "---:|" * (len(groups) + 3),
+    ]
+    for p in phases:
+        cells = " | ".join(f"{p.cpu[g]:.3f}" if g in p.cpu else "—" for g in groups)
+        lines.append(
+            f"| {p.mode} | {p.phase} | {cells} | {p.cpu_ms:.3f} | {p.detector_ms:.3f} | **{p.own_ms:.3f}** |"
+        )
+    return lines
+
+
+def profile_section(phases: Sequence[Phase]) -> list[str]:
+    """Where the CPU went (``--profile``), per profiled phase."""
+    profiled = [p for p in phases if p.profile is not None]
+    if not profiled:
+        return []
+    lines = [
+        "",
+        "## Profile (py-spy)",
+        "",
+        f"py-spy attached to the pipeline's processes (children included) for the phase, "
+        f"{profiling.RATE} samples a second of the threads not asleep. py-spy counts a thread "
+        "waiting for a core (or in an fsync) as busy, so its samples are shares, not CPU time: a "
+        "category's CPU ms per frame is its share of a role's samples times the role's CPU per "
+        "frame measured from /proc (the table above). A stack counts for the category of the "
+        "product's frame nearest its leaf that names one (decoding inside the scoring step is "
+        "decoding); stacks naming none are the machinery around the work.",
+    ]
+    for p in profiled:
+        assert p.profile is not None
+        lines += ["", f"### {p.mode}, {p.phase}", "", *profiling.table(p.profile)]
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -577,6 +763,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--postgres", default=PG_SERVER, help="PostgreSQL server (a fresh database is made)")
     parser.add_argument("--redis", default=REDIS_URL, help="Redis database of the benchmark's own (flushed)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="the Markdown report")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the pipeline's processes with py-spy during each burst (needs py-spy and ptrace rights)",
+    )
     parser.add_argument("--point", nargs=5, help=argparse.SUPPRESS)  # one process of a sweep point
     args = parser.parse_args(argv)
     if args.point:
@@ -591,26 +782,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         budget.steady_seconds = args.steady_seconds
     modes = args.modes.split(",")
     device = str(resolve_device(args.device))
-    cpu = device == "cpu"
+    on_cpu = device == "cpu"
     cores = os.cpu_count() or 1
 
     with tempfile.TemporaryDirectory(prefix="inspector-throughput-") as tmp:
         work = Path(tmp)
         make_checkpoint(work / "model.pt")
-        batch_sizes = budget.batch_sizes if cpu else budget.gpu_batch_sizes
-        ceiling = measure_detector(work / "model.pt", device, batch_sizes, budget, sweep_layouts(cpu, cores))
+        batch_sizes = budget.batch_sizes if on_cpu else budget.gpu_batch_sizes
+        ceiling = measure_detector(
+            work / "model.pt", device, batch_sizes, budget, sweep_layouts(on_cpu, cores)
+        )
         rate = ceiling.fps / 2
         # On a CPU every scorer (embedded scoring process or celery worker) runs torch on one
         # thread, one per core: torch's own threads wait for each other at every operation and
         # lose whenever another process holds a core. Frames per forward pass: the sweep's best
         # for that layout; frames per claim and commit (an fsync on SQLite): budget.claim_batch.
-        layout = Layout(cores, 1) if cpu else ceiling.best.layout
+        layout = Layout(cores, 1) if on_cpu else ceiling.best.layout
         torch_threads = layout.threads
-        inference = max((p for p in ceiling.sweep if p.layout == layout), key=lambda p: p.fps).batch_size
+        at_layout = max((p for p in ceiling.sweep if p.layout == layout), key=lambda p: p.fps)
+        inference = at_layout.batch_size
         batch = budget.claim_batch
 
+        def detector_cost(again: Point) -> float:
+            """CPU ms per frame of the detector alone where the pipeline scores (its layout and
+            frames per forward pass): ``again`` if it was measured there, else measured now."""
+            if again.same_place(at_layout):
+                return again.cpu_ms
+            return confirm(work / "model.pt", device, at_layout, budget, "the pipeline's point").cpu_ms
+
         workers = [int(w) for w in args.workers.split(",")] if "distributed" in modes else []
-        scorer_counts = [int(n) for n in args.scorers.split(",")] if args.scorers else [cores if cpu else 1]
+        scorer_counts = (
+            [int(n) for n in args.scorers.split(",")] if args.scorers else [cores if on_cpu else 1]
+        )
         if "embedded" not in modes:
             scorer_counts = []
         n_warm = 2 * batch * max([1, *workers, *scorer_counts])
@@ -627,18 +830,41 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         phases: list[Phase] = []
         rechecks: list[float] = []  # the ceiling measured again after each mode
+        assert ceiling.confirmed is not None
+        costs = [detector_cost(ceiling.confirmed)]  # the detector's CPU per frame, before and after each mode
 
         def measured(
-            mode: str, settings: dict[str, str], url: str, run: Path, workers: int = 0, scorers: int = 1
+            mode: str,
+            settings: dict[str, str],
+            url: str,
+            run: Path,
+            workers: int = 0,
+            scorers: int = 1,
+            services: Services | None = None,
         ) -> list[Phase]:
-            """One mode's phases, each with the mean of the ceilings measured just before and after it."""
+            """One mode's phases, each with the mean of the ceilings (and of the detector's CPU per
+            frame) measured just before and after it."""
             mode_phases = measure_pipeline(
-                mode, common | settings, url, run, frames, rate, budget, batch, workers, scorers
+                mode,
+                common | settings,
+                url,
+                run,
+                frames,
+                rate,
+                budget,
+                batch,
+                workers,
+                scorers,
+                services,
+                args.profile,
             )
             before = rechecks[-1] if rechecks else ceiling.fps
-            rechecks.append(confirm(work / "model.pt", device, ceiling.best, budget))
+            again = confirm(work / "model.pt", device, ceiling.best, budget)
+            rechecks.append(again.fps)
+            costs.append(detector_cost(again))
             for phase in mode_phases:
                 phase.ceiling_around = (before + rechecks[-1]) / 2
+                phase.detector_ms = (costs[-2] + costs[-1]) / 2
             return mode_phases
 
         if "embedded" in modes:
@@ -665,7 +891,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "INSPECTOR_QUEUE": QUEUE,
                     }
                     mode = f"distributed, {n} worker(s) × {torch_threads} torch thread(s)"
-                    phases += measured(mode, settings, url, run, workers=n)
+                    services = Services(url, broker)
+                    try:  # the benchmark's own connections are named, so they are not counted as the run's
+                        phases += measured(
+                            mode, settings, f"{url}?application_name={MONITOR}", run, n, 1, services
+                        )
+                    finally:
+                        services.close()
         command = shlex.join(
             ["python", "-m", "bench.throughput", *(argv if argv is not None else sys.argv[1:])]
         )

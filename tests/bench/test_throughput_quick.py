@@ -5,8 +5,11 @@ No timing is asserted: the numbers depend on the machine and its load.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
+from bench import cpu, profiling
 from bench import throughput as bench
 
 
@@ -36,10 +39,11 @@ def test_a_tiny_run_measures_the_detector_and_the_embedded_pipeline(tmp_path: Pa
     assert (steady.phase, burst.phase, burst.frames) == ("steady", "burst", 12)
     for phase in (steady, burst):
         assert phase.fps > 0 and phase.latency[0] <= phase.latency[1] <= phase.latency[2]
-        assert phase.waiting[0] > 0 and phase.cpu_ms > 0
+        assert phase.waiting[0] > 0 and set(phase.cpu) == {"watcher", "scorers"} and phase.cpu_ms > 0
 
     for phase in (steady, burst):
         phase.ceiling_around = ceiling.fps
+        phase.detector_ms = ceiling.best.cpu_ms
     text = bench.report(
         ceiling,
         [ceiling.fps],
@@ -53,3 +57,57 @@ def test_a_tiny_run_measures_the_detector_and_the_embedded_pipeline(tmp_path: Pa
     )
     assert "| embedded | burst | 12 | burst |" in text and "Ceiling:" in text
     assert "measured again after each pipeline mode" in text and f"({ceiling.fps:.1f}) |" in text
+    assert "| mode | phase | watcher | scorers | all | detector alone | **own** |" in text
+    assert f"**{burst.cpu_ms - ceiling.best.cpu_ms:.3f}** |" in text
+
+
+# Spends a given CPU time, says so, then sleeps until killed.
+BUSY = (
+    "import time\nstart = time.process_time()\nwhile time.process_time() - start < {}: pass\n"
+    "print('spent', flush=True)\ntime.sleep(60)\n"
+)
+
+
+def _busy(seconds: float) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", BUSY.format(seconds)], stdout=subprocess.PIPE, text=True)
+
+
+def test_the_meter_counts_each_group_and_a_process_born_during_the_stretch_from_zero() -> None:
+    before = _busy(0.6)
+    later: list[subprocess.Popen] = []
+    meter = cpu.Meter({"before": lambda: [before.pid], "later": lambda: [p.pid for p in later]})
+    meter.start()
+    later.append(_busy(0.3))
+    try:
+        for child in (before, *later):
+            assert child.stdout is not None and child.stdout.readline() == "spent\n"
+        spent = meter.stop()
+    finally:
+        for child in (before, *later):
+            child.kill()
+            child.wait()
+    assert 0.3 <= spent["later"] <= 0.6  # its interpreter start-up too, not less than its loop
+    assert 0.1 <= spent["before"] <= 0.7  # only what it spent after start()
+
+
+def test_a_profile_shares_out_each_roles_measured_cpu_by_category() -> None:
+    raw = "\n".join(
+        [
+            'process 1:"watch";thread (1): MainThread;run (inspector/pipeline/watcher.py:9);'
+            "hash_file (inspector/pipeline/ledger.py:5);read (<frozen>:1) 3",
+            'process 1:"watch";thread (1): MainThread;run (inspector/pipeline/watcher.py:9) 1',
+            'process 1:"watch";process 2:"scorer";thread (2): MainThread;'
+            "_score (inspector/pipeline/process.py:1);frame_from_bytes (inspector/frames.py:3);"
+            "decode (inspector/frames.py:4) 2",
+            'process 1:"watch";process 2:"scorer";thread (2): MainThread;'
+            "Detector.score_arrays (inspector/detector.py:1);forward (torch/nn.py:1) 6",
+        ]
+    )
+    profile = profiling.summarise(
+        raw, lambda pid: "watcher" if pid == 1 else "scorers", {"watcher": 0.4, "scorers": 4.0}
+    )
+    assert profile.by_category["watcher"] == {"read + hash (watcher)": 3, profiling.OTHER: 1}
+    assert profile.by_category["scorers"] == {"decode + preprocess": 2, "model (Detector.score_arrays)": 6}
+    assert abs(profile.ms_per_frame("watcher", 3) - 0.3) < 1e-9 and profile.ms_per_frame("scorers", 2) == 1.0
+    text = "\n".join(profiling.table(profile))
+    assert "| read + hash (watcher) | 0.000 | 0.300 |" in text and "`decode` 1.000" in text
