@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from inspector.models import ModelConfig
     from inspector.store.models import ModelChange
 
-from inspector.config import ConfigError, Settings, load_settings
+from inspector.config import ConfigError, FrameSpec, Settings, load_settings
 
 CHECKOUT = Path(__file__).resolve().parents[1]  # the source checkout, when installed from one
 F = TypeVar("F", bound=Callable[..., object])
@@ -81,6 +81,32 @@ def _model_config(method: str, image_size: int, channels: int, config_file: str 
     return dataclasses.replace(config, image_size=image_size, channels=channels)
 
 
+def depth_unit_options(command: Callable[..., None]) -> Callable[..., None]:
+    """--depth-unit-mm, --near-mm and --far-mm: a depth frame's units and working range, over the
+    settings (train) or the checkpoint's (score); see ``units``."""
+    options = (
+        ("--depth-unit-mm", "Millimetres per raw depth unit (an SR305 writes 0.125)."),
+        ("--near-mm", "Nearest depth of the working range, in mm."),
+        ("--far-mm", "Farthest depth of the working range, in mm (beyond it: blank)."),
+    )
+    for name, help_text in reversed(options):
+        command = click.option(
+            name, type=click.FloatRange(min=0, min_open=name == "--depth-unit-mm"), help=help_text
+        )(command)
+    return command
+
+
+def units(
+    spec: FrameSpec, depth_unit_mm: float | None, near_mm: float | None, far_mm: float | None
+) -> FrameSpec:
+    """The frame spec with the depth flags given on the command line."""
+    given = {"depth_unit_mm": depth_unit_mm, "near_mm": near_mm, "far_mm": far_mm}
+    spec = dataclasses.replace(spec, **{k: v for k, v in given.items() if v is not None})
+    if spec.far_mm <= spec.near_mm:
+        raise click.BadParameter(f"--far-mm ({spec.far_mm:g}) must lie beyond --near-mm ({spec.near_mm:g})")
+    return spec
+
+
 @main.command()
 @click.option(
     "--data",
@@ -122,6 +148,7 @@ def _model_config(method: str, image_size: int, channels: int, config_file: str 
     show_default=True,
     help="Each epoch shows at least this many (re-augmented) frames, for small training sets.",
 )
+@depth_unit_options
 @pass_context
 def train(
     ctx: Context,
@@ -138,6 +165,9 @@ def train(
     hflip: bool,
     gain: float,
     min_epoch_frames: int,
+    depth_unit_mm: float | None,
+    near_mm: float | None,
+    far_mm: float | None,
 ) -> None:
     """Train a detector on a folder of normal frames."""
     from tqdm import tqdm
@@ -148,6 +178,7 @@ def train(
 
     base = ctx.settings.frames
     spec = dataclasses.replace(base, image_size=image_size or base.image_size, mode=mode or base.mode)
+    spec = units(spec, depth_unit_mm, near_mm, far_mm)
     try:
         frames, records, skipped = load_training_frames(data_dir, spec)
         for line in skipped:
@@ -201,6 +232,7 @@ def train(
     help="Write heat-map PNGs here, as MAPS/<path under the scored folders>.<kind>.png.",
 )
 @click.option("--threshold", type=float, default=None, help="Override the model's default threshold.")
+@depth_unit_options
 @pass_context
 def score(
     ctx: Context,
@@ -210,6 +242,9 @@ def score(
     fmt: str,
     maps_dir: str | None,
     threshold: float | None,
+    depth_unit_mm: float | None,
+    near_mm: float | None,
+    far_mm: float | None,
 ) -> None:
     """Score frames (files or folders) and print a verdict per frame."""
     import os
@@ -217,7 +252,7 @@ def score(
     import numpy as np
 
     from inspector.detector import CheckpointError, Detector, map_arrays
-    from inspector.frames import FrameError, find_frames, load_frame
+    from inspector.frames import FrameError, check_frames_vary, find_frames, load_frame
     from inspector.maps import write_maps
     from inspector.pipeline.thresholds import is_anomaly
 
@@ -228,15 +263,18 @@ def score(
     paths = [p for item in inputs for p in find_frames(item)]
     if not paths:
         raise click.ClickException("no image files among the inputs")
+    spec = units(detector.frame_spec, depth_unit_mm, near_mm, far_mm)
     loaded: dict[Path, np.ndarray] = {}
     errors: dict[Path, FrameError] = {}
     for path in paths:
         try:
-            loaded[path] = load_frame(path, detector.frame_spec, ctx.settings.watch.max_decoded_bytes)
+            loaded[path] = load_frame(path, spec, ctx.settings.watch.max_decoded_bytes)
         except FrameError as exc:
             errors[path] = exc
     # Each file is read once: the same pixels are scored and drawn into the maps.
     frames = list(loaded.values())
+    if frames and (problem := check_frames_vary(np.stack(frames), spec)):
+        click.echo(f"warning: {problem}", err=True)
     detections = dict(zip(loaded, detector.score_arrays(frames) if frames else [], strict=True))
     threshold = detector.threshold if threshold is None else threshold
     # Maps are named by the frame's path under the folder holding every input, so same-named

@@ -352,6 +352,31 @@ def frame_from_bytes(data: bytes, spec: FrameSpec, max_bytes: int = MAX_DECODED_
         raise FrameError(f"cannot preprocess the image: {_first_line(exc)}") from exc
 
 
+FLAT_SPREAD = 1 / 255  # a frame whose pixels all lie within this of each other shows nothing
+
+
+def check_frames_vary(frames: np.ndarray, spec: FrameSpec) -> str | None:
+    """Why these preprocessed frames (N, C, H, W) cannot be what was meant, or None: most of them
+    hold one value (within FLAT_SPREAD). Depth in the wrong units does that silently: frames of
+    1/8 mm units read as millimetres lie beyond far_mm, all clipped to blank, and a model trained
+    on them scores every frame alike."""
+    if len(frames) == 0:
+        return None
+    flat = frames.reshape(len(frames), -1)
+    blank = int((flat.max(axis=1) - flat.min(axis=1) < FLAT_SPREAD).sum())
+    if 2 * blank <= len(frames):
+        return None
+    if spec.mode == "depth":
+        why = (
+            f"read at {spec.depth_unit_mm:g} mm per sensor unit, their depths fall outside the working "
+            f"range {spec.near_mm:g}-{spec.far_mm:g} mm; give the sensor's unit (--depth-unit-mm, "
+            "frames.depth_unit_mm; an SR305 writes 0.125) or the range (--near-mm, --far-mm)"
+        )
+    else:
+        why = "each is blank (one grey level): check the files, the region of interest and flatten"
+    return f"{blank} of {len(frames)} frames are (near) constant after preprocessing: {why}"
+
+
 def check_file_size(size: int, spec: FrameSpec) -> None:
     """Refuse a file larger than any image of ``spec.max_pixels`` pixels could be, before reading it."""
     if size > spec.max_pixels * BYTES_PER_PIXEL_BOUND + (1 << 20):

@@ -26,7 +26,7 @@ import torch
 import inspector
 from inspector.config import FrameSpec
 from inspector.detector import Checkpoint, resolve_device, score_batches
-from inspector.frames import FrameError, find_frames, load_frame
+from inspector.frames import FrameError, check_frames_vary, find_frames, load_frame
 from inspector.models import AnomalyModel, ModelConfig, family_of_config
 
 
@@ -86,7 +86,10 @@ def load_training_frames(root: str, spec: FrameSpec) -> TrainingFrames:
             skipped.append(f"{path}: {exc}")
     if not frames:
         raise TrainingError(f"none of the {len(paths)} files under {root} could be read; first: {skipped[0]}")
-    return TrainingFrames(np.stack(frames), records, skipped)
+    stacked = np.stack(frames)
+    if problem := check_frames_vary(stacked, spec):  # a model of blank frames scores all alike
+        raise TrainingError(f"{root}: {problem}")
+    return TrainingFrames(stacked, records, skipped)
 
 
 def augment(x: torch.Tensor, options: TrainOptions, generator: torch.Generator) -> torch.Tensor:
