@@ -26,6 +26,8 @@ test: lint
 
 bench-paper: setup
 	$(BIN)/python -m bench.paper_table --data ../shared/data/mnist
+	$(BIN)/python -m bench.depth_poses
+	$(BIN)/python -m bench.paper_report
 
 bench-tile: setup
 	$(BIN)/python -m bench.magnetic_tile --data ../shared/data/magnetic-tile

@@ -129,8 +129,12 @@ def run_job(data: Path, run: Run, rule: StoppingRule, device: str) -> dict:
     }
 
 
-def pending(runs: Path = RUNS) -> Iterator[Run]:
-    return (run for run in plan() if not run.path(runs).exists())
+def pending(runs: Path = RUNS, methods: Sequence[str] = (), seeds: Sequence[int] = ()) -> Iterator[Run]:
+    """The runs of the plan not stored yet, in plan order (only ``methods`` and ``seeds`` where given)."""
+    for run in plan():
+        chosen = (not methods or run.method in methods) and (not seeds or run.seed in seeds)
+        if chosen and not run.path(runs).exists():
+            yield run
 
 
 def status(runs: Path = RUNS) -> str:
@@ -147,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--runs", type=Path, default=RUNS)
+    parser.add_argument("--methods", nargs="*", default=(), help="only these methods' runs")
+    parser.add_argument("--seeds", nargs="*", type=int, default=(), help="only these seeds' runs")
     parser.add_argument("--status", action="store_true")
     args = parser.parse_args(argv)
     if args.status:
@@ -157,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         **provenance(args.threads, args.device),
         "command": " ".join(["python -m bench.depth_poses", *sys.argv[1:]]),
     }
-    for run in pending(args.runs):
+    for run in pending(args.runs, args.methods, args.seeds):
         result = {**run_job(args.data, run, RULE, args.device), **stamp}
         store(result, run.path(args.runs))
         print(f"{run}: {json.dumps(result['auc'])} ({result['cpu_seconds']:.0f} CPU s)", flush=True)

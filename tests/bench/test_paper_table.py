@@ -15,8 +15,14 @@ from tests.bench.test_mnist import fake_mnist
 def test_plan_puts_seed_zero_of_the_vaegans_first_and_has_three_seeds_for_the_families() -> None:
     plan = table.plan()
     assert len(plan) == len(set(plan))
-    assert plan[:10] == [table.Run(d, 0, "vaegan") for d in range(10)]
-    assert plan[10:20] == [table.Run(d, 0, "vaegan+") for d in range(10)]
+    assert {r.method for r in plan[:30]} == set(PEERS)
+    assert plan[30:34] == [
+        table.Run(0, 0, "vaegan"),
+        table.Run(0, 0, "vaegan+"),
+        table.Run(1, 0, "vaegan"),
+        table.Run(1, 0, "vaegan+"),
+    ]
+    assert {(r.seed, r.method) for r in plan[30:50]} == {(0, "vaegan"), (0, "vaegan+")}
     for method in table.SETTINGS:
         assert {(r.digit, r.seed) for r in plan if r.method == method} == {
             (d, s) for d in range(10) for s in table.SEEDS
@@ -26,7 +32,7 @@ def test_plan_puts_seed_zero_of_the_vaegans_first_and_has_three_seeds_for_the_fa
 
 
 def test_pending_skips_stored_runs_and_shards_disjointly(tmp_path: Path) -> None:
-    first = table.plan()[0]
+    first = table.plan()[30]
     table.store({"auc": {}}, first.path(tmp_path))
     assert not list(first.path(tmp_path).parent.glob("*.partial"))
     left = list(table.pending(tmp_path))
@@ -34,6 +40,7 @@ def test_pending_skips_stored_runs_and_shards_disjointly(tmp_path: Path) -> None
     shards = [set(table.pending(tmp_path, (i, 3))) for i in range(3)]
     assert set.union(*shards) == set(left) and sum(map(len, shards)) == len(left)
     assert {r.method for r in table.pending(tmp_path, methods=["blur_knn"])} == {"blur_knn"}
+    assert {r.seed for r in table.pending(tmp_path, seeds=[2])} == {2}
     assert "1 of 150 runs done" in table.status(tmp_path)
     assert "| `vaegan` | 0 | 1 of 10 | 1 2 3 4 5 6 7 8 9 |" in table.status(tmp_path)
 
