@@ -789,10 +789,80 @@ def report(ctx: Context, since: str, flagged: bool, source: str | None, limit: i
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from exc
     with session_scope(_database(ctx)) as session:
-        result = build_report(session, start, flagged=flagged, source=source, limit=limit)
+        result = build_report(
+            session, ctx.settings.data_path, start, flagged=flagged, source=source, limit=limit
+        )
     click.echo(render(result, fmt))
     if fmt == "csv":
         click.echo(summary_line(result.summary), err=True)
+
+
+@main.group()
+def quarantine() -> None:
+    """Frames set aside with their reason: list them, and retry those worth another try."""
+
+
+@quarantine.command("list")
+@click.option("--since", default="7d", show_default=True, help="2h, 30m, 1d, or UTC 2026-11-27T10:00.")
+@click.option("--source", default=None, help="Only this source/camera.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+)
+@pass_context
+def quarantine_list(ctx: Context, since: str, source: str | None, fmt: str) -> None:
+    """Quarantined frames: when, the file where it lies now, where it landed, and why."""
+    from inspector.pipeline.quarantine import Quarantined, quarantined
+    from inspector.pipeline.report import parse_since
+
+    _database(ctx)
+    try:
+        start = parse_since(since)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from exc
+    found = quarantined(ctx.settings, start, source)
+    rows = [
+        dataclasses.asdict(q) | {"quarantined_at": f"{q.quarantined_at:%Y-%m-%dT%H:%M:%S}Z"} for q in found
+    ]
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if fmt == "csv":
+        fields = [field.name for field in dataclasses.fields(Quarantined)]
+        writer = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['frame_id']:>7}  {row['quarantined_at']}  {row['source']:<12.12}  {row['file']}")
+        click.echo(f"         landed as {row['path']}: {row['reason']}")
+    click.echo(f"{len(rows)} quarantined frames since {start:%Y-%m-%d %H:%M} UTC")
+
+
+@quarantine.command("retry")
+@click.argument("frame_ids", nargs=-1, type=int)
+@click.option("--all", "every", is_flag=True, help="Every frame quarantined within --since.")
+@click.option("--since", default="7d", show_default=True, help="With --all: quarantined since.")
+@pass_context
+def quarantine_retry(ctx: Context, frame_ids: tuple[int, ...], every: bool, since: str) -> None:
+    """Put quarantined frames back where they landed, pending: the watcher scores them at its next
+    rescan (or start). Their attempts are forgotten; a damaged file comes back with its reason."""
+    from inspector.pipeline.quarantine import quarantined, retry
+    from inspector.pipeline.report import parse_since
+
+    _database(ctx)
+    if every:
+        frame_ids += tuple(q.frame_id for q in quarantined(ctx.settings, parse_since(since)))
+    if not frame_ids:
+        raise click.UsageError("name the frames to retry (ids from `inspector quarantine list`), or --all")
+    outcome = retry(ctx.settings, list(dict.fromkeys(frame_ids)))
+    for frame_id, what in outcome.items():
+        click.echo(f"{frame_id:>7}  {what}")
+    pending = sum(what == "pending" for what in outcome.values())
+    click.echo(
+        f"{pending} of {len(outcome)} frames pending again: the watcher scores them at its next rescan"
+    )
+    if pending < len(outcome):
+        sys.exit(1)
 
 
 def bench_module(name: str) -> ModuleType:

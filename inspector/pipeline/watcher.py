@@ -148,6 +148,7 @@ class Watcher:
         """Commit a frame row per new content; known content is settled, not registered again."""
         moves: list[tuple[Path, str, str | None]] = []
         placed: list[tuple[Frame, Path, str]] = []  # finished frames whose file is moved now
+        duplicates: list[tuple[Frame, Path]] = []  # files of a registered frame's content
         with session_scope(self.settings.db_url) as session, Folders() as folders:
             found: list[tuple[Path, str]] = []
             rows: list[dict[str, Any]] = []
@@ -180,16 +181,26 @@ class Watcher:
                     # Moved within the folder before it was scored: follow it.
                     queries.set_frame_path(session, known.id, path_text(path))
                 elif known.path != path_text(path):
-                    self.stats["duplicates"] += 1
                     log.info("%s duplicates frame %s (%s)", path, known.id, known.path)
                     moves.append((path, duplicate_location(known, path), None))
+                    duplicates.append((known, path))
                 elif location := final_location(known, self.settings.watch.archive):
                     # Its result was committed but the process died (or the move failed) before
                     # the file was moved.
                     moves.append((path, location, known.error if known.status == "quarantined" else None))
                     placed.append((known, path, location))
         unmoved = move_files(self.data_dir, moves)
+        # A duplicate counts once it is moved aside (one that could not be is met again at a rescan).
+        moved = [(frame, path) for frame, path in duplicates if path not in unmoved]
+        self.stats["duplicates"] += len(moved)
         with session_scope(self.settings.db_url) as session:
+            queries.record_duplicates(
+                session,
+                [
+                    {"frame_id": f.id, "path": path_text(p), "stored_path": duplicate_location(f, p)}
+                    for f, p in moved
+                ],
+            )
             for frame, path, location in placed:
                 stored = None if path in unmoved else location
                 if stored != frame.stored_path:

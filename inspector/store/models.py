@@ -111,6 +111,20 @@ class Frame(Base):
     reviews: Mapped[list[Review]] = relationship(back_populates="frame", order_by="Review.created_at")
 
 
+class Duplicate(Base):
+    """A file that landed with the content of a frame already registered: moved to
+    archive/duplicates, never scored again, counted in the report."""
+
+    __tablename__ = "duplicates"
+    __table_args__ = (Index("ix_duplicates_seen", "seen_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    frame_id: Mapped[int] = mapped_column(BigId, ForeignKey("frames.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(Text)  # where it landed
+    stored_path: Mapped[str] = mapped_column(Text)  # relative to data_dir
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Result(Base):
     """A model's verdict on a frame; its maps are rows of result_maps, written in the same transaction."""
 

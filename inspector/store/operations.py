@@ -431,17 +431,16 @@ class ResultQuery:
 
 @dataclass
 class ResultRow(ReportRow):
-    """A result as the API lists it: the report's row, with its id, its frame's landing and
-    pruning, and its stored file."""
+    """A result as the API lists it: the report's row (its stored file included), with its id and
+    its frame's landing and pruning."""
 
     id: int
     landed_at: datetime
     pruned_at: datetime | None
-    stored_path: str | None
 
 
 def _result_select() -> Any:
-    return select(*REPORT_COLUMNS, Result.id, Frame.landed_at, Frame.pruned_at, Frame.stored_path).join(
+    return select(*REPORT_COLUMNS, Result.id, Frame.landed_at, Frame.pruned_at).join(
         Frame, Frame.id == Result.frame_id
     )
 

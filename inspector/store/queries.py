@@ -17,7 +17,16 @@ from sqlalchemy import Select, Table, case, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from inspector.store.models import Frame, Model, Result, ResultMap, Threshold, ThresholdChange, utcnow
+from inspector.store.models import (
+    Duplicate,
+    Frame,
+    Model,
+    Result,
+    ResultMap,
+    Threshold,
+    ThresholdChange,
+    utcnow,
+)
 
 WAITING = ("pending", "queued")  # registered, not yet claimed by a scorer
 IN_FLIGHT = ("queued", "processing")
@@ -218,6 +227,36 @@ def give_up_frames(session: Session, stale_before: datetime, max_attempts: int) 
     return frames_by_id(session, session.execute(stmt).scalars().all())
 
 
+def record_duplicates(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Files (frame_id, path, stored_path) moved aside as duplicates of a registered frame."""
+    if rows:
+        session.execute(Duplicate.__table__.insert(), [{"seen_at": utcnow(), **row} for row in rows])
+
+
+def quarantined_frames(
+    session: Session, since: datetime, source: str | None = None, limit: int | None = None
+) -> list[Frame]:
+    """Frames quarantined since a time (by their last change), oldest first."""
+    stmt = select(Frame).where(Frame.status == "quarantined", Frame.updated_at >= since)
+    if source is not None:
+        stmt = stmt.where(Frame.source == source)
+    return list(session.scalars(stmt.order_by(Frame.updated_at, Frame.id).limit(limit)))
+
+
+def retry_frames(session: Session, ids: Sequence[int]) -> list[int]:
+    """Quarantined frames made pending again, their attempts forgotten: the next recover scores them."""
+    stmt = (
+        update(Frame)
+        .where(Frame.id.in_(list(ids)), Frame.status == "quarantined")
+        .values(
+            status="pending", attempts=0, error=None, stored_path=None, claimed_by=None, updated_at=utcnow()
+        )
+        .returning(Frame.id)
+        .execution_options(**_NO_SYNC)
+    )
+    return sorted(session.execute(stmt).scalars())
+
+
 def set_frame_path(session: Session, frame_id: int, path: str) -> None:
     stmt = update(Frame).where(Frame.id == frame_id).values(path=path, updated_at=utcnow())
     session.execute(stmt.execution_options(**_NO_SYNC))
@@ -401,6 +440,7 @@ class ReportRow:
     threshold: float
     is_anomaly: bool
     scored_at: datetime
+    stored_path: str | None  # its archive (or quarantine) file, relative to data_dir, once moved
 
 
 REPORT_COLUMNS = (  # a ReportRow's, in its order
@@ -413,6 +453,7 @@ REPORT_COLUMNS = (  # a ReportRow's, in its order
     Result.threshold,
     Result.is_anomaly,
     Result.created_at,
+    Frame.stored_path,
 )
 
 
@@ -444,6 +485,20 @@ def report_rows(
         .limit(limit)
     )
     return [ReportRow(*row) for row in session.execute(stmt)]
+
+
+def report_counts(session: Session, since: datetime, source: str | None = None) -> tuple[int, int]:
+    """(frames quarantined, files found to be duplicates) since a time."""
+    quarantined = (
+        select(func.count())
+        .select_from(Frame)
+        .where(Frame.status == "quarantined", Frame.updated_at >= since)
+    )
+    duplicates = select(func.count()).select_from(Duplicate).where(Duplicate.seen_at >= since)
+    if source is not None:
+        quarantined = quarantined.where(Frame.source == source)
+        duplicates = duplicates.join(Frame, Frame.id == Duplicate.frame_id).where(Frame.source == source)
+    return session.scalar(quarantined) or 0, session.scalar(duplicates) or 0
 
 
 def report_scores(

@@ -1,16 +1,21 @@
-"""Report arithmetic and formats, on rows made directly (no model needed)."""
+"""Report arithmetic and formats on rows made directly; the report and `inspector quarantine` end to end."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from inspector.cli import main
+from inspector.config import Settings
 from inspector.pipeline.report import build_report, parse_since, render
 from inspector.store.db import get_engine, session_scope
 from inspector.store.models import Base, utcnow
+from tests.pipeline.conftest import counts, settings_env, write_frames
 from tests.store.rows import insert_result, register_frames, register_model
 
 NOW = datetime(2026, 11, 27, 12, 0)
@@ -48,9 +53,9 @@ def test_summary_covers_the_window_and_flagged_narrows_the_rows(tmp_path: Path) 
             )
     since = utcnow() - timedelta(hours=1)
     with session_scope(url) as session:
-        everything = build_report(session, since)
-        flagged_b = build_report(session, since, flagged=True, source="b")
-        future = build_report(session, utcnow() + timedelta(hours=1))
+        everything = build_report(session, tmp_path, since)
+        flagged_b = build_report(session, tmp_path, since, flagged=True, source="b")
+        future = build_report(session, tmp_path, utcnow() + timedelta(hours=1))
     assert (everything.summary.frames, everything.summary.flagged) == (10, 4)
     assert everything.summary.rate == pytest.approx(0.4)
     assert everything.summary.percentiles["p50"] == pytest.approx(0.45)
@@ -65,3 +70,45 @@ def test_summary_covers_the_window_and_flagged_narrows_the_rows(tmp_path: Path) 
     table = render(flagged_b, "table")
     assert "anomaly" in table and "4 frames, 4 flagged (100.0%)" in table
     assert "0 frames, 0 flagged" in render(future, "table")
+
+
+def test_the_report_counts_what_was_set_aside_and_names_files_where_they_lie(
+    tmp_path: Path, embedded: Settings
+) -> None:
+    """Issue 17, item 15: quarantined frames and duplicate files appear in the report's summary,
+    each row names its archive file (the folder it landed in is empty), and `inspector quarantine
+    list|retry` names the quarantined frames and gives them a second chance."""
+    incoming = tmp_path / "incoming"
+    paths = write_frames(incoming, 3)
+    (incoming / "damaged.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    shutil.copy(paths[0], incoming / "z-again.png")  # a duplicate of the first frame, found after it
+    env = settings_env(embedded) | {"INSPECTOR_WATCH__MAX_DECODED_BYTES": "100"}  # 32x32: 1 KiB each
+    runner = CliRunner()
+    assert runner.invoke(main, ["watch", str(incoming), "--once"], env=env).exit_code == 0
+    assert counts(embedded.db_url)[1] == {"quarantined": 4}
+
+    report = runner.invoke(main, ["report", "--since", "1h"], env=env)
+    assert "0 frames" in report.output and "4 quarantined, 1 duplicate files" in report.output
+    listed = json.loads(runner.invoke(main, ["quarantine", "list", "--format", "json"], env=env).output)
+    assert len(listed) == 4 and all(Path(row["file"]).is_file() for row in listed)
+    assert {Path(row["path"]).name for row in listed} == {"f000.png", "f001.png", "f002.png", "damaged.png"}
+    assert any("bytes" in row["reason"] for row in listed)
+    table = runner.invoke(main, ["quarantine", "list"], env=env).output
+    assert "4 quarantined frames" in table and "damaged.png" in table
+
+    env = settings_env(embedded)  # the limit raised again: every frame worth a retry
+    retried = runner.invoke(main, ["quarantine", "retry", "--all"], env=env)
+    assert retried.exit_code == 0 and "4 of 4 frames pending again" in retried.output
+    assert sorted(p.name for p in incoming.iterdir()) == ["damaged.png", "f000.png", "f001.png", "f002.png"]
+    assert not list((embedded.data_path / "quarantine").iterdir())  # files and notes went back
+    assert runner.invoke(main, ["watch", str(incoming), "--once"], env=env).exit_code == 0
+    assert counts(embedded.db_url) == (3, {"done": 3, "quarantined": 1}, 1)  # damaged: again
+
+    rows = json.loads(runner.invoke(main, ["report", "--since", "1h", "--format", "json"], env=env).output)
+    assert rows["summary"]["quarantined"] == 1 and rows["summary"]["duplicates"] == 1
+    assert len(rows["rows"]) == 3 and all(Path(row["file"]).is_file() for row in rows["rows"])
+    assert all("archive" in row["file"] and row["path"].endswith(".png") for row in rows["rows"])
+    assert list(incoming.iterdir()) == []
+    done = str(rows["rows"][0]["frame_id"])
+    again = runner.invoke(main, ["quarantine", "retry", done, "999"], env=env)
+    assert again.exit_code == 1 and "not quarantined" in again.output and "no such frame" in again.output

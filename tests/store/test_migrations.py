@@ -20,6 +20,7 @@ from inspector.store.models import Base
 TABLES = {
     *("frames", "models", "results", "result_maps", "reviews", "thresholds", "threshold_changes"),
     *("heartbeats", "alert_outbox", "alert_state", "model_roles", "model_changes", "web_sessions"),
+    "duplicates",
 }
 
 
