@@ -29,7 +29,8 @@ class FrameSpec:
     """How a file on disk becomes a model input: the one definition of "a frame"."""
 
     mode: str = "grey"  # grey | colour | depth
-    image_size: int = 84
+    image_size: int = 84  # the model input's rows, and its columns unless ``width`` is set
+    width: int = 0  # the model input's columns (0 = image_size: square); keeps elongated frames' aspect
     depth_unit_mm: float = 1.0  # millimetres per raw depth unit (SR305: 0.125)
     near_mm: float = 0.0  # working range; outside is clipped
     far_mm: float = 1500.0
@@ -43,6 +44,11 @@ class FrameSpec:
     @property
     def channels(self) -> int:
         return 3 if self.mode == "colour" else 1
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, columns) of a model input."""
+        return self.image_size, self.width or self.image_size
 
 
 @dataclass

@@ -68,6 +68,12 @@ class Checkpoint:
         return family_of_config(self.model_config)
 
     @property
+    def default_method(self) -> str:
+        """The method training chose for this checkpoint (``metadata["method"]``), else its family's."""
+        chosen = self.metadata.get("method")
+        return chosen if chosen in self.family.methods else self.family.default_method
+
+    @property
     def version(self) -> str:
         """A content hash of the weights, configuration and default thresholds: same model, same version."""
         digest = hashlib.sha256()
@@ -78,7 +84,10 @@ class Checkpoint:
             name = self.family.name
             described = {"family": name, "config": dataclasses.asdict(self.model_config)}
             digest.update(json.dumps({**described, "thresholds": self.thresholds}, sort_keys=True).encode())
-        digest.update(json.dumps(dataclasses.asdict(self.frame_spec), sort_keys=True).encode())
+        spec = dataclasses.asdict(self.frame_spec)
+        if not spec["width"]:  # square, as every frame was before the field: same versions
+            del spec["width"]
+        digest.update(json.dumps(spec, sort_keys=True).encode())
         for key in sorted(self.state_dict):
             digest.update(key.encode())
             digest.update(self.state_dict[key].detach().cpu().contiguous().numpy().tobytes())
@@ -193,7 +202,7 @@ class Detector:
     ):
         self.checkpoint = checkpoint
         family = checkpoint.family
-        self.method = method or family.default_method
+        self.method = method or checkpoint.default_method
         if family_of(self.method) is not family:
             raise CheckpointError(
                 f"method {self.method!r} needs a {family_of(self.method).name!r} model, "
@@ -228,11 +237,7 @@ class Detector:
     def score_arrays(self, frames: np.ndarray | Sequence[np.ndarray]) -> list[Detection]:
         """Score preprocessed frames (N, C, H, W) in [0, 1], ``batch_size`` frames per forward pass."""
         batch = np.asarray(frames, dtype=np.float32)
-        expected = (
-            self.checkpoint.model_config.channels,
-            self.frame_spec.image_size,
-            self.frame_spec.image_size,
-        )
+        expected = (self.checkpoint.model_config.channels, *self.frame_spec.shape)
         if batch.ndim != 4 or batch.shape[1:] != expected:
             raise FrameError(
                 f"frames of shape {batch.shape[1:]} do not fit this model, which takes {expected}"

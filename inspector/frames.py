@@ -235,8 +235,10 @@ def check_spec(spec: FrameSpec) -> None:
     """Refuse an unusable frame configuration: a settings error, not the frame's fault."""
     if spec.mode not in ("grey", "colour", "depth"):
         raise ConfigError(f"frames.mode must be grey, colour or depth, not {spec.mode!r}")
-    if spec.image_size < 1:
-        raise ConfigError(f"frames.image_size must be positive, not {spec.image_size}")
+    if spec.image_size < 1 or spec.width < 0:
+        raise ConfigError(
+            f"frames.image_size must be positive and frames.width positive or 0, not {spec.shape}"
+        )
     if spec.mode == "depth":
         if spec.depth_unit_mm <= 0:
             raise ConfigError(f"frames.depth_unit_mm must be positive, not {spec.depth_unit_mm}")
@@ -248,12 +250,12 @@ def check_spec(spec: FrameSpec) -> None:
         raise ConfigError(f"frames.roi must be x, y, width, height with a positive size, not {spec.roi}")
 
 
-def _resize(img: np.ndarray, size: int) -> np.ndarray:
-    """(C, H, W) float32 -> (C, size, size): bilinear with antialiasing (PIL's filter)."""
-    if img.shape[1:] == (size, size):
+def _resize(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(C, H, W) float32 -> (C, *shape): bilinear with antialiasing (PIL's filter)."""
+    if img.shape[1:] == shape:
         return img
     tensor = torch.from_numpy(np.ascontiguousarray(img))[None]
-    out = F.interpolate(tensor, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    out = F.interpolate(tensor, size=shape, mode="bilinear", antialias=True, align_corners=False)
     return out[0].numpy()
 
 
@@ -266,7 +268,7 @@ def _one_channel(raw: np.ndarray, what: str) -> np.ndarray:
 
 
 def _depth(raw: np.ndarray, spec: FrameSpec) -> np.ndarray:
-    """Sensor units -> (1, S, S) in [0, 1]: near = 1, far and holes = 0."""
+    """Sensor units -> (1, H, W) in [0, 1] at the model's shape: near = 1, far and holes = 0."""
     raw = _one_channel(raw, "depth")
     if raw.dtype not in DEPTH_DTYPES:
         hint = " (8-bit images hold no sensor depth; save depth as 16-bit PNG, TIFF or .npy)"
@@ -276,13 +278,13 @@ def _depth(raw: np.ndarray, spec: FrameSpec) -> np.ndarray:
     near, far = spec.near_mm, spec.far_mm
     unit = np.where(valid, (far - np.clip(mm, near, far)) / (far - near), 0.0).astype(np.float32)
     if not spec.fill_holes:
-        return _resize(unit[None], spec.image_size)
+        return _resize(unit[None], spec.shape)
     # Normalised convolution: resize value·valid and valid and divide, so holes do not drag
     # their neighbours towards "far". Pixels still mostly empty are inpainted where they are
     # enclosed by measurements (sensor dropouts); empty regions reaching the frame's border
     # are background (out of range, or removed) and stay far. All at the model's resolution,
     # where it is cheap.
-    both = _resize(np.stack([unit * valid, valid.astype(np.float32)]), spec.image_size)
+    both = _resize(np.stack([unit * valid, valid.astype(np.float32)]), spec.shape)
     empty = both[1] < 0.5
     filled = np.where(empty, 0.0, both[0] / np.maximum(both[1], 0.5)).astype(np.float32)
     _count, labels = cv2.connectedComponents(empty.astype(np.uint8), connectivity=4)
@@ -338,7 +340,7 @@ def preprocess(raw: np.ndarray, spec: FrameSpec) -> np.ndarray:
         img = img[None]
     else:
         img = (np.stack([img] * 3) if img.ndim == 2 else img.transpose(2, 0, 1)).astype(np.float32)
-    img = np.clip(_resize(img, spec.image_size), 0.0, 1.0)
+    img = np.clip(_resize(img, spec.shape), 0.0, 1.0)
     if spec.flatten:
         img = flatten(img, spec.flatten)
     return np.ascontiguousarray(img, dtype=np.float32)

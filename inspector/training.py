@@ -148,10 +148,6 @@ def train(
     """
     if frames.ndim != 4 or len(frames) == 0:
         raise TrainingError("training needs a non-empty batch of frames (N, C, H, W)")
-    if frames.shape[1] != config.channels or frames.shape[-1] != config.image_size:
-        raise TrainingError(
-            f"frames {frames.shape[1:]} do not match the model ({config.channels}, {config.image_size})"
-        )
     seed_everything(options.seed)
     device = resolve_device(options.device)
     train_idx, val_idx = split_validation(len(frames), options.val_fraction, options.seed)
@@ -161,6 +157,10 @@ def train(
 
     family = family_of_config(config)
     model = family.model(config).to(device)
+    try:
+        model.check_frames(frames.shape[1:])
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from exc
     trainer = family.trainer(model)
     generator = torch.Generator().manual_seed(options.seed)
     batch_size = min(config.batch_size, len(train_x))

@@ -159,6 +159,23 @@ def test_roi_crops_before_resizing() -> None:
         preprocess(img, FrameSpec(image_size=10, roi=(0, 0, 0, 10)))
 
 
+def test_width_keeps_an_elongated_frame_s_aspect() -> None:
+    """frames.width sets the columns apart from the rows; 0 keeps frames square."""
+    img = np.zeros((50, 150), np.uint8)
+    img[:, 100:] = 255
+    frame = preprocess(img, FrameSpec(image_size=10, width=30))
+    assert frame.shape == (1, 10, 30) and frame[0, :, 21:].min() > 0.999 and frame[0, :, :19].max() < 0.001
+    assert preprocess(img, FrameSpec(image_size=10)).shape == (1, 10, 10)
+    depth = np.full((48, 64), 4000, np.uint16)
+    assert preprocess(depth, FrameSpec(mode="depth", image_size=12, width=16, fill_holes=True)).shape == (
+        1,
+        12,
+        16,
+    )
+    with pytest.raises(ConfigError, match="width"):
+        preprocess(img, FrameSpec(image_size=10, width=-1))
+
+
 def test_flatten_removes_the_lighting_and_keeps_local_contrast() -> None:
     """A surface lit from one side with a dark spot: flat-fielded, the surface is even (0.5)
     and the spot keeps its contrast, at either end of the ramp."""

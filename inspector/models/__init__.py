@@ -2,8 +2,10 @@
 
 A family is a config, networks with their scoring methods, and a trainer (see base.Family).
 The paper's: ``vae`` (vae.py), ``anogan`` (anogan.py), ``vaegan`` (vaegan.py). Ours:
-``vaegan-z`` (fixed_camera.py) and ``vaegan+`` (glimpse_vaegan.py). Each scoring method
-belongs to exactly one family, and names one computation.
+``vaegan-z`` (fixed_camera.py), ``vaegan+`` (glimpse_vaegan.py), and the memories of normal
+patches of a pretrained backbone (memory.py): ``patch-memory`` (patch_memory.py) and
+``glimpse-memory`` (glimpse_memory.py). Each scoring method belongs to exactly one family,
+and names one computation.
 """
 
 from __future__ import annotations
@@ -12,12 +14,28 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from inspector.models import anogan, fixed_camera, glimpse_vaegan, vae, vaegan
+from inspector.models import (
+    anogan,
+    fixed_camera,
+    glimpse_memory,
+    glimpse_vaegan,
+    patch_memory,
+    vae,
+    vaegan,
+)
 from inspector.models.base import AnomalyModel, Family, ModelConfig, Scores, Trainer
 
 FAMILIES: dict[str, Family] = {
     family.name: family
-    for family in (vae.FAMILY, anogan.FAMILY, vaegan.FAMILY, fixed_camera.FAMILY, glimpse_vaegan.FAMILY)
+    for family in (
+        vae.FAMILY,
+        anogan.FAMILY,
+        vaegan.FAMILY,
+        fixed_camera.FAMILY,
+        glimpse_vaegan.FAMILY,
+        patch_memory.FAMILY,
+        glimpse_memory.FAMILY,
+    )
 }
 METHODS: dict[str, Family] = {method: family for family in FAMILIES.values() for method in family.methods}
 

@@ -53,6 +53,15 @@ class AnomalyModel(nn.Module):
         if method not in self.scoring_methods:
             raise ValueError(f"{type(self).__name__} scores with {self.scoring_methods}, not {method!r}")
 
+    def check_frames(self, shape: tuple[int, ...]) -> None:
+        """Refuse frames (C, H, W) this model cannot take: most families see square frames of
+        ``image_size``; those that take any shape say so."""
+        c = self.config
+        if tuple(shape) != (c.channels, c.image_size, c.image_size):
+            raise ValueError(
+                f"frames {tuple(shape)} do not match the model ({c.channels}, {c.image_size}, {c.image_size})"
+            )
+
     def score(self, x: torch.Tensor, method: str) -> Scores:
         """Anomaly scores (higher = more anomalous) and maps; call in eval mode."""
         raise NotImplementedError

@@ -9,14 +9,27 @@ and a map computed on the glimpse goes back to the frame through θ⁻¹.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch.nn import functional as F
 
 from inspector.models.blocks import gaussian_blur
 
 
-def locate(x: torch.Tensor, sigma: float, threshold: float, fill: float) -> torch.Tensor:
-    """θ (N, 2, 3): glimpse → frame, normalised coordinates; the whole frame where nothing is found."""
+@dataclass
+class GlimpseFields:
+    """How a family that sees glimpses finds the object (part of its config)."""
+
+    glimpse_size: int = 28  # side of the glimpse, what the networks see
+    glimpse_blur: float = 1.0  # σ of the smoothing used to find the object and to resample it
+    glimpse_threshold: float = 0.25  # object = smoothed frame above its median by this much
+    glimpse_fill: float = 20 / 28  # fraction of the glimpse side the object spans
+
+
+def object_box(x: torch.Tensor, sigma: float, threshold: float) -> torch.Tensor:
+    """The object's bounding box (N, 4): top, bottom, left, right pixel (inclusive); the whole
+    frame where nothing is found."""
     smooth = gaussian_blur(x.mean(dim=1, keepdim=True), sigma)[:, 0]
     n, h, w = smooth.shape
     mask = smooth - smooth.flatten(1).median(dim=1).values[:, None, None] > threshold
@@ -29,8 +42,24 @@ def locate(x: torch.Tensor, sigma: float, threshold: float, fill: float) -> torc
         found = hit.any(dim=1)
         return torch.where(found, first, 0.0), torch.where(found, last, size - 1.0)
 
-    top, bottom = extent(rows, h)
-    left, right = extent(cols, w)
+    return torch.stack([*extent(rows, h), *extent(cols, w)], dim=1)
+
+
+def box_fraction(x: torch.Tensor, sigma: float, threshold: float) -> torch.Tensor:
+    """The fraction of each frame (N,) its object's bounding box covers (1: nothing found)."""
+    top, bottom, left, right = object_box(x, sigma, threshold).unbind(dim=1)
+    return (bottom - top + 1) * (right - left + 1) / (x.shape[-2] * x.shape[-1])
+
+
+def locate_with(x: torch.Tensor, fields: GlimpseFields) -> torch.Tensor:
+    """θ of ``locate`` with a config's settings."""
+    return locate(x, fields.glimpse_blur, fields.glimpse_threshold, fields.glimpse_fill)
+
+
+def locate(x: torch.Tensor, sigma: float, threshold: float, fill: float) -> torch.Tensor:
+    """θ (N, 2, 3): glimpse → frame, normalised coordinates; the whole frame where nothing is found."""
+    n, h, w = x.shape[0], x.shape[-2], x.shape[-1]
+    top, bottom, left, right = object_box(x, sigma, threshold).unbind(dim=1)
     side = torch.maximum(bottom - top, right - left) + 1
     theta = torch.zeros(n, 2, 3, dtype=x.dtype, device=x.device)
     theta[:, 0, 0] = side / fill / w
@@ -46,11 +75,12 @@ def glimpse(x: torch.Tensor, theta: torch.Tensor, size: int, sigma: float) -> to
     return F.grid_sample(gaussian_blur(x, sigma), grid, padding_mode="border", align_corners=False)
 
 
-def unglimpse(maps: torch.Tensor, theta: torch.Tensor, size: int) -> torch.Tensor:
-    """Maps (N, C, s, s) on the glimpse put back in frame coordinates (N, C, size, size); 0 outside."""
+def unglimpse(maps: torch.Tensor, theta: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """Maps (N, C, s, s) on the glimpse put back in frame coordinates (N, C, *size); 0 outside."""
+    height, width = (size, size) if isinstance(size, int) else size
     scale = theta[:, :, :2].diagonal(dim1=1, dim2=2)
     inverse = torch.zeros_like(theta)
     inverse[:, 0, 0], inverse[:, 1, 1] = 1 / scale[:, 0], 1 / scale[:, 1]
     inverse[:, :, 2] = -theta[:, :, 2] / scale
-    grid = F.affine_grid(inverse, [maps.shape[0], maps.shape[1], size, size], align_corners=False)
+    grid = F.affine_grid(inverse, [maps.shape[0], maps.shape[1], height, width], align_corners=False)
     return F.grid_sample(maps, grid, padding_mode="zeros", align_corners=False)

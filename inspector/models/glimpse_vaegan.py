@@ -28,16 +28,12 @@ import torch
 
 from inspector.models.base import Family, Scores, absolute_error
 from inspector.models.blocks import gaussian_blur
-from inspector.models.glimpse import glimpse, locate, unglimpse
+from inspector.models.glimpse import GlimpseFields, glimpse, locate_with, unglimpse
 from inspector.models.vaegan import VAEGAN, VAEGANConfig, VAEGANTrainer, feature_loss
 
 
 @dataclass
-class GlimpseConfig(VAEGANConfig):
-    glimpse_size: int = 28  # side of the glimpse, what the networks see
-    glimpse_blur: float = 1.0  # σ of the smoothing used to find the object and to resample it
-    glimpse_threshold: float = 0.25  # object = smoothed frame above its median by this much
-    glimpse_fill: float = 20 / 28  # fraction of the glimpse side the object spans
+class GlimpseConfig(GlimpseFields, VAEGANConfig):
     error_blur: float = 1.0  # σ (pixels) of the error's smoothing for vaegan-attn+
     attended_fraction: float = 0.05  # vaegan-attn+ scores the mean of this top fraction of it
 
@@ -75,7 +71,7 @@ class GlimpseVAEGAN(VAEGAN):
     def see(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The glimpse g (N, C, s, s) and its map θ to the frame."""
         c = self.config
-        theta = locate(x, c.glimpse_blur, c.glimpse_threshold, c.glimpse_fill)
+        theta = locate_with(x, c)
         return glimpse(x, theta, c.glimpse_size, c.glimpse_blur), theta
 
     @torch.no_grad()

@@ -15,6 +15,7 @@ def test_a_frame_scores_the_same_alone_and_in_any_batch(family: str) -> None:
     torch.manual_seed(0)
     model = build_model(tiny_config(family)).eval()
     x = torch.from_numpy(blob_frames(6, seed=3))
+    model.fit_normal_statistics(x, x)  # what scoring needs besides the weights (a memory's bank)
     for method in FAMILIES[family].methods:
         batch = model.score(x, method).score.detach().numpy()
         again = model.score(x.flip(0), method).score.detach().numpy()[::-1]

@@ -1,0 +1,190 @@
+"""A memory of normal patches (after PatchCore, Roth et al. 2022), shared by the two memory families.
+
+After training, the backbone's patch features (backbone.py) of the normal training frames
+are kept in a bank; a new frame's patch scores its distance to the nearest patch there:
+    d(p) = min over m in the bank of ‖f(p) − m‖
+Nothing is learnt by gradient steps, so the memory cannot overfit or diverge, and a frame of
+a kind never seen scores high wherever it differs. The bank keeps at most ``bank_size``
+patches, ``coreset_fraction`` of the training ones, chosen by greedy k-centre (each next
+one the patch farthest from those kept, in a random 64-dimensional projection), so that
+rare normal patches are kept where a random subset would drop them.
+
+Two scores of the distance map: ``-max``, the peak of the map smoothed by σ = ``smooth``
+feature cells (PatchCore: σ 4 px at stride 8, half a cell), for a local defect; ``-mean``,
+the mean distance, for a frame that differs everywhere a little (another object).
+
+Beside the memory, each family trains the paper's VAEGAN (vaegan.py) on a small view of the
+frame, for one reason: operators keep seeing its discriminator's Grad-CAM map in the
+dashboard, whatever scores the frame. It has no part in the score, so it is kept small
+(the ``width`` and ``latent_dim`` below); its reconstruction is the frame's
+``reconstruction`` map.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from inspector.models import backbone
+from inspector.models.base import AnomalyModel, Scores
+from inspector.models.blocks import gaussian_blur
+from inspector.models.vaegan import VAEGAN, VAEGANConfig, VAEGANTrainer
+
+CANDIDATES = 100_000  # training patches the coreset picks from (a random subset beyond)
+PROJECTION = 64  # dimensions of the random projection the coreset measures distances in
+QUERY_CHUNK = 2048  # patches per distance computation: bounds the (chunk × bank) matrix
+NEAREST = 4  # candidates of the fast distance whose exact distance is computed
+
+
+@dataclass
+class MemoryConfig(VAEGANConfig):
+    """The memory's settings; the VAEGAN's (inherited) are those of the Grad-CAM network,
+    smaller than the paper's by default since it only draws the map."""
+
+    width: int = 16
+    latent_dim: int = 32
+    batch_size: int = 32
+    bank_size: int = 8192  # the most normal patches kept: the distance's cost per patch
+    coreset_fraction: float = 0.1  # of the training patches kept (PatchCore: 0.01-0.1)
+    smooth: float = 0.5  # σ of the distance map's smoothing for the -max score, in feature cells
+
+
+def greedy_coreset(points: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Indices of ``size`` of the points (P, D), each the farthest from those chosen before."""
+    if len(points) <= size:
+        return torch.arange(len(points), device=points.device)
+    projection = torch.randn(points.shape[1], PROJECTION, generator=generator) / math.sqrt(PROJECTION)
+    z = points @ projection.to(points.device)
+    squares = z.square().sum(dim=1)
+    chosen = torch.empty(size, dtype=torch.long)
+    chosen[0] = int(torch.randint(len(points), (1,), generator=generator))
+    nearest = squares - 2 * (z @ z[chosen[0]]) + squares[chosen[0]]
+    for k in range(1, size):
+        chosen[k] = int(nearest.argmax())
+        torch.minimum(nearest, squares - 2 * (z @ z[chosen[k]]) + squares[chosen[k]], out=nearest)
+    return chosen.to(points.device)
+
+
+class PatchMemory(nn.Module):
+    """The bank of normal patch features (M, D), a buffer saved with the weights."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("bank", torch.zeros(0, dim))
+
+    @torch.no_grad()
+    def fit(self, patches: torch.Tensor, size: int, seed: int = 0) -> None:
+        """Keep ``size`` of the normal patches (P, D), chosen by greedy k-centre."""
+        if not len(patches):
+            raise ValueError("no normal patches to remember")
+        generator = torch.Generator().manual_seed(seed)
+        self.bank = patches[greedy_coreset(patches, size, generator)].contiguous()
+
+    @torch.no_grad()
+    def distances(self, features: torch.Tensor) -> torch.Tensor:
+        """Features (N, D, h, w) -> each patch's distance to its nearest normal one (N, h, w)."""
+        if not len(self.bank):
+            raise RuntimeError("the memory of normal patches is empty: fit it on normal frames first")
+        n, d, h, w = features.shape
+        queries = features.permute(0, 2, 3, 1).reshape(-1, d)
+        return torch.cat([self._nearest(chunk) for chunk in queries.split(QUERY_CHUNK)]).view(n, h, w)
+
+    def _nearest(self, queries: torch.Tensor) -> torch.Tensor:
+        """Distances (Q,) to the nearest bank patch. The fast ‖q‖² − 2q·m + ‖m‖² loses digits to
+        cancellation, differently for each batch size, so it only picks the NEAREST nearest
+        candidates; their distances are computed exactly: a patch scores the same in any batch
+        and on any device."""
+        candidates = torch.cdist(queries, self.bank).topk(min(NEAREST, len(self.bank)), largest=False)
+        return (queries[:, None] - self.bank[candidates.indices]).norm(dim=2).amin(dim=1)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
+        # The bank's size depends on the training set: take the saved one before loading.
+        if prefix + "bank" in state_dict:
+            self.bank = torch.empty_like(state_dict[prefix + "bank"], device=self.bank.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+class Views(NamedTuple):
+    """What a memory family makes of a batch of frames (N, C, H, W)."""
+
+    features: torch.Tensor  # the backbone's input
+    network: torch.Tensor  # the Grad-CAM VAEGAN's input (N, C, s, s)
+    to_frame: Callable[[torch.Tensor], torch.Tensor]  # maps (N, K, h, w) on either -> (N, K, H, W)
+
+
+class MemoryModel(AnomalyModel):
+    """What both memory families share; each says what the backbone and the VAEGAN see."""
+
+    config: MemoryConfig
+    network: VAEGAN  # the Grad-CAM VAEGAN, set by the family
+
+    def __init__(self, config: MemoryConfig):
+        super().__init__(config)
+        self.backbone = backbone.Backbone()
+        self.memory = PatchMemory(backbone.DIM)
+
+    def views(self, x: torch.Tensor) -> Views:
+        raise NotImplementedError
+
+    def network_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the Grad-CAM VAEGAN trains on."""
+        return self.views(x).network
+
+    @torch.no_grad()
+    def fit_normal_statistics(self, held_out: torch.Tensor, seen: torch.Tensor, batch: int = 32) -> None:
+        """Remember the training frames' patches (a random subset of CANDIDATES of them beyond,
+        the same number from each frame), then keep the coreset."""
+        device = next(self.backbone.parameters()).device
+        generator = torch.Generator().manual_seed(0)
+        kept, total = [], 0
+        for start in range(0, len(seen), batch):
+            features = self.backbone(self.views(seen[start : start + batch].to(device)).features)
+            patches = features.permute(0, 2, 3, 1).reshape(len(features), -1, features.shape[1])
+            total += patches.shape[0] * patches.shape[1]
+            per_frame = min(patches.shape[1], math.ceil(CANDIDATES / len(seen)))
+            pick = torch.rand(patches.shape[:2], generator=generator).argsort(dim=1)[:, :per_frame]
+            kept.append(patches[torch.arange(len(patches))[:, None], pick.to(device)].flatten(0, 1))
+        c = self.config
+        size = max(1, min(c.bank_size, math.ceil(c.coreset_fraction * total)))
+        self.memory.fit(torch.cat(kept), size)
+
+    def score(self, x: torch.Tensor, method: str) -> Scores:
+        self.check_method(method)
+        with torch.no_grad():
+            views = self.views(x)
+            distances = self.memory.distances(self.backbone(views.features))[:, None]
+            if method.endswith("-max"):
+                anomaly_map = views.to_frame(gaussian_blur(distances, self.config.smooth))[:, 0]
+                score = anomaly_map.flatten(1).amax(dim=1)
+            else:
+                anomaly_map = views.to_frame(distances)[:, 0]
+                score = distances.flatten(1).mean(dim=1)
+            reconstruction = views.to_frame(self.network.reconstruct(views.network))
+        attention = views.to_frame(self.network.grad_cam(views.network)[:, None])[:, 0]
+        return Scores(
+            score=score,
+            reconstruction=reconstruction,
+            error=anomaly_map,
+            attention=attention,
+            anomaly_map=anomaly_map,
+        )
+
+
+class MemoryTrainer:
+    """The memory needs no steps (fit_normal_statistics fills it): training trains the Grad-CAM VAEGAN."""
+
+    def __init__(self, model: MemoryModel):
+        self.model = model
+        self.network = VAEGANTrainer(model.network)
+
+    def step(self, x: torch.Tensor) -> dict[str, float]:
+        return self.network.step(self.model.network_input(x))
+
+    @torch.no_grad()
+    def validation_loss(self, x: torch.Tensor) -> float:
+        return self.network.validation_loss(self.model.network_input(x))

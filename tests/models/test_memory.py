@@ -1,0 +1,119 @@
+"""The memory families: a pretrained backbone's patches of normal frames, and the nearest of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from inspector.config import FrameSpec
+from inspector.detector import Detector
+from inspector.models.backbone import DIM, Backbone
+from inspector.models.memory import PatchMemory, greedy_coreset
+from inspector.training import TrainingError, TrainOptions, train
+
+from ..conftest import TINY_SIZE, blob_frames, tiny_config
+
+TINY_MEMORY = {"attention_size": 16}
+ELONGATED = FrameSpec(image_size=32, width=96)
+
+
+def striped_frames(n: int, seed: int = 0, defect: bool = False) -> np.ndarray:
+    """Elongated normal frames (N, 1, 32, 96): a vertical grating with noise; a defect is a dark spot."""
+    rng = np.random.default_rng(seed)
+    xx = np.arange(96)[None, :]
+    frames = np.empty((n, 1, 32, 96), np.float32)
+    for i in range(n):
+        phase = rng.uniform(0, 2 * np.pi)
+        frame = 0.5 + 0.2 * np.sin(2 * np.pi * xx / 8 + phase) + rng.normal(0, 0.02, (32, 96))
+        if defect:
+            frame[12:20, 60:68] = 0.05
+        frames[i, 0] = np.clip(frame, 0, 1)
+    return frames
+
+
+def test_backbone_takes_any_shape_and_stays_frozen() -> None:
+    backbone = Backbone()
+    assert backbone(torch.rand(2, 1, 40, 72)).shape == (2, DIM, 5, 9)
+    assert backbone(torch.rand(1, 3, 17, 33)).shape == (1, DIM, 3, 5)
+    backbone.train()
+    assert not backbone.training and not any(p.requires_grad for p in backbone.parameters())
+
+
+def test_greedy_coreset_keeps_a_rare_cluster() -> None:
+    """Five clusters, one of five points among 400 others: k-centre keeps one of each."""
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.randn(5, 32, generator=generator) * 10
+    sizes = [100, 100, 100, 100, 5]
+    points = torch.cat(
+        [c + 0.1 * torch.randn(k, 32, generator=generator) for c, k in zip(centres, sizes, strict=True)]
+    )
+    owner = torch.repeat_interleave(torch.arange(5), torch.tensor(sizes))
+    chosen = greedy_coreset(points, 5, torch.Generator().manual_seed(1))
+    assert sorted(owner[chosen].tolist()) == [0, 1, 2, 3, 4]
+
+
+def test_memory_distance_is_exact_and_zero_on_remembered_patches() -> None:
+    generator = torch.Generator().manual_seed(0)
+    patches = torch.randn(300, 8, generator=generator) * 20
+    memory = PatchMemory(8)
+    memory.fit(patches, size=300)
+    queries = torch.randn(2, 8, 3, 5, generator=generator) * 20
+    flat = queries.permute(0, 2, 3, 1).reshape(-1, 8)
+    exact = torch.cdist(flat, patches, compute_mode="donot_use_mm_for_euclid_dist").amin(dim=1)
+    torch.testing.assert_close(memory.distances(queries).flatten(), exact, rtol=1e-6, atol=1e-5)
+    assert memory.distances(patches[:6].T.reshape(1, 8, 2, 3)).abs().max() < 1e-3
+    with pytest.raises(RuntimeError, match="empty"):
+        PatchMemory(8).distances(queries)
+
+
+def test_patch_memory_on_elongated_frames(tmp_path: Path) -> None:
+    """Frames keep their aspect (FrameSpec.width); maps come back at the frame's shape; a local
+    defect scores above every normal frame, its map peaks on it; the Grad-CAM map is there."""
+    config = tiny_config("patch-memory", **TINY_MEMORY)
+    checkpoint = train(striped_frames(24), config, ELONGATED, TrainOptions(epochs=1, device="cpu"))
+    checkpoint.save(tmp_path / "m.pt")
+    normal, defective = striped_frames(6, seed=1), striped_frames(2, seed=2, defect=True)
+    for method in ("patch-max", "patch-mean"):
+        detector = Detector.load(tmp_path / "m.pt", method=method, device="cpu")
+        found = detector.score_arrays(np.concatenate([normal, defective]))
+        scores = np.array([d.score for d in found])
+        assert scores[6:].min() > scores[:6].max(), method
+        peak = np.unravel_index(found[6].anomaly_map.argmax(), found[6].anomaly_map.shape)
+        assert 8 <= peak[0] <= 24 and 52 <= peak[1] <= 76, (method, peak)
+        assert found[0].anomaly_map.shape == found[0].attention.shape == (32, 96)
+        assert found[0].reconstruction.shape == (1, 32, 96)
+        assert 0 <= found[0].attention.min() and found[0].attention.max() <= 1 + 1e-6
+        again = Detector(checkpoint, method=method, device="cpu").score_arrays(normal[:2])
+        np.testing.assert_array_equal([d.score for d in again], scores[:2])
+    assert Detector(checkpoint, device="cpu").method == "patch-max"  # the family's default
+
+
+def test_glimpse_memory_scores_another_object_higher() -> None:
+    """Discs at jittered places are normal; a square of the same brightness is not."""
+    config = tiny_config("glimpse-memory", backbone_size=32, glimpse_size=16)
+    checkpoint = train(blob_frames(24), config, FrameSpec(image_size=TINY_SIZE), TrainOptions(epochs=1))
+    square = np.full((2, 1, TINY_SIZE, TINY_SIZE), 0.0, np.float32)
+    square[0, 0, 9:21, 10:22] = 0.8
+    square[1, 0, 12:24, 8:20] = 0.8
+    frames = np.concatenate([blob_frames(6, seed=5), square])
+    for method in ("glimpse-max", "glimpse-mean"):
+        found = Detector(checkpoint, method=method, device="cpu").score_arrays(frames)
+        scores = np.array([d.score for d in found])
+        assert scores[6:].min() > scores[:6].max(), method
+        assert found[0].attention is not None and found[0].anomaly_map.shape == (TINY_SIZE, TINY_SIZE)
+
+
+def test_square_families_refuse_elongated_frames() -> None:
+    with pytest.raises(TrainingError, match="do not match"):
+        train(striped_frames(8), tiny_config(image_size=32), ELONGATED, TrainOptions(epochs=1))
+
+
+def test_a_checkpoint_scores_with_the_method_training_chose() -> None:
+    config = tiny_config("patch-memory", **TINY_MEMORY)
+    checkpoint = train(striped_frames(8), config, ELONGATED, TrainOptions(epochs=1, device="cpu"))
+    checkpoint.metadata["method"] = "patch-mean"
+    assert Detector(checkpoint, device="cpu").method == "patch-mean"
+    assert Detector(checkpoint, method="patch-max", device="cpu").method == "patch-max"
