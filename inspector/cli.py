@@ -545,7 +545,9 @@ def threshold() -> None:
 @threshold.command("set")
 @click.argument("value", type=float)
 @click.option("--source", default=None, help="Source/camera (default: watch.source).")
-@click.option("--model", "model_version", default=None, help="Model version (default: the latest).")
+@click.option(
+    "--model", "model_version", default=None, help="Model version (default: the source's live model)."
+)
 @click.option("--method", default=None, help="Scoring method (needed where the model has several).")
 @click.option("--by", "who", default=None, help="Who makes the change (default: your login).")
 @click.option("--reason", default=None, help="Why, for the audit trail.")
@@ -568,7 +570,7 @@ def threshold_set(
     source = source or ctx.settings.watch.source
     try:
         with session_scope(_database(ctx)) as session:
-            model = resolve_model(session, model_version, method)
+            model = resolve_model(session, model_version, method, source)
             version, method = model.version, model.method
             change, flipped = set_threshold(
                 session, source, version, method, value, who or getpass.getuser(), reason
@@ -693,27 +695,15 @@ def model_register(
     """Register a checkpoint as a source's candidate: it scores beside the live model, in shadow."""
     from inspector.detector import CheckpointError, Detector
     from inspector.pipeline import registry
-    from inspector.store import queries
 
     try:
         detector = Detector.load(path, method=method, device="cpu")
     except (CheckpointError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
-
-    def change(session: Session) -> ModelChange:
-        queries.ensure_model(
-            session,
-            version=detector.version,
-            method=detector.method,
-            path=str(Path(path).resolve()),
-            default_threshold=detector.threshold,
-            config=detector.checkpoint.description(),
-            update_path=True,
-        )
-        where = source or ctx.settings.watch.source
-        return registry.register(session, where, detector.version, detector.method, _user(who), reason, live)
-
-    _registry_change(ctx, change)
+    where = source or ctx.settings.watch.source
+    _registry_change(
+        ctx, lambda session: registry.register_file(session, detector, path, where, _user(who), reason, live)
+    )
 
 
 @model.command("promote")

@@ -25,7 +25,7 @@ from inspector.store import review as store_review
 from inspector.store.db import session_scope
 from inspector.store.models import Heartbeat as HeartbeatRow
 from inspector.store.models import utcnow
-from inspector.store.queries import list_models
+from inspector.store.registry import default_models
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def summary(settings: Settings) -> HealthReport:
         counts, oldest = operations.unscored(session)
         channels, oldest_alert, failing = operations.undelivered(session)
         to_review = store_review.queue_count(session, store_review.QueueFilter())
-        models = list_models(session)  # oldest first: the last is the one registered last
+        models = default_models(session)  # oldest first: the last is the one registered last
     report = HealthReport(
         checked_at=now,
         schema=schema,

@@ -81,6 +81,20 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_candidate(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Another tiny VAEGAN (another seed, more frames): a candidate to try beside tiny_checkpoint."""
+    checkpoint = train(
+        blob_frames(96, seed=7),
+        tiny_config(),
+        FrameSpec(image_size=TINY_SIZE),
+        TrainOptions(epochs=2, seed=1, device="cpu"),
+    )
+    path = tmp_path_factory.mktemp("candidate") / "candidate.pt"
+    checkpoint.save(path)
+    return path
+
+
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 REDIS_TEST_URL = "redis://127.0.0.1:6379/9"  # a database number of the tests' own
 

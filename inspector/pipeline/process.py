@@ -4,6 +4,11 @@ A batch is claimed in SQL first (compare-and-set), so two workers handed the sam
 never both score a frame; the result insert is idempotent on (frame, model version, method),
 so even a frame scored twice after a lost worker ends with one result.
 
+Each frame is scored by its source's live model (the registry's, else the configured
+``model_path``) and, where the source has a candidate, by the candidate too, in the same
+commit: the candidate's results are marked ``shadow`` (never alerted, never queued for review).
+The registry is read again every ``registry.poll_seconds``: a promotion needs no restart.
+
 A frame that cannot be read is that frame's problem, whatever the decoder raised: it is
 quarantined with the reason, and the rest of its batch is scored. Unless its file may still
 be being written (it changed since it was registered or within ``watch.quiet_seconds``, or a
@@ -17,21 +22,25 @@ import dataclasses
 import hashlib
 import logging
 import stat
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
+from sqlalchemy.orm import Session
 
 from inspector import metrics
 from inspector.config import Settings
 from inspector.detector import CheckpointError, Detector, map_arrays
 from inspector.frames import FrameError, check_file_size, frame_from_bytes
 from inspector.maps import encode_png, map_planes
-from inspector.pipeline import alerts
+from inspector.pipeline import alerts, registry
 from inspector.pipeline.ledger import (
     archive_location,
     lstat,
@@ -48,8 +57,11 @@ from inspector.store.models import Frame, utcnow
 
 log = logging.getLogger(__name__)
 
-_DETECTORS: dict[tuple[str, int, str | None, str, int], Detector] = {}
+DETECTORS_KEPT = 4  # models kept loaded per process: the live and candidate models of a few sources
+_DETECTORS: OrderedDict[tuple[str, int, str | None, str, int], Detector] = OrderedDict()
+_DETECTORS_LOCK = threading.Lock()
 _REGISTERED: set[tuple[str, str, str]] = set()  # (database, model version, method)
+_WARNED: set[tuple[str, str]] = set()  # candidates that could not be loaded, named once in the log
 
 
 @dataclass
@@ -68,21 +80,40 @@ class Outcome:
         self.deferred += other.deferred
 
 
-def get_detector(settings: Settings) -> Detector:
-    """The model, loaded once per process (and again only if the checkpoint file changes)."""
-    path = Path(settings.model_path).resolve()
+def load_detector(
+    settings: Settings, path: str | Path, method: str | None, version: str | None = None
+) -> Detector:
+    """A model, loaded once per process (again only if its file changes; the last DETECTORS_KEPT
+    kept). With ``version`` (the registry's), a file that holds another model is refused: its
+    results would be stored under a version that did not make them."""
+    path = Path(path).resolve()
     try:
         mtime = path.stat().st_mtime_ns
     except OSError as exc:
         raise CheckpointError(f"model file not found: {path}") from exc
-    key = (str(path), mtime, settings.method, settings.device, settings.inference_batch)
-    if key not in _DETECTORS:
-        _DETECTORS.clear()
-        _DETECTORS[key] = Detector.load(
-            path, method=settings.method, device=settings.device, batch_size=settings.inference_batch
+    key = (str(path), mtime, method or None, settings.device, settings.inference_batch)
+    with _DETECTORS_LOCK:
+        detector = _DETECTORS.get(key)
+        if detector is None:
+            detector = Detector.load(
+                path, method=method or None, device=settings.device, batch_size=settings.inference_batch
+            )
+            log.info("loaded model %s (%s) on %s", detector.version, detector.method, detector.device)
+            _DETECTORS[key] = detector
+            while len(_DETECTORS) > DETECTORS_KEPT:
+                _DETECTORS.popitem(last=False)
+        _DETECTORS.move_to_end(key)
+    if version is not None and detector.version != version:
+        raise CheckpointError(
+            f"{path} holds model {detector.version}, not {version} as the registry says: "
+            "register the file again (inspector model register)"
         )
-        log.info("loaded model %s on %s", _DETECTORS[key].version, _DETECTORS[key].device)
-    return _DETECTORS[key]
+    return detector
+
+
+def get_detector(settings: Settings) -> Detector:
+    """The configured model (``model_path``, ``method``): sources without a live model in the registry."""
+    return load_detector(settings, settings.model_path, settings.method)
 
 
 def _register_model(settings: Settings, detector: Detector) -> None:
@@ -107,15 +138,20 @@ class ChangedFile(FrameError):
     """The file holds other bytes than the ones registered: its writer was not done."""
 
 
-def _load(frame: Frame, detector: Detector, max_bytes: int) -> np.ndarray:
-    """Read the very bytes that were registered (the hash must match) and preprocess them."""
-    check_file_size(frame.size_bytes, detector.frame_spec)
+def _read(frame: Frame) -> bytes:
+    """The very bytes that were registered (the hash must match)."""
     try:
         data = read_nofollow(text_path(frame.path), frame.size_bytes + 1)  # more: it grew
     except OSError as exc:
         raise FrameError(f"cannot read file: {exc.strerror or exc}") from exc
     if hashlib.sha256(data).hexdigest() != frame.content_hash:
         raise ChangedFile("file changed after it was registered")
+    return data
+
+
+def _pixels(frame: Frame, data: bytes, detector: Detector, max_bytes: int) -> np.ndarray:
+    """A frame's bytes preprocessed for a model (its frame spec)."""
+    check_file_size(frame.size_bytes, detector.frame_spec)
     return frame_from_bytes(data, detector.frame_spec, max_bytes)
 
 
@@ -185,72 +221,153 @@ def place_files(settings: Settings, moves: list[tuple[Frame, str, str | None]]) 
                     queries.set_stored_path(session, frame.id, None)
 
 
+class Scorer(NamedTuple):
+    detector: Detector
+    shadow: bool  # a candidate scored beside the live model
+
+
+def _scorers(settings: Settings, sources: set[str]) -> dict[str, list[Scorer]]:
+    """Each source's models: its live one (the registry's, else the configured one), then its
+    candidate, if it has one that can be loaded (a candidate that cannot never holds up scoring)."""
+    chosen: dict[str, list[Scorer]] = {}
+    for source, lineup in registry.lineups(settings, sources).items():
+        if lineup.live is None:
+            live = get_detector(settings)
+            _register_model(settings, live)
+        else:
+            live = load_detector(settings, lineup.live.path, lineup.live.method, lineup.live.version)
+        chosen[source] = [Scorer(live, False)]
+        candidate = lineup.candidate
+        if candidate is None or (candidate.version, candidate.method) == (live.version, live.method):
+            continue
+        try:
+            shadow = load_detector(settings, candidate.path, candidate.method, candidate.version)
+        except CheckpointError as exc:
+            if (candidate.version, candidate.path) not in _WARNED:
+                _WARNED.add((candidate.version, candidate.path))
+                log.warning("candidate %s of %s is not scored: %s", candidate.version, source, exc)
+            continue
+        chosen[source].append(Scorer(shadow, True))
+    return chosen
+
+
+@dataclass
+class Scoring:
+    """One model's scores of some of a batch's frames."""
+
+    detector: Detector  # the model that scored them (a file may be replaced before they are stored)
+    shadow: bool
+    frames: list[Frame] = field(default_factory=list)
+    pixels: list[np.ndarray] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    maps: list[dict[str, bytes]] = field(default_factory=list)  # PNG by kind, per frame
+
+    def run(self) -> None:
+        batch = np.stack(self.pixels)
+        detections = self.detector.score_arrays(batch)
+        self.scores = [d.score for d in detections]
+        self.maps = [
+            {kind: encode_png(plane, fast=True) for kind, plane in frame_planes.items()}
+            for frame_planes in map_planes(map_arrays(batch, detections))
+        ]
+        self.pixels = []
+
+
 @dataclass
 class Scored:
     """A claimed batch once scored: the results ``store`` commits."""
 
-    detector: Detector  # the model that scored it (the file may be replaced before it is stored)
     claimed: list[int]  # every frame claimed for this batch (released again if storing fails)
-    frames: list[Frame]  # those scored, in the order of the lists below
-    scores: list[float]
-    maps: list[dict[str, bytes]]  # PNG by kind, per frame
+    frames: list[Frame]  # those read: each has a live model's result among the scorings
+    scorings: list[Scoring]  # live models' first, then candidates'
     unreadable: Outcome  # claimed frames that could not be read: quarantined or deferred
 
 
-def _score(settings: Settings, detector: Detector, frames: list[Frame]) -> Scored:
-    """Read, preprocess and score claimed frames; unreadable ones are quarantined (or deferred),
-    each on its own, and on an error of the batch (the model, the database) it is handed back."""
+def _score(settings: Settings, frames: list[Frame]) -> Scored:
+    """Read, preprocess and score claimed frames with their sources' models; unreadable ones are
+    quarantined (or deferred), each on its own, and on an error of the batch (the model, the
+    database) it is handed back. Each file is read once, and preprocessed once per frame spec."""
     claimed = [f.id for f in frames]
+    max_bytes = settings.watch.max_decoded_bytes
     with released_on_error(settings, claimed):
-        loaded: list[tuple[Frame, np.ndarray]] = []
+        scorers = _scorers(settings, {f.source for f in frames})
+        scorings: dict[tuple[int, bool], Scoring] = {}
+        read: list[Frame] = []
         unreadable = Outcome()
         for frame in frames:
+            live, *shadows = scorers[frame.source]
             try:
-                loaded.append((frame, _load(frame, detector, settings.watch.max_decoded_bytes)))
+                check_file_size(frame.size_bytes, live.detector.frame_spec)  # before reading it
+                data = _read(frame)
+                live_pixels = _pixels(frame, data, live.detector, max_bytes)
             except Exception as exc:  # noqa: BLE001 - whatever a decoder raises is this frame's reason
                 unreadable.add(_unreadable(settings, frame, exc))
-        if not loaded:
-            return Scored(detector, claimed, [], [], [], unreadable)
-        batch = np.stack([pixels for _, pixels in loaded])
-        detections = detector.score_arrays(batch)
-        maps = [
-            {kind: encode_png(plane, fast=True) for kind, plane in frame_planes.items()}
-            for frame_planes in map_planes(map_arrays(batch, detections))
-        ]
-    return Scored(detector, claimed, [f for f, _ in loaded], [d.score for d in detections], maps, unreadable)
+                continue
+            read.append(frame)
+            for scorer in (live, *shadows):
+                pixels = live_pixels
+                if scorer.detector.frame_spec != live.detector.frame_spec:
+                    try:
+                        pixels = _pixels(frame, data, scorer.detector, max_bytes)
+                    except Exception as exc:  # noqa: BLE001 - the candidate's problem, not the frame's
+                        log.warning(
+                            "candidate %s cannot read frame %s: %s", scorer.detector.version, frame.id, exc
+                        )
+                        continue
+                key = (id(scorer.detector), scorer.shadow)
+                scoring = scorings.setdefault(key, Scoring(scorer.detector, scorer.shadow))
+                scoring.frames.append(frame)
+                scoring.pixels.append(pixels)
+        ordered = sorted(scorings.values(), key=lambda scoring: scoring.shadow)
+        for scoring in ordered:
+            scoring.run()
+    return Scored(claimed, read, ordered, unreadable)
+
+
+def _rows(session: Session, scoring: Scoring) -> list[dict[str, Any]]:
+    """A scoring's results as rows for insert_results, judged by each source's threshold now."""
+    detector = scoring.detector
+    limits = effective_thresholds(
+        session, detector.version, detector.method, {f.source for f in scoring.frames}
+    )
+    return [
+        {
+            "frame_id": frame.id,
+            "model_version": detector.version,
+            "method": detector.method,
+            "score": score,
+            "threshold": limits[frame.source],
+            "is_anomaly": is_anomaly(score, limits[frame.source]),
+            "shadow": scoring.shadow,
+            "maps": maps,
+        }
+        for frame, score, maps in zip(scoring.frames, scoring.scores, scoring.maps, strict=True)
+    ]
 
 
 def store(settings: Settings, scored: Scored) -> Outcome:
-    """Commit a scored batch's results with their maps and verdicts, then archive the frames.
-
-    A failure hands the batch back (the frames become claimable again at once).
-    """
-    detector, frames = scored.detector, scored.frames
+    """Commit a scored batch's results (live and shadow) with their maps and verdicts, then archive
+    the frames. A failure hands the batch back (the frames become claimable again at once)."""
+    frames = scored.frames
     outcome = dataclasses.replace(scored.unreadable)
     if not frames:
         return outcome
     locations = {f.id: archive_location(f) if settings.watch.archive else None for f in frames}
     with released_on_error(settings, scored.claimed), session_scope(settings.db_url) as session:
-        sources = {f.source for f in frames}
-        limits = effective_thresholds(session, detector.version, detector.method, sources)
-        rows = [
-            {
-                "frame_id": frame.id,
-                "model_version": detector.version,
-                "method": detector.method,
-                "score": score,
-                "threshold": limits[frame.source],
-                "is_anomaly": is_anomaly(score, limits[frame.source]),
-                "maps": maps,
-            }
-            for frame, score, maps in zip(frames, scored.scores, scored.maps, strict=True)
-        ]
-        queries.insert_results(session, rows)
+        rows = [_rows(session, scoring) for scoring in scored.scorings]
+        queries.insert_results(session, [row for scoring_rows in rows for row in scoring_rows])
         closed = set(queries.finish_frames(session, "done", locations))
-        # The live model's flags are queued for alerting in the results' own commit (the only
-        # model scored today; one scored beside it to be compared would store without this).
-        alerts.queue(session, settings, detector.version, detector.method, sorted(closed))
-    metrics.results_committed(frames, rows, closed)
+        # The live models' flags are queued for alerting in the results' own commit; a
+        # candidate's (shadow) never are.
+        for scoring in scored.scorings:
+            if not scoring.shadow:
+                scored_here = sorted(closed.intersection(f.id for f in scoring.frames))
+                alerts.queue(
+                    session, settings, scoring.detector.version, scoring.detector.method, scored_here
+                )
+    for scoring, scoring_rows in zip(scored.scorings, rows, strict=True):
+        if not scoring.shadow:
+            metrics.results_committed(scoring.frames, scoring_rows, closed)
     finished = [frame for frame in frames if frame.id in closed]
     # Only after the commit: a crash here leaves a done frame in the folder, which the
     # watcher's rescan archives; the other order could lose a frame.
@@ -273,12 +390,6 @@ def released_on_error(settings: Settings, claimed: list[int]) -> Iterator[None]:
         raise
 
 
-def _registered_detector(settings: Settings) -> Detector:
-    detector = get_detector(settings)
-    _register_model(settings, detector)
-    return detector
-
-
 def process_frames(frame_ids: Sequence[int], settings: Settings, claimant: str | None = None) -> Outcome:
     """Score and store the frames with these ids that are still waiting; the rest are skipped.
 
@@ -286,21 +397,18 @@ def process_frames(frame_ids: Sequence[int], settings: Settings, claimant: str |
     because its worker died, it resumes the frames that worker had claimed.
     """
     stale_before = utcnow() - timedelta(seconds=settings.watch.stale_seconds)
-    detector = _registered_detector(settings)
     with session_scope(settings.db_url) as session:
         attempts = queries.claim_frames(session, list(frame_ids), stale_before, claimant)
         frames = queries.frames_by_id(session, list(attempts))
     outcome = Outcome(skipped=len(set(frame_ids)) - len(attempts))
     if any(attempts[f.id] > 1 for f in frames):
-        outcome.add(_one_by_one(settings, detector, frames, attempts))
+        outcome.add(_one_by_one(settings, frames, attempts))
     elif frames:
-        outcome.add(store(settings, _score(settings, detector, frames)))
+        outcome.add(store(settings, _score(settings, frames)))
     return outcome
 
 
-def _one_by_one(
-    settings: Settings, detector: Detector, frames: list[Frame], attempts: dict[int, int]
-) -> Outcome:
+def _one_by_one(settings: Settings, frames: list[Frame], attempts: dict[int, int]) -> Outcome:
     """A batch whose worker died: score its frames one at a time, each stored before the next,
     counting an attempt for a frame only when its turn comes. A frame that kills workers then
     uses up its own attempts alone, and one tried more than ``watch.max_attempts`` times is
@@ -319,15 +427,15 @@ def _one_by_one(
         if turn:
             with session_scope(settings.db_url) as session:
                 queries.count_attempts(session, [frame.id], +1)
-        outcome.add(store(settings, _score(settings, detector, [frame])))
+        outcome.add(store(settings, _score(settings, [frame])))
     return outcome
 
 
 def score_next(settings: Settings) -> Scored | None:
     """Claim and score a batch of the oldest waiting frames; None when none waits (the embedded
     scorers' pull, which stores each batch while it scores the next)."""
-    detector, watch = _registered_detector(settings), settings.watch
+    watch = settings.watch
     with session_scope(settings.db_url) as session:
         claimed = queries.claim_next(session, watch.batch_size, watch.max_attempts)
         frames = queries.frames_by_id(session, claimed)
-    return _score(settings, detector, frames) if frames else None
+    return _score(settings, frames) if frames else None

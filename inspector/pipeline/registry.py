@@ -18,7 +18,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
-from typing import NamedTuple
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 from sqlalchemy.orm import Session
 
@@ -28,6 +29,9 @@ from inspector.store import registry as store
 from inspector.store.db import session_scope
 from inspector.store.models import ALL_SOURCES, ModelChange, ModelRole
 from inspector.store.registry import Assigned, Key
+
+if TYPE_CHECKING:
+    from inspector.detector import Detector
 
 
 class RegistryError(ValueError):
@@ -91,6 +95,30 @@ def register(
     return store.record_change(
         session, source=source, action="register", model=model, role="candidate", who=who, reason=reason
     )
+
+
+def register_file(
+    session: Session,
+    detector: Detector,
+    path: str | Path,
+    source: str,
+    who: str,
+    reason: str | None = None,
+    live: bool = False,
+) -> ModelChange:
+    """Register a loaded checkpoint file (its version and method, with the method's default
+    threshold) and give it a role for a source (:func:`register`). A version registered before
+    is read from this file from now on."""
+    queries.ensure_model(
+        session,
+        version=detector.version,
+        method=detector.method,
+        path=str(Path(path).resolve()),
+        default_threshold=detector.threshold,
+        config=detector.checkpoint.description(),
+        update_path=True,
+    )
+    return register(session, source, detector.version, detector.method, who, reason, live)
 
 
 def promote(

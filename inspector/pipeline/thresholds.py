@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy.orm import Session
 
-from inspector.store import queries
+from inspector.store import queries, registry
 from inspector.store.models import Model, ThresholdChange
 
 
@@ -38,10 +38,17 @@ def is_anomaly(score: float, threshold: float) -> bool:
 # --- the line --------------------------------------------------------------------------------
 
 
-def resolve_model(session: Session, model_version: str | None, method: str | None = None) -> Model:
-    """The model (version and method) a threshold is for: the version named, else the latest
-    registered; the method named, which a version registered with several needs."""
-    registered = queries.models_of(session, model_version) if model_version else queries.list_models(session)
+def resolve_model(
+    session: Session, model_version: str | None, method: str | None = None, source: str | None = None
+) -> Model:
+    """The model (version and method) a threshold is for: the version named, else the source's
+    live model (store.registry.default_models: never a candidate on trial); the method named,
+    which a version registered with several needs."""
+    registered = (
+        queries.models_of(session, model_version)
+        if model_version
+        else registry.default_models(session, source)
+    )
     if method is not None:
         registered = [m for m in registered if m.method == method]
     with_method = "" if method is None else f" with method {method!r}"

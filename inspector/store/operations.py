@@ -114,6 +114,7 @@ def queue_alerts(
                 Result.model_version == model_version,
                 Result.method == method,
                 Result.is_anomaly.is_(True),
+                Result.shadow.is_(False),
             )
         )
         columns = ["result_id", "channel", "source", "created_at", "attempts"]
@@ -427,6 +428,7 @@ class ResultQuery:
     score_max: float | None = None
     model_version: str | None = None
     method: str | None = None
+    shadow: bool | None = False  # True: only candidates' verdicts (scored beside a live model); None: all
 
 
 @dataclass
@@ -437,12 +439,12 @@ class ResultRow(ReportRow):
     id: int
     landed_at: datetime
     pruned_at: datetime | None
+    shadow: bool
 
 
 def _result_select() -> Any:
-    return select(*REPORT_COLUMNS, Result.id, Frame.landed_at, Frame.pruned_at).join(
-        Frame, Frame.id == Result.frame_id
-    )
+    columns = (Result.id, Frame.landed_at, Frame.pruned_at, Result.shadow)
+    return select(*REPORT_COLUMNS, *columns).join(Frame, Frame.id == Result.frame_id)
 
 
 def result_rows(session: Session, query: ResultQuery, before_id: int | None, limit: int) -> list[ResultRow]:
@@ -457,6 +459,7 @@ def result_rows(session: Session, query: ResultQuery, before_id: int | None, lim
         Result.score <= query.score_max if query.score_max is not None else None,
         Result.model_version == query.model_version if query.model_version is not None else None,
         Result.method == query.method if query.method is not None else None,
+        Result.shadow.is_(query.shadow) if query.shadow is not None else None,
         Result.id < before_id if before_id is not None else None,
     ]
     if query.reviewed is not None:

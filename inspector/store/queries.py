@@ -330,14 +330,15 @@ def insert_results(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     stmt = (
         _insert(session, table)
         .on_conflict_do_nothing(index_elements=[table.c.frame_id, table.c.model_version, table.c.method])
-        .returning(table.c.frame_id, table.c.id)
+        .returning(table.c.frame_id, table.c.model_version, table.c.method, table.c.id)
     )
     results = [{k: v for k, v in row.items() if k != "maps"} for row in rows]
-    stored = dict(session.execute(stmt, [{"created_at": now, **values} for values in results]).all())
+    returned = session.execute(stmt, [{"created_at": now, **values} for values in results]).all()
+    stored = {(frame_id, version, method): result_id for frame_id, version, method, result_id in returned}
     maps = [
-        {"result_id": stored[row["frame_id"]], "kind": kind, "png": png}
+        {"result_id": stored[key], "kind": kind, "png": png}
         for row in rows
-        if row["frame_id"] in stored
+        if (key := (row["frame_id"], row["model_version"], row["method"])) in stored
         for kind, png in row.get("maps", {}).items()
     ]
     if maps:
@@ -461,7 +462,8 @@ def _report_filter(
     stmt: Select, since: datetime, flagged: bool, source: str | None, frames_joined: bool = False
 ) -> Select:
     # The created_at / (is_anomaly, created_at) indexes carry the time range; the join is by key.
-    stmt = stmt.where(Result.created_at >= since)
+    # A candidate's verdicts (shadow) are not the pipeline's: the report leaves them out.
+    stmt = stmt.where(Result.created_at >= since, Result.shadow.is_(False))
     if flagged:
         stmt = stmt.where(Result.is_anomaly.is_(True))
     if source is not None:

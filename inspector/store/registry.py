@@ -44,6 +44,25 @@ def assignments(session: Session, source: str | None = None, roles: tuple[str, .
     return sorted(rows, key=lambda a: (a.source, order[a.role], -a.updated_at.timestamp()))
 
 
+def default_models(session: Session, source: str | None = None) -> list[Model]:
+    """The models a source's thresholds and status mean when none is named, the likeliest last:
+    its live model where the registry names one (its own, else that of ``*``), else the models
+    that hold no role (the configured model, as the pipeline registered it), oldest first. Without
+    a source, models live for some source count too. Never a model registered to be tried only."""
+    for where in (source, ALL_SOURCES):
+        live = None if where is None else holder(session, where, "live")
+        if live is not None:
+            stmt = select(Model).where(Model.version == live.model_version, Model.method == live.method)
+            return [session.scalars(stmt).one()]
+    roles = select(ModelRole.id).where(
+        ModelRole.model_version == Model.version, ModelRole.method == Model.method
+    )
+    unassigned = ~roles.exists()
+    if source is None:
+        unassigned = unassigned | roles.where(ModelRole.role == "live").exists()
+    return list(session.scalars(select(Model).where(unassigned).order_by(Model.created_at, Model.id)))
+
+
 def role_of(session: Session, source: str, version: str, method: str) -> ModelRole | None:
     stmt = select(ModelRole).where(
         ModelRole.source == source, ModelRole.model_version == version, ModelRole.method == method

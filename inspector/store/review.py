@@ -2,7 +2,8 @@
 reviewers' logins (thresholds' SQL: queries.py).
 
 The queue is ordered by (score, result id) descending and paged by keyset, so page 400 of
-a backlog costs what page 1 does. A frame leaves the queue once it has any review.
+a backlog costs what page 1 does. A frame leaves the queue once it has any review. A
+candidate's verdicts (shadow results) never enter it, nor the overview's counts.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class QueuePage:
 
 def _queue_query(filters: QueueFilter) -> Select[tuple[Result]]:
     reviewed = exists().where(Review.frame_id == Result.frame_id)
-    query = select(Result).join(Result.frame).where(~reviewed)
+    query = select(Result).join(Result.frame).where(~reviewed, Result.shadow.is_(False))
     if filters.flagged_only:
         query = query.where(Result.is_anomaly.is_(True))
     if filters.start is not None:
@@ -237,7 +238,7 @@ def overview(session: Session, since: datetime, hours: list[datetime]) -> Overvi
     by_hour = {(h if isinstance(h, datetime) else datetime.fromisoformat(h)): n for h, n in counted}
     results, flagged = session.execute(
         select(func.count(), func.count().filter(Result.is_anomaly.is_(True))).where(
-            Result.created_at >= since
+            Result.created_at >= since, Result.shadow.is_(False)
         )
     ).one()
     statuses = dict(session.execute(select(Frame.status, func.count()).group_by(Frame.status)).all())

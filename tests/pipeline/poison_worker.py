@@ -12,10 +12,10 @@ from workers.app import app
 _score = process._score
 
 
-def _dies_on_poison(settings, detector, frames):  # noqa: ANN001, ANN202 - process._score's
+def _dies_on_poison(settings, frames):  # noqa: ANN001, ANN202 - process._score's
     if any("poison" in frame.path for frame in frames):
         os._exit(1)
-    return _score(settings, detector, frames)
+    return _score(settings, frames)
 
 
 process._score = _dies_on_poison

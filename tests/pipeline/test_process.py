@@ -71,10 +71,10 @@ def test_a_frame_that_kills_its_worker_uses_up_only_its_own_attempts(
     poison = ids[2]
     score = process._score
 
-    def dying(settings: Settings, detector: object, frames: list) -> process.Scored:
+    def dying(settings: Settings, frames: list) -> process.Scored:
         if any(frame.id == poison for frame in frames):
             raise _WorkerDied
-        return score(settings, detector, frames)
+        return score(settings, frames)
 
     monkeypatch.setattr(process, "_score", dying)
     deliveries = 0

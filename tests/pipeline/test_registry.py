@@ -14,6 +14,7 @@ from inspector.config import Settings
 from inspector.detector import Checkpoint
 from inspector.pipeline import registry
 from inspector.pipeline.registry import RegistryError
+from inspector.pipeline.thresholds import resolve_model
 from inspector.store import migrate, queries
 from inspector.store import registry as store
 from inspector.store.db import session_scope
@@ -148,3 +149,18 @@ def test_model_commands(embedded: Settings, tiny_checkpoint: Path, tmp_path: Pat
     (tmp_path / "bad.pt").write_bytes(b"not a model")
     result = runner.invoke(main, ["model", "register", str(tmp_path / "bad.pt")], env=env)
     assert result.exit_code == 1 and "not a readable inspector model" in result.output
+
+
+def test_a_threshold_without_a_named_model_is_the_live_models_never_a_candidates(embedded: Settings) -> None:
+    url = embedded.db_url
+    _models(url, "configured", "trial")
+    with session_scope(url) as session:
+        registry.register(session, "cam", "trial", None, "ada")  # registered after the configured one
+        assert resolve_model(session, None, None, "cam").version == "configured"
+        registry.promote(session, "cam", who="ada")
+        assert resolve_model(session, None, None, "cam").version == "trial"
+        assert resolve_model(session, None, None, "elsewhere").version == "configured"
+    _models(url, "other")
+    with session_scope(url) as session:
+        registry.register(session, "*", "other", None, "ada", live=True)
+        assert resolve_model(session, None, None, "elsewhere").version == "other"

@@ -79,6 +79,9 @@ class ResultOut(BaseModel):
     score: float
     threshold: float = Field(description="The threshold the verdict was made against.")
     is_anomaly: bool
+    shadow: bool = Field(
+        description="A candidate's verdict, scored beside the live model: never alerted, never in the queue."
+    )
     landed_at: datetime = Field(description="UTC, the file's modification time.")
     scored_at: datetime = Field(description="UTC, when the result was committed.")
     label: Literal["anomaly", "normal"] | None = Field(description="The frame's latest review, if any.")
@@ -135,7 +138,7 @@ class ThresholdOut(BaseModel):
 class ThresholdIn(Inbound):
     value: float
     by: str = Field(min_length=1, max_length=128, description="Who makes the change (audit trail).")
-    model_version: str | None = Field(default=None, description="Default: the model registered last.")
+    model_version: str | None = Field(default=None, description="Default: the source's live model.")
     method: str | None = Field(
         default=None, description="Needed when the model version scores with several methods."
     )
@@ -212,12 +215,15 @@ def list_results(
     score_max: float | None = None,
     model_version: str | None = None,
     method: str | None = None,
+    shadow: Annotated[
+        bool, Query(description="true: candidates' verdicts (scored in shadow) instead of the pipeline's.")
+    ] = False,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
 ) -> dict[str, Any]:
     """Results, newest first, a page at a time (keyset paging: every page costs what the first does)."""
     query = operations.ResultQuery(
-        source, since, until, flagged, reviewed, score_min, score_max, model_version, method
+        source, since, until, flagged, reviewed, score_min, score_max, model_version, method, shadow
     )
     rows = operations.result_rows(db, query, _before(cursor), limit + 1)
     page = rows[:limit]
@@ -290,7 +296,7 @@ def set_threshold(source: str, body: ThresholdIn, db: DB) -> dict[str, Any]:
     """Set a source's threshold (recorded in the audit trail, as `inspector threshold set` does);
     the source's stored results are judged again."""
     try:
-        model = thresholds.resolve_model(db, body.model_version, body.method)
+        model = thresholds.resolve_model(db, body.model_version, body.method, source)
         change, flipped = thresholds.set_threshold(
             db, source, model.version, model.method, body.value, body.by, body.reason
         )
