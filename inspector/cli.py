@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import datetime
 import importlib
 import json
 import shlex
@@ -599,6 +600,126 @@ def threshold_show(ctx: Context, model_version: str | None) -> None:
     for v in views:
         who = f"  (set by {v.updated_by})" if v.updated_by else "  (model default)"
         click.echo(f"{v.model_version}  {v.method:<14}  {v.source:<16}  {v.value:.5g}{who}")
+
+
+def _since(text: str | None) -> datetime.datetime | None:
+    from inspector.pipeline.report import parse_since
+
+    try:
+        return None if text is None else parse_since(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from exc
+
+
+@main.command()
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="A new (or empty) folder.")
+@click.option(
+    "--reviewed/--all",
+    default=True,
+    show_default=True,
+    help="Reviewed frames (reviewed since --since), or every frame scored since --since.",
+)
+@click.option("--since", default=None, help="2h, 30m, 7d, or UTC 2026-11-27T10:00 (default: from the start).")
+@click.option("--source", default=None, help="Only this source/camera.")
+@pass_context
+def export(ctx: Context, out: str, reviewed: bool, since: str | None, source: str | None) -> None:
+    """Write frames and a manifest (OUT/manifest.csv and .json: path, source, label, score, model
+    version, reviewer, ...) from which a data set can be rebuilt and audited."""
+    from inspector.pipeline.dataset import DatasetError
+    from inspector.pipeline.dataset import export as write
+
+    _database(ctx)
+    try:
+        done = write(ctx.settings, Path(out), _since(since), source, reviewed)
+    except DatasetError as exc:
+        raise click.ClickException(str(exc)) from exc
+    labels = ", ".join(f"{n} {label}" for label, n in sorted(done.by_label.items())) or "none"
+    click.echo(f"exported {done.written} of {done.rows} frames to {out} ({labels})")
+    for line in done.missing:
+        click.echo(f"not exported: {line}", err=True)
+
+
+@main.command()
+@click.option(
+    "--from",
+    "live_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="The live model's checkpoint: its training frames, family and options.",
+)
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False), help="The candidate checkpoint to write."
+)
+@click.option(
+    "--reviewed-from",
+    "export_dir",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="An `inspector export` folder instead of the database's reviews.",
+)
+@click.option("--since", default=None, help="Only reviews since then (default: all).")
+@click.option("--source", default=None, help="Only reviews of this source; its live threshold is compared.")
+@click.option(
+    "--method", default=None, help="Scoring method compared (default: the model's recommended one)."
+)
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=None, help="Default: as the live model trained."
+)
+@pass_context
+def retrain(
+    ctx: Context,
+    live_path: str,
+    out: str,
+    export_dir: str | None,
+    since: str | None,
+    source: str | None,
+    method: str | None,
+    epochs: int | None,
+) -> None:
+    """Train a candidate on the live model's normal frames plus frames reviewed as normal (never
+    those reviewed as anomalies), and compare it with the live model on held-out reviewed frames."""
+    from tqdm import tqdm
+
+    from inspector.detector import Checkpoint, CheckpointError
+    from inspector.pipeline import dataset
+    from inspector.pipeline.retrain import RetrainError
+    from inspector.pipeline.retrain import retrain as fit
+    from inspector.pipeline.thresholds import ThresholdError, effective_threshold
+    from inspector.store.db import session_scope
+    from inspector.training import TrainingError
+
+    settings = ctx.settings
+    _database(ctx)
+    try:
+        if export_dir is not None:
+            reviewed = dataset.read_manifest(Path(export_dir))
+        else:
+            reviewed = dataset.from_database(settings, _since(since), source)
+        live = Checkpoint.load(live_path)
+        chosen = method or live.family.default_method
+        threshold = None  # where the live model scores, its threshold there
+        with session_scope(settings.db_url) as session:
+            try:
+                threshold = effective_threshold(session, live.version, chosen, source)
+            except ThresholdError:
+                pass
+        total = epochs or live.metadata.get("options", {}).get("epochs", 0)
+        with tqdm(total=total, unit="epoch", file=sys.stderr) as bar:
+            report = fit(
+                settings,
+                Path(live_path),
+                Path(out),
+                reviewed,
+                method=chosen,
+                live_threshold=threshold,
+                epochs=epochs,
+                progress=lambda *_: bar.update(1),
+            )
+    except (dataset.DatasetError, RetrainError, CheckpointError, TrainingError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"wrote {out}")
+    click.echo("\n".join(report.lines()))
+    click.echo(f"try it beside the live model: inspector model register {out}")
 
 
 @main.group()

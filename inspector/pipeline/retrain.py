@@ -1,0 +1,248 @@
+"""`inspector retrain`: the next model, from the live model's training frames and operators' reviews.
+
+The candidate trains, with the live checkpoint's family, settings and training options, on
+- the live model's own normal frames: its checkpoint records each by path and content hash; a
+  file moved since is found again by its hash among the frames the pipeline archived;
+- frames reviewed as normal (their latest review), but a fixed share of them held out, chosen by
+  content hash (a rerun holds out the same ones);
+never on a frame reviewed as an anomaly: an original frame since reviewed anomalous is dropped.
+
+The report compares live and candidate on the held-out reviewed frames, which neither trained
+on: the label-free estimate (the family's own validation loss on the held-out normal frames,
+what training stops on) and, at the recall the live threshold reaches on the held-out anomalies,
+each model's false alarms among the held-out normals. Reviews come mostly from flagged frames,
+so these normals are the live model's false alarms: its rate there is high by construction;
+what matters is how many of them the candidate would still flag.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from inspector.config import Settings
+from inspector.detector import Checkpoint, Detector
+from inspector.frames import FrameError, frame_from_bytes
+from inspector.pipeline.dataset import LabelledFile, locate, read_checked
+from inspector.pipeline.thresholds import Labelled, is_anomaly
+from inspector.store import queries
+from inspector.store.db import session_scope
+from inspector.training import ProgressFn, TrainOptions, train
+
+HOLDOUT = 0.2  # share of the reviewed-normal frames held out (by content hash)
+
+
+class RetrainError(ValueError):
+    """Retraining cannot start: the checkpoint records no training frames, or none can be read."""
+
+
+def held_out(content_hash: str, fraction: float = HOLDOUT) -> bool:
+    """Whether a reviewed-normal frame is held out: decided by its content hash alone."""
+    return int(content_hash[:8], 16) < fraction * 2**32
+
+
+@dataclass
+class Comparison:
+    """Live and candidate on the held-out reviewed frames."""
+
+    normals: int
+    anomalies: int
+    loss_live: float | None = None  # validation loss on the held-out normals (label-free)
+    loss_candidate: float | None = None
+    recall: float | None = None  # the live threshold's recall on the held-out anomalies
+    threshold_live: float = 0.0
+    threshold_candidate: float = 0.0  # the candidate's threshold for the same recall
+    false_alarms_live: int = 0
+    false_alarms_candidate: int = 0
+
+    def rate(self, false_alarms: int) -> float | None:
+        return false_alarms / self.normals if self.normals else None
+
+
+@dataclass
+class RetrainReport:
+    live_version: str
+    candidate_version: str
+    method: str
+    originals: int  # recorded in the live checkpoint
+    originals_used: int
+    originals_missing: list[str] = field(default_factory=list)
+    originals_dropped: int = 0  # reviewed as anomalies since
+    reviewed_trained: int = 0  # reviewed normal, trained on
+    reviewed_missing: list[str] = field(default_factory=list)
+    comparison: Comparison | None = None
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        lines = [
+            f"candidate {self.candidate_version} from {self.live_version} ({self.method}), "
+            f"{self.seconds:.0f} s",
+            f"original normal frames: {self.originals_used} of {self.originals} "
+            f"({len(self.originals_missing)} missing, {self.originals_dropped} since reviewed as anomalies)",
+            f"reviewed normal frames trained on: {self.reviewed_trained}; "
+            f"{len(self.reviewed_missing)} reviewed frames unreadable",
+        ]
+        lines += [f"  missing: {why}" for why in (self.originals_missing + self.reviewed_missing)[:10]]
+        c = self.comparison
+        if c is None:
+            return lines
+        lines.append(f"held out: {c.normals} reviewed normal, {c.anomalies} reviewed anomalous frames")
+        if c.loss_live is not None and c.loss_candidate is not None:
+            lines.append(
+                f"label-free estimate (validation loss on the held-out normals, lower is better): "
+                f"live {c.loss_live:.4g}, candidate {c.loss_candidate:.4g}"
+            )
+        if c.recall is None:
+            lines.append("no held-out anomalies: false alarms at each model's default threshold")
+        else:
+            lines.append(f"at the live threshold's recall on the held-out anomalies ({c.recall:.1%}):")
+        for name, threshold, count in (
+            ("live", c.threshold_live, c.false_alarms_live),
+            ("candidate", c.threshold_candidate, c.false_alarms_candidate),
+        ):
+            rate = c.rate(count)
+            shown = "–" if rate is None else f"{rate:.1%}"
+            lines.append(
+                f"  {name:<9} threshold {threshold:.4g}: {count} false alarms of {c.normals} ({shown})"
+            )
+        return lines
+
+
+def _original(settings: Settings, record: dict[str, str]) -> tuple[LabelledFile, bytes | None]:
+    """A recorded training frame's bytes: at its recorded path, else archived under its hash."""
+    item = LabelledFile(record["sha256"], "normal", "", Path(record["path"]))
+    data = read_checked(item)
+    if data is None:
+        with session_scope(settings.db_url) as session:
+            frame = queries.frames_by_hash(session, [item.content_hash]).get(item.content_hash)
+        if frame is not None:
+            item.file, item.missing = locate(settings, frame.stored_path, frame.path, frame.pruned_at)
+            data = read_checked(item)
+        elif not item.missing:
+            item.missing = f"{record['path']} is gone and the archive does not hold it"
+    return item, data
+
+
+def retrain(
+    settings: Settings,
+    live_path: Path,
+    out: Path,
+    reviewed: list[LabelledFile],
+    *,
+    method: str | None = None,
+    live_threshold: float | None = None,
+    epochs: int | None = None,
+    progress: ProgressFn | None = None,
+) -> RetrainReport:
+    """Train a candidate from the live checkpoint's frames and the reviewed ones, write it to
+    ``out``, and compare the two on the held-out reviewed frames (see the module's docstring).
+    ``live_threshold``: the live model's threshold where it scores (default: its checkpoint's)."""
+    started = time.time()
+    live = Checkpoint.load(live_path)
+    records = live.metadata.get("training_frames")
+    if not records:
+        raise RetrainError(
+            f"{live_path} records no training frames (trained before inspector recorded them): "
+            "train it again with `inspector train`"
+        )
+    spec = live.frame_spec
+    anomalous = {item.content_hash for item in reviewed if item.label == "anomaly"}
+    report = RetrainReport(live.version, "", "", originals=len(records), originals_used=0)
+
+    frames: list[np.ndarray] = []
+    used: list[dict[str, str]] = []
+    seen: set[str] = set()
+
+    def take(item: LabelledFile, data: bytes) -> bool:
+        try:
+            frames.append(frame_from_bytes(data, spec))
+        except FrameError as exc:
+            item.missing = f"{item.file}: {exc}"
+            return False
+        used.append({"path": str(item.file), "sha256": item.content_hash})
+        seen.add(item.content_hash)
+        return True
+
+    for record in records:
+        if record["sha256"] in anomalous:
+            report.originals_dropped += 1
+            continue
+        item, data = _original(settings, record)
+        if data is not None and record["sha256"] not in seen and take(item, data):
+            report.originals_used += 1
+        elif data is None:
+            report.originals_missing.append(item.missing)
+
+    heldout: list[tuple[np.ndarray, bool]] = []  # (pixels, anomalous)
+    for item in reviewed:
+        if item.label not in ("normal", "anomaly") or item.content_hash in seen:
+            continue
+        data = read_checked(item)
+        if data is None:
+            report.reviewed_missing.append(item.missing or "unreadable")
+            continue
+        if item.label == "normal" and not held_out(item.content_hash):
+            report.reviewed_trained += take(item, data)
+            continue
+        try:
+            heldout.append((frame_from_bytes(data, spec), item.label == "anomaly"))
+        except FrameError as exc:
+            report.reviewed_missing.append(f"{item.file}: {exc}")
+        seen.add(item.content_hash)
+    if not frames:
+        raise RetrainError(
+            "none of the training frames could be read: " + "; ".join(report.originals_missing[:3])
+        )
+
+    names = {f.name for f in dataclasses.fields(TrainOptions)}
+    options = TrainOptions(**{k: v for k, v in live.metadata.get("options", {}).items() if k in names})
+    options.device = settings.device
+    if epochs is not None:
+        options.epochs = epochs
+    candidate = train(np.stack(frames), live.model_config, spec, options, progress, records=used)
+    candidate.metadata["retrained_from"] = live.version
+    candidate.save(out)
+
+    live_detector = Detector(live, method=method, device=settings.device)
+    candidate_detector = Detector(candidate, method=live_detector.method, device=settings.device)
+    report.candidate_version, report.method = candidate.version, live_detector.method
+    if heldout:
+        threshold = live_detector.threshold if live_threshold is None else live_threshold
+        report.comparison = _compare(live_detector, candidate_detector, heldout, threshold)
+    report.seconds = time.time() - started
+    return report
+
+
+def _loss(detector: Detector, normals: np.ndarray) -> float:
+    with torch.no_grad():
+        x = torch.from_numpy(normals).to(detector.device)
+        return detector.checkpoint.family.trainer(detector.model).validation_loss(x)
+
+
+def _compare(
+    live: Detector, candidate: Detector, heldout: list[tuple[np.ndarray, bool]], threshold: float
+) -> Comparison:
+    pixels = np.stack([p for p, _ in heldout])
+    anomalous = np.array([a for _, a in heldout])
+    scores = {
+        name: np.array([d.score for d in detector.score_arrays(pixels)])
+        for name, detector in (("live", live), ("candidate", candidate))
+    }
+    comparison = Comparison(normals=int((~anomalous).sum()), anomalies=int(anomalous.sum()))
+    if comparison.normals:
+        comparison.loss_live = _loss(live, pixels[~anomalous])
+        comparison.loss_candidate = _loss(candidate, pixels[~anomalous])
+    comparison.threshold_live, comparison.threshold_candidate = threshold, candidate.threshold
+    if comparison.anomalies:
+        comparison.recall = float(np.mean([is_anomaly(s, threshold) for s in scores["live"][anomalous]]))
+        matched = Labelled.from_arrays(scores["candidate"], anomalous).threshold_for_recall(comparison.recall)
+        comparison.threshold_candidate = candidate.threshold if matched is None else matched
+    for name, limit in (("live", comparison.threshold_live), ("candidate", comparison.threshold_candidate)):
+        count = sum(is_anomaly(s, limit) for s in scores[name][~anomalous])
+        setattr(comparison, f"false_alarms_{name}", int(count))
+    return comparison

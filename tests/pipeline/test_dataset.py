@@ -1,0 +1,160 @@
+"""`inspector export` and `inspector retrain` as typed: reviewed frames out as files and a manifest,
+and a candidate trained on the live model's frames plus those reviewed normal, never anomalies."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select, update
+
+from inspector.cli import main
+from inspector.config import FrameSpec, Settings
+from inspector.detector import Checkpoint
+from inspector.pipeline.retrain import held_out
+from inspector.pipeline.watcher import Watcher
+from inspector.store import review
+from inspector.store.db import session_scope
+from inspector.store.models import Frame, Result, utcnow
+from inspector.training import TrainOptions, load_training_frames, train
+from tests.conftest import TINY_SIZE, blob_frames, tiny_config
+from tests.pipeline.conftest import settings_env, write_frames
+
+
+def _anomalous(folder: Path, n: int) -> list[Path]:
+    """Blob frames with a bright bar across them."""
+    paths = []
+    for i, frame in enumerate(blob_frames(n, seed=11)):
+        image = (frame[0] * 255).astype(np.uint8)
+        image[4 + i : 8 + i, 2:30] = 255
+        path = folder / f"bad{i:02d}.png"
+        assert cv2.imwrite(str(path), image)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def reviewed(tmp_path: Path, embedded: Settings) -> Settings:
+    """A live model trained on 30 recorded frames; a stream of 16 normal frames (one of them a copy
+    of a training frame), 6 anomalous ones and a training frame reviewed anomalous, scored with a
+    threshold that flags everything; every frame reviewed by its truth."""
+    originals = write_frames(tmp_path / "train", 30, seed=1, prefix="t")
+    frames, records, _ = load_training_frames(str(tmp_path / "train"), FrameSpec(image_size=TINY_SIZE))
+    live = train(
+        frames,
+        tiny_config(),
+        FrameSpec(image_size=TINY_SIZE),
+        TrainOptions(epochs=1, device="cpu"),
+        records=records,
+    )
+    live.thresholds = {method: -1e9 for method in live.thresholds}  # every frame flagged
+    live.save(tmp_path / "live.pt")
+    embedded.model_path = str(tmp_path / "live.pt")
+
+    incoming = tmp_path / "incoming"
+    write_frames(incoming, 15, seed=2, prefix="n")
+    shutil.copy(originals[0], incoming / "copy-of-t000.png")  # archived under its hash
+    shutil.copy(originals[1], incoming / "copy-of-t001.png")  # reviewed anomalous below
+    _anomalous(incoming, 6)
+    Watcher(incoming, embedded).run_once()
+    originals[0].unlink()  # moved away: retrain finds it in the archive by its hash
+    originals[2].unlink()  # gone for good
+    with session_scope(embedded.db_url) as session:
+        for frame in session.scalars(select(Frame)):
+            bad = "bad" in frame.path or "t001" in frame.path
+            review.add_review(session, frame.id, "anomaly" if bad else "normal", "ada", "by eye")
+    return embedded
+
+
+def test_export_writes_the_reviewed_frames_and_a_manifest(tmp_path: Path, reviewed: Settings) -> None:
+    with session_scope(reviewed.db_url) as session:  # one frame's file pruned by retention
+        session.execute(update(Frame).where(Frame.path.like("%n000.png")).values(pruned_at=utcnow()))
+    out = tmp_path / "export"
+    env = settings_env(reviewed)
+    result = CliRunner().invoke(main, ["export", "--reviewed", "--since", "1h", "--out", str(out)], env=env)
+    assert result.exit_code == 0, result.output
+    assert "exported 22 of 23 frames" in result.output and "7 anomaly, 15 normal" in result.output
+    assert "pruned at" in result.output  # the frame without its file is named, with the reason
+
+    rows = list(csv.DictReader((out / "manifest.csv").open()))
+    assert len(rows) == 23
+    assert {"path", "source", "label", "score", "model_version", "reviewer"} <= set(rows[0])
+    described = json.loads((out / "manifest.json").read_text())
+    assert described["reviewed_only"] is True and len(described["frames"]) == 23
+    for row in rows:
+        if row["missing"]:
+            assert row["path"] == "" and "pruned" in row["missing"]
+            continue
+        data = (out / row["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == row["content_hash"]
+        assert row["path"].startswith(f"frames/{row['label']}/") and row["reviewer"] == "ada"
+    # Only reviews since a later time: none; and an export never mixes into an old one.
+    later = (utcnow() + timedelta(hours=1)).isoformat(timespec="minutes")
+    empty = CliRunner().invoke(main, ["export", "--since", later, "--out", str(tmp_path / "e2")], env=env)
+    assert "exported 0 of 0 frames" in empty.output
+    again = CliRunner().invoke(main, ["export", "--out", str(out)], env=env)
+    assert again.exit_code == 1 and "not empty" in again.output
+    every = CliRunner().invoke(main, ["export", "--all", "--out", str(tmp_path / "all")], env=env)
+    assert "exported 22 of 23 frames" in every.output
+
+
+def test_retrain_learns_from_reviewed_normals_never_from_anomalies(
+    tmp_path: Path, reviewed: Settings
+) -> None:
+    env = settings_env(reviewed)
+    runner = CliRunner()
+    live = Checkpoint.load(reviewed.model_path)
+    args = ["retrain", "--from", reviewed.model_path, "--epochs", "1"]
+    result = runner.invoke(main, [*args, "--out", str(tmp_path / "cand.pt")], env=env)
+    assert result.exit_code == 0, result.output
+
+    with session_scope(reviewed.db_url) as session:
+        labels = {frame.content_hash: frame.reviews[-1].label for frame in session.scalars(select(Frame))}
+        assert session.scalar(select(Result.id).where(Result.shadow.is_(True))) is None
+    anomalies = {h for h, label in labels.items() if label == "anomaly"}
+    normals = {h for h, label in labels.items() if label == "normal"}
+    original = {r["sha256"] for r in live.metadata["training_frames"]}
+    trained_on = {r["sha256"] for r in Checkpoint.load(tmp_path / "cand.pt").metadata["training_frames"]}
+    assert not trained_on & anomalies  # t001 was a training frame, reviewed anomalous since: dropped
+    new = {h for h in normals - original if not held_out(h)}
+    assert (
+        trained_on
+        == (original - anomalies - {r["sha256"] for r in live.metadata["training_frames"][2:3]}) | new
+    )
+    held = [h for h in normals - original if held_out(h)]
+    assert "original normal frames: 28 of 30 (1 missing, 1 since reviewed as anomalies)" in result.output
+    assert f"reviewed normal frames trained on: {len(new)}" in result.output
+    assert f"held out: {len(held)} reviewed normal, 7 reviewed anomalous frames" in result.output
+    assert "label-free estimate (validation loss on the held-out normals" in result.output
+    assert "at the live threshold's recall on the held-out anomalies (100.0%)" in result.output
+    candidate = Checkpoint.load(tmp_path / "cand.pt")
+    assert candidate.metadata["retrained_from"] == live.version
+    assert candidate.model_config == live.model_config and candidate.frame_spec == live.frame_spec
+
+    # From an export instead of the database: the same frames, in the same order, the same model.
+    exported = tmp_path / "export"
+    assert runner.invoke(main, ["export", "--out", str(exported)], env=env).exit_code == 0
+    result = runner.invoke(
+        main, [*args, "--reviewed-from", str(exported), "--out", str(tmp_path / "c2.pt")], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert Checkpoint.load(tmp_path / "c2.pt").version == candidate.version
+
+
+def test_retrain_needs_a_checkpoint_that_records_its_frames(
+    tmp_path: Path, embedded: Settings, tiny_checkpoint: Path
+) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["retrain", "--from", str(tiny_checkpoint), "--out", str(tmp_path / "c.pt")],
+        env=settings_env(embedded),
+    )
+    assert result.exit_code == 1 and "records no training frames" in result.output
