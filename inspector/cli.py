@@ -773,6 +773,28 @@ def _user(who: str | None) -> str:
     return who or getpass.getuser()
 
 
+@model.command("compare")
+@source_option
+@click.option(
+    "--last", type=click.IntRange(min=1), default=500, show_default=True, help="Recent frames compared."
+)
+@pass_context
+def model_compare(ctx: Context, source: str | None, last: int) -> None:
+    """Live against candidate on the frames both scored: on reviewed ones, ROC-AUC and false alarms
+    and misses at matched recall; on the last N, flag counts and the frames where they disagree."""
+    from inspector.pipeline.compare import compare
+    from inspector.pipeline.registry import RegistryError
+    from inspector.pipeline.thresholds import ThresholdError
+    from inspector.store.db import session_scope
+
+    try:
+        with session_scope(_database(ctx)) as session:
+            result = compare(session, source or ctx.settings.watch.source, last)
+    except (RegistryError, ThresholdError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo("\n".join(result.lines(ctx.settings.dashboard_url)))
+
+
 @model.command("list")
 @click.option("--source", default=None, help="Only this source (and *).")
 @pass_context

@@ -210,6 +210,11 @@ class Settings:
         return Path(self.data_dir).expanduser()
 
     @property
+    def dashboard_url(self) -> str:
+        """The dashboard as others reach it, for links: alerts.public_url, else where it listens."""
+        return (self.alerts.public_url or f"http://{self.server.host}:{self.server.port}").rstrip("/")
+
+    @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_path / 'inspector.db').resolve()}"
 

@@ -168,7 +168,7 @@ def message(
 ) -> dict[str, Any]:
     """The JSON body: the source, how many flags and the highest score, and the top
     ``digest_items`` frames with absolute links to their pages and maps."""
-    base = (settings.alerts.public_url or f"http://{settings.server.host}:{settings.server.port}").rstrip("/")
+    base = settings.dashboard_url
     shown = alerts[: max(1, settings.alerts.digest_items)]
     scored = [alert.scored_at for alert in alerts]
     return {

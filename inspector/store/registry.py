@@ -1,5 +1,5 @@
-"""The model registry's SQL: each source's models by role, and the audit trail of role changes
-(the rules: pipeline/registry.py)."""
+"""The model registry's SQL: each source's models by role, the audit trail of role changes, and
+the frames two models both scored (the rules and the comparison: pipeline/registry.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
-from inspector.store.models import ALL_SOURCES, Model, ModelChange, ModelRole, utcnow
+from inspector.store.models import ALL_SOURCES, Frame, Model, ModelChange, ModelRole, Result, Review, utcnow
 
 
 @dataclass(frozen=True)
@@ -140,3 +140,61 @@ def changes(session: Session, source: str | None = None, limit: int = 20) -> lis
     if source is not None:
         stmt = stmt.where(ModelChange.source == source)
     return list(session.scalars(stmt))
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A frame scored by both models compared, with its latest label."""
+
+    frame_id: int
+    label: str | None
+    live_id: int
+    live_score: float
+    live_flagged: bool
+    candidate_id: int
+    candidate_score: float
+    candidate_flagged: bool
+
+
+def scored_by_both(
+    session: Session,
+    live: Key,
+    candidate: Key,
+    source: str | None,
+    reviewed: bool = False,
+    last: int | None = None,
+) -> list[Pair]:
+    """Frames (of a source; None: all) that both models scored, newest first: with ``reviewed``,
+    those with a label; with ``last``, only the newest that many."""
+    mine, theirs = aliased(Result), aliased(Result)
+    later = aliased(Review)
+    latest = (
+        select(Review.frame_id, Review.label)
+        .where(~select(later.id).where(later.frame_id == Review.frame_id, later.id > Review.id).exists())
+        .subquery()
+    )
+    stmt = (
+        select(
+            mine.frame_id,
+            latest.c.label,
+            mine.id,
+            mine.score,
+            mine.is_anomaly,
+            theirs.id,
+            theirs.score,
+            theirs.is_anomaly,
+        )
+        .join(theirs, theirs.frame_id == mine.frame_id)
+        .join(latest, latest.c.frame_id == mine.frame_id, isouter=not reviewed)
+        .where(
+            mine.model_version == live[0],
+            mine.method == live[1],
+            theirs.model_version == candidate[0],
+            theirs.method == candidate[1],
+        )
+        .order_by(mine.frame_id.desc())
+        .limit(last)
+    )
+    if source is not None:
+        stmt = stmt.join(Frame, Frame.id == mine.frame_id).where(Frame.source == source)
+    return [Pair(*row) for row in session.execute(stmt)]

@@ -20,12 +20,13 @@ from starlette.middleware.sessions import SessionMiddleware
 from inspector.config import Settings
 from inspector.web import security
 from inspector.web.pages import HERE, render
-from inspector.web.routes import api, calibration, login, overview, queue, results, service
+from inspector.web.routes import api, calibration, login, models, overview, queue, results, service
 
 ROUTERS = (
     queue.router,
     results.router,
     calibration.router,
+    models.router,
     overview.router,
     login.router,
     service.router,  # /healthz, /readyz, /metrics, /favicon.ico

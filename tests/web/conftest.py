@@ -142,3 +142,35 @@ def logged_in(client: TestClient) -> TestClient:
     response = client.post("/login", data={"csrf": token, "token": TOKEN, "name": "Ada", "next": "/queue"})
     assert response.status_code == 200 and "Ada" in response.text
     return client
+
+
+CANDIDATE = "v2"
+CANDIDATE_SCORES = {32: 0.1, 14: 0.6}  # where the candidate differs from v1: its false alarm and its miss
+
+
+def add_candidate(seeded: Seeded) -> dict[int, int]:
+    """A candidate v2 for cam-a with shadow results on every frame: v1's scores except frame 32
+    (v1's false alarm, low for v2) and frame 14 (v1's miss, flagged by v2). Its result ids by index."""
+    from inspector.pipeline import registry
+
+    ids = {}
+    with session_scope(seeded.settings.db_url) as session:
+        session.add(Model(version=CANDIDATE, path="cand.pt", method=METHOD, default_threshold=0.5, config={}))
+        session.flush()
+        for i, frame_id in enumerate(seeded.frame_ids):
+            score = CANDIDATE_SCORES.get(i, score_of(i))
+            result = Result(
+                frame_id=frame_id,
+                model_version=CANDIDATE,
+                method=METHOD,
+                score=score,
+                threshold=0.5,
+                is_anomaly=score > 0.5,
+                shadow=True,
+            )
+            session.add(result)
+            session.flush()
+            session.add(ResultMap(result_id=result.id, kind="input", png=png(i)))
+            ids[i] = result.id
+        registry.register(session, "cam-a", CANDIDATE, METHOD, "seed", "retrained on cam-a's reviews")
+    return ids

@@ -24,7 +24,7 @@ import uvicorn
 from inspector.store.db import session_scope
 from inspector.store.models import Frame, Result, Review, ThresholdChange, utcnow
 from inspector.web import create_app
-from tests.web.conftest import METHOD, SUGGESTED, TOKEN, Seeded
+from tests.web.conftest import CANDIDATE, METHOD, SUGGESTED, TOKEN, Seeded, add_candidate
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
@@ -218,3 +218,39 @@ def test_what_a_new_operator_sees(page: Page, seeded: Seeded, tmp_path: Path) ->
     paths = page.locator(".opblock-summary-path").all_inner_texts()
     assert "/api/v1/results" in [p.replace("\u200b", "") for p in paths]
     assert not missing, missing
+
+
+def test_compare_and_promote_in_a_browser(page: Page, seeded: Seeded, tmp_path: Path) -> None:
+    """Issue 21: the Models page compares live and candidate, links their disagreements, and
+    promotes and rolls back, each change in the audit trail."""
+    shadow = add_candidate(seeded)
+    page.goto("/login?next=/models")
+    page.fill("input[name=name]", "Ada")
+    page.fill("input[name=token]", TOKEN)
+    page.click("form.stack-form button")
+    page.wait_for_url("**/models")
+    assert page.eval_on_selector("select[name=source]", "s => s.value") == "cam-a"  # the source on trial
+    assert page.inner_text("#matched-recall") == "75.0%"
+    assert page.inner_text("#compare-live .false-alarms") == "1"
+    assert page.inner_text("#compare-candidate .false-alarms") == "0"
+    assert_not_blank(screenshot(page, tmp_path / "models.png"))
+
+    # A disagreement opens the candidate's own result: its maps, marked as a shadow verdict.
+    page.click(f'#disagreements a[href="/results/{shadow[32]}"]')
+    page.wait_for_url(f"**/results/{shadow[32]}")
+    assert "in shadow" in page.inner_text("#shadow")
+    page.go_back()
+
+    page.fill("#promote-form input[name=reason]", "no false alarm at the same recall")
+    page.click("#promote")
+    page.wait_for_selector(".flash")
+    assert f"{CANDIDATE} (vaegan-attn) is the live model of cam-a now" in page.inner_text(".flash")
+    assert CANDIDATE in page.inner_text("#roles tr.live-row")
+    assert "no false alarm at the same recall" in page.inner_text("#model-changes")
+    page.click("#rollback")
+    page.wait_for_selector(".flash")
+    assert "the configured model live again" in page.inner_text(".flash")
+    assert "configured model" in page.inner_text("#roles tr.live-row")
+    assert "rollback → live" in page.inner_text("#model-changes") and "Ada" in page.inner_text(
+        "#model-changes"
+    )
