@@ -62,6 +62,10 @@ class WatchSettings:
     archive: bool = True  # move a frame to the archive once its result is stored
     batch_size: int = 32  # frames claimed, scored and committed together
     scorers: int = 1  # inline: scorers pulling batches side by side; more than 1 = processes (one per core)
+    # An embedded scorer waits at most this long for a forward pass's worth of frames
+    # (inference_batch) before it scores fewer: a pass over a few frames costs the model up to
+    # twice the CPU a frame of a full one.
+    gather_seconds: float = 0.1
     stale_seconds: float = 600.0  # a frame queued or in flight this long is handed out again
     max_attempts: int = 3  # a frame that lost its worker this often is quarantined
     # A frame that cannot be read is quarantined only once its file has not changed for this

@@ -52,6 +52,11 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def forward_batch(device: torch.device, batch_size: int = 0) -> int:
+    """Frames per forward pass: ``batch_size``, else the device's default."""
+    return batch_size or (CPU_BATCH if device.type == "cpu" else GPU_BATCH)
+
+
 @dataclass
 class Checkpoint:
     model_config: ModelConfig  # a family's config: its class names the family
@@ -209,7 +214,7 @@ class Detector:
                 f"this one is {family.name!r} (its methods: {', '.join(family.methods)})"
             )
         self.device = resolve_device(device)
-        self.batch_size = batch_size or (CPU_BATCH if self.device.type == "cpu" else GPU_BATCH)
+        self.batch_size = forward_batch(self.device, batch_size)
         self.model = family.model(checkpoint.model_config)
         self.model.load_state_dict(checkpoint.state_dict)
         self.model.to(self.device).eval()

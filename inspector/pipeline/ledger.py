@@ -149,9 +149,9 @@ def _open_plain(path: Path, folders: Folders | None = None) -> BinaryIO:
     return os.fdopen(fd, "rb")
 
 
-def read_nofollow(path: Path, limit: int = -1) -> bytes:
+def read_nofollow(path: Path, limit: int = -1, folders: Folders | None = None) -> bytes:
     """The file's bytes (at most ``limit`` of them, where given)."""
-    with _open_plain(path) as file:
+    with _open_plain(path, folders) as file:
         return file.read(limit)
 
 
@@ -232,38 +232,65 @@ def duplicate_location(frame: Frame, path: Path) -> str:
     return f"archive/duplicates/{_stored_name(frame.content_hash, path_text(path))}"
 
 
-def move(source: Path, data_dir: Path, location: str, note: str | None = None) -> bool:
-    """Move a frame file to its stored location (with a note beside it); False if it is gone,
-    or reachable only through a link now (then nothing is moved).
+class Mover:
+    """Moves of frame files into data_dir, for one batch: the source folders are reached once
+    (:class:`Folders`) and each target folder is made and opened once, not once per file."""
 
-    A rename relative to the source's folder, safely opened (a link as the last component is
-    moved as the link, never followed), replacing what was there; a copy and delete only where
-    the data folder is on another file system.
-    """
-    target = data_dir / location
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if note is not None:
-        target.with_name(target.name + NOTE_SUFFIX).write_text(note + "\n")
-    try:
-        with _folder_of(source, None) as folder:
-            fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+        self._sources = Folders()
+        self._targets: dict[Path, int] = {}
+
+    def __enter__(self) -> Mover:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._sources.close()
+        for fd in self._targets.values():
+            os.close(fd)
+        self._targets.clear()
+
+    def _target(self, folder: Path) -> int:
+        fd = self._targets.get(folder)
+        if fd is None:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = self._targets[folder] = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return fd
+
+    def move(self, source: Path, location: str, note: str | None = None) -> bool:
+        """Move a frame file to its stored location (with a note beside it); False if it is gone,
+        or reachable only through a link now (then nothing is moved).
+
+        A rename relative to the source's folder, safely opened (a link as the last component is
+        moved as the link, never followed), replacing what was there; a copy and delete only where
+        the data folder is on another file system.
+        """
+        target = self.data_dir / location
+        fd = self._target(target.parent)
+        if note is not None:
+            target.with_name(target.name + NOTE_SUFFIX).write_text(note + "\n")
+        try:
+            folder = self._sources.fd(source.parent)
             try:
-                try:
-                    os.replace(source.name, target.name, src_dir_fd=folder, dst_dir_fd=fd)
-                except OSError as exc:
-                    if exc.errno != errno.EXDEV:
-                        raise
-                    _copy_across(source.name, folder, target.name, fd)
-            finally:
-                os.close(fd)
-    except FileNotFoundError:
-        return False
-    except OSError as exc:
-        if exc.errno not in _LINK_ERRORS:
-            raise
-        log.warning("not moving %s: a link on its way (%s)", source, exc.strerror)
-        return False
-    return True
+                os.replace(source.name, target.name, src_dir_fd=folder, dst_dir_fd=fd)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                _copy_across(source.name, folder, target.name, fd)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            if exc.errno not in _LINK_ERRORS:
+                raise
+            log.warning("not moving %s: a link on its way (%s)", source, exc.strerror)
+            return False
+        return True
+
+
+def move(source: Path, data_dir: Path, location: str, note: str | None = None) -> bool:
+    """One file's :meth:`Mover.move`."""
+    with Mover(data_dir) as mover:
+        return mover.move(source, location, note)
 
 
 def move_files(data_dir: Path, moves: Iterable[tuple[Path, str, str | None]]) -> set[Path]:
@@ -272,13 +299,14 @@ def move_files(data_dir: Path, moves: Iterable[tuple[Path, str, str | None]]) ->
     not at their location: not moved, or gone without having been moved there (the watcher's
     rescan and a scorer may both move a frame that was just finished: one of them finds it gone)."""
     unmoved = set()
-    for source, location, note in moves:
-        try:
-            if move(source, data_dir, location, note) or (data_dir / location).exists():
-                continue
-        except OSError as exc:
-            log.warning("cannot move %s to %s (%s): the rescan tries again", source, location, exc)
-        unmoved.add(source)
+    with Mover(data_dir) as mover:
+        for source, location, note in moves:
+            try:
+                if mover.move(source, location, note) or (data_dir / location).exists():
+                    continue
+            except OSError as exc:
+                log.warning("cannot move %s to %s (%s): the rescan tries again", source, location, exc)
+            unmoved.add(source)
     return unmoved
 
 

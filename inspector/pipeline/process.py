@@ -37,11 +37,12 @@ from sqlalchemy.orm import Session
 
 from inspector import metrics
 from inspector.config import Settings
-from inspector.detector import CheckpointError, Detector, map_arrays
+from inspector.detector import CheckpointError, Detector, forward_batch, map_arrays, resolve_device
 from inspector.frames import FrameError, check_file_size, frame_from_bytes
 from inspector.maps import encode_png, map_planes
 from inspector.pipeline import alerts, registry
 from inspector.pipeline.ledger import (
+    Folders,
     archive_location,
     lstat,
     move_files,
@@ -138,10 +139,10 @@ class ChangedFile(FrameError):
     """The file holds other bytes than the ones registered: its writer was not done."""
 
 
-def _read(frame: Frame) -> bytes:
+def _read(frame: Frame, folders: Folders) -> bytes:
     """The very bytes that were registered (the hash must match)."""
     try:
-        data = read_nofollow(text_path(frame.path), frame.size_bytes + 1)  # more: it grew
+        data = read_nofollow(text_path(frame.path), frame.size_bytes + 1, folders)  # more: it grew
     except OSError as exc:
         raise FrameError(f"cannot read file: {exc.strerror or exc}") from exc
     if hashlib.sha256(data).hexdigest() != frame.content_hash:
@@ -289,7 +290,8 @@ def _score(settings: Settings, frames: list[Frame]) -> Scored:
     database) it is handed back. Each file is read once, and preprocessed once per frame spec."""
     claimed = [f.id for f in frames]
     max_bytes = settings.watch.max_decoded_bytes
-    with released_on_error(settings, claimed):
+    # The batch's folders are walked to once, not once per file.
+    with released_on_error(settings, claimed), Folders() as folders:
         scorers = _scorers(settings, {f.source for f in frames})
         scorings: dict[tuple[int, bool], Scoring] = {}
         read: list[Frame] = []
@@ -298,7 +300,7 @@ def _score(settings: Settings, frames: list[Frame]) -> Scored:
             live, *shadows = scorers[frame.source]
             try:
                 check_file_size(frame.size_bytes, live.detector.frame_spec)  # before reading it
-                data = _read(frame)
+                data = _read(frame, folders)
                 live_pixels = _pixels(frame, data, live.detector, max_bytes)
             except Exception as exc:  # noqa: BLE001 - whatever a decoder raises is this frame's reason
                 unreadable.add(_unreadable(settings, frame, exc))
@@ -432,10 +434,13 @@ def _one_by_one(settings: Settings, frames: list[Frame], attempts: dict[int, int
 
 
 def score_next(settings: Settings) -> Scored | None:
-    """Claim and score a batch of the oldest waiting frames; None when none waits (the embedded
-    scorers' pull, which stores each batch while it scores the next)."""
+    """Claim and score a batch of the oldest waiting frames; None when none waits, or too few for a
+    forward pass that arrived within ``watch.gather_seconds`` (the embedded scorers' pull, which
+    stores each batch while it scores the next)."""
     watch = settings.watch
+    fill = min(forward_batch(resolve_device(settings.device), settings.inference_batch), watch.batch_size)
+    gather_before = utcnow() - timedelta(seconds=watch.gather_seconds)
     with session_scope(settings.db_url) as session:
-        claimed = queries.claim_next(session, watch.batch_size, watch.max_attempts)
+        claimed = queries.claim_next(session, watch.batch_size, watch.max_attempts, fill, gather_before)
         frames = queries.frames_by_id(session, claimed)
     return _score(settings, frames) if frames else None

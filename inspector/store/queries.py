@@ -115,25 +115,39 @@ def claim_frames(
     return dict(sorted((row.id, row.attempts) for row in session.execute(stmt)))
 
 
-def claim_next(session: Session, limit: int, max_attempts: int) -> list[int]:
+def claim_next(
+    session: Session, limit: int, max_attempts: int, fill: int = 1, gather_before: datetime | None = None
+) -> list[int]:
     """Take the oldest waiting frames (pending or queued), up to limit: the embedded scorers'
-    pull, so they take frames the moment they are registered. One statement takes them, so
-    two scorers never take the same frame.
+    pull, so they take frames soon after they are registered. The claim is a compare-and-set
+    on the status, so two scorers never take the same frame.
+
+    Fewer than ``fill`` waiting frames, all registered after ``gather_before``, are left to
+    gather (none is taken): a forward pass over a handful of frames costs the model up to twice
+    the CPU a frame of a full one, so a scorer waits a moment for more.
 
     A frame that was tried before (its scorer died holding it) is scored alone: the others
     are handed back in the same transaction. If it is the frame that kills scorers, it uses
     up its own attempts and goes to quarantine, not those of the frames that shared its batch.
     Such frames are the oldest waiting ones, so they come first.
     """
-    waiting = (
-        select(Frame.id)
+    waiting = session.execute(
+        select(Frame.id, Frame.registered_at)
         .where(Frame.status.in_(WAITING), Frame.attempts < max_attempts)
         .order_by(Frame.id)
         .limit(limit)
-    )
+    ).all()
+    if not waiting:
+        return []
+    if (
+        len(waiting) < fill
+        and gather_before is not None
+        and min(r.registered_at for r in waiting) > gather_before
+    ):
+        return []
     stmt = (
         update(Frame)
-        .where(Frame.id.in_(waiting.scalar_subquery()), Frame.status.in_(WAITING))
+        .where(Frame.id.in_([row.id for row in waiting]), Frame.status.in_(WAITING))
         .values(status="processing", claimed_by=None, attempts=Frame.attempts + 1, updated_at=utcnow())
         .returning(Frame.id, Frame.attempts)
         .execution_options(**_NO_SYNC)

@@ -4,6 +4,7 @@ and calibration's read of every labelled score."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,21 @@ def test_claim_next_takes_the_oldest_waiting_frames_once(url: str) -> None:
         claims = list(pool.map(lambda _: _pull_all(url), range(4)))
     taken = [i for claim in claims for i in claim]
     assert sorted(taken) == ids[5:] and len(set(taken)) == len(taken)
+
+
+def test_a_claim_of_too_few_fresh_frames_waits_for_more(url: str) -> None:
+    """Fewer than a forward pass's worth (fill), all registered within the gathering time, are
+    left to gather; once the oldest has waited long enough, or enough wait, they are taken."""
+    ids = _registered(url, 3)
+    with session_scope(url) as session:
+        registered = session.scalar(select(Frame.registered_at).where(Frame.id == ids[0]))
+        early, late = registered - timedelta(seconds=1), registered + timedelta(seconds=1)
+        assert queries.claim_next(session, 8, max_attempts=3, fill=4, gather_before=early) == []
+        assert queries.claim_next(session, 8, max_attempts=3, fill=3, gather_before=early) == ids
+    with session_scope(url) as session:
+        more = register_frames(session, 2, first=3)
+        assert queries.claim_next(session, 8, max_attempts=3, fill=4, gather_before=early) == []
+        assert queries.claim_next(session, 8, max_attempts=3, fill=4, gather_before=late) == more
 
 
 def test_a_frame_tried_before_is_claimed_alone(url: str) -> None:
