@@ -464,14 +464,14 @@ def watch(
 ) -> None:
     """Register frames landing in FOLDER and score them (inline) or queue them (celery).
 
-    Beside it: a heartbeat, the alert dispatcher (alerts.dispatch_in_watcher) and the retention
-    policy (retention.every_minutes)."""
+    Beside it: a heartbeat, the alert dispatcher (alerts.dispatch_in_watcher), the retention
+    policy (retention.every_minutes) and the drift monitor (drift.every_seconds; --once: at the end)."""
     import signal
     import threading
     from concurrent.futures.process import BrokenProcessPool
 
     from inspector.detector import CheckpointError
-    from inspector.pipeline import alerts, housekeeping
+    from inspector.pipeline import alerts, drift, housekeeping
     from inspector.pipeline.watcher import Watcher
 
     settings = ctx.settings
@@ -489,11 +489,13 @@ def watch(
         pipeline_metrics=True,
         dispatcher=None if once else dispatcher,
         prune=not once,
+        drift_checks=not once,
     )
     try:
         with companions:
             if once:
                 watcher.run_once()
+                drift.check(settings)  # before the delivery, so a drift found now is sent now
                 if dispatcher is not None:
                     dispatcher.dispatch_once()
             else:
@@ -1107,6 +1109,46 @@ def _status_text(report: health.HealthReport) -> str:
     )
     lines.append("ok" if report.ok else "problems:\n" + "\n".join(f"  - {p}" for p in report.problems))
     return "\n".join(lines)
+
+
+@main.command("drift")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per source.")
+@pass_context
+def drift_command(ctx: Context, as_json: bool) -> None:
+    """Check now whether each source's latest scores still look like its live model's held-out normal
+    frames (drift.*), record it (banner, metric, alert) and print it. Exits 1 while a source drifts."""
+    from inspector.pipeline import drift
+
+    _database(ctx)
+    states = drift.check(ctx.settings)
+    rows = [
+        {
+            "source": s.source,
+            "model_version": s.model_version,
+            "method": s.method,
+            "drifting": s.drifting,
+            "statistic": s.statistic,
+            "p_value": s.p_value,
+            "frames": s.frames,
+            "since": s.since,
+            "note": s.note,
+        }
+        for s in states
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, default=str, indent=2))
+    for row in [] if as_json else rows:
+        if row["statistic"] is None:
+            click.echo(f"{row['source']:<16} not tested: {row['note']}")
+            continue
+        state = f"DRIFTING since {row['since']:%Y-%m-%d %H:%M} UTC" if row["drifting"] else "ok"
+        click.echo(
+            f"{row['source']:<16} {state}: latest {row['frames']} scores of {row['model_version']} "
+            f"against its held-out normal frames: KS D {row['statistic']:.3f}, p {row['p_value']:.2g}"
+        )
+    if not rows and not as_json:
+        click.echo("no source has live results yet")
+    sys.exit(1 if any(row["drifting"] for row in rows) else 0)
 
 
 @main.command()

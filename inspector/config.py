@@ -180,6 +180,22 @@ class RegistrySettings:
 
 
 @dataclass
+class DriftSettings:
+    """The drift alarm: per source, the live model's latest scores against the scores of its
+    held-out normal frames (recorded in its checkpoint), by a two-sample Kolmogorov-Smirnov test;
+    scores above the threshold count as the threshold on both sides (a real defect moves the test
+    by its share of the window at most, and a drift that flags everything still shows)."""
+
+    enabled: bool = True
+    window: int = 100  # the source's latest scores tested
+    min_frames: int = 50  # fewer scores than this (since the live model changed): not tested
+    alpha: float = 1e-6  # the window differs when the test's p-value is below this...
+    min_effect: float = 0.3  # ...and the distance between the two distributions (KS D) is at least this
+    clear_alpha: float = 0.01  # a drifting source is clear again once the p-value is above this
+    every_seconds: float = 60.0  # how often the watcher checks every source
+
+
+@dataclass
 class ApiSettings:
     # JSON API reads and /metrics, as "Authorization: Bearer ...": like the pages, open on loopback
     # and beyond it a token (this or server.token); set, this token is needed on loopback too.
@@ -208,6 +224,7 @@ class Settings:
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     registry: RegistrySettings = field(default_factory=RegistrySettings)
+    drift: DriftSettings = field(default_factory=DriftSettings)
 
     @property
     def data_path(self) -> Path:

@@ -20,6 +20,7 @@ from functools import cache
 from typing import Any
 
 from inspector.config import Settings
+from inspector.store import drift as drift_store
 from inspector.store import migrate, operations
 from inspector.store import review as store_review
 from inspector.store.db import session_scope
@@ -76,6 +77,22 @@ class ModelView:
 
 
 @dataclass
+class DriftView:
+    """A source's latest drift check (pipeline/drift.py)."""
+
+    source: str
+    model_version: str
+    method: str
+    drifting: bool
+    statistic: float | None  # the KS distance (None: not tested)
+    p_value: float | None
+    frames: int
+    since: datetime | None
+    checked_at: datetime
+    note: str
+
+
+@dataclass
 class HealthReport:
     checked_at: datetime
     schema: str | None  # the database's revision
@@ -85,6 +102,7 @@ class HealthReport:
     alerts: AlertBacklog
     to_review: int
     model: ModelView | None
+    drift: list[DriftView] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -137,6 +155,21 @@ def summary(settings: Settings) -> HealthReport:
         channels, oldest_alert, failing = operations.undelivered(session)
         to_review = store_review.queue_count(session, store_review.QueueFilter())
         models = default_models(session)  # oldest first: the last is the one registered last
+        drift = [
+            DriftView(
+                s.source,
+                s.model_version,
+                s.method,
+                s.drifting,
+                s.statistic,
+                s.p_value,
+                s.frames,
+                s.since,
+                s.checked_at,
+                s.note,
+            )
+            for s in drift_store.states(session)
+        ]
     report = HealthReport(
         checked_at=now,
         schema=schema,
@@ -146,6 +179,7 @@ def summary(settings: Settings) -> HealthReport:
         alerts=AlertBacklog(channels, _age(oldest_alert, now), failing),
         to_review=to_review,
         model=ModelView(models[-1].version, models[-1].method) if models else None,
+        drift=drift,
     )
     report.problems = _problems(report, settings)
     return report
@@ -175,6 +209,13 @@ def _problems(report: HealthReport, settings: Settings) -> list[str]:
             f"{alerts.total} alerts are undelivered, the oldest for {ago(alerts.oldest_seconds)} "
             f"({alerts.failing} failed at least once)"
         )
+    for drift in report.drift:
+        if drift.drifting:
+            problems.append(
+                f"{drift.source} drifts: its latest {drift.frames} scores differ from those of "
+                f"{drift.model_version}'s held-out normal frames (KS D {drift.statistic:.2f}) "
+                f"since {drift.since:%Y-%m-%d %H:%M} UTC"
+            )
     return problems
 
 

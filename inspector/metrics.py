@@ -336,6 +336,22 @@ class PipelineCollector(Collector):
         if report.model is not None:
             model.add_metric([report.model.version, report.model.method], 1)
         yield model
+        drifting = GaugeMetricFamily(
+            "inspector_drift",
+            "1 while a source's latest scores drift from its model's held-out ones.",
+            labels=["source"],
+        )
+        distance = GaugeMetricFamily(
+            "inspector_drift_statistic",
+            "The drift test's KS distance of a source's latest scores (0 to 1).",
+            labels=["source", "version", "method"],
+        )
+        for drift in report.drift:
+            drifting.add_metric([drift.source], 1 if drift.drifting else 0)
+            if drift.statistic is not None:
+                distance.add_metric([drift.source, drift.model_version, drift.method], drift.statistic)
+        yield drifting
+        yield distance
         labels = ["kind", "name", "host", "pid"]
         up = GaugeMetricFamily(
             "inspector_process_up", "1 while a process beats, 0 once it missed.", labels=labels

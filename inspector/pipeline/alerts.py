@@ -25,17 +25,19 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
 from inspector import metrics
 from inspector.config import AlertSettings, Settings
+from inspector.store import drift as drift_store
 from inspector.store import operations
 from inspector.store.db import session_scope
-from inspector.store.models import utcnow
+from inspector.store.models import DriftEvent, utcnow
 from inspector.store.operations import PendingAlert
 
 log = logging.getLogger(__name__)
@@ -202,6 +204,30 @@ def message(
     }
 
 
+def drift_message(
+    settings: Settings, source: str, events: Sequence[DriftEvent], delivery: str
+) -> dict[str, Any]:
+    """The JSON body of a drift alert: the source, and each drift found (its model and test)."""
+    return {
+        "event": "inspector.drift",
+        "delivery": delivery,
+        "source": source,
+        "count": len(events),
+        "models_url": f"{settings.dashboard_url}/models?source={urllib.request.quote(source)}",
+        "drifts": [
+            {
+                "model_version": event.model_version,
+                "method": event.method,
+                "statistic": event.statistic,
+                "p_value": event.p_value,
+                "frames": event.frames,
+                "detected_at": _iso(event.detected_at),
+            }
+            for event in events
+        ],
+    }
+
+
 def make_channels(settings: AlertSettings) -> dict[str, Channel]:
     made: dict[str, Channel] = {}
     for name in settings.channels:
@@ -239,23 +265,40 @@ class Dispatcher:
                 lease = now + timedelta(seconds=LEASE_SECONDS)
                 if not operations.lease_group(session, channel, source, self.owner, lease, now - cooldown):
                     continue  # cooling down, backing off, or another dispatcher has it
-                alerts = operations.pending_alerts(session, channel, source)
+                drifts = drift_store.pending_drifts(session, channel, source)
+                alerts = [] if drifts else operations.pending_alerts(session, channel, source)
                 shown = alerts[: max(1, self.settings.alerts.digest_items)]
                 kinds = operations.map_kinds_of(session, [a.result_id for a in shown if a.pruned_at is None])
-            sent += self._deliver(channel, source, alerts, kinds)
+            if drifts:  # a drift goes first, as a message of its own; the flags wait for its cooldown
+                ids = [outbox_id for outbox_id, _ in drifts]
+                events = [event for _, event in drifts]
+                sent += self._deliver(
+                    channel,
+                    source,
+                    ids,
+                    partial(drift_message, self.settings, source, events),
+                )
+            else:
+                ids = [alert.outbox_id for alert in alerts]
+                sent += self._deliver(
+                    channel,
+                    source,
+                    ids,
+                    partial(message, self.settings, source, alerts, kinds),
+                )
         return sent
 
     def _deliver(
-        self, channel: str, source: str, alerts: list[PendingAlert], kinds: dict[int, list[str]]
+        self, channel: str, source: str, ids: list[int], body_of: Callable[[str], dict[str, Any]]
     ) -> int:
-        ids = sorted(alert.outbox_id for alert in alerts)
+        ids = sorted(ids)
         url = self.settings.db_url
         if not ids:  # delivered by another dispatcher between the look and the lease
             with session_scope(url) as session:
                 operations.release_group(session, channel, source, self.owner)
             return 0
         delivery = hashlib.sha256(f"{channel}:{source}:{ids}".encode()).hexdigest()[:32]
-        body = json.dumps(message(self.settings, source, alerts, kinds, delivery)).encode()
+        body = json.dumps(body_of(delivery)).encode()
         fields = {"channel": channel, "source": source, "flags": len(ids), "delivery": delivery}
         try:
             self.channels[channel].send(source, body)

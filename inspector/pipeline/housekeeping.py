@@ -1,6 +1,6 @@
 """What runs beside a long-running command (watch, worker, alerts dispatch), each in a thread of
 its own: the process group's metrics (and ``--metrics-port``), the heartbeat, and for a watcher
-the alert dispatcher and the retention policy. None of them ever holds up scoring.
+the alert dispatcher, the retention policy and the drift monitor. None of them ever holds up scoring.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 from inspector import health, metrics
 from inspector.config import Settings
-from inspector.pipeline import alerts, retention
+from inspector.pipeline import alerts, drift, retention
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ def alongside(
     pipeline_metrics: bool = False,
     dispatcher: alerts.Dispatcher | None = None,
     prune: bool = False,
+    drift_checks: bool = False,
 ) -> Iterator[None]:
     """Start the companions of a ``kind`` process for the block, and stop them after it.
 
@@ -61,6 +62,13 @@ def alongside(
         threads.append(
             threading.Thread(
                 target=_every, args=(every, lambda: _prune(settings), stop, "retention"), name="retention"
+            )
+        )
+    if drift_checks and settings.drift.enabled:
+        check = settings.drift.every_seconds
+        threads.append(
+            threading.Thread(
+                target=_every, args=(check, lambda: drift.check(settings), stop, "drift check"), name="drift"
             )
         )
     try:

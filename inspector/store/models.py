@@ -326,17 +326,23 @@ class Heartbeat(Base):
 
 
 class AlertOutbox(Base):
-    """A flagged result to tell one channel about, written in the transaction that stores the result,
-    so no flag is lost and none is queued twice (unique result and channel)."""
+    """A flagged result (or a drift found) to tell one channel about, written in the transaction
+    that stores the result (or the drift), so none is lost and none is queued twice (unique result,
+    or drift event, and channel)."""
 
     __tablename__ = "alert_outbox"
     __table_args__ = (
         UniqueConstraint("result_id", "channel", name="uq_alert_outbox_result_channel"),
+        UniqueConstraint("drift_event_id", "channel", name="uq_alert_outbox_drift_event_channel"),
+        CheckConstraint("(result_id IS NULL) <> (drift_event_id IS NULL)", name="one_subject"),
         Index("ix_alert_outbox_pending", "sent_at", "channel", "source"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    result_id: Mapped[int] = mapped_column(BigId, ForeignKey("results.id", ondelete="CASCADE"))
+    result_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("results.id", ondelete="CASCADE"))
+    drift_event_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("drift_events.id", ondelete="CASCADE")
+    )
     channel: Mapped[str] = mapped_column(String(16))
     source: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -359,3 +365,38 @@ class AlertState(Base):
     retry_at: Mapped[datetime | None]
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[datetime | None]
+
+
+# --- drift: are a source's frames still what its live model was trained on? ---------------------
+
+
+class DriftState(Base):
+    """Per source, the drift monitor's latest check of its live model's recent scores."""
+
+    __tablename__ = "drift_state"
+
+    source: Mapped[str] = mapped_column(String(128), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(32))
+    checked_at: Mapped[datetime] = mapped_column(default=utcnow)
+    frames: Mapped[int]  # scores in the window
+    statistic: Mapped[float | None]  # the test's (None: not tested; ``note`` says why)
+    p_value: Mapped[float | None]
+    drifting: Mapped[bool]
+    since: Mapped[datetime | None]  # drifting since
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class DriftEvent(Base):
+    """A source found drifting: what its alert says."""
+
+    __tablename__ = "drift_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    source: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(32))
+    statistic: Mapped[float]
+    p_value: Mapped[float]
+    frames: Mapped[int]
+    detected_at: Mapped[datetime] = mapped_column(default=utcnow)

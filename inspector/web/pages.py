@@ -20,8 +20,9 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from inspector.config import Settings
+from inspector.store import drift
 from inspector.store.db import session_scope
-from inspector.store.models import MAX_ID
+from inspector.store.models import MAX_ID, DriftState
 from inspector.web import security
 
 T = TypeVar("T")
@@ -51,6 +52,7 @@ Writer = Annotated[str, Depends(security.require_writer)]
 def render(request: Request, name: str, context: dict, status: int = 200) -> HTMLResponse:
     """A page with the login state, CSRF token and any one-off message the base template shows."""
     context = {
+        "drifting": _drifting(request),
         "user": security.current_user(request),
         "csrf": security.page_csrf(request),
         "writes_enabled": bool(settings_of(request).server.token),
@@ -58,6 +60,12 @@ def render(request: Request, name: str, context: dict, status: int = 200) -> HTM
         **context,
     }
     return templates.TemplateResponse(request, name, context, status_code=status)
+
+
+def _drifting(request: Request) -> list[DriftState]:
+    """The sources whose drift monitor says they drift: every page's banner."""
+    with session_scope(settings_of(request).db_url) as session:
+        return drift.drifting(session)
 
 
 def see_other(url: str, flash: str | None = None, request: Request | None = None) -> RedirectResponse:

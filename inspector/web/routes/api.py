@@ -175,6 +175,7 @@ class StatusOut(BaseModel):
     alerts: health.AlertBacklog
     to_review: int
     model: health.ModelView | None
+    drift: list[health.DriftView]
 
 
 # --- results --------------------------------------------------------------------------------
@@ -331,6 +332,7 @@ def status(request: Request) -> dict[str, Any]:
         "alerts": report.alerts,
         "to_review": report.to_review,
         "model": report.model,
+        "drift": report.drift,
     }
 
 
