@@ -7,13 +7,13 @@ database, with the data set's labels standing in for the operators:
 1. ``inspector train`` model A on a quarter of the protocol's train-normal frames (sorted
    positions 0, 4, 8, …: 159 frames).
 2. Stream 1 (the other 475 train-normal frames and the even-numbered defect images of each
-   class, 196, shuffled) lands in a watched folder: ``inspector watch --once`` scores it with A.
+   class, 198, shuffled) lands in a watched folder: ``inspector watch --once`` scores it with A.
 3. The operators review the review queue: every flagged frame, labelled by the data set
    (a false alarm is labelled normal, a defect anomaly).
 4. ``inspector retrain --from A.pt --out B.pt`` (A's frames + the frames reviewed normal, a
    fifth of them held out), ``inspector model register B.pt``: B is the candidate.
 5. Stream 2, the evaluation stream (the protocol's 318 test-normal frames and the odd-numbered
-   defect images, 196, shuffled; none seen by A or B), is scored by A (live) and by B in shadow.
+   defect images, 194, shuffled; none seen by A or B), is scored by A (live) and by B in shadow.
 6. Every stream-2 frame is labelled by the data set (an audit, for measuring only);
    ``inspector model compare`` gives false alarms and misses at matched recall; the same
    figures are computed here at fixed recalls of 90% and 95% from the stored scores.

@@ -1,0 +1,43 @@
+"""The drift benchmark's shifts and alarm bookkeeping (the full run is minutes; see bench/)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench import drift as bench
+from inspector.config import DriftSettings
+from inspector.pipeline.drift import judge
+
+
+def test_shifts_do_what_they_say() -> None:
+    rng = np.random.default_rng(0)
+    raw = rng.uniform(50, 200, (256, 512)).astype(np.float32)  # 4 raw pixels per model pixel
+    moved = bench.moved(raw)
+    assert np.array_equal(moved[20:, 20:], raw[:-20, :-20])  # the scene 5 model pixels along
+    assert np.allclose(bench.brightness(raw), raw + 40)
+    blurred = bench.blur(raw)
+    assert blurred.std() < raw.std() / 3 and abs(blurred.mean() - raw.mean()) < 1
+    noisy = bench.noise(raw, rng) - raw
+    assert abs(noisy.std() - 0.05 * 255) < 0.5
+    ordinary = bench.ordinary(raw, rng)
+    assert ordinary.shape == raw.shape and abs(ordinary.mean() / raw.mean() - 1) < 0.03
+
+
+def test_alarms_after_every_frame_are_the_products_test() -> None:
+    rng = np.random.default_rng(1)
+    settings = DriftSettings()
+    reference = rng.normal(0, 1, 63)
+    scores = np.concatenate([rng.normal(0, 1, 150), rng.normal(3, 1, 150)])
+    on = bench.alarms(scores, reference, 2.3, settings)
+    assert not on[:150].any() and on[-1]
+    i = bench.first(on, 150) + 149
+    assert judge(scores[i - 99 : i + 1], reference, 2.3, settings).drifting
+    assert not judge(scores[i - 100 : i], reference, 2.3, settings).drifting
+
+
+def test_the_flag_rate_peer() -> None:
+    assert bench._binomial_needed(100, 0.01, 1e-6) == 9  # P(X >= 9 | n=100, p=1%) < 1e-6 <= P(X >= 8)
+    flags = np.zeros(300)
+    flags[200:] = 10.0
+    peer = bench.flag_rate_alarms(flags, 1.0, 100, 0.01, 1e-6)
+    assert not peer[:208].any() and peer[208] and bench.first(peer, 200) == 9
