@@ -8,6 +8,9 @@ database, with the data set's labels standing in for the operators:
    positions 0, 4, 8, …: 159 frames).
 2. Stream 1 (the other 475 train-normal frames and the even-numbered defect images of each
    class, 198, shuffled) lands in a watched folder: ``inspector watch --once`` scores it with A.
+   The plant runs at a fixed recall (``--operate-at``, 90%): the threshold the calibration page
+   suggests for it from stream 1's labels is set, ``inspector threshold set`` (its stored
+   verdicts judged again).
 3. The operators review the review queue: every flagged frame, labelled by the data set
    (a false alarm is labelled normal, a defect anomaly).
 4. ``inspector retrain --from A.pt --out B.pt`` (A's frames + the frames reviewed normal, a
@@ -214,12 +217,15 @@ def at_threshold(scores: np.ndarray, defect: np.ndarray, threshold: float) -> di
     return {"threshold": threshold, "recall": point.recall, "false_alarms": point.fp, "misses": point.fn}
 
 
-def run(data: Path, work: Path, threads: int, command: str, quick: bool = False) -> dict:
+def run(
+    data: Path, work: Path, threads: int, command: str, quick: bool = False, operate_at: float = 0.9
+) -> dict:
     from inspector.detector import Checkpoint, Detector
     from inspector.frames import load_frame
     from inspector.pipeline.dataset import LabelledFile
     from inspector.pipeline.retrain import retrain
-    from inspector.pipeline.thresholds import Labelled
+    from inspector.pipeline.thresholds import Labelled, effective_threshold
+    from inspector.store.db import session_scope
 
     started, cpu = time.time(), time.process_time()
     loop = Loop(data, work, threads, quick)
@@ -235,12 +241,19 @@ def run(data: Path, work: Path, threads: int, command: str, quick: bool = False)
         _copy(streams["stream1"], work / "incoming1")
         loop.run("watch", str(work / "incoming1"), "--once")
         (work / "stream1.done").touch()
+    stream1 = {_sha256(p) for p, _ in streams["stream1"]}
+    s1, t1 = loop.scores(a.version, stream1)
+    if operate_at and not (work / "calibrated.done").exists():  # the plant's operating point
+        value = at_recall(s1, t1, operate_at)["threshold"]
+        reason = f"recall {operate_at:.0%} on stream 1's labels"
+        loop.run("threshold", "set", repr(value), "--source", SOURCE, "--by", "bench", "--reason", reason)
+        (work / "calibrated.done").write_text(json.dumps({"recall": operate_at, "threshold": value}))
+    calibrated = work / "calibrated.done"
+    out["operating_point"] = json.loads(calibrated.read_text()) if calibrated.exists() else None
     if not (work / "review1.done").exists():  # 3. the operators review the queue
         normal, anomaly = loop.review(flagged_only=True, who="operators")
         (work / "review1.done").write_text(json.dumps([normal, anomaly]))
     normal, anomaly = json.loads((work / "review1.done").read_text())
-    stream1 = {_sha256(p) for p, _ in streams["stream1"]}
-    s1, t1 = loop.scores(a.version, stream1)
     out["stream1"] = {
         "frames": len(s1),
         "flagged": int(normal + anomaly),
@@ -265,7 +278,8 @@ def run(data: Path, work: Path, threads: int, command: str, quick: bool = False)
 
     stream2 = {_sha256(p) for p, _ in streams["stream2"]}
     evaluation: dict[str, dict] = {}
-    live_threshold = Detector(a, device="cpu").threshold
+    with session_scope(loop.settings.db_url) as session:  # A's threshold for the source now
+        live_threshold = effective_threshold(session, a.version, Detector(a, device="cpu").method, SOURCE)
     for name, version in (("A (live)", a.version), ("B (candidate, shadow)", b.version)):
         scores, defect = loop.scores(version, stream2)
         evaluation[name] = {"frames": len(scores), "scores": scores, "defect": defect}
@@ -345,6 +359,13 @@ def render(out: dict) -> str:
         "## The loop",
         "",
         f"- Model A: {out['counts']['train'][0]} train-normal frames (every fourth).",
+        (
+            f"- The plant's operating point: recall {point['recall']:.0%}, threshold "
+            f"{point['threshold']:.4g} (the calibration page's rule on stream 1's labels), "
+            "set by `inspector threshold set`."
+            if (point := out["operating_point"])
+            else "- The plant runs at A's default threshold (its held-out frames' 99th percentile)."
+        ),
         f"- Stream 1: {s1['frames']} frames ({s1['defects']} defects) scored by A; the queue held "
         f"{s1['flagged']} flagged frames, reviewed: {s1['false_alarms_reviewed']} false alarms (normal), "
         f"{s1['defects_flagged']} defects (anomaly).",
@@ -407,9 +428,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--quick", action="store_true", help="tiny model, one epoch, 60-frame streams")
+    parser.add_argument(
+        "--operate-at",
+        type=float,
+        default=0.9,
+        help="the recall the plant runs at (its threshold calibrated on stream 1); 0: A's default threshold",
+    )
     args = parser.parse_args(argv)
     command = shlex.join(["python", "-m", "bench.operator_loop", *sys.argv[1:]])
-    out = run(args.data, args.work, args.threads, command, args.quick)
+    out = run(args.data, args.work, args.threads, command, args.quick, args.operate_at)
     out["header"] = {
         "command": f"`{command}`",
         "git commit": git_commit(),

@@ -3,8 +3,8 @@
 The candidate trains, with the live checkpoint's family, settings and training options, on
 - the live model's own normal frames: its checkpoint records each by path and content hash; a
   file moved since is found again by its hash among the frames the pipeline archived;
-- frames reviewed as normal (their latest review), but a fixed share of them held out, chosen by
-  content hash (a rerun holds out the same ones);
+- frames reviewed as normal (their latest review), but a fifth of them held out: those of the
+  lowest content hashes (a rerun holds out the same ones, and a review added later moves few);
 never on a frame reviewed as an anomaly: an original frame since reviewed anomalous is dropped.
 
 The report compares live and candidate on the held-out reviewed frames, which neither trained
@@ -41,9 +41,11 @@ class RetrainError(ValueError):
     """Retraining cannot start: the checkpoint records no training frames, or none can be read."""
 
 
-def held_out(content_hash: str, fraction: float = HOLDOUT) -> bool:
-    """Whether a reviewed-normal frame is held out: decided by its content hash alone."""
-    return int(content_hash[:8], 16) < fraction * 2**32
+def held_out(content_hashes: set[str], fraction: float = HOLDOUT) -> set[str]:
+    """The reviewed-normal frames held out: the ``fraction`` of lowest content hash (at least one
+    of two or more), so a rerun holds out the same ones."""
+    count = max(round(len(content_hashes) * fraction), 1 if len(content_hashes) > 1 else 0)
+    return set(sorted(content_hashes)[:count])
 
 
 @dataclass
@@ -179,6 +181,10 @@ def retrain(
             report.originals_missing.append(item.missing)
 
     heldout: list[tuple[np.ndarray, bool]] = []  # (pixels, anomalous)
+    normals = {
+        item.content_hash for item in reviewed if item.label == "normal" and item.content_hash not in seen
+    }
+    kept_apart = held_out(normals)
     for item in reviewed:
         if item.label not in ("normal", "anomaly") or item.content_hash in seen:
             continue
@@ -186,7 +192,7 @@ def retrain(
         if data is None:
             report.reviewed_missing.append(item.missing or "unreadable")
             continue
-        if item.label == "normal" and not held_out(item.content_hash):
+        if item.label == "normal" and item.content_hash not in kept_apart:
             report.reviewed_trained += take(item, data)
             continue
         try:

@@ -124,12 +124,16 @@ def test_retrain_learns_from_reviewed_normals_never_from_anomalies(
     original = {r["sha256"] for r in live.metadata["training_frames"]}
     trained_on = {r["sha256"] for r in Checkpoint.load(tmp_path / "cand.pt").metadata["training_frames"]}
     assert not trained_on & anomalies  # t001 was a training frame, reviewed anomalous since: dropped
-    new = {h for h in normals - original if not held_out(h)}
+    apart = held_out(normals - original)
+    new = (normals - original) - apart
     assert (
         trained_on
         == (original - anomalies - {r["sha256"] for r in live.metadata["training_frames"][2:3]}) | new
     )
-    held = [h for h in normals - original if held_out(h)]
+    held = sorted(apart)
+    assert (
+        len(held) == round(len(normals - original) * 0.2) and held == sorted(normals - original)[: len(held)]
+    )
     assert "original normal frames: 28 of 30 (1 missing, 1 since reviewed as anomalies)" in result.output
     assert f"reviewed normal frames trained on: {len(new)}" in result.output
     assert f"held out: {len(held)} reviewed normal, 7 reviewed anomalous frames" in result.output
