@@ -218,17 +218,17 @@ def ablation_lines(runs: list[dict], key: str) -> list[str]:
 # --- depth poses ------------------------------------------------------------------------------
 
 
-def depth_figures(runs: list[dict]) -> dict[tuple[str, str], list[float]]:
-    """(direction, scoring method) → one figure per seed: the mean over the folds' ROC-AUC,
-    only for seeds whose 4 folds are all done."""
+def depth_figures(runs: list[dict]) -> dict[tuple[str, str], dict[int, float]]:
+    """(direction, scoring method) → {seed: the mean over the folds' ROC-AUC}, only for seeds
+    whose 4 folds are all done."""
     folds: dict[tuple[str, str, int], list[float]] = defaultdict(list)
     for run in runs:
         for m, auc in run["auc"].items():
             folds[run["direction"], m, run["seed"]].append(auc)
-    out: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for (direction, m, _), values in sorted(folds.items()):
+    out: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
+    for (direction, m, seed), values in sorted(folds.items()):
         if len(values) == depth_poses.FOLDS:
-            out[direction, m].append(float(np.mean(values)))
+            out[direction, m][seed] = float(np.mean(values))
     return out
 
 
@@ -236,13 +236,13 @@ def depth_table(runs: list[dict]) -> list[str]:
     figures = depth_figures(runs)
     lines = [
         "| method | palm normal, other poses anomalous | other poses normal, palm anomalous "
-        "| mean of the two |",
+        "| mean of the two (seeds done in both) |",
         "|---|---|---|---|",
     ]
     for m in all_methods():
-        cells = [figures.get((d, m), []) for d in depth_poses.POSES]
-        both = [np.mean(pair) for pair in zip(*cells, strict=False)] if all(cells) else []
-        seeds = [f"{mean_std(c)} ({len(c)})" if c else "–" for c in cells]
+        cells = [figures.get((d, m), {}) for d in depth_poses.POSES]
+        both = [np.mean([c[seed] for c in cells]) for seed in set.intersection(*(set(c) for c in cells))]
+        seeds = [f"{mean_std(list(c.values()))} ({len(c)})" if c else "–" for c in cells]
         lines.append(f"| {LABELS[m]} `{m}` | {seeds[0]} | {seeds[1]} | {mean_std(both)} |")
     lines += [
         "",

@@ -60,7 +60,7 @@ def test_ablation_pairs_the_two_scores_of_each_run() -> None:
 def test_depth_figures_need_every_fold_of_a_seed() -> None:
     runs = [{"direction": "palm", "seed": 0, "auc": {"vaegan": v}} for v in (0.5, 0.6, 0.7, 0.8)]
     runs += [{"direction": "palm", "seed": 1, "auc": {"vaegan": 0.9}}]  # one fold of four
-    assert report.depth_figures(runs) == {("palm", "vaegan"): [0.65]}
+    assert report.depth_figures(runs) == {("palm", "vaegan"): {0: 0.65}}
 
 
 def test_curves_figure_is_drawn(tmp_path: Path) -> None:
