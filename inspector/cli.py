@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from inspector import health
+    from inspector.detector import Checkpoint
     from inspector.models import ModelConfig
     from inspector.store.models import ModelChange
 
@@ -82,6 +83,43 @@ def _model_config(method: str, image_size: int, channels: int, config_file: str 
     return dataclasses.replace(config, image_size=image_size, channels=channels)
 
 
+def _frame_shape_of(data_dir: str, spec: FrameSpec) -> FrameSpec:
+    """The spec with the shape ``selection.frame_shape`` chooses from the files' own sizes (read
+    from their headers; an unreadable file is left to the loading, which reports it)."""
+    from inspector.frames import FrameError, find_frames, stored_shape
+    from inspector.selection import frame_shape
+
+    shapes = []
+    for path in find_frames(data_dir):
+        try:
+            shapes.append(stored_shape(path, spec))
+        except (FrameError, OSError):
+            continue
+    if not shapes:
+        return spec
+    height, width = frame_shape(shapes)
+    return dataclasses.replace(spec, image_size=height, width=width)
+
+
+def _report_choice(checkpoint: Checkpoint) -> None:
+    """What the label-free choice chose, its estimate, and a warning when the estimate is low."""
+    from inspector.selection import WARN_BELOW
+
+    selection = checkpoint.metadata["selection"]
+    estimate = selection["estimate"]
+    click.echo(
+        f"chose {checkpoint.family.name}, scoring method {checkpoint.default_method}: validation ROC-AUC "
+        f"{estimate:.3f} (held-out normal frames against synthetic anomalies made from them)"
+    )
+    if estimate < WARN_BELOW:
+        click.echo(
+            f"warning: the validation estimate {estimate:.3f} is low: the detector may miss defects like "
+            "the synthetic ones. Check it on a few real anomalies (the estimate can be pessimistic), or "
+            "train more normal frames, or choose a --method.",
+            err=True,
+        )
+
+
 def depth_unit_options(command: Callable[..., None]) -> Callable[..., None]:
     """--depth-unit-mm, --near-mm and --far-mm: a depth frame's units and working range, over the
     settings (train) or the checkpoint's (score); see ``units``."""
@@ -118,13 +156,25 @@ def units(
 )
 @click.option(
     "--method",
-    default="vaegan",
-    show_default=True,
-    help="Model family (vae, anogan, vaegan, vaegan-z, vaegan+) or one of its scoring methods.",
+    default=None,
+    help="Model family (vae, anogan, vaegan, vaegan-z, vaegan+, patch-memory, glimpse-memory) or one "
+    "of its scoring methods. Default: chosen from the frames, label-free (see the README).",
 )
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Checkpoint file to write.")
 @click.option("--epochs", type=int, default=20, show_default=True)
-@click.option("--image-size", type=int, default=None, help="Model resolution (default: frames.image_size).")
+@click.option(
+    "--image-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Model input rows (and columns unless --width). Default: frames.image_size with --method; "
+    "without, from the frames' own size (aspect kept, at most 256×256 pixels).",
+)
+@click.option(
+    "--width",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Model input columns, for elongated frames (default: frames.width, or square).",
+)
 @click.option(
     "--mode",
     type=click.Choice(["grey", "colour", "depth"]),
@@ -158,6 +208,7 @@ def train(
     out: str,
     epochs: int,
     image_size: int | None,
+    width: int | None,
     mode: str | None,
     seed: int,
     model_config_file: str | None,
@@ -170,42 +221,63 @@ def train(
     near_mm: float | None,
     far_mm: float | None,
 ) -> None:
-    """Train a detector on a folder of normal frames."""
+    """Train a detector on a folder of normal frames.
+
+    Without --method (and --model-config) the frame shape, the model family and its scoring
+    method are chosen from the normal frames alone, validated on synthetic anomalies made
+    from held-out ones (inspector/selection.py); the estimate is printed and kept."""
     from tqdm import tqdm
 
     from inspector.models import family_of_config
     from inspector.training import TrainingError, TrainOptions, load_training_frames
     from inspector.training import train as fit
 
+    if method is None and model_config_file:
+        raise click.UsageError("--model-config needs --method: the family its settings belong to")
     base = ctx.settings.frames
-    spec = dataclasses.replace(base, image_size=image_size or base.image_size, mode=mode or base.mode)
+    spec = dataclasses.replace(
+        base,
+        image_size=image_size or base.image_size,
+        width=width or (0 if image_size else base.width),
+        mode=mode or base.mode,
+    )
     spec = units(spec, depth_unit_mm, near_mm, far_mm)
+    options = TrainOptions(
+        epochs=epochs,
+        seed=seed,
+        patience=patience,
+        shift=shift,
+        hflip=hflip,
+        gain=gain,
+        min_epoch_frames=min_epoch_frames,
+        device=ctx.settings.device,
+    )
     try:
+        if method is None and image_size is None:
+            spec = _frame_shape_of(data_dir, spec)
         frames, records, skipped = load_training_frames(data_dir, spec)
         for line in skipped:
             click.echo(f"skipped {line}", err=True)
-        config = _model_config(method, spec.image_size, spec.channels, model_config_file)
-        options = TrainOptions(
-            epochs=epochs,
-            seed=seed,
-            patience=patience,
-            shift=shift,
-            hflip=hflip,
-            gain=gain,
-            min_epoch_frames=min_epoch_frames,
-            device=ctx.settings.device,
-        )
-        family = family_of_config(config).name
-        click.echo(f"training {family} on {len(frames)} frames of {spec.mode} {spec.image_size}px")
+        shown = f"{spec.mode} {spec.shape[0]}×{spec.shape[1]} px"
         with tqdm(total=epochs, unit="epoch", file=sys.stderr) as bar:
 
             def progress(epoch: int, losses: dict[str, float]) -> None:
                 bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()})
                 bar.update(1)
 
-            checkpoint = fit(frames, config, spec, options, progress, records=records)
+            if method is None:
+                from inspector.selection import train_default
+
+                click.echo(f"choosing a detector for {len(frames)} frames of {shown}")
+                checkpoint = train_default(frames, spec, options, progress, records, note=bar.write)
+            else:
+                config = _model_config(method, spec.image_size, spec.channels, model_config_file)
+                click.echo(f"training {family_of_config(config).name} on {len(frames)} frames of {shown}")
+                checkpoint = fit(frames, config, spec, options, progress, records=records)
     except TrainingError as exc:
         raise click.ClickException(str(exc)) from exc
+    if "selection" in checkpoint.metadata:
+        _report_choice(checkpoint)
     checkpoint.save(out)
     thresholds = ", ".join(f"{m} {t:.4g}" for m, t in checkpoint.thresholds.items())
     click.echo(f"wrote {out} (version {checkpoint.version}; thresholds: {thresholds})")

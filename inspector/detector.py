@@ -195,6 +195,18 @@ def score_batches(
         yield model.score(torch.from_numpy(frames[start : start + batch_size]).to(device), method)
 
 
+def method_scores(
+    model: AnomalyModel, methods: Sequence[str], frames: np.ndarray, batch_size: int, device: torch.device
+) -> dict[str, np.ndarray]:
+    """Each method's scores (N,) of frames (N, C, H, W) in [0, 1], the methods of a batch together."""
+    model.eval()
+    batches = [
+        model.score_methods(torch.from_numpy(frames[start : start + batch_size]).to(device), methods)
+        for start in range(0, len(frames), batch_size)
+    ]
+    return {m: np.concatenate([b[m].score.detach().cpu().numpy() for b in batches]) for m in methods}
+
+
 class Detector:
     """A trained model plus how to read frames for it and its default threshold."""
 

@@ -357,6 +357,20 @@ def frame_from_bytes(data: bytes, spec: FrameSpec, max_bytes: int = MAX_DECODED_
 FLAT_SPREAD = 1 / 255  # a frame whose pixels all lie within this of each other shows nothing
 
 
+def stored_shape(path: str | Path, spec: FrameSpec) -> tuple[int, int]:
+    """(rows, columns) a file's frame has before resizing (its region of interest's, where one is
+    set), from the file's header: no pixel is decoded."""
+    data = Path(path).read_bytes()
+    if data.startswith(b"\x93NUMPY"):
+        height, width = _decode_npy(data, spec.max_pixels, MAX_DECODED_BYTES).shape[:2]
+    else:
+        header = next((read(data) for signature, read in SIGNATURES if data.startswith(signature)), None)
+        if header is None:
+            raise FrameError("not a readable image: unknown format or no size in its header")
+        height, width = header.height, header.width
+    return (spec.roi[3], spec.roi[2]) if spec.roi is not None else (height, width)
+
+
 def check_frames_vary(frames: np.ndarray, spec: FrameSpec) -> str | None:
     """Why these preprocessed frames (N, C, H, W) cannot be what was meant, or None: most of them
     hold one value (within FLAT_SPREAD). Depth in the wrong units does that silently: frames of

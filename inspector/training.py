@@ -25,7 +25,7 @@ import torch
 
 import inspector
 from inspector.config import FrameSpec
-from inspector.detector import Checkpoint, resolve_device, score_batches
+from inspector.detector import Checkpoint, method_scores, resolve_device
 from inspector.frames import FrameError, check_frames_vary, find_frames, load_frame
 from inspector.models import AnomalyModel, ModelConfig, family_of_config
 
@@ -198,9 +198,7 @@ def train(
     model.eval()
     model.fit_normal_statistics(val_x, train_x)
     thresholds, heldout_scores = {}, {}
-    for method in family.methods:
-        batches = [out.score.cpu().numpy() for out in score_batches(model, method, val_frames, 64, device)]
-        scores = np.concatenate(batches)
+    for method, scores in method_scores(model, family.methods, val_frames, 64, device).items():
         thresholds[method] = float(np.quantile(scores, options.threshold_quantile))
         heldout_scores[method] = [float(score) for score in scores]
     metadata = {

@@ -45,6 +45,8 @@ def test_train_then_score_with_maps(tmp_path: Path) -> None:
             str(TINY_SIZE),
             "--seed",
             "1",
+            "--method",
+            "vaegan",
         ],
     )
     assert result.exit_code == 0, result.output

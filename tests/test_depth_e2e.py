@@ -26,11 +26,11 @@ def test_train_on_eight_depth_frames_then_score_the_rest(tmp_path: Path) -> None
     model = tmp_path / "hand.pt"
     runner = CliRunner()
     args = ["--config", str(config), "train", "--data", str(HAND / "gesture"), "--out", str(model)]
-    args += ["--image-size", "32", "--epochs", "2", "--model-config", str(model_config)]
+    args += ["--image-size", "32", "--epochs", "2", "--method", "vaegan", "--model-config", str(model_config)]
     args += ["--shift", "2", "--gain", "0.05", "--patience", "2", "--min-epoch-frames", "32"]
     result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert "on 8 frames of depth 32px" in result.output
+    assert "on 8 frames of depth 32×32 px" in result.output
 
     checkpoint = Checkpoint.load(model)
     assert checkpoint.frame_spec.mode == "depth" and checkpoint.frame_spec.depth_unit_mm == 0.125

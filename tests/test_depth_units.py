@@ -61,7 +61,7 @@ def test_train_refuses_blank_depth_frames_and_the_unit_flag_fixes_it(tmp_path: P
     model_config.write_text(yaml.safe_dump({"width": 8, "latent_dim": 8, "batch_size": 8}))
     model = tmp_path / "hand.pt"
     base = ["--config", str(config), "train", "--data", str(tmp_path / "train"), "--out", str(model)]
-    base += ["--image-size", "32", "--epochs", "1", "--model-config", str(model_config)]
+    base += ["--image-size", "32", "--epochs", "1", "--method", "vaegan", "--model-config", str(model_config)]
     base += ["--min-epoch-frames", "16"]
     runner = CliRunner()
     refused = runner.invoke(main, base)

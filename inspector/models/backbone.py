@@ -23,6 +23,7 @@ from torch.nn import functional as F
 FINE_BLOCK, COARSE_BLOCK = 4, 10  # the last blocks at stride 8 and at stride 16
 DIM = 40 + 112  # channels of the two
 STRIDE = 8  # input pixels per cell of the feature grid
+PIXELS_PER_PASS = 1 << 18  # frames per forward pass: about four of 256×256
 
 
 @functools.cache
@@ -45,6 +46,7 @@ class Backbone(nn.Module):
         self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
         self.blocks = nn.ModuleList(net._blocks[: COARSE_BLOCK + 1])
         self.requires_grad_(False)
+        self.to(memory_format=torch.channels_last)
         self.eval()
 
     def train(self, mode: bool = True) -> Backbone:
@@ -53,9 +55,17 @@ class Backbone(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """In passes of at most PIXELS_PER_PASS pixels, channels last: on a CPU, 272×240 frames
+        took 22 ms each so and 136 ms in passes of 16 frames, channels first (depthwise
+        convolutions, and activations that no longer fit the caches)."""
+        chunk = max(1, PIXELS_PER_PASS // (x.shape[-2] * x.shape[-1]))
+        return torch.cat([self._features(part) for part in x.split(chunk)])
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)  # grey and depth frames: the same plane in R, G and B
-        h = self.stem(2 * x - 1)  # the Lite models' input scaling: (255·x − 127) / 128
+        x = (2 * x - 1).contiguous(memory_format=torch.channels_last)
+        h = self.stem(x)  # the Lite models' input scaling: (255·x − 127) / 128
         for i, block in enumerate(self.blocks):
             h = block(h)
             if i == FINE_BLOCK:
@@ -63,4 +73,4 @@ class Backbone(nn.Module):
         fine = F.avg_pool2d(fine, 3, stride=1, padding=1, count_include_pad=False)
         coarse = F.avg_pool2d(h, 3, stride=1, padding=1, count_include_pad=False)
         coarse = F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False)
-        return torch.cat([fine, coarse], dim=1)
+        return torch.cat([fine, coarse], dim=1).contiguous()

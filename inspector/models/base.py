@@ -3,6 +3,7 @@ a model and of its trainer, and the record that registers a family (see models/_
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -65,6 +66,11 @@ class AnomalyModel(nn.Module):
     def score(self, x: torch.Tensor, method: str) -> Scores:
         """Anomaly scores (higher = more anomalous) and maps; call in eval mode."""
         raise NotImplementedError
+
+    def score_methods(self, x: torch.Tensor, methods: Sequence[str]) -> dict[str, Scores]:
+        """Several methods' scores of one batch; a family whose methods share most of their work
+        (a memory's distances) computes it once."""
+        return {method: self.score(x, method) for method in methods}
 
     def fit_normal_statistics(self, held_out: torch.Tensor, seen: torch.Tensor) -> None:
         """After training: learn from normal frames what scoring needs besides the weights (kept

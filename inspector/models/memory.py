@@ -23,7 +23,7 @@ dashboard, whatever scores the frame. It has no part in the score, so it is kept
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -154,25 +154,32 @@ class MemoryModel(AnomalyModel):
         self.memory.fit(torch.cat(kept), size)
 
     def score(self, x: torch.Tensor, method: str) -> Scores:
-        self.check_method(method)
+        return self.score_methods(x, (method,))[method]
+
+    def score_methods(self, x: torch.Tensor, methods: Sequence[str]) -> dict[str, Scores]:
+        for method in methods:
+            self.check_method(method)
         with torch.no_grad():
             views = self.views(x)
             distances = self.memory.distances(self.backbone(views.features))[:, None]
+            reconstruction = views.to_frame(self.network.reconstruct(views.network))
+        attention = views.to_frame(self.network.grad_cam(views.network)[:, None])[:, 0]
+        scores = {}
+        for method in methods:
             if method.endswith("-max"):
                 anomaly_map = views.to_frame(gaussian_blur(distances, self.config.smooth))[:, 0]
                 score = anomaly_map.flatten(1).amax(dim=1)
             else:
                 anomaly_map = views.to_frame(distances)[:, 0]
                 score = distances.flatten(1).mean(dim=1)
-            reconstruction = views.to_frame(self.network.reconstruct(views.network))
-        attention = views.to_frame(self.network.grad_cam(views.network)[:, None])[:, 0]
-        return Scores(
-            score=score,
-            reconstruction=reconstruction,
-            error=anomaly_map,
-            attention=attention,
-            anomaly_map=anomaly_map,
-        )
+            scores[method] = Scores(
+                score=score,
+                reconstruction=reconstruction,
+                error=anomaly_map,
+                attention=attention,
+                anomaly_map=anomaly_map,
+            )
+        return scores
 
 
 class MemoryTrainer:

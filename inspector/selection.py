@@ -1,0 +1,165 @@
+"""What ``inspector train`` chooses when told nothing: the frame shape, the family, its method.
+
+All from the normal frames alone, no label and no test frame:
+
+1. **Frame shape.** The training files' median size, scaled down (never up) to at most
+   PIXELS pixels with its aspect kept: 500×1250 frames become 161×404, not a square where a
+   thin defect is squashed away; 84×84 frames stay as they are.
+2. **Kind of data (the gate).** Where the object's bounding box (``models.glimpse``) covers
+   less than half the frame in at least 80% of the normal frames, they show objects on a
+   plain background, at sizes and places that vary: only the glimpse families compare them
+   well (a whole-frame comparison sees mostly where the object is). Otherwise (surfaces,
+   scenes, most depth frames) every candidate competes. The rule exists because the
+   synthetic anomalies below are local defects, which favour the whole-frame memory even
+   where the real anomalies are other objects (noisy MNIST, digit 1: 0.979 against 0.997).
+3. **Candidates, validated.** Each candidate's memory is filled from the training split
+   (the split training uses), and each of its methods scores the held-out normals and the
+   synthetic anomalies made from them (``synthetic.py``); the ROC-AUC of that is the
+   validation estimate. The best candidate and method win (the first listed on a tie).
+
+The checkpoint keeps the choice, the estimate and every candidate's figure; ``train``
+prints the estimate and warns below WARN_BELOW.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from inspector.config import FrameSpec
+from inspector.detector import Checkpoint, method_scores, resolve_device
+from inspector.models import ModelConfig, family_named, make_config
+from inspector.models.glimpse import GlimpseFields, box_fraction
+from inspector.synthetic import anomalies
+from inspector.training import ProgressFn, TrainingError, TrainOptions, split_validation, train
+
+PIXELS = 256 * 256  # the most pixels of a frame the whole-frame memory sees (PatchCore's 256 px)
+MIN_SIDE = 16  # one stride-16 cell of the backbone
+OBJECT_BOX = 0.5  # an object's box covers less than this fraction of its frame ...
+OBJECT_SHARE = 0.8  # ... in at least this share of the frames: objects on a plain background
+WARN_BELOW = 0.6  # a validation estimate below this is printed with a warning
+CANDIDATES: dict[str, tuple[str, ...]] = {  # kind of data -> the families that compete
+    "objects": ("glimpse-memory",),
+    "any": ("glimpse-memory", "patch-memory"),
+}
+
+Note = Callable[[str], None]
+
+
+def frame_shape(shapes: Sequence[tuple[int, int]]) -> tuple[int, int]:
+    """(rows, columns) for frames whose files are of these (rows, columns): their median,
+    scaled down to at most PIXELS pixels with its aspect kept (sides of at least MIN_SIDE)."""
+    if not shapes:
+        raise TrainingError("no frames to choose a frame shape from")
+    height, width = np.median(np.asarray(shapes, dtype=float), axis=0)
+    scale = min(1.0, math.sqrt(PIXELS / (height * width)))
+    return max(MIN_SIDE, math.floor(height * scale)), max(MIN_SIDE, math.floor(width * scale))
+
+
+def object_share(frames: np.ndarray) -> float:
+    """The share of frames (N, C, H, W) whose object's box covers less than OBJECT_BOX of them."""
+    fields = GlimpseFields()
+    fractions = torch.cat(
+        [
+            box_fraction(torch.from_numpy(frames[i : i + 256]), fields.glimpse_blur, fields.glimpse_threshold)
+            for i in range(0, len(frames), 256)
+        ]
+    )
+    return float((fractions < OBJECT_BOX).float().mean())
+
+
+def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC-AUC (Mann-Whitney, ties counted half): the chance an anomaly outscores a normal frame."""
+    labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2)[inverse]  # 1-based, ties averaged
+    positive = labels == 1
+    n1, n0 = int(positive.sum()), int((~positive).sum())
+    if not n1 or not n0:
+        raise ValueError("ROC-AUC needs normal and anomalous frames")
+    return float((ranks[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+@dataclass
+class Choice:
+    """What the selection chose, and why (it goes into the checkpoint's metadata)."""
+
+    config: ModelConfig
+    method: str
+    estimate: float  # validation ROC-AUC of the chosen method, on synthetic anomalies
+    kind: str  # "objects" or "any"
+    object_share: float
+    candidates: list[dict] = field(default_factory=list)  # family, method, validation AUROC, seconds
+
+    def metadata(self) -> dict:
+        return {
+            "method": self.method,
+            "selection": {
+                "estimate": round(self.estimate, 4),
+                "kind": self.kind,
+                "object_share": round(self.object_share, 3),
+                "candidates": self.candidates,
+                "validation": "held-out normal frames against synthetic anomalies made from them",
+            },
+        }
+
+
+def choose(frames: np.ndarray, spec: FrameSpec, options: TrainOptions, note: Note | None = None) -> Choice:
+    """Validate every candidate on the normal frames (N, C, H, W) and return the best."""
+    note = note or (lambda _line: None)
+    if len(frames) < 2:
+        raise TrainingError("choosing a detector needs at least 2 normal frames (one to hold out)")
+    train_idx, val_idx = split_validation(len(frames), options.val_fraction, options.seed)
+    if not len(val_idx):  # fewer than 5 frames: hold one out for the choice all the same
+        train_idx, val_idx = train_idx[1:], train_idx[:1]
+    share = object_share(frames)
+    kind = "objects" if share >= OBJECT_SHARE else "any"
+    note(
+        f"{share:.0%} of the frames show an object covering less than half of them: "
+        + ("objects on a plain background" if kind == "objects" else "surfaces or scenes")
+    )
+    held_out = frames[val_idx]
+    synthetic, _kinds = anomalies(held_out, frames[train_idx], seed=options.seed)
+    validation = np.concatenate([held_out, synthetic])
+    labels = np.repeat([0, 1], [len(held_out), len(synthetic)])
+    device = resolve_device(options.device)
+    seen = torch.from_numpy(frames[train_idx])
+    results: list[tuple[float, str, str, ModelConfig]] = []  # (AUROC, family, method, config)
+    for name in CANDIDATES[kind]:
+        family = family_named(name)
+        config = make_config(name, {"channels": spec.channels, "image_size": spec.image_size})
+        model = family.model(config).to(device).eval()
+        model.check_frames(frames.shape[1:])
+        model.fit_normal_statistics(torch.from_numpy(held_out), seen)
+        for method, scores in method_scores(model, family.methods, validation, 32, device).items():
+            results.append((auroc(labels, scores), name, method, config))
+            note(f"  {name} / {method}: validation ROC-AUC {results[-1][0]:.3f}")
+    best = max(results, key=lambda r: r[0])  # the first of equals: the order of CANDIDATES
+    return Choice(
+        config=best[3],
+        method=best[2],
+        estimate=best[0],
+        kind=kind,
+        object_share=share,
+        candidates=[{"family": r[1], "method": r[2], "validation_auroc": round(r[0], 4)} for r in results],
+    )
+
+
+def train_default(
+    frames: np.ndarray,
+    spec: FrameSpec,
+    options: TrainOptions,
+    progress: ProgressFn | None = None,
+    records: Sequence[dict[str, str]] | None = None,
+    note: Note | None = None,
+) -> Checkpoint:
+    """Choose a detector for the normal frames (``choose``), train it, and keep the choice in
+    the checkpoint: its scoring method is the chosen one."""
+    choice = choose(frames, spec, options, note)
+    checkpoint = train(frames, choice.config, spec, options, progress, records=records)
+    checkpoint.metadata.update(choice.metadata())
+    return checkpoint

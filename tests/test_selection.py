@@ -1,0 +1,98 @@
+"""The label-free choice of `inspector train` with no method: synthetic anomalies, the data-kind
+gate, the candidates' validation, and what the checkpoint and the command say about it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from sklearn.metrics import roc_auc_score
+
+from inspector import selection
+from inspector.cli import main
+from inspector.config import FrameSpec
+from inspector.detector import Checkpoint, Detector
+from inspector.selection import auroc, choose, frame_shape, object_share, train_default
+from inspector.synthetic import KINDS, anomalies
+from inspector.training import TrainOptions
+
+from .conftest import TINY_SIZE, blob_frames
+from .models.test_memory import ELONGATED, striped_frames
+
+QUICK = TrainOptions(epochs=1, device="cpu")
+
+
+def test_frame_shape_keeps_the_aspect_within_the_pixel_budget() -> None:
+    assert frame_shape([(84, 84), (84, 84)]) == (84, 84)  # never enlarged
+    rows, columns = frame_shape([(500, 1250), (510, 1240), (490, 1260)])
+    assert rows * columns <= selection.PIXELS and columns / rows == pytest.approx(2.5, rel=0.01)
+    assert frame_shape([(10, 4000)])[0] == selection.MIN_SIDE
+
+
+def test_auroc_matches_sklearn_with_ties() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)
+    scores = rng.integers(0, 10, 200).astype(float) + labels
+    assert auroc(labels, scores) == pytest.approx(roc_auc_score(labels, scores))
+    with pytest.raises(ValueError):
+        auroc(np.zeros(3), np.arange(3))
+
+
+def test_every_synthetic_anomaly_changes_the_frame_on_its_object() -> None:
+    normals, donors = blob_frames(4), blob_frames(4, seed=1)
+    frames, kinds = anomalies(normals, donors, seed=3)
+    assert len(frames) == 4 * len(KINDS) and sorted(set(kinds)) == sorted(KINDS)
+    assert frames.min() >= 0 and frames.max() <= 1 and frames.dtype == np.float32
+    changed = np.abs(frames - np.tile(normals, (len(KINDS), 1, 1, 1))).reshape(len(frames), -1).max(axis=1)
+    assert (changed > 0.02).mean() >= 0.9  # a paste from a like place may change little
+    again, _ = anomalies(normals, donors, seed=3)
+    np.testing.assert_array_equal(again, frames)
+
+
+def test_the_gate_tells_objects_from_surfaces() -> None:
+    assert object_share(blob_frames(20)) == 1.0
+    assert object_share(striped_frames(20)) == 0.0
+
+
+def test_objects_get_only_glimpse_candidates() -> None:
+    notes: list[str] = []
+    choice = choose(blob_frames(30), FrameSpec(image_size=TINY_SIZE), QUICK, notes.append)
+    assert choice.kind == "objects" and {c["family"] for c in choice.candidates} == {"glimpse-memory"}
+    assert choice.method in ("glimpse-mean", "glimpse-max") and 0.5 < choice.estimate <= 1
+    assert any("validation ROC-AUC" in line for line in notes)
+
+
+def test_surfaces_get_every_candidate_and_the_checkpoint_keeps_the_choice() -> None:
+    checkpoint = train_default(striped_frames(30), ELONGATED, QUICK)
+    chosen = checkpoint.metadata["selection"]
+    assert chosen["kind"] == "any"
+    assert {c["family"] for c in chosen["candidates"]} == {"glimpse-memory", "patch-memory"}
+    best = max(chosen["candidates"], key=lambda c: c["validation_auroc"])
+    assert (checkpoint.family.name, checkpoint.metadata["method"]) == (best["family"], best["method"])
+    assert chosen["estimate"] == best["validation_auroc"]
+    assert Detector(checkpoint, device="cpu").method == best["method"]
+
+
+def _write(folder: Path, frames: np.ndarray) -> None:
+    folder.mkdir(parents=True)
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(folder / f"f{i:03d}.png"), (frame[0] * 255).astype(np.uint8))
+
+
+def test_train_without_a_method_chooses_prints_and_warns(tmp_path: Path, monkeypatch) -> None:
+    """Elongated files keep their aspect; the estimate is printed, and warned about when low."""
+    _write(tmp_path / "normal", np.repeat(np.repeat(striped_frames(12), 2, axis=2), 2, axis=3))  # 64×192
+    args = ["train", "--data", str(tmp_path / "normal"), "--out", str(tmp_path / "m.pt"), "--epochs", "1"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "chose" in result.output and "validation ROC-AUC" in result.output
+    checkpoint = Checkpoint.load(tmp_path / "m.pt")
+    assert checkpoint.frame_spec.shape == (64, 192) and "selection" in checkpoint.metadata
+    monkeypatch.setattr(selection, "WARN_BELOW", 1.01)
+    warned = CliRunner().invoke(main, args)
+    assert warned.exit_code == 0 and "warning: the validation estimate" in warned.output
+    alone = CliRunner().invoke(main, [*args, "--model-config", str(tmp_path / "m.pt")])
+    assert alone.exit_code != 0 and "--model-config needs --method" in alone.output
