@@ -80,21 +80,37 @@ def plan() -> list[Run]:
     return first + [Run(d, f, s, m) for s in SEEDS[1:] for m in methods for d in POSES for f in range(FOLDS)]
 
 
-def load_pose(folder: Path) -> np.ndarray:
-    """A pose's frames (N, 1, 64, 64) in the order of their frame number."""
+def pose_files(folder: Path) -> list[Path]:
+    """A pose's frame files in the order of their frame number."""
     paths = sorted(folder.glob("*.png"), key=lambda p: int(p.stem))
     if not paths:
         raise FileNotFoundError(f"no depth frames in {folder}")
-    return np.stack([load_frame(p, SPEC) for p in paths])
+    return paths
+
+
+def fold_files(data: Path, direction: str, fold: int) -> tuple[list[Path], list[Path], np.ndarray]:
+    """Training files, test files and test labels (1 = anomalous) of one fold."""
+    normal = pose_files(data / POSES[direction])
+    anomalous = pose_files(data / next(f for d, f in POSES.items() if d != direction))
+    held = [j % FOLDS == fold for j in range(len(normal))]
+    test = [p for p, h in zip(normal, held, strict=True) if h] + anomalous
+    train = [p for p, h in zip(normal, held, strict=True) if not h]
+    return train, test, np.repeat([0, 1], [sum(held), len(anomalous)])
+
+
+def load_pose(folder: Path) -> np.ndarray:
+    """A pose's frames (N, 1, 64, 64) in the order of their frame number."""
+    return np.stack([load_frame(p, SPEC) for p in pose_files(folder)])
 
 
 def fold_split(data: Path, direction: str, fold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Training frames, test frames and test labels (1 = anomalous) of one fold."""
-    normal = load_pose(data / POSES[direction])
-    anomalous = load_pose(data / next(f for d, f in POSES.items() if d != direction))
-    held = np.arange(len(normal)) % FOLDS == fold
-    test = np.concatenate([normal[held], anomalous])
-    return normal[~held], test, np.repeat([0, 1], [held.sum(), len(anomalous)])
+    train, test, labels = fold_files(data, direction, fold)
+    return (
+        np.stack([load_frame(p, SPEC) for p in train]),
+        np.stack([load_frame(p, SPEC) for p in test]),
+        labels,
+    )
 
 
 def run_job(data: Path, run: Run, rule: StoppingRule, device: str) -> dict:

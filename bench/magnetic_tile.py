@@ -163,8 +163,8 @@ def load_masks(images: Sequence[Path]) -> np.ndarray:
 
 
 def to_metric_size(maps: np.ndarray) -> np.ndarray:
-    """Maps (N, h, w) at the detector's resolution -> (N, 128, 128), bilinear."""
-    if maps.shape[-1] == METRIC_SIZE:
+    """Maps (N, h, w) at the detector's resolution, of any shape -> (N, 128, 128), bilinear."""
+    if maps.shape[-2:] == (METRIC_SIZE, METRIC_SIZE):
         return maps
     import torch
     from torch.nn import functional as F
