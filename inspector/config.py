@@ -187,9 +187,9 @@ class DriftSettings:
     by its share of the window at most, and a drift that flags everything still shows)."""
 
     enabled: bool = True
-    window: int = 100  # the source's latest scores tested
-    min_frames: int = 50  # fewer scores than this (since the live model changed): not tested
-    alpha: float = 1e-6  # the window differs when the test's p-value is below this...
+    window: int = 200  # the source's latest scores tested
+    min_frames: int = 100  # fewer scores than this (since the live model changed): not tested
+    alpha: float = 1e-4  # the window differs when the test's p-value is below this...
     min_effect: float = 0.3  # ...and the distance between the two distributions (KS D) is at least this
     clear_alpha: float = 0.01  # a drifting source is clear again once the p-value is above this
     every_seconds: float = 60.0  # how often the watcher checks every source

@@ -27,12 +27,12 @@ def test_alarms_after_every_frame_are_the_products_test() -> None:
     rng = np.random.default_rng(1)
     settings = DriftSettings()
     reference = rng.normal(0, 1, 63)
-    scores = np.concatenate([rng.normal(0, 1, 150), rng.normal(3, 1, 150)])
+    scores = np.concatenate([rng.normal(0, 1, 250), rng.normal(3, 1, 250)])
     on = bench.alarms(scores, reference, 2.3, settings)
-    assert not on[:150].any() and on[-1]
-    i = bench.first(on, 150) + 149
-    assert judge(scores[i - 99 : i + 1], reference, 2.3, settings).drifting
-    assert not judge(scores[i - 100 : i], reference, 2.3, settings).drifting
+    assert not on[:250].any() and on[-1]
+    i, w = bench.first(on, 250) + 249, settings.window
+    assert judge(scores[i + 1 - w : i + 1], reference, 2.3, settings).drifting
+    assert not judge(scores[i - w : i], reference, 2.3, settings).drifting
 
 
 def test_the_flag_rate_peer() -> None:
