@@ -135,6 +135,7 @@ class Recorder:
     """py-spy attached to processes (each with its children) until stop(); their raw stacks."""
 
     def __init__(self, pids: Sequence[int], out: Path, rate: int = RATE):
+        out.mkdir(parents=True, exist_ok=True)
         self.outputs = [out / f"py-spy-{pid}.txt" for pid in pids]
         self._spies = []
         for pid, output in zip(pids, self.outputs, strict=True):

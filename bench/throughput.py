@@ -414,7 +414,7 @@ def run_phase(
 ) -> Phase:
     """Land the frames and wait for their results; with ``profile``, py-spy samples the
     pipeline's processes meanwhile."""
-    recorder = profiling.Recorder(profile.pids, profile.out) if profile else None
+    recorder = profiling.Recorder(profile.pids, profile.out / phase) if profile else None
     load, meter = Load(os.getloadavg()[0]), cpu.Meter(groups)
     meter.start()
     offered = write_frames(folder, phase, frames, rate)
@@ -489,10 +489,10 @@ def measure_pipeline(
     workers: int = 0,
     scorers: int = 1,
     services: Services | None = None,
-    profile: bool = False,
+    profile: Path | None = None,
 ) -> list[Phase]:
     """Start a watcher (and workers), warm up, then the steady phase and the burst (with
-    ``profile``, sampled by py-spy).
+    ``profile``, sampled by py-spy, the raw stacks kept in that folder).
 
     CPU is counted by process group: the watcher; its scorer processes (embedded) or the
     Celery workers with their pool processes (distributed); and the ``services`` (distributed:
@@ -528,7 +528,9 @@ def measure_pipeline(
     profiled = None
     if profile:
         profiled = Profiled(
-            [watcher.pid, *roots], lambda pid: "watcher" if pid == watcher.pid else scoring, workdir
+            [watcher.pid, *roots],
+            lambda pid: "watcher" if pid == watcher.pid else scoring,
+            profile / workdir.name,
         )
     try:
         steady_n = max(1, round(rate * budget.steady_seconds))
@@ -538,7 +540,7 @@ def measure_pipeline(
         write_frames(folder, "warm", warm, None)
         _wait_for(url, folder, "warm", len(warm), budget.timeout, processes)
         return [
-            run_phase(mode, "steady", url, folder, steady, rate, budget.timeout, processes, groups),
+            run_phase(mode, "steady", url, folder, steady, rate, budget.timeout, processes, groups, profiled),
             run_phase(
                 mode,
                 "burst",
@@ -765,8 +767,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help="the Markdown report")
     parser.add_argument(
         "--profile",
-        action="store_true",
-        help="sample the pipeline's processes with py-spy during each burst (needs py-spy and ptrace rights)",
+        type=Path,
+        metavar="DIR",
+        help="sample the pipeline's processes with py-spy in each phase, the raw stacks kept in DIR "
+        "(needs py-spy and ptrace rights)",
     )
     parser.add_argument("--point", nargs=5, help=argparse.SUPPRESS)  # one process of a sweep point
     args = parser.parse_args(argv)

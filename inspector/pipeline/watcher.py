@@ -193,6 +193,8 @@ class Watcher:
         # A duplicate counts once it is moved aside (one that could not be is met again at a rescan).
         moved = [(frame, path) for frame, path in duplicates if path not in unmoved]
         self.stats["duplicates"] += len(moved)
+        if not moved and not placed:
+            return
         with session_scope(self.settings.db_url) as session:
             queries.record_duplicates(
                 session,

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DB-API objects
@@ -44,8 +44,11 @@ def dispose_engines() -> None:
 
 @contextmanager
 def session_scope(url: str) -> Iterator[Session]:
-    """A session that commits on success and rolls back on any error."""
-    session = sessionmaker(get_engine(url), expire_on_commit=False)()
+    """A session that commits on success and rolls back on any error.
+
+    A plain Session, not a sessionmaker made per call: each sessionmaker is a new Session
+    subclass whose event setup cost ~0.1 ms of CPU, more than an empty session itself."""
+    session = Session(get_engine(url), expire_on_commit=False)
     try:
         yield session
         session.commit()
