@@ -196,20 +196,25 @@ def ablation_lines(runs: list[dict], key: str) -> list[str]:
     """Error alone vs error × Grad-CAM over every stored (unit, seed) of a data set."""
     lines = [
         "| model | runs | error alone | error × Grad-CAM | difference (Grad-CAM − alone) "
-        "| Grad-CAM higher in |",
-        "|---|---|---|---|---|---|",
+        "| Grad-CAM higher in | mean difference, seed by seed |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, (alone, weighted) in ABLATION.items():
-        pairs = [
-            (r["auc"][alone], r["auc"][weighted]) for r in runs if alone in r["auc"] and weighted in r["auc"]
-        ]
-        if not pairs:
-            lines.append(f"| {name} | 0 | – | – | – | – |")
+        paired = [r for r in runs if alone in r["auc"] and weighted in r["auc"]]
+        if not paired:
+            lines.append(f"| {name} | 0 | – | – | – | – | – |")
             continue
-        a, w = np.array(pairs).T
+        a, w = np.array([(r["auc"][alone], r["auc"][weighted]) for r in paired]).T
+        seeds = sorted({r["seed"] for r in paired})
+        per_seed = [
+            np.mean([r["auc"][weighted] - r["auc"][alone] for r in paired if r["seed"] == seed])
+            for seed in seeds
+        ]
         lines.append(
-            f"| {name} (`{alone}` vs `{weighted}`) | {len(pairs)} | {mean_std(a)} | {mean_std(w)} | "
-            f"{mean_std(w - a)} | {(w > a).sum()} of {len(pairs)} |"
+            f"| {name} (`{alone}` vs `{weighted}`) | {len(paired)} | {mean_std(a)} | {mean_std(w)} | "
+            f"{mean_std(w - a)} | {(w > a).sum()} of {len(paired)} | "
+            + ", ".join(f"seed {seed}: {d:+.3f}" for seed, d in zip(seeds, per_seed, strict=True))
+            + " |"
         )
     lines += ["", f"Runs: every stored (model, {key}, seed); ± is the std over them."]
     return lines

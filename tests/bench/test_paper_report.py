@@ -53,7 +53,7 @@ def test_ablation_pairs_the_two_scores_of_each_run() -> None:
     ]
     lines = report.ablation_lines(runs, "digit")
     ours = next(line for line in lines if line.startswith("| ours"))
-    assert "| 2 | 0.650±0.150 | 0.700±0.000 | 0.050±0.150 | 1 of 2 |" in ours
+    assert "| 2 | 0.650±0.150 | 0.700±0.000 | 0.050±0.150 | 1 of 2 | seed 0: +0.050 |" in ours
     assert any(line.startswith("| the paper's VAEGAN | 0 |") for line in lines)
 
 
