@@ -18,6 +18,7 @@ every scale and in any kind of frame (grey, depth):
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 import cv2
@@ -116,6 +117,12 @@ class ValidationAUROC:
         return float(np.mean(figures))
 
 
+def log_epoch(epoch: int, losses: dict[str, float]) -> None:
+    """A line per epoch on stderr: a run takes up to tens of minutes on a shared CPU."""
+    line = f"  epoch {epoch}: validation AUROC {losses['monitor']:.4f}, validation loss {losses['val']:.4g}"
+    print(line, file=sys.stderr, flush=True)
+
+
 def train_to_convergence(
     frames: np.ndarray,
     config: ModelConfig,
@@ -130,10 +137,10 @@ def train_to_convergence(
     ``options``: further TrainOptions (augmentation, epoch length)."""
     family = family_of_config(config)
     monitor = ValidationAUROC(family.methods, rule)
-    options = TrainOptions(
+    settings = TrainOptions(
         epochs=rule.max_epochs, patience=rule.patience, seed=seed, device=device, **options
     )
-    checkpoint = train(frames, config, spec, options, monitor=monitor)
+    checkpoint = train(frames, config, spec, settings, progress=log_epoch, monitor=monitor)
     model = family.model(config)
     model.load_state_dict(checkpoint.state_dict)
     history = checkpoint.metadata["history"]
