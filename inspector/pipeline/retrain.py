@@ -8,9 +8,10 @@ The candidate trains, with the live checkpoint's family, settings and training o
 never on a frame reviewed as an anomaly: an original frame since reviewed anomalous is dropped.
 
 The report compares live and candidate on the held-out reviewed frames, which neither trained
-on: the label-free estimate (the family's own validation loss on the held-out normal frames,
-what training stops on) and, at the recall the live threshold reaches on the held-out anomalies,
-each model's false alarms among the held-out normals. Reviews come mostly from flagged frames,
+on: the label-free validation estimate (``inspector.selection``'s: the ROC-AUC of the held-out
+normal frames against synthetic anomalies made from them, ``inspector.synthetic``) and, at the
+recall the live threshold reaches on the held-out anomalies, each model's false alarms among
+the held-out normals. Reviews come mostly from flagged frames,
 so these normals are the live model's false alarms: its rate there is high by construction;
 what matters is how many of them the candidate would still flag.
 """
@@ -23,15 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from inspector.config import Settings
 from inspector.detector import Checkpoint, Detector
 from inspector.frames import FrameError, frame_from_bytes
 from inspector.pipeline.dataset import LabelledFile, locate, read_checked
 from inspector.pipeline.thresholds import Labelled, is_anomaly
+from inspector.selection import auroc
 from inspector.store import queries
 from inspector.store.db import session_scope
+from inspector.synthetic import anomalies
 from inspector.training import ProgressFn, TrainOptions, train
 
 HOLDOUT = 0.2  # share of the reviewed-normal frames held out (by content hash)
@@ -54,8 +56,8 @@ class Comparison:
 
     normals: int
     anomalies: int
-    loss_live: float | None = None  # validation loss on the held-out normals (label-free)
-    loss_candidate: float | None = None
+    estimate_live: float | None = None  # label-free: held-out normals against synthetic anomalies
+    estimate_candidate: float | None = None
     recall: float | None = None  # the live threshold's recall on the held-out anomalies
     threshold_live: float = 0.0
     threshold_candidate: float = 0.0  # the candidate's threshold for the same recall
@@ -94,10 +96,10 @@ class RetrainReport:
         if c is None:
             return lines
         lines.append(f"held out: {c.normals} reviewed normal, {c.anomalies} reviewed anomalous frames")
-        if c.loss_live is not None and c.loss_candidate is not None:
+        if c.estimate_live is not None and c.estimate_candidate is not None:
             lines.append(
-                f"label-free estimate (validation loss on the held-out normals, lower is better): "
-                f"live {c.loss_live:.4g}, candidate {c.loss_candidate:.4g}"
+                "label-free validation estimate (ROC-AUC, the held-out normals against synthetic "
+                f"anomalies made from them): live {c.estimate_live:.3f}, candidate {c.estimate_candidate:.3f}"
             )
         if c.recall is None:
             lines.append("no held-out anomalies: false alarms at each model's default threshold")
@@ -219,19 +221,24 @@ def retrain(
     report.candidate_version, report.method = candidate.version, live_detector.method
     if heldout:
         threshold = live_detector.threshold if live_threshold is None else live_threshold
-        report.comparison = _compare(live_detector, candidate_detector, heldout, threshold)
+        donors = np.stack(frames[: report.originals_used] or frames)
+        report.comparison = _compare(live_detector, candidate_detector, heldout, threshold, donors)
     report.seconds = time.time() - started
     return report
 
 
-def _loss(detector: Detector, normals: np.ndarray) -> float:
-    with torch.no_grad():
-        x = torch.from_numpy(normals).to(detector.device)
-        return detector.checkpoint.family.trainer(detector.model).validation_loss(x)
+def _estimate(detector: Detector, normals: np.ndarray, synthetic: np.ndarray) -> float:
+    """The label-free validation estimate: normal frames against synthetic anomalies (ROC-AUC)."""
+    scores = [d.score for d in detector.score_arrays(np.concatenate([normals, synthetic]))]
+    return auroc(np.repeat([0, 1], [len(normals), len(synthetic)]), np.array(scores))
 
 
 def _compare(
-    live: Detector, candidate: Detector, heldout: list[tuple[np.ndarray, bool]], threshold: float
+    live: Detector,
+    candidate: Detector,
+    heldout: list[tuple[np.ndarray, bool]],
+    threshold: float,
+    donors: np.ndarray,
 ) -> Comparison:
     pixels = np.stack([p for p, _ in heldout])
     anomalous = np.array([a for _, a in heldout])
@@ -241,8 +248,9 @@ def _compare(
     }
     comparison = Comparison(normals=int((~anomalous).sum()), anomalies=int(anomalous.sum()))
     if comparison.normals:
-        comparison.loss_live = _loss(live, pixels[~anomalous])
-        comparison.loss_candidate = _loss(candidate, pixels[~anomalous])
+        synthetic, _ = anomalies(pixels[~anomalous], donors)
+        comparison.estimate_live = _estimate(live, pixels[~anomalous], synthetic)
+        comparison.estimate_candidate = _estimate(candidate, pixels[~anomalous], synthetic)
     comparison.threshold_live, comparison.threshold_candidate = threshold, candidate.threshold
     if comparison.anomalies:
         comparison.recall = float(np.mean([is_anomaly(s, threshold) for s in scores["live"][anomalous]]))

@@ -137,7 +137,7 @@ def test_retrain_learns_from_reviewed_normals_never_from_anomalies(
     assert "original normal frames: 28 of 30 (1 missing, 1 since reviewed as anomalies)" in result.output
     assert f"reviewed normal frames trained on: {len(new)}" in result.output
     assert f"held out: {len(held)} reviewed normal, 7 reviewed anomalous frames" in result.output
-    assert "label-free estimate (validation loss on the held-out normals" in result.output
+    assert "label-free validation estimate (ROC-AUC, the held-out normals against synthetic" in result.output
     assert "at the live threshold's recall on the held-out anomalies (100.0%)" in result.output
     candidate = Checkpoint.load(tmp_path / "cand.pt")
     assert candidate.metadata["retrained_from"] == live.version
