@@ -332,7 +332,9 @@ def mnist_report(runs: list[dict], depth_runs: list[dict], command: str) -> str:
         "",
         f"Stopping rule, the same for every family: validation AUROC on held-out normals against synthetic "
         f"anomalies made from them, each epoch; patience {rule.patience}, at most {rule.max_epochs} epochs, "
-        "the best epoch kept (details below). Width 32 for every family.",
+        "the best epoch kept (details below). Width 32 for every family. The table this one replaces "
+        "(every family at a fixed, CPU-budgeted number of epochs, the paper's at width 16) is "
+        "`bench/results/paper_table.md` at commit 90155b3.",
         "",
         *mnist_tables(runs),
         "",
@@ -370,10 +372,14 @@ def mnist_report(runs: list[dict], depth_runs: list[dict], command: str) -> str:
         "Resume (each run is skipped once its file exists; shards can run on several machines):",
         "",
         "```",
-        "python -m bench.paper_table --data ../shared/data/mnist --threads 2            # CPU, plan order",
+        "python -m bench.paper_table --data ../shared/data/mnist --threads 1            # CPU, plan order",
         "python -m bench.paper_table --data ../shared/data/mnist --device cuda --shard 0/2  # a GPU, half",
         "python -m bench.paper_report                                                       # this file",
         "```",
+        "",
+        "On a loaded shared CPU use one torch thread per run: with two, the paper's VAEGAN on depth "
+        "frames took 8.6–14.7 CPU seconds per epoch, with one 1.2–1.6 (threads spinning while they "
+        "wait for a core).",
         "",
         "## Provenance",
         "",
