@@ -130,6 +130,9 @@ class CeleryExecutor:
             self.app.send_task(SCORE_TASK, args=[batch], queue=self.settings.queue)
         log.info("sent %d frames to the %r queue", len(frame_ids), self.settings.queue)
 
+    def wake(self) -> None:
+        """Nothing to wake: the watcher sends what it registered."""
+
     def close(self) -> None:
         self.app.close()
 

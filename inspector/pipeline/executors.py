@@ -36,6 +36,10 @@ class Executor(Protocol):
         """Hand over frames already committed as 'queued'."""
         ...
 
+    def wake(self) -> None:
+        """Frames were just registered: scorers waiting for work look again."""
+        ...
+
     def close(self) -> None:
         """The watcher stops: end what this executor runs."""
         ...
@@ -51,9 +55,11 @@ class CounterLike(Protocol):
     def get_lock(self) -> AbstractContextManager[Any]: ...
 
 
-# In a scorer process: set when the watcher stops, and how many scorers hold a batch.
+# In a scorer process: set when the watcher stops, how many scorers hold a batch, and a count
+# the watcher moves on each time it registers frames.
 _stopping: EventLike | None = None
 _scoring: CounterLike | None = None
+_news: CounterLike | None = None
 
 
 LINGER = 0.25  # seconds a scorer keeps looking for new frames once none is being scored
@@ -76,7 +82,12 @@ def _holding(scoring: CounterLike | None) -> Iterator[None]:
             scoring.value -= 1
 
 
-def drain(settings: Settings, stop: EventLike | None = None, scoring: CounterLike | None = None) -> Outcome:
+def drain(
+    settings: Settings,
+    stop: EventLike | None = None,
+    scoring: CounterLike | None = None,
+    news: CounterLike | None = None,
+) -> Outcome:
     """Score waiting frames batch by batch until none has come for LINGER seconds, or ``stop``.
 
     Each batch is stored (results, maps, the commit's fsync, the archive moves) in a thread of
@@ -87,14 +98,21 @@ def drain(settings: Settings, stop: EventLike | None = None, scoring: CounterLik
     is busy and for LINGER seconds after: frames of a burst are registered a few hundred at a
     time, and a scorer that left at the first empty look would leave the rest of the burst to
     the others, its core idle until the whole hand-over ended.
+
+    Between looks it waits for ``news`` (the watcher registered frames) rather than asking the
+    database every POLL seconds: an empty look costs ~0.4 ms of CPU, reading the count nothing.
+    It asks anyway every ``watch.gather_seconds`` ÷ 2, for frames gathering to a forward pass
+    and frames handed back.
     """
     stop = stop or _stopping
     scoring = scoring or _scoring
+    news = news or _news
     total, idle_since = Outcome(), None
     storing: Future[Outcome] | None = None
     with ThreadPoolExecutor(1, thread_name_prefix="store") as storer:
         try:
             while not (stop is not None and stop.is_set()):
+                mark = news.value if news is not None else None
                 with _holding(scoring):
                     scored = score_next(settings)
                 if scored is not None:
@@ -110,12 +128,24 @@ def drain(settings: Settings, stop: EventLike | None = None, scoring: CounterLik
                 idle_since = idle_since or time.monotonic()
                 if time.monotonic() - idle_since >= LINGER:
                     break
-                time.sleep(POLL)
+                _await(news, mark, stop, settings.watch.gather_seconds / 2)
         finally:
             if storing is not None:
                 total.add(storing.result())
     log.debug("scorer done: %d frames scored, %d quarantined", total.done, total.quarantined)
     return total
+
+
+def _await(news: CounterLike | None, mark: int | None, stop: EventLike | None, seconds: float) -> None:
+    """Sleep until ``news`` has moved on from ``mark``, ``stop`` is set or ``seconds`` have passed
+    (without a count: one POLL)."""
+    deadline = time.monotonic() + (seconds if news is not None else 0.0)
+    while True:
+        time.sleep(POLL)
+        if news is None or news.value != mark or (stop is not None and stop.is_set()):
+            return
+        if time.monotonic() >= deadline:
+            return
 
 
 def _nothing() -> None:
@@ -126,12 +156,17 @@ def _nothing() -> None:
 
 
 def _start_scorer(
-    stop: EventLike, scoring: CounterLike, torch_threads: int, log_level: int, log_format: str = "text"
+    stop: EventLike,
+    scoring: CounterLike,
+    news: CounterLike,
+    torch_threads: int,
+    log_level: int,
+    log_format: str = "text",
 ) -> None:
-    """A scorer process: the watcher's stop signal, the busy count, its share of the cores, the
-    watcher's logging."""
-    global _stopping, _scoring
-    _stopping, _scoring = stop, scoring
+    """A scorer process: the watcher's stop signal, the busy count, the registrations' count, its
+    share of the cores, the watcher's logging."""
+    global _stopping, _scoring, _news
+    _stopping, _scoring, _news = stop, scoring, news
     import torch
 
     torch.set_num_threads(torch_threads)
@@ -160,6 +195,7 @@ class InlineExecutor:
         self.settings = settings
         self._context = multiprocessing.get_context("spawn")
         self._stop = self._context.Event()
+        self._news = self._context.Value("q", 0)  # moved on at each registration (wake)
         self._lock = threading.Lock()  # pool start and hand-over against close()
         self._scorers: _Scorers | None = None
 
@@ -172,7 +208,7 @@ class InlineExecutor:
         """
         scorers = max(1, self.settings.watch.scorers)
         if scorers == 1:
-            return drain(self.settings, self._stop)
+            return drain(self.settings, self._stop, news=self._news)
         with self._lock:
             if self._stop.is_set():
                 return Outcome()
@@ -184,7 +220,7 @@ class InlineExecutor:
                     scorers,
                     self._context,
                     initializer=_start_scorer,
-                    initargs=(self._stop, busy, threads, level, logs.current_format()),
+                    initargs=(self._stop, busy, self._news, threads, level, logs.current_format()),
                 )
                 self._scorers = _Scorers(pool, busy)
             current = self._scorers
@@ -209,6 +245,10 @@ class InlineExecutor:
             pool.shutdown(wait=True)  # once its other scorers are gone too: none of them claims any more
             raise
         return total
+
+    def wake(self) -> None:
+        with self._news.get_lock():
+            self._news.value += 1
 
     def close(self) -> None:
         """Final: no new batch starts; wait for the scorers to finish the ones in progress."""

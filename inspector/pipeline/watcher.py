@@ -189,6 +189,8 @@ class Watcher:
                     # the file was moved.
                     moves.append((path, location, known.error if known.status == "quarantined" else None))
                     placed.append((known, path, location))
+        if new:
+            self.executor.wake()  # committed: scorers waiting for work look again
         unmoved = move_files(self.data_dir, moves)
         # A duplicate counts once it is moved aside (one that could not be is met again at a rescan).
         moved = [(frame, path) for frame, path in duplicates if path not in unmoved]
