@@ -152,9 +152,10 @@ class Loop:
         self.log += [line, *shown]
         return result.output
 
-    def review(self, flagged_only: bool, who: str) -> tuple[int, int]:
+    def review(self, flagged_only: bool, who: str, unflagged_share: float = 0.0) -> tuple[int, int]:
         """Label frames by the data set (those with a live result and no review yet): the review
-        queue's (flagged) ones, or every one. Returns (labelled normal, labelled anomaly)."""
+        queue's (flagged) ones, with ``unflagged_share`` of the others drawn at random (the sample
+        calibration asks for), or every one. Returns (labelled normal, labelled anomaly)."""
         from sqlalchemy import select
 
         from inspector.store import review
@@ -166,9 +167,14 @@ class Loop:
             reviewed = select(Review.frame_id)
             stmt = select(Frame.id, Frame.content_hash).join(Result, Result.frame_id == Frame.id)
             stmt = stmt.where(Result.shadow.is_(False), Frame.id.not_in(reviewed))
-            if flagged_only:
-                stmt = stmt.where(Result.is_anomaly.is_(True))
-            for frame_id, content_hash in session.execute(stmt).all():
+            rows = session.execute(stmt.add_columns(Result.is_anomaly).order_by(Frame.id)).all()
+            draw = random.Random(2)
+            chosen = [
+                (frame_id, content_hash)
+                for frame_id, content_hash, flagged in rows
+                if not flagged_only or flagged or draw.random() < unflagged_share
+            ]
+            for frame_id, content_hash in chosen:
                 defect = self.truth[content_hash]
                 review.add_review(session, frame_id, "anomaly" if defect else "normal", who)
                 counts[defect] += 1
@@ -218,7 +224,13 @@ def at_threshold(scores: np.ndarray, defect: np.ndarray, threshold: float) -> di
 
 
 def run(
-    data: Path, work: Path, threads: int, command: str, quick: bool = False, operate_at: float = 0.9
+    data: Path,
+    work: Path,
+    threads: int,
+    command: str,
+    quick: bool = False,
+    operate_at: float = 0.9,
+    sample_unflagged: float = 0.0,
 ) -> dict:
     from inspector.detector import Checkpoint, Detector
     from inspector.frames import load_frame
@@ -251,14 +263,15 @@ def run(
     calibrated = work / "calibrated.done"
     out["operating_point"] = json.loads(calibrated.read_text()) if calibrated.exists() else None
     if not (work / "review1.done").exists():  # 3. the operators review the queue
-        normal, anomaly = loop.review(flagged_only=True, who="operators")
+        normal, anomaly = loop.review(flagged_only=True, who="operators", unflagged_share=sample_unflagged)
         (work / "review1.done").write_text(json.dumps([normal, anomaly]))
     normal, anomaly = json.loads((work / "review1.done").read_text())
     out["stream1"] = {
+        "unflagged_sampled": sample_unflagged,
         "frames": len(s1),
-        "flagged": int(normal + anomaly),
-        "false_alarms_reviewed": normal,
-        "defects_flagged": anomaly,
+        "reviewed": int(normal + anomaly),
+        "reviewed_normal": normal,
+        "reviewed_anomaly": anomaly,
         "defects": int(t1.sum()),
     }
     if not (work / "B.pt").is_file():  # 4. retrain from the reviews, register B as the candidate
@@ -366,9 +379,9 @@ def render(out: dict) -> str:
             if (point := out["operating_point"])
             else "- The plant runs at A's default threshold (its held-out frames' 99th percentile)."
         ),
-        f"- Stream 1: {s1['frames']} frames ({s1['defects']} defects) scored by A; the queue held "
-        f"{s1['flagged']} flagged frames, reviewed: {s1['false_alarms_reviewed']} false alarms (normal), "
-        f"{s1['defects_flagged']} defects (anomaly).",
+        f"- Stream 1: {s1['frames']} frames ({s1['defects']} defects) scored by A; the operators reviewed "
+        f"the queue (every flagged frame) and {s1['unflagged_sampled']:.0%} of the unflagged frames, "
+        f"drawn at random: {s1['reviewed_normal']} labelled normal, {s1['reviewed_anomaly']} anomaly.",
         "- Model B: `inspector retrain` from A and the reviews (a fifth of the reviewed normals held out), "
         "registered as the candidate, scored stream 2 in shadow beside A.",
         f"- Stream 2 (evaluation, seen by neither): {out['counts']['stream2'][0]} frames, "
@@ -434,9 +447,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=0.9,
         help="the recall the plant runs at (its threshold calibrated on stream 1); 0: A's default threshold",
     )
+    parser.add_argument(
+        "--sample-unflagged",
+        type=float,
+        default=0.0,
+        help="the operators also review this share of stream 1's unflagged frames, drawn at random",
+    )
+    parser.add_argument("--name", default=None, help="results file name (default operator_loop)")
     args = parser.parse_args(argv)
     command = shlex.join(["python", "-m", "bench.operator_loop", *sys.argv[1:]])
-    out = run(args.data, args.work, args.threads, command, args.quick, args.operate_at)
+    out = run(args.data, args.work, args.threads, command, args.quick, args.operate_at, args.sample_unflagged)
     out["header"] = {
         "command": f"`{command}`",
         "git commit": git_commit(),
@@ -448,7 +468,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "models": json.dumps(out["versions"]),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    name = "operator_loop_quick" if args.quick else "operator_loop"
+    name = args.name or ("operator_loop_quick" if args.quick else "operator_loop")
     (args.out / f"{name}.md").write_text(render(out))
     (args.out / f"{name}.json").write_text(json.dumps(out, indent=1, default=float))
     print(render(out))
