@@ -770,7 +770,7 @@ def retrain(
         else:
             reviewed = dataset.from_database(settings, _since(since), source)
         live = Checkpoint.load(live_path)
-        chosen = method or live.family.default_method
+        chosen = method or live.default_method
         threshold = None  # where the live model scores, its threshold there
         with session_scope(settings.db_url) as session:
             try:

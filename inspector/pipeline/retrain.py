@@ -214,6 +214,8 @@ def retrain(
         options.epochs = epochs
     candidate = train(np.stack(frames), live.model_config, spec, options, progress, records=used)
     candidate.metadata["retrained_from"] = live.version
+    if "method" in live.metadata:  # the method chosen when the live model was first trained
+        candidate.metadata["method"] = live.metadata["method"]
     candidate.save(out)
 
     live_detector = Detector(live, method=method, device=settings.device)

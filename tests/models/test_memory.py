@@ -14,7 +14,7 @@ from inspector.models.backbone import DIM, Backbone
 from inspector.models.memory import PatchMemory, greedy_coreset
 from inspector.training import TrainingError, TrainOptions, train
 
-from ..conftest import TINY_SIZE, blob_frames, tiny_config
+from ..conftest import TINY_SIZE, blob_frames, build_model, tiny_config
 
 TINY_MEMORY = {"attention_size": 16}
 ELONGATED = FrameSpec(image_size=32, width=96)
@@ -117,3 +117,16 @@ def test_a_checkpoint_scores_with_the_method_training_chose() -> None:
     checkpoint.metadata["method"] = "patch-mean"
     assert Detector(checkpoint, device="cpu").method == "patch-mean"
     assert Detector(checkpoint, method="patch-max", device="cpu").method == "patch-max"
+
+
+def test_the_grad_cam_vaegan_trains_on_a_bounded_number_of_frames() -> None:
+    """It only draws the map: after attention_frames frames, steps cost nothing."""
+    from inspector.models.memory import MemoryTrainer
+
+    model = build_model(tiny_config("patch-memory", attention_frames=40, **TINY_MEMORY))
+    trainer = MemoryTrainer(model)
+    x = torch.from_numpy(striped_frames(32))
+    assert trainer.step(x) and trainer.step(x)  # 32, then 64 frames shown
+    before = {k: v.clone() for k, v in model.network.state_dict().items()}
+    assert trainer.step(x) == {}
+    assert all(torch.equal(v, model.network.state_dict()[k]) for k, v in before.items())

@@ -56,6 +56,7 @@ def reviewed(tmp_path: Path, embedded: Settings) -> Settings:
         records=records,
     )
     live.thresholds = {method: -1e9 for method in live.thresholds}  # every frame flagged
+    live.metadata["method"] = "vaegan"  # as training's label-free choice records it: not the family's default
     live.save(tmp_path / "live.pt")
     embedded.model_path = str(tmp_path / "live.pt")
 
@@ -141,6 +142,7 @@ def test_retrain_learns_from_reviewed_normals_never_from_anomalies(
     assert "at the live threshold's recall on the held-out anomalies (100.0%)" in result.output
     candidate = Checkpoint.load(tmp_path / "cand.pt")
     assert candidate.metadata["retrained_from"] == live.version
+    assert candidate.default_method == live.default_method == "vaegan"  # the chosen method carries over
     assert candidate.model_config == live.model_config and candidate.frame_spec == live.frame_spec
 
     # From an export instead of the database: the same frames, in the same order, the same model.
