@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.provenance import git_commit
 from inspector.config import FrameSpec
 from inspector.detector import Checkpoint
 from inspector.selection import frame_shape, train_default
@@ -52,6 +53,7 @@ def train_arrays(frames: np.ndarray, spec: FrameSpec) -> Checkpoint:
 def train_command(data: Path, out: Path, extra: Sequence[str] = (), env: dict | None = None) -> dict:
     """Run `inspector train --data DATA --out OUT [extra]`; its output, wall and CPU seconds."""
     command = [str(INSPECTOR), "train", "--data", str(data), "--out", str(out), *extra]
+    commit = git_commit()  # the code the command runs: the tree as it starts
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.time()
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})})
@@ -60,6 +62,7 @@ def train_command(data: Path, out: Path, extra: Sequence[str] = (), env: dict | 
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
     return {
         "command": " ".join(["inspector", "train", "--data", "DIR", "--out", "MODEL", *extra]),
+        "commit": commit,
         "env": env or {},
         "output": done.stdout,
         "wall_seconds": round(time.time() - started, 1),

@@ -53,6 +53,7 @@ GOAL = 0.95
 
 def run_fold(data: Path, direction: str, fold: int, threads: int) -> dict:
     torch.set_num_threads(threads)
+    commit = git_commit()
     train, test, labels = fold_files(data, direction, fold)
     with tempfile.TemporaryDirectory() as work:
         folder = Path(work) / "normal"
@@ -83,7 +84,7 @@ def run_fold(data: Path, direction: str, fold: int, threads: int) -> dict:
         "selection": detector.checkpoint.metadata["selection"],
         "peers": peers,
         "training": training,
-        "commit": git_commit(),
+        "commit": commit,
         "host": platform.node(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs); no GPU",
         "command": shlex.join(["python", "-m", "bench.depth_default", *sys.argv[1:]]),

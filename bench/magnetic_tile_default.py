@@ -66,13 +66,13 @@ def train_once(data: Path, work: Path) -> dict:
         if not link.exists():
             link.symlink_to(path.resolve())
     record = train_command(folder, model)
-    record["commit"] = git_commit()
     store(record, record_path)
     return record
 
 
 def run(data: Path, work: Path, threads: int) -> dict:
     torch.set_num_threads(threads)
+    commit = git_commit()
     training = train_once(data, work)
     split = protocol_split(data)
     classes = np.array(split.classes)
@@ -101,7 +101,7 @@ def run(data: Path, work: Path, threads: int) -> dict:
         "score_wall_seconds": round(score_wall, 1),
         "score_cpu_seconds": round(score_cpu, 1),
         "test_frames": len(test),
-        "commit": git_commit(),
+        "commit": commit,
         "host": platform.node(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs), "
         f"{threads} torch threads for scoring; no GPU",

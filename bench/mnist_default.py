@@ -50,6 +50,7 @@ GOAL = 0.95
 
 def run_digit(data: str, digit: int) -> dict:
     """Train the default path on digit ``digit``; the test ROC-AUC of its choice and of the peers."""
+    commit = git_commit()
     task = one_class_task(data, digit, train_size=TRAIN_SIZE)
     cpu, wall = time.process_time(), time.time()
     checkpoint = train_arrays(task.train, FrameSpec())
@@ -79,7 +80,7 @@ def run_digit(data: str, digit: int) -> dict:
         "train_cpu_seconds": round(train_cpu, 1),
         "train_wall_seconds": round(train_wall, 1),
         "score_seconds_2000_frames": score_seconds,
-        "commit": git_commit(),
+        "commit": commit,
         "host": platform.node(),
         "machine": f"{os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, no GPU used",
         "command": shlex.join(["python", "-m", "bench.mnist_default", *sys.argv[1:]]),

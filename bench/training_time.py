@@ -34,7 +34,6 @@ from bench.default_path import train_command
 from bench.magnetic_tile import protocol_split
 from bench.mnist import one_class_task
 from bench.paper_table import store
-from bench.provenance import git_commit
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = RESULTS / "training_time_runs"
@@ -119,7 +118,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             "chosen": chosen.split(":")[0].removeprefix("chose ").strip(),
             "load_before": load_before,
             "load_after": os.getloadavg()[0],
-            "commit": git_commit(),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared), no GPU",
             "bench_command": shlex.join(["python", "-m", "bench.training_time", *sys.argv[1:]]),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
