@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inspector.pipeline.ledger import walk_folders
+from inspector.pipeline.ledger import ignored_name, walk_folders
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,10 @@ class Inotify:
         folder = self._folders.get(wd)
         if folder is None or not name:
             return
-        path = folder / os.fsdecode(name)
+        decoded = os.fsdecode(name)
+        if not mask & IN_ISDIR and ignored_name(decoded):
+            return  # an uploader's temporary file (three events a frame written and renamed) or a dotfile
+        path = folder / decoded
         if mask & IN_ISDIR:
             if not self._skip(path):
                 self.add_tree(path)  # a folder moved in keeps its watch descriptor: re-mapped here

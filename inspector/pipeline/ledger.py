@@ -68,7 +68,12 @@ def text_path(text: str) -> Path:
 def is_ignored(path: Path, root: Path) -> bool:
     """Dotfiles, files in dot-folders and files an uploader is still writing under a temporary name."""
     parts = path.relative_to(root).parts
-    return any(part.startswith(".") for part in parts) or path.suffix.lower() in IGNORED_SUFFIXES
+    return any(part.startswith(".") for part in parts) or ignored_name(path.name)
+
+
+def ignored_name(name: str) -> bool:
+    """A file name :func:`is_ignored` leaves alone wherever it lies: a dotfile, a temporary name."""
+    return name.startswith(".") or os.path.splitext(name)[1].lower() in IGNORED_SUFFIXES
 
 
 def matches(path: Path, patterns: tuple[str, ...]) -> bool:

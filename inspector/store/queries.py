@@ -147,7 +147,9 @@ def claim_next(
 
     Fewer than ``fill`` waiting frames, all registered after ``gather_before``, are left to
     gather (none is taken): a forward pass over a handful of frames costs the model up to twice
-    the CPU a frame of a full one, so a scorer waits a moment for more.
+    the CPU a frame of a full one, so a scorer waits a moment for more. For the same reason a
+    gathering claim of more takes a multiple of ``fill`` (whole forward passes); the rest is
+    the oldest at the next claim.
 
     A frame that was tried before (its scorer died holding it) is scored alone: the others
     are handed back in the same transaction. If it is the frame that kills scorers, it uses
@@ -168,6 +170,8 @@ def claim_next(
         and min(r.registered_at for r in waiting) > gather_before
     ):
         return []
+    if gather_before is not None and len(waiting) > fill:
+        waiting = waiting[: len(waiting) // fill * fill]
     stmt = (
         update(Frame)
         .where(Frame.id.in_([row.id for row in waiting]), Frame.status.in_(WAITING))

@@ -86,7 +86,8 @@ def test_claim_next_takes_the_oldest_waiting_frames_once(url: str) -> None:
 
 def test_a_claim_of_too_few_fresh_frames_waits_for_more(url: str) -> None:
     """Fewer than a forward pass's worth (fill), all registered within the gathering time, are
-    left to gather; once the oldest has waited long enough, or enough wait, they are taken."""
+    left to gather; once the oldest has waited long enough, or enough wait, they are taken, in
+    whole forward passes."""
     ids = _registered(url, 3)
     with session_scope(url) as session:
         registered = session.scalar(select(Frame.registered_at).where(Frame.id == ids[0]))
@@ -97,6 +98,9 @@ def test_a_claim_of_too_few_fresh_frames_waits_for_more(url: str) -> None:
         more = register_frames(session, 2, first=3)
         assert queries.claim_next(session, 8, max_attempts=3, fill=4, gather_before=early) == []
         assert queries.claim_next(session, 8, max_attempts=3, fill=4, gather_before=late) == more
+        rest = register_frames(session, 5, first=5)
+        assert queries.claim_next(session, 8, max_attempts=3, fill=2, gather_before=early) == rest[:4]
+        assert queries.claim_next(session, 8, max_attempts=3, fill=2, gather_before=late) == rest[4:]
 
 
 def test_a_frame_tried_before_is_claimed_alone(url: str) -> None:
