@@ -66,7 +66,11 @@ class WatchSettings:
     # (inference_batch) before it scores fewer: a pass over a few frames costs the model up to
     # twice the CPU a frame of a full one.
     gather_seconds: float = 0.1
-    stale_seconds: float = 600.0  # a frame queued or in flight this long is handed out again
+    stale_seconds: float = 600.0  # a frame queued this long (its message lost somehow) is sent again
+    # Distributed: a worker renews the claim on the frames it scores every third of this; a claim
+    # not renewed this long (its worker died with its host) is handed out again by the watcher,
+    # which looks for such claims, and for a broker that restarted, as often as this.
+    claim_lease_seconds: float = 10.0
     max_attempts: int = 3  # a frame that lost its worker this often is quarantined
     # A frame that cannot be read is quarantined only once its file has not changed for this
     # long (and no process holds it open for writing): until then its writer may only have

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from bench.services import PG_BIN, REDIS_SERVER, PostgresCluster, RedisServer
 from inspector.config import FrameSpec
 from inspector.detector import Checkpoint
 from inspector.models import AnomalyModel, ModelConfig, family_of_config, make_config
@@ -132,6 +133,51 @@ def redis_url() -> str:
     except redis.ConnectionError as exc:
         pytest.skip(f"Redis not reachable: {exc}")
     return REDIS_TEST_URL
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of the test's own on a free port (no persistence), to kill and restart at will."""
+    if not Path(REDIS_SERVER).exists():
+        pytest.skip("needs redis-server")
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def private_postgres() -> Iterator[PostgresCluster]:
+    """A PostgreSQL cluster of the session's own (initdb, a free port), to restart at will."""
+    if not (PG_BIN / "initdb").exists():
+        pytest.skip(f"needs PostgreSQL's server programs in {PG_BIN}")
+    cluster = PostgresCluster()
+    cluster.start()
+    yield cluster
+    cluster.remove()
+
+
+@pytest.fixture
+def private_pg_url(private_postgres: PostgresCluster) -> Iterator[str]:
+    """A fresh database on the private cluster (started again if a test left it stopped)."""
+    import uuid
+
+    import psycopg
+
+    from inspector.store.db import dispose_engines
+
+    if private_postgres.process is None:
+        private_postgres.start()
+    name = f"inspector_test_{uuid.uuid4().hex[:12]}"
+    admin = private_postgres.url.replace("+psycopg", "")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield private_postgres.url.rsplit("/", 1)[0] + f"/{name}"
+    dispose_engines()
+    if private_postgres.process is None:
+        private_postgres.start()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -117,17 +117,39 @@ def batches(ids: Sequence[int], size: int) -> list[list[int]]:
 
 
 class CeleryExecutor:
-    """Send batches of ids to the workers' queue (settings.queue) through the broker."""
+    """Send batches of ids to the workers' queue (settings.queue) through the broker.
+
+    A frame is committed as queued before its message is sent, so a message can be lost with
+    the frame still queued: a send that failed (the broker away), a broker that restarted
+    without its queue, a watcher that died between the commit and the send. Then every queued
+    frame is sent again (``messages_lost``); a repeated delivery scores nothing twice.
+    """
 
     exclusive = False
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.app = make_app(settings)
+        self._broker_id: str | None = None  # the broker instance the messages went to
+        self._lost = True  # at start: frames an earlier watcher queued may have lost their messages
+
+    def messages_lost(self) -> bool:
+        """Whether messages of frames queued earlier may be gone: at start, after a failed send, or
+        once the broker restarted (a Redis answers with a new run id) or cannot be asked."""
+        broker_id = broker_instance(self.settings.broker_url)
+        if broker_id is None or broker_id != self._broker_id:
+            self._lost = True
+        self._broker_id = broker_id
+        return self._lost
 
     def submit(self, frame_ids: Sequence[int]) -> None:
-        for batch in batches(frame_ids, self.settings.watch.batch_size):
-            self.app.send_task(SCORE_TASK, args=[batch], queue=self.settings.queue)
+        try:
+            for batch in batches(frame_ids, self.settings.watch.batch_size):
+                self.app.send_task(SCORE_TASK, args=[batch], queue=self.settings.queue)
+        except Exception:
+            self._lost = True  # the next recover sends every queued frame again
+            raise
+        self._lost = False
         log.info("sent %d frames to the %r queue", len(frame_ids), self.settings.queue)
 
     def wake(self) -> None:
@@ -135,6 +157,21 @@ class CeleryExecutor:
 
     def close(self) -> None:
         self.app.close()
+
+
+def broker_instance(broker_url: str) -> str | None:
+    """Which running broker the URL reaches: a Redis's run id (new at each start), None when it
+    does not answer; other brokers keep their queues (the URL stands for them)."""
+    if not broker_url.startswith(("redis://", "rediss://", "unix://")):
+        return broker_url
+    import redis
+
+    try:
+        client = redis.Redis.from_url(broker_url, socket_connect_timeout=2, socket_timeout=2)
+        with client:
+            return str(client.info("server")["run_id"])
+    except (redis.RedisError, OSError, KeyError):
+        return None
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,15 @@ batch themselves (:func:`score_next`, then :func:`store`).
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
+import signal
+import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -22,7 +26,9 @@ from typing import Any, NamedTuple, Protocol
 from inspector import logs
 from inspector.config import Settings
 from inspector.pipeline.distributed import CeleryExecutor
-from inspector.pipeline.process import Outcome, released_on_error, score_next, store
+from inspector.pipeline.process import Outcome, blame, released_on_error, score_next, score_suspect, store
+from inspector.store import queries
+from inspector.store.db import session_scope
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +44,10 @@ class Executor(Protocol):
 
     def wake(self) -> None:
         """Frames were just registered: scorers waiting for work look again."""
+        ...
+
+    def messages_lost(self) -> bool:
+        """Whether frames queued earlier may never reach a scorer unless handed over again."""
         ...
 
     def close(self) -> None:
@@ -62,6 +72,7 @@ _scoring: CounterLike | None = None
 _news: CounterLike | None = None
 
 
+PR_SET_PDEATHSIG = 1  # prctl(2)
 LINGER = 0.25  # seconds a scorer keeps looking for new frames once none is being scored
 POLL = 0.02  # seconds between its looks meanwhile
 RECALL = 0.1  # seconds between the executor's looks for a scorer to send back
@@ -167,10 +178,30 @@ def _start_scorer(
     share of the cores, the watcher's logging."""
     global _stopping, _scoring, _news
     _stopping, _scoring, _news = stop, scoring, news
+    _die_with_parent()
     import torch
 
     torch.set_num_threads(torch_threads)
     logs.configure(log_level, log_format, "%(asctime)s %(levelname)s %(processName)s: %(message)s")
+
+
+def _die_with_parent() -> None:
+    """A scorer process ends with the watcher (Linux: a parent-death signal), so a watcher killed
+    with SIGKILL leaves none behind scoring on its own."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _isolated(settings: Settings, claimant: str) -> Outcome:
+    """A process of its own scoring suspects one at a time, each stored before the next, until
+    none is left or the watcher stops."""
+    total = Outcome()
+    while not (_stopping is not None and _stopping.is_set()):
+        outcome = score_suspect(settings, claimant)
+        if outcome is None:
+            break
+        total.add(outcome)
+    return total
 
 
 class _Scorers(NamedTuple):
@@ -185,8 +216,8 @@ class InlineExecutor:
     meanwhile included, so a backlog keeps every scorer busy. One scorer runs in the
     watcher's own scoring thread; ``watch.scorers`` > 1 starts that many processes (each
     with cores ÷ scorers torch threads), so that they never take turns on one interpreter
-    lock. If a scorer process dies, the watcher survives: the batches in progress are handed
-    out again at its next recover (each frame counting an attempt, up to ``max_attempts``).
+    lock. If a scorer process dies, the watcher survives: the frames of the batches in
+    progress are suspects at its next recover, each scored alone (``_suspects``).
     """
 
     exclusive = True
@@ -206,12 +237,14 @@ class InlineExecutor:
         back as soon as one holds a batch again: the next wave of frames (a burst after a lull)
         would otherwise fall to the scorers still there, the others' cores idle until it ended.
         """
+        total = self._suspects()
         scorers = max(1, self.settings.watch.scorers)
         if scorers == 1:
-            return drain(self.settings, self._stop, news=self._news)
+            total.add(drain(self.settings, self._stop, news=self._news))
+            return total
         with self._lock:
             if self._stop.is_set():
-                return Outcome()
+                return total
             if self._scorers is None:
                 threads = max(1, (os.cpu_count() or 1) // scorers)
                 level = logging.getLogger().getEffectiveLevel()
@@ -227,7 +260,6 @@ class InlineExecutor:
             pool, busy = current
             running = {pool.submit(drain, self.settings) for _ in range(scorers)}
             pool.submit(_nothing)  # see _nothing
-        total = Outcome()
         try:
             while running:
                 done, running = wait(running, timeout=RECALL, return_when=FIRST_COMPLETED)
@@ -249,6 +281,38 @@ class InlineExecutor:
     def wake(self) -> None:
         with self._news.get_lock():
             self._news.value += 1
+
+    def _suspects(self) -> Outcome:
+        """Score the frames whose scorer died holding them (the watcher itself, with one scorer),
+        one at a time in a process of their own: only a death of that process, seen from here,
+        counts an attempt against the frame it held, so a watcher killed (however often) never
+        quarantines a frame, and a frame that kills its scorer uses up its attempts alone."""
+        total = Outcome()
+        limit = self.settings.watch.max_attempts
+        while not self._stop.is_set():
+            with session_scope(self.settings.db_url) as session:
+                if not queries.has_suspects(session, limit):
+                    break
+            claimant = f"isolated-{uuid.uuid4().hex[:16]}"
+            threads = max(1, os.cpu_count() or 1)
+            level = logging.getLogger().getEffectiveLevel()
+            initargs = (
+                self._stop,
+                self._context.Value("i", 0),
+                self._news,
+                threads,
+                level,
+                logs.current_format(),
+            )
+            with ProcessPoolExecutor(1, self._context, initializer=_start_scorer, initargs=initargs) as pool:
+                try:
+                    total.add(pool.submit(_isolated, self.settings, claimant).result())
+                except BrokenProcessPool:
+                    total.add(blame(self.settings, claimant))
+        return total
+
+    def messages_lost(self) -> bool:
+        return False  # no messages: scorers pull what is queued from the database
 
     def close(self) -> None:
         """Final: no new batch starts; wait for the scorers to finish the ones in progress."""

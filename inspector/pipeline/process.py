@@ -282,16 +282,17 @@ class Scored:
     frames: list[Frame]  # those read: each has a live model's result among the scorings
     scorings: list[Scoring]  # live models' first, then candidates'
     unreadable: Outcome  # claimed frames that could not be read: quarantined or deferred
+    counted: bool = True  # whether their claim counted an attempt (taken back if it is handed back)
 
 
-def _score(settings: Settings, frames: list[Frame]) -> Scored:
+def _score(settings: Settings, frames: list[Frame], counted: bool = True) -> Scored:
     """Read, preprocess and score claimed frames with their sources' models; unreadable ones are
     quarantined (or deferred), each on its own, and on an error of the batch (the model, the
     database) it is handed back. Each file is read once, and preprocessed once per frame spec."""
     claimed = [f.id for f in frames]
     max_bytes = settings.watch.max_decoded_bytes
     # The batch's folders are walked to once, not once per file.
-    with released_on_error(settings, claimed), Folders() as folders:
+    with released_on_error(settings, claimed, counted), Folders() as folders:
         scorers = _scorers(settings, {f.source for f in frames})
         scorings: dict[tuple[int, bool], Scoring] = {}
         read: list[Frame] = []
@@ -323,7 +324,7 @@ def _score(settings: Settings, frames: list[Frame]) -> Scored:
         ordered = sorted(scorings.values(), key=lambda scoring: scoring.shadow)
         for scoring in ordered:
             scoring.run()
-    return Scored(claimed, read, ordered, unreadable)
+    return Scored(claimed, read, ordered, unreadable, counted)
 
 
 def _rows(session: Session, scoring: Scoring) -> list[dict[str, Any]]:
@@ -355,7 +356,10 @@ def store(settings: Settings, scored: Scored) -> Outcome:
     if not frames:
         return outcome
     locations = {f.id: archive_location(f) if settings.watch.archive else None for f in frames}
-    with released_on_error(settings, scored.claimed), session_scope(settings.db_url) as session:
+    with (
+        released_on_error(settings, scored.claimed, scored.counted),
+        session_scope(settings.db_url) as session,
+    ):
         rows = [_rows(session, scoring) for scoring in scored.scorings]
         queries.insert_results(session, [row for scoring_rows in rows for row in scoring_rows])
         closed = set(queries.finish_frames(session, "done", locations))
@@ -381,14 +385,14 @@ def store(settings: Settings, scored: Scored) -> Outcome:
 
 
 @contextmanager
-def released_on_error(settings: Settings, claimed: list[int]) -> Iterator[None]:
-    """Hand claimed frames back on an error, so a retry can take them now rather than after
-    stale_seconds."""
+def released_on_error(settings: Settings, claimed: list[int], counted: bool = True) -> Iterator[None]:
+    """Hand claimed frames back on an error, so a retry can take them now rather than once their
+    claim has lapsed (the attempt the claim ``counted`` taken back)."""
     try:
         yield
     except Exception:
         with suppress(Exception), session_scope(settings.db_url) as session:
-            queries.release_frames(session, claimed)
+            queries.release_frames(session, claimed, counted)
         raise
 
 
@@ -396,18 +400,52 @@ def process_frames(frame_ids: Sequence[int], settings: Settings, claimant: str |
     """Score and store the frames with these ids that are still waiting; the rest are skipped.
 
     ``claimant`` names the delivery (the Celery task id): when the same message comes back
-    because its worker died, it resumes the frames that worker had claimed.
+    because its worker died, it resumes the frames that worker had claimed. The frames are
+    claimed first, before the model is loaded, and the claim is renewed while they are scored
+    (``renewing``): a worker that dies with its host leaves claims that lapse within
+    ``watch.claim_lease_seconds``, and the watcher hands those frames out again.
     """
-    stale_before = utcnow() - timedelta(seconds=settings.watch.stale_seconds)
+    lease_before = utcnow() - timedelta(seconds=settings.watch.claim_lease_seconds)
     with session_scope(settings.db_url) as session:
-        attempts = queries.claim_frames(session, list(frame_ids), stale_before, claimant)
+        attempts = queries.claim_frames(session, list(frame_ids), lease_before, claimant)
         frames = queries.frames_by_id(session, list(attempts))
     outcome = Outcome(skipped=len(set(frame_ids)) - len(attempts))
-    if any(attempts[f.id] > 1 for f in frames):
-        outcome.add(_one_by_one(settings, frames, attempts))
-    elif frames:
-        outcome.add(store(settings, _score(settings, frames)))
+    if not frames:
+        return outcome
+    with renewing(settings, list(attempts), claimant):
+        if any(attempts[f.id] > 1 for f in frames):
+            outcome.add(_one_by_one(settings, frames, attempts))
+        else:
+            outcome.add(store(settings, _score(settings, frames)))
     return outcome
+
+
+@contextmanager
+def renewing(settings: Settings, claimed: list[int], claimant: str | None) -> Iterator[None]:
+    """Renew the claim on these frames every third of ``watch.claim_lease_seconds`` while the block
+    runs (a thread of its own, so a long batch or model load keeps it alive). A failed renewal (the
+    database away) is tried again at the next turn."""
+    if claimant is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(settings.watch.claim_lease_seconds / 3):
+            try:
+                with session_scope(settings.db_url) as session:
+                    if not queries.renew_claims(session, claimed, claimant):
+                        return  # none of them is this claimant's any more
+            except Exception as exc:  # noqa: BLE001 - a renewal missed is tried again at the next turn
+                log.warning("cannot renew the claim on %d frames: %s", len(claimed), exc)
+
+    thread = threading.Thread(target=renew, name="renew-claims", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _one_by_one(settings: Settings, frames: list[Frame], attempts: dict[int, int]) -> Outcome:
@@ -434,13 +472,49 @@ def _one_by_one(settings: Settings, frames: list[Frame], attempts: dict[int, int
 
 
 def score_next(settings: Settings) -> Scored | None:
-    """Claim and score a batch of the oldest waiting frames; None when none waits, or too few for a
-    forward pass that arrived within ``watch.gather_seconds`` (the embedded scorers' pull, which
-    stores each batch while it scores the next)."""
+    """Claim and score a batch of the oldest waiting frames never tried before; None when none
+    waits, or too few for a forward pass that arrived within ``watch.gather_seconds`` (the
+    embedded scorers' pull, which stores each batch while it scores the next)."""
     watch = settings.watch
     fill = min(forward_batch(resolve_device(settings.device), settings.inference_batch), watch.batch_size)
     gather_before = utcnow() - timedelta(seconds=watch.gather_seconds)
     with session_scope(settings.db_url) as session:
-        claimed = queries.claim_next(session, watch.batch_size, watch.max_attempts, fill, gather_before)
+        claimed = queries.claim_next(session, watch.batch_size, fill, gather_before)
         frames = queries.frames_by_id(session, claimed)
     return _score(settings, frames) if frames else None
+
+
+def score_suspect(settings: Settings, claimant: str) -> Outcome | None:
+    """Claim, score and store the oldest suspect alone (a frame whose scorer died holding it), for
+    a process of its own named ``claimant``; None when none is left. Its claim counts no attempt:
+    the process that started this one counts it should this one die (``blame``)."""
+    with session_scope(settings.db_url) as session:
+        frame_id = queries.claim_suspect(session, settings.watch.max_attempts, claimant)
+        frames = queries.frames_by_id(session, [frame_id]) if frame_id is not None else []
+    if not frames:
+        return None
+    return store(settings, _score(settings, frames, counted=False))
+
+
+def blame(settings: Settings, claimant: str) -> Outcome:
+    """The process scoring a suspect for ``claimant`` died: that frame counts an attempt, and is
+    quarantined once it has ``watch.max_attempts``; otherwise it waits for another try."""
+    limit = settings.watch.max_attempts
+    with session_scope(settings.db_url) as session:
+        held = queries.claimed_by(session, claimant)
+        queries.count_attempts(session, [f.id for f in held], +1)
+    outcome = Outcome()
+    for frame in held:
+        log.warning(
+            "a scorer died on frame %s (%s), attempt %d of %d",
+            frame.id,
+            frame.path,
+            frame.attempts + 1,
+            limit,
+        )
+        if frame.attempts + 1 >= limit:
+            outcome.quarantined += _quarantine(settings, frame, queries.gave_up_note(limit))
+        else:
+            with session_scope(settings.db_url) as session:
+                queries.release_frames(session, [frame.id], counted=False)
+    return outcome

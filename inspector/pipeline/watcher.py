@@ -211,17 +211,26 @@ class Watcher:
                     queries.set_stored_path(session, frame.id, stored)
 
     def recover(self) -> Outcome | None:
-        """Queue what waits (pending, or in flight too long) and hand it to the executor."""
-        stale_before = utcnow()
-        if not self.executor.exclusive:
-            stale_before -= timedelta(seconds=self.settings.watch.stale_seconds)
+        """Queue what waits (pending, or in flight with nobody at work on it) and hand it to the
+        executor.
+
+        An inline executor is the only scorer: whatever is in flight was its previous run's. With
+        workers, a claim is orphaned once its worker stopped renewing it (``claim_lease_seconds``),
+        and a queued frame once its message may be lost (``messages_lost``), else after
+        ``stale_seconds``.
+        """
+        now, watch = utcnow(), self.settings.watch
+        if self.executor.exclusive:
+            queued_before = lease_before = now
+        else:
+            lease_before = now - timedelta(seconds=watch.claim_lease_seconds)
+            resend = self.executor.messages_lost()
+            queued_before = now if resend else now - timedelta(seconds=watch.stale_seconds)
         with session_scope(self.settings.db_url) as session:
-            lost: list[Frame] = queries.give_up_frames(
-                session, stale_before, self.settings.watch.max_attempts
-            )
+            lost = queries.give_up_frames(session, queued_before, lease_before, watch.max_attempts)
             for frame in lost:
                 queries.set_stored_path(session, frame.id, quarantine_location(frame))
-            queued = queries.queue_waiting(session, stale_before)
+            queued = queries.queue_waiting(session, queued_before, lease_before)
         for frame in lost:
             log.warning("quarantined frame %s (%s): %s", frame.id, frame.path, frame.error)
         place_files(self.settings, [(frame, quarantine_location(frame), frame.error) for frame in lost])
@@ -279,8 +288,9 @@ class Watcher:
                     ready = self.look(paths, settle, changes.complete if trust_close else frozenset())
                     if ready:
                         self.register(ready)
-                except Exception:  # noqa: BLE001 - a service loop: log, retry at the next rescan
-                    log.exception("watch step failed; retrying at the next rescan")
+                except Exception:  # noqa: BLE001 - a service loop: log, look again soon
+                    log.exception("watch step failed; scanning again in %g s", RETRY_SECONDS)
+                    next_rescan = min(next_rescan, time.monotonic() + RETRY_SECONDS)
                 if ready or changes.rescan:
                     work.set()
                 # Sleep until an event, a file's second look, or settle_seconds (to notice stop),
@@ -301,15 +311,18 @@ class Watcher:
                 events.close()
 
     def _recover_when_asked(self, work: threading.Event, finished: threading.Event) -> None:
-        """The scoring thread: recover() each time the main loop registered frames or rescanned,
-        and RETRY_SECONDS after a step that failed.
+        """The scoring thread: recover() each time the main loop registered frames or rescanned
+        (with workers, every half claim lease too), and RETRY_SECONDS after a step that failed.
 
         Sending to workers takes no time, so each file registered would go out as a batch of
         its own; a pause of SEND_INTERVAL between sends gathers them into batches instead.
         """
         pause = 0.0 if self.executor.exclusive else SEND_INTERVAL
+        # With workers, also every half lease: claims of workers that died and messages a broker
+        # lost are found within seconds, not at the next rescan.
+        every = None if self.executor.exclusive else self.settings.watch.claim_lease_seconds / 2
         while True:
-            work.wait()
+            work.wait(every)
             if finished.is_set():
                 return
             work.clear()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, Table, bindparam, case, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, Table, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
@@ -102,16 +102,19 @@ def frames_by_id(session: Session, ids: Iterable[int]) -> list[Frame]:
     return list(session.execute(select(Frame).where(Frame.id.in_(list(ids))).order_by(Frame.id)).scalars())
 
 
-def queue_waiting(session: Session, stale_before: datetime) -> list[int]:
-    """Queue frames that are pending, or in flight but untouched since stale_before; stamp the time."""
+def _orphaned(queued_before: datetime, lease_before: datetime) -> ColumnElement[bool]:
+    """In flight with nobody at work on it: queued before ``queued_before`` (its message lost, it
+    seems) or claimed by a worker that stopped renewing its claim before ``lease_before``."""
+    return ((Frame.status == "queued") & (Frame.updated_at < queued_before)) | (
+        (Frame.status == "processing") & (Frame.updated_at < lease_before)
+    )
+
+
+def queue_waiting(session: Session, queued_before: datetime, lease_before: datetime) -> list[int]:
+    """Queue frames that are pending or orphaned in flight (see ``_orphaned``); stamp the time."""
     stmt = (
         update(Frame)
-        .where(
-            or_(
-                Frame.status == "pending",
-                Frame.status.in_(IN_FLIGHT) & (Frame.updated_at < stale_before),
-            )
-        )
+        .where(or_(Frame.status == "pending", _orphaned(queued_before, lease_before)))
         .values(status="queued", updated_at=utcnow())
         .returning(Frame.id)
         .execution_options(**_NO_SYNC)
@@ -120,12 +123,12 @@ def queue_waiting(session: Session, stale_before: datetime) -> list[int]:
 
 
 def claim_frames(
-    session: Session, ids: Sequence[int], stale_before: datetime, claimant: str | None = None
+    session: Session, ids: Sequence[int], lease_before: datetime, claimant: str | None = None
 ) -> dict[int, int]:
     """Take frames for scoring: waiting ones, ones this claimant held before (a redelivery of
-    its message), or in-flight ones whose worker went quiet before stale_before. Returns each
-    claimed frame's attempts, this one included, in id order."""
-    takeover = (Frame.status == "processing") & (Frame.updated_at < stale_before)
+    its message), or claimed ones whose worker stopped renewing its claim before lease_before.
+    Returns each claimed frame's attempts, this one included, in id order."""
+    takeover = (Frame.status == "processing") & (Frame.updated_at < lease_before)
     if claimant is not None:
         takeover = takeover | ((Frame.status == "processing") & (Frame.claimed_by == claimant))
     stmt = (
@@ -138,27 +141,35 @@ def claim_frames(
     return dict(sorted((row.id, row.attempts) for row in session.execute(stmt)))
 
 
+def renew_claims(session: Session, ids: Sequence[int], claimant: str) -> int:
+    """A worker at work on its claimed frames says so (their lease starts again); returns how many
+    it still holds."""
+    stmt = (
+        update(Frame)
+        .where(Frame.id.in_(ids), Frame.status == "processing", Frame.claimed_by == claimant)
+        .values(updated_at=utcnow())
+        .execution_options(**_NO_SYNC)
+    )
+    return session.execute(stmt).rowcount
+
+
 def claim_next(
-    session: Session, limit: int, max_attempts: int, fill: int = 1, gather_before: datetime | None = None
+    session: Session, limit: int, fill: int = 1, gather_before: datetime | None = None
 ) -> list[int]:
-    """Take the oldest waiting frames (pending or queued), up to limit: the embedded scorers'
-    pull, so they take frames soon after they are registered. The claim is a compare-and-set
-    on the status, so two scorers never take the same frame.
+    """Take the oldest waiting frames never tried before (pending or queued), up to limit: the
+    embedded scorers' pull, so they take frames soon after they are registered. The claim is a
+    compare-and-set on the status, so two scorers never take the same frame. It counts an
+    attempt: should the scorer die holding them, they are suspects (``claim_suspect``).
 
     Fewer than ``fill`` waiting frames, all registered after ``gather_before``, are left to
     gather (none is taken): a forward pass over a handful of frames costs the model up to twice
     the CPU a frame of a full one, so a scorer waits a moment for more. For the same reason a
     gathering claim of more takes a multiple of ``fill`` (whole forward passes); the rest is
     the oldest at the next claim.
-
-    A frame that was tried before (its scorer died holding it) is scored alone: the others
-    are handed back in the same transaction. If it is the frame that kills scorers, it uses
-    up its own attempts and goes to quarantine, not those of the frames that shared its batch.
-    Such frames are the oldest waiting ones, so they come first.
     """
     waiting = session.execute(
         select(Frame.id, Frame.registered_at)
-        .where(Frame.status.in_(WAITING), Frame.attempts < max_attempts)
+        .where(Frame.status.in_(WAITING), Frame.attempts == 0)
         .order_by(Frame.id)
         .limit(limit)
     ).all()
@@ -176,15 +187,38 @@ def claim_next(
         update(Frame)
         .where(Frame.id.in_([row.id for row in waiting]), Frame.status.in_(WAITING))
         .values(status="processing", claimed_by=None, attempts=Frame.attempts + 1, updated_at=utcnow())
-        .returning(Frame.id, Frame.attempts)
+        .returning(Frame.id)
         .execution_options(**_NO_SYNC)
     )
-    claimed = sorted((row.id, row.attempts) for row in session.execute(stmt))
-    retried = [frame_id for frame_id, attempts in claimed if attempts > 1]
-    if not retried:
-        return [frame_id for frame_id, _ in claimed]
-    release_frames(session, [frame_id for frame_id, _ in claimed if frame_id != retried[0]])
-    return retried[:1]
+    return sorted(session.execute(stmt).scalars())
+
+
+def _suspects(max_attempts: int) -> ColumnElement[bool]:
+    """Waiting frames whose scorer died holding them, not yet given up on."""
+    return Frame.status.in_(WAITING) & (Frame.attempts > 0) & (Frame.attempts < max_attempts)
+
+
+def has_suspects(session: Session, max_attempts: int) -> bool:
+    return session.scalar(select(Frame.id).where(_suspects(max_attempts)).limit(1)) is not None
+
+
+def claim_suspect(session: Session, max_attempts: int, claimant: str) -> int | None:
+    """Take the oldest suspect for a scorer of its own, named ``claimant``. No attempt is counted
+    here: its death, seen by the process that started it, is what counts (``blame``)."""
+    oldest = select(Frame.id).where(_suspects(max_attempts)).order_by(Frame.id).limit(1)
+    stmt = (
+        update(Frame)
+        .where(Frame.id == oldest.scalar_subquery(), Frame.status.in_(WAITING))
+        .values(status="processing", claimed_by=claimant, updated_at=utcnow())
+        .returning(Frame.id)
+        .execution_options(**_NO_SYNC)
+    )
+    return session.scalar(stmt)
+
+
+def claimed_by(session: Session, claimant: str) -> list[Frame]:
+    stmt = select(Frame).where(Frame.status == "processing", Frame.claimed_by == claimant)
+    return list(session.scalars(stmt.order_by(Frame.id)))
 
 
 def count_attempts(session: Session, ids: Sequence[int], change: int) -> None:
@@ -198,12 +232,13 @@ def count_attempts(session: Session, ids: Sequence[int], change: int) -> None:
     )
 
 
-def release_frames(session: Session, ids: Sequence[int]) -> None:
-    """Hand claimed frames back (a transient error): the retry may claim them at once."""
+def release_frames(session: Session, ids: Sequence[int], counted: bool = True) -> None:
+    """Hand claimed frames back (a transient error): the retry may claim them at once. The
+    attempt their claim ``counted`` is taken back."""
     session.execute(
         update(Frame)
         .where(Frame.id.in_(ids), Frame.status == "processing")
-        .values(status="queued", attempts=Frame.attempts - 1)
+        .values(status="queued", claimed_by=None, attempts=Frame.attempts - int(counted))
         .execution_options(**_NO_SYNC)
     )
 
@@ -252,11 +287,14 @@ def gave_up_note(max_attempts: int) -> str:
     return f"no result after {max_attempts} attempts (the worker died or timed out each time)"
 
 
-def give_up_frames(session: Session, stale_before: datetime, max_attempts: int) -> list[Frame]:
-    """Quarantine in-flight frames that lost their worker max_attempts times (a poison frame)."""
+def give_up_frames(
+    session: Session, queued_before: datetime, lease_before: datetime, max_attempts: int
+) -> list[Frame]:
+    """Quarantine orphaned frames (see ``_orphaned``) that lost their worker max_attempts times
+    (a poison frame)."""
     stmt = (
         update(Frame)
-        .where(Frame.status.in_(IN_FLIGHT), Frame.updated_at < stale_before, Frame.attempts >= max_attempts)
+        .where(_orphaned(queued_before, lease_before), Frame.attempts >= max_attempts)
         .values(
             status="quarantined",
             error=gave_up_note(max_attempts),

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +23,9 @@ from inspector.store import migrate
 from inspector.store.db import session_scope
 from inspector.store.models import Frame, Result
 from tests.conftest import blob_frames
+
+ROOT = Path(__file__).resolve().parents[2]
+INSPECTOR = [sys.executable, "-c", "from inspector.cli import main; main()"]
 
 
 def write_frames(folder: Path, n: int, seed: int = 1, prefix: str = "f") -> list[Path]:
@@ -47,6 +54,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "INSPECTOR_WATCH__RESCAN_SECONDS": str(settings.watch.rescan_seconds),
         "INSPECTOR_WATCH__BATCH_SIZE": str(settings.watch.batch_size),
         "INSPECTOR_WATCH__STALE_SECONDS": str(settings.watch.stale_seconds),
+        "INSPECTOR_WATCH__CLAIM_LEASE_SECONDS": str(settings.watch.claim_lease_seconds),
         "INSPECTOR_WATCH__QUIET_SECONDS": str(settings.watch.quiet_seconds),
         "OMP_NUM_THREADS": "1",
     }
@@ -80,6 +88,41 @@ def running(watcher: Watcher) -> Iterator[None]:
     finally:
         stop.set()
         thread.join(timeout=60)
+
+
+def wait_for_results(settings: Settings, results: int, timeout: float, tmp_path: Path) -> None:
+    """Wait until the database holds this many results; else fail, with the workers' logs."""
+    deadline = time.monotonic() + timeout
+    while counts(settings.database_url)[0] < results:
+        if time.monotonic() > deadline:
+            logs = "\n".join(p.read_text(errors="replace")[-3000:] for p in tmp_path.glob("worker*.log"))
+            pytest.fail(f"only {counts(settings.database_url)} after {timeout} s; worker logs:\n{logs}")
+        time.sleep(0.25)
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path, distributed: Settings) -> Iterator[Callable[..., subprocess.Popen]]:
+    """Start Celery worker processes of the module's ``distributed`` settings (stopped at the end);
+    their logs go to tmp_path."""
+    started: list[subprocess.Popen] = []
+
+    def start(*command: str) -> subprocess.Popen:
+        log = (tmp_path / f"worker{len(started)}.log").open("wb")
+        env = os.environ | settings_env(distributed)
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in started:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @pytest.fixture

@@ -21,13 +21,10 @@ from inspector import health
 from inspector.cli import main
 from inspector.config import Settings, WatchSettings
 from inspector.store import migrate
-from tests.pipeline.conftest import counts, settings_env, write_frames
+from tests.pipeline.conftest import INSPECTOR, counts, settings_env, wait_for_results, write_frames
 from tests.receivers import free_port
 
 pytestmark = pytest.mark.services
-
-ROOT = Path(__file__).resolve().parents[2]
-INSPECTOR = [sys.executable, "-c", "from inspector.cli import main; main()"]
 
 
 @pytest.fixture
@@ -52,42 +49,9 @@ def distributed(tmp_path: Path, tiny_checkpoint: Path, pg_url: str, redis_url: s
     redis.Redis.from_url(redis_url).delete(*keys)
 
 
-@pytest.fixture
-def start_worker(tmp_path: Path, distributed: Settings) -> Iterator[Callable[..., subprocess.Popen]]:
-    """Start Celery worker processes (stopped at the end); their logs go to tmp_path."""
-    started: list[subprocess.Popen] = []
-
-    def start(*command: str) -> subprocess.Popen:
-        log = (tmp_path / f"worker{len(started)}.log").open("wb")
-        env = os.environ | settings_env(distributed)
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in started:
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def _watch_once(settings: Settings, folder: Path) -> None:
     result = CliRunner().invoke(main, ["watch", str(folder), "--once"], env=settings_env(settings))
     assert result.exit_code == 0, result.output
-
-
-def _wait_for(settings: Settings, results: int, timeout: float, tmp_path: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while counts(settings.database_url)[0] < results:
-        if time.monotonic() > deadline:
-            logs = "\n".join(p.read_text(errors="replace")[-3000:] for p in tmp_path.glob("worker*.log"))
-            pytest.fail(f"only {counts(settings.database_url)} after {timeout} s; worker logs:\n{logs}")
-        time.sleep(0.25)
 
 
 def test_celery_workers_score_50_frames_exactly_once(
@@ -100,7 +64,7 @@ def test_celery_workers_score_50_frames_exactly_once(
         *INSPECTOR, "worker", "--loglevel", "INFO", "--log-format", "json", "--metrics-port", str(port)
     )
     _watch_once(distributed, incoming)  # registers, commits, sends 7 batches of ids
-    _wait_for(distributed, 50, timeout=180, tmp_path=tmp_path)
+    wait_for_results(distributed, 50, timeout=180, tmp_path=tmp_path)
     assert counts(distributed.database_url) == (50, {"done": 50}, 1)
     assert list(incoming.iterdir()) == []
     assert len(list((distributed.data_path / "archive").rglob("*.png"))) == 50
@@ -146,7 +110,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_repeats_nothing(
 
     # Late ack + reject-on-worker-lost put the batch back on the queue; the worker forks a
     # new pool process, which takes the same message and resumes the frames it had claimed.
-    _wait_for(distributed, 24, timeout=120, tmp_path=tmp_path)
+    wait_for_results(distributed, 24, timeout=120, tmp_path=tmp_path)
     assert counts(distributed.database_url) == (24, {"done": 24}, 1)
     assert list(incoming.iterdir()) == []
     assert "WorkerLostError" in (tmp_path / "worker0.log").read_text()
@@ -228,7 +192,7 @@ def test_a_killed_watcher_restarts_and_its_rescans_finish_the_job(
 
     restarted = subprocess.Popen([*INSPECTOR, "watch", str(incoming)], env=env, stderr=subprocess.DEVNULL)
     try:
-        _wait_for(distributed, 30, timeout=180, tmp_path=tmp_path)
+        wait_for_results(distributed, 30, timeout=180, tmp_path=tmp_path)
     finally:
         restarted.send_signal(signal.SIGTERM)
         restarted.wait(timeout=30)

@@ -76,7 +76,7 @@ def test_claim_next_takes_the_oldest_waiting_frames_once(url: str) -> None:
         session.execute(update(Frame).where(Frame.id == ids[2]).values(attempts=3))  # gave up on
         session.execute(update(Frame).where(Frame.id == ids[3]).values(status="done"))
     with session_scope(url) as session:
-        assert queries.claim_next(session, 3, max_attempts=3) == [ids[0], ids[1], ids[4]]
+        assert queries.claim_next(session, 3) == [ids[0], ids[1], ids[4]]
     # Scorers pulling side by side never take the same frame.
     with ThreadPoolExecutor(4) as pool:
         claims = list(pool.map(lambda _: _pull_all(url), range(4)))
@@ -92,45 +92,49 @@ def test_a_claim_of_too_few_fresh_frames_waits_for_more(url: str) -> None:
     with session_scope(url) as session:
         registered = session.scalar(select(Frame.registered_at).where(Frame.id == ids[0]))
         early, late = registered - timedelta(seconds=1), registered + timedelta(seconds=1)
-        assert queries.claim_next(session, 8, max_attempts=3, fill=4, gather_before=early) == []
-        assert queries.claim_next(session, 8, max_attempts=3, fill=3, gather_before=early) == ids
+        assert queries.claim_next(session, 8, fill=4, gather_before=early) == []
+        assert queries.claim_next(session, 8, fill=3, gather_before=early) == ids
     with session_scope(url) as session:
         more = register_frames(session, 2, first=3)
-        assert queries.claim_next(session, 8, max_attempts=3, fill=4, gather_before=early) == []
-        assert queries.claim_next(session, 8, max_attempts=3, fill=4, gather_before=late) == more
+        assert queries.claim_next(session, 8, fill=4, gather_before=early) == []
+        assert queries.claim_next(session, 8, fill=4, gather_before=late) == more
         rest = register_frames(session, 5, first=5)
-        assert queries.claim_next(session, 8, max_attempts=3, fill=2, gather_before=early) == rest[:4]
-        assert queries.claim_next(session, 8, max_attempts=3, fill=2, gather_before=late) == rest[4:]
+        assert queries.claim_next(session, 8, fill=2, gather_before=early) == rest[:4]
+        assert queries.claim_next(session, 8, fill=2, gather_before=late) == rest[4:]
 
 
-def test_a_frame_tried_before_is_claimed_alone(url: str) -> None:
-    """A scorer died holding ids[1] and ids[2]: each is retried alone, so a frame that kills
-    scorers cannot use up its batch-mates' attempts; the others keep theirs."""
+def test_a_frame_tried_before_is_a_suspect_claimed_alone_without_counting(url: str) -> None:
+    """A scorer died holding ids[1] and ids[2] (one attempt each): the scorers' pull leaves them
+    to a process of their own, which takes them one at a time, counting no attempt (its death,
+    seen by the watcher, counts: blame); ids[3] was given up on."""
     ids = _registered(url, 6)
     with session_scope(url) as session:
         session.execute(update(Frame).where(Frame.id.in_(ids[1:3])).values(status="queued", attempts=1))
+        session.execute(update(Frame).where(Frame.id == ids[3]).values(status="queued", attempts=3))
     with session_scope(url) as session:
-        assert queries.claim_next(session, 4, max_attempts=3) == [ids[1]]
+        assert queries.claim_next(session, 4) == [ids[0], *ids[4:]]
+        assert queries.has_suspects(session, max_attempts=3)
+        assert queries.claim_suspect(session, 3, "isolated-1") == ids[1]
+        assert queries.claim_suspect(session, 3, "isolated-1") == ids[2]
+        assert queries.claim_suspect(session, 3, "isolated-1") is None
+        assert [f.id for f in queries.claimed_by(session, "isolated-1")] == ids[1:3]
     with session_scope(url) as session:
         frames = {f.id: f for f in session.scalars(select(Frame))}
     assert [(frames[i].status, frames[i].attempts) for i in ids] == [
-        ("queued", 0),
-        ("processing", 2),
-        ("queued", 1),
-        ("queued", 0),
-        ("pending", 0),
-        ("pending", 0),
+        ("processing", 1),
+        ("processing", 1),
+        ("processing", 1),
+        ("queued", 3),
+        ("processing", 1),
+        ("processing", 1),
     ]
-    with session_scope(url) as session:
-        assert queries.claim_next(session, 4, max_attempts=3) == [ids[2]]
-        assert queries.claim_next(session, 4, max_attempts=3) == [ids[0], *ids[3:]]
 
 
 def _pull_all(url: str) -> list[int]:
     taken: list[int] = []
     while True:
         with session_scope(url) as session:
-            claimed = queries.claim_next(session, 4, max_attempts=3)
+            claimed = queries.claim_next(session, 4)
         if not claimed:
             return taken
         taken += claimed

@@ -36,17 +36,30 @@ def test_insert_frame_deduplicates_by_content(url: str) -> None:
         assert frame_by_hash(session, f"{0:064x}").id == first
 
 
-def test_a_frame_is_claimed_once_until_its_claim_goes_stale(url: str) -> None:
+def test_a_frame_is_claimed_once_until_its_lease_runs_out(url: str) -> None:
     ids = _frames(url, 3)
     now = utcnow()
     with session_scope(url) as session:
-        assert list(queries.claim_frames(session, ids, stale_before=now - timedelta(minutes=10))) == ids
+        assert list(queries.claim_frames(session, ids, lease_before=now - timedelta(seconds=10))) == ids
     with session_scope(url) as session:
-        assert list(queries.claim_frames(session, ids, stale_before=now - timedelta(minutes=10))) == []
-        # A claim older than stale_before belongs to a dead worker: it may be taken over.
+        assert list(queries.claim_frames(session, ids, lease_before=now - timedelta(seconds=10))) == []
+        # A claim not renewed since lease_before belongs to a dead worker: it may be taken over.
         later = utcnow() + timedelta(seconds=1)
-        assert list(queries.claim_frames(session, ids[:1], stale_before=later)) == ids[:1]
+        assert list(queries.claim_frames(session, ids[:1], lease_before=later)) == ids[:1]
         assert queries.frames_by_id(session, ids[:1])[0].attempts == 2
+
+
+def test_a_renewed_claim_is_not_taken_over(url: str) -> None:
+    ids = _frames(url, 2)
+    with session_scope(url) as session:
+        queries.claim_frames(session, ids, utcnow(), claimant="task-1")
+        session.execute(text("UPDATE frames SET updated_at=:t"), {"t": utcnow() - timedelta(minutes=1)})
+    with session_scope(url) as session:
+        assert queries.renew_claims(session, ids[:1], "task-1") == 1
+        assert queries.renew_claims(session, ids[1:], "task-2") == 0  # not its claim
+    with session_scope(url) as session:
+        lease_before = utcnow() - timedelta(seconds=10)
+        assert list(queries.claim_frames(session, ids, lease_before, claimant="task-3")) == ids[1:]
 
 
 def test_a_redelivery_resumes_its_own_claim_at_once(url: str) -> None:
@@ -87,18 +100,21 @@ def test_result_insert_is_idempotent_per_method(url: str) -> None:
         ]
 
 
-def test_queue_waiting_takes_pending_and_stale_in_flight_frames(url: str) -> None:
-    ids = _frames(url, 4)
-    old = utcnow() - timedelta(hours=1)
+def test_queue_waiting_takes_pending_and_orphaned_in_flight_frames(url: str) -> None:
+    ids = _frames(url, 6)
+    now = utcnow()
+    rows = [("processing", now - timedelta(minutes=1)), ("queued", now), ("done", now)]
+    rows += [("processing", now), ("queued", now - timedelta(minutes=11))]
     with session_scope(url) as session:
-        session.execute(
-            text("UPDATE frames SET status='processing', updated_at=:t WHERE id=:i"), {"t": old, "i": ids[0]}
-        )
-        session.execute(text("UPDATE frames SET status='queued' WHERE id=:i"), {"i": ids[1]})
-        session.execute(text("UPDATE frames SET status='done' WHERE id=:i"), {"i": ids[2]})
+        for i, (status, at) in zip(ids, rows, strict=False):
+            session.execute(
+                text("UPDATE frames SET status=:s, updated_at=:t WHERE id=:i"), {"s": status, "t": at, "i": i}
+            )
     with session_scope(url) as session:
-        queued = queries.queue_waiting(session, stale_before=utcnow() - timedelta(minutes=10))
-    assert queued == [ids[0], ids[3]]  # the recently queued and the done frame stay as they are
+        queued = queries.queue_waiting(session, now - timedelta(minutes=10), now - timedelta(seconds=10))
+    # A lapsed claim, a message queued long ago, a pending frame; the recently queued, the
+    # recently renewed and the done frames stay as they are.
+    assert queued == [ids[0], ids[4], ids[5]]
 
 
 def test_poison_frames_are_given_up(url: str) -> None:
@@ -110,7 +126,8 @@ def test_poison_frames_are_given_up(url: str) -> None:
             {"t": old, "i": ids[0]},
         )
     with session_scope(url) as session:
-        lost = queries.give_up_frames(session, utcnow() - timedelta(minutes=1), max_attempts=3)
+        before = utcnow() - timedelta(minutes=1)
+        lost = queries.give_up_frames(session, before, before, max_attempts=3)
     assert [f.id for f in lost] == [ids[0]]
     assert lost[0].status == "quarantined" and "3 attempts" in lost[0].error
 
