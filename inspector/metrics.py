@@ -169,16 +169,18 @@ def results_committed(frames: Sequence[Any], rows: Sequence[dict[str, Any]], clo
     """Count the results of a committed batch (``rows`` as given to insert_results) whose frames
     this call closed (``closed``): a frame scored twice after a lost worker counts once."""
     now, metrics, process = utcnow(), _metrics(), process_label()
+    by_source: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
     for frame, row in zip(frames, rows, strict=True):
-        if frame.id not in closed:
-            continue
-        metrics.scored.labels(frame.source, process).inc()
-        if row["is_anomaly"]:
-            metrics.flagged.labels(frame.source, process).inc()
-        metrics.latency.labels(frame.source, process).observe(
-            max(0.0, (now - frame.landed_at).total_seconds())
-        )
-        metrics.score.labels(frame.source, process).observe(row["score"])
+        if frame.id in closed:
+            by_source.setdefault(frame.source, []).append((frame, row))
+    for source, done in by_source.items():  # each labelled child looked up once a batch, not a frame
+        latency, score = metrics.latency.labels(source, process), metrics.score.labels(source, process)
+        metrics.scored.labels(source, process).inc(len(done))
+        if flagged := sum(1 for _, row in done if row["is_anomaly"]):
+            metrics.flagged.labels(source, process).inc(flagged)
+        for frame, row in done:
+            latency.observe(max(0.0, (now - frame.landed_at).total_seconds()))
+            score.observe(row["score"])
 
 
 def alert_delivered(channel: str, digest: bool, ok: bool) -> None:
