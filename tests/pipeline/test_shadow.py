@@ -19,7 +19,7 @@ from inspector.pipeline.thresholds import set_threshold
 from inspector.pipeline.watcher import Watcher
 from inspector.store import operations, queries, review
 from inspector.store.db import session_scope
-from inspector.store.models import AlertOutbox, Frame, Result
+from inspector.store.models import AlertOutbox, Frame, Result, ResultMap
 from tests.pipeline.conftest import counts, running, until, write_frames
 
 
@@ -178,3 +178,26 @@ def test_a_broken_candidate_never_holds_up_scoring_but_a_broken_live_model_does(
     with pytest.raises(CheckpointError, match="as the registry says"):
         process_frames(more, cam)
     assert counts(cam.db_url)[1].get("queued") == 2  # handed back, for when the file is put right
+
+
+@pytest.mark.services
+def test_live_and_shadow_results_in_one_commit_on_postgresql(
+    tmp_path: Path, cam: Settings, pg_url: str, tiny_candidate: Path
+) -> None:
+    """PostgreSQL inserts a batch's results over arrays: live and shadow rows of the same frames
+    in one statement, each result with its own maps."""
+    from inspector.store import migrate
+
+    cam.database_url = pg_url
+    migrate.upgrade(pg_url)
+    live = get_detector(cam)
+    candidate = _register(cam, tiny_candidate)
+    ids = _frames(tmp_path, cam, 4, seed=3)
+    assert process_frames(ids, cam).done == 4
+    rows = _results(cam)
+    assert sorted((version, shadow) for _, version, shadow, _ in rows) == sorted(
+        [(live.version, False)] * 4 + [(candidate.version, True)] * 4
+    )
+    with session_scope(pg_url) as session:
+        maps = session.execute(select(ResultMap.result_id, func.count()).group_by(ResultMap.result_id)).all()
+        assert len(maps) == 8 and {n for _, n in maps} == {5}
