@@ -51,9 +51,9 @@ SENSOR = ["--mode", "depth", "--depth-unit-mm", "0.125"]
 GOAL = 0.95
 
 
-def run_fold(data: Path, direction: str, fold: int, threads: int) -> dict:
+def run_fold(data: Path, direction: str, fold: int, threads: int, commit: str) -> dict:
+    """One fold; ``commit``: the code this process loaded (taken as it started)."""
     torch.set_num_threads(threads)
-    commit = git_commit()
     train, test, labels = fold_files(data, direction, fold)
     with tempfile.TemporaryDirectory() as work:
         folder = Path(work) / "normal"
@@ -152,12 +152,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=DATA, help="the hand-sr305 folder")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
+    commit = git_commit()
     for direction in POSES:
         for fold in range(FOLDS):
             path = RUNS / f"{direction}-fold{fold}.json"
             if path.exists():
                 continue
-            result = run_fold(args.data, direction, fold, args.threads)
+            result = run_fold(args.data, direction, fold, args.threads, commit)
             store(result, path)
             print(
                 f"{direction} fold {fold}: {result['method']} {result['auc']:.3f} {result['peers']}",

@@ -48,9 +48,9 @@ TRAIN_SIZE = 3000
 GOAL = 0.95
 
 
-def run_digit(data: str, digit: int) -> dict:
-    """Train the default path on digit ``digit``; the test ROC-AUC of its choice and of the peers."""
-    commit = git_commit()
+def run_digit(data: str, digit: int, commit: str) -> dict:
+    """Train the default path on digit ``digit``; the test ROC-AUC of its choice and of the peers.
+    ``commit``: the code this process loaded (taken as it started)."""
     task = one_class_task(data, digit, train_size=TRAIN_SIZE)
     cpu, wall = time.process_time(), time.time()
     checkpoint = train_arrays(task.train, FrameSpec())
@@ -166,12 +166,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--render", action="store_true", help="only rewrite the Markdown")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    commit = git_commit()
     if not args.render:
         for digit in (int(d) for d in args.digits.split(",")):
             path = RUNS / f"digit{digit}.json"
             if path.exists():
                 continue
-            result = run_digit(args.data, digit)
+            result = run_digit(args.data, digit, commit)
             store(result, path)
             print(
                 f"digit {digit}: {result['method']} {result['auc']:.3f} peers {result['peers']}", flush=True
