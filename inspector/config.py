@@ -218,6 +218,10 @@ class Settings:
     method: str = ""  # scoring method; empty = the model's recommended one (vaegan: vaegan-attn)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     inference_batch: int = 0  # frames per forward pass; 0 = by device: 16 on a CPU, 256 on a GPU
+    # Torch threads of a process that scores; 0: torch's own choice (every core), except the
+    # embedded scorer processes (cores ÷ watch.scorers). Several Celery workers on one machine's
+    # CPU: cores ÷ workers, or each one's threads wait for the others' at every operation.
+    torch_threads: int = 0
     frames: FrameSpec = field(default_factory=FrameSpec)
     watch: WatchSettings = field(default_factory=WatchSettings)
     server: ServerSettings = field(default_factory=ServerSettings)

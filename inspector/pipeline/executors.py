@@ -246,7 +246,7 @@ class InlineExecutor:
             if self._stop.is_set():
                 return total
             if self._scorers is None:
-                threads = max(1, (os.cpu_count() or 1) // scorers)
+                threads = self.settings.torch_threads or max(1, (os.cpu_count() or 1) // scorers)
                 level = logging.getLogger().getEffectiveLevel()
                 busy = self._context.Value("i", 0)  # a new count with each pool: a dead one's may stay up
                 pool = ProcessPoolExecutor(

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+import torch
 from sqlalchemy.orm import Session
 
 from inspector import metrics
@@ -96,6 +97,8 @@ def load_detector(
     with _DETECTORS_LOCK:
         detector = _DETECTORS.get(key)
         if detector is None:
+            if settings.torch_threads:
+                torch.set_num_threads(settings.torch_threads)
             detector = Detector.load(
                 path, method=method or None, device=settings.device, batch_size=settings.inference_batch
             )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,21 @@ def test_an_idle_scorer_keeps_looking_while_another_holds_a_batch(tmp_path: Path
     scorer.join(timeout=120)
     assert not scorer.is_alive() and outcomes[0].done == 3
     assert counts(embedded.db_url) == (3, {"done": 3}, 1)
+
+
+def test_a_scoring_process_takes_the_torch_threads_it_is_given(
+    embedded: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Celery workers side by side on one machine's CPU each use their share of the cores
+    (torch_threads), not every core."""
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(process, "_DETECTORS", OrderedDict())  # loaded here, not taken from the cache
+    try:
+        torch.set_num_threads(2)
+        embedded.torch_threads = 1
+        process.get_detector(embedded)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
