@@ -8,12 +8,9 @@ batch themselves (:func:`score_next`, then :func:`store`).
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import multiprocessing
 import os
-import signal
-import sys
 import threading
 import time
 import uuid
@@ -72,7 +69,6 @@ _scoring: CounterLike | None = None
 _news: CounterLike | None = None
 
 
-PR_SET_PDEATHSIG = 1  # prctl(2)
 LINGER = 0.25  # seconds a scorer keeps looking for new frames once none is being scored
 POLL = 0.02  # seconds between its looks meanwhile
 RECALL = 0.1  # seconds between the executor's looks for a scorer to send back
@@ -186,10 +182,20 @@ def _start_scorer(
 
 
 def _die_with_parent() -> None:
-    """A scorer process ends with the watcher (Linux: a parent-death signal), so a watcher killed
-    with SIGKILL leaves none behind scoring on its own."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    """A scorer process ends with the watcher, so a watcher killed with SIGKILL leaves none behind
+    scoring on its own: a daemon thread looks for the parent every second.
+
+    Not Linux's parent-death signal: it fires when the *thread* that started the process ends,
+    and scorers are started from threads that end before the pool is shut down; a scorer killed
+    so while holding the pool's queue lock left the others waiting on it for ever."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _isolated(settings: Settings, claimant: str) -> Outcome:

@@ -6,6 +6,8 @@ import ctypes
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -195,3 +197,31 @@ def test_watch_once_says_when_a_scorer_process_died(tmp_path: Path, embedded: Se
     assert "Traceback" not in outcome[0].output
     Watcher(incoming, embedded, InlineExecutor(embedded)).run_once()  # the next run scores the rest
     assert counts(embedded.db_url) == (60, {"done": 60}, 1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie waits for its parent, not alive
+        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_scorer_outlives_the_thread_that_started_it_and_not_its_watcher() -> None:
+    """A scorer ends when its watcher is killed, not when the watcher's thread that started it
+    ends (Linux's parent-death signal did that: a scorer killed holding the pool's queue lock
+    hung the pool's shutdown)."""
+    parent = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("scorer_parent.py"))], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        child = int(parent.stdout.readline())  # type: ignore[union-attr]
+        time.sleep(2.5)
+        assert _alive(child)
+        parent.kill()
+        parent.wait()
+        until(lambda: not _alive(child), 10)
+        assert not _alive(child)
+    finally:
+        parent.kill()
