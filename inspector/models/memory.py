@@ -9,9 +9,13 @@ patches, ``coreset_fraction`` of the training ones, chosen by greedy k-centre (e
 one the patch farthest from those kept, in a random 64-dimensional projection), so that
 rare normal patches are kept where a random subset would drop them.
 
-Two scores of the distance map: ``-max``, the peak of the map smoothed by σ = ``smooth``
-feature cells (PatchCore: σ 4 px at stride 8, half a cell), for a local defect; ``-mean``,
-the mean distance, for a frame that differs everywhere a little (another object).
+Scores of the distance map: ``-max``, the peak of the map smoothed by σ = ``smooth`` feature
+cells (PatchCore: σ 4 px at stride 8, half a cell), for a local defect; ``-max-inner``, the
+same peak over all but the outermost ring of cells, whose features saw the backbone's
+padding beyond the frame (on the magnetic tiles' held-out training frames the peaks of normal
+frames sat in the corners, and validation on synthetic anomalies rose from 0.79 to 0.84 without
+them); ``-mean``, the mean distance, for a frame that differs everywhere a little (another
+object). Training's label-free choice picks among a family's methods.
 
 Beside the memory, each family trains the paper's VAEGAN (vaegan.py) on a small view of the
 frame, for one reason: operators keep seeing its discriminator's Grad-CAM map in the
@@ -29,6 +33,7 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from inspector.models import backbone
 from inspector.models.base import AnomalyModel, Scores
@@ -167,12 +172,15 @@ class MemoryModel(AnomalyModel):
         attention = views.to_frame(self.network.grad_cam(views.network)[:, None])[:, 0]
         scores = {}
         for method in methods:
-            if method.endswith("-max"):
-                anomaly_map = views.to_frame(gaussian_blur(distances, self.config.smooth))[:, 0]
-                score = anomaly_map.flatten(1).amax(dim=1)
-            else:
+            if method.endswith("-mean"):
                 anomaly_map = views.to_frame(distances)[:, 0]
                 score = distances.flatten(1).mean(dim=1)
+            else:
+                smooth = gaussian_blur(distances, self.config.smooth)
+                if method.endswith("-inner"):  # the outer ring weighs nothing (its map shows 0 there)
+                    smooth = F.pad(smooth[..., 1:-1, 1:-1], (1, 1, 1, 1))
+                anomaly_map = views.to_frame(smooth)[:, 0]
+                score = anomaly_map.flatten(1).amax(dim=1)
             scores[method] = Scores(
                 score=score,
                 reconstruction=reconstruction,

@@ -76,7 +76,7 @@ def test_patch_memory_on_elongated_frames(tmp_path: Path) -> None:
     checkpoint = train(striped_frames(24), config, ELONGATED, TrainOptions(epochs=1, device="cpu"))
     checkpoint.save(tmp_path / "m.pt")
     normal, defective = striped_frames(6, seed=1), striped_frames(2, seed=2, defect=True)
-    for method in ("patch-max", "patch-mean"):
+    for method in ("patch-max", "patch-max-inner", "patch-mean"):
         detector = Detector.load(tmp_path / "m.pt", method=method, device="cpu")
         found = detector.score_arrays(np.concatenate([normal, defective]))
         scores = np.array([d.score for d in found])
@@ -130,3 +130,18 @@ def test_the_grad_cam_vaegan_trains_on_a_bounded_number_of_frames() -> None:
     before = {k: v.clone() for k, v in model.network.state_dict().items()}
     assert trainer.step(x) == {}
     assert all(torch.equal(v, model.network.state_dict()[k]) for k, v in before.items())
+
+
+def test_the_inner_peak_leaves_out_the_outermost_cells() -> None:
+    """patch-max-inner: a spot in the frame's corner (where the backbone saw its padding) weighs
+    nothing, and the map shows 0 on the outer ring of cells; patch-max sees it."""
+    config = tiny_config("patch-memory", **TINY_MEMORY)
+    checkpoint = train(striped_frames(24), config, ELONGATED, TrainOptions(epochs=1, device="cpu"))
+    corner = striped_frames(1, seed=3)
+    corner[0, 0, :6, :6] = 0.0
+    normal = striped_frames(4, seed=4)
+    frames = np.concatenate([normal, corner])
+    peak = np.array([d.score for d in Detector(checkpoint, "patch-max", "cpu").score_arrays(frames)])
+    inner = Detector(checkpoint, "patch-max-inner", "cpu").score_arrays(frames)
+    assert peak[-1] > peak[:-1].max()
+    assert inner[-1].score < peak[-1] and inner[-1].anomaly_map[:2, :2].max() < 1e-6
