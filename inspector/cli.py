@@ -289,7 +289,7 @@ def train(
 @click.option(
     "--method",
     default=None,
-    help="Scoring method (default: the model's recommended one; vaegan models: vaegan-attn).",
+    help="Scoring method (default: the one training chose, else the family's; vaegan models: vaegan-attn).",
 )
 @click.option(
     "--format",

@@ -215,7 +215,7 @@ class Settings:
     broker_url: str = "redis://127.0.0.1:6379/0"
     queue: str = "gpu"  # the Celery queue the watcher sends batches to and workers consume
     model_path: str = "model.pt"
-    method: str = ""  # scoring method; empty = the model's recommended one (vaegan: vaegan-attn)
+    method: str = ""  # scoring method; empty = the one training chose, else the family's
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     inference_batch: int = 0  # frames per forward pass; 0 = by device: 16 on a CPU, 256 on a GPU
     # Torch threads of a process that scores; 0: torch's own choice (every core), except the
