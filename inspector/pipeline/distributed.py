@@ -152,7 +152,7 @@ class CeleryExecutor:
         self._lost = False
         log.info("sent %d frames to the %r queue", len(frame_ids), self.settings.queue)
 
-    def wake(self) -> None:
+    def wake(self, frames: int) -> None:
         """Nothing to wake: the watcher sends what it registered."""
 
     def close(self) -> None:

@@ -474,16 +474,23 @@ def _one_by_one(settings: Settings, frames: list[Frame], attempts: dict[int, int
     return outcome
 
 
+def forward_pass(settings: Settings) -> int:
+    """Frames a scorer gathers before it claims (a forward pass's worth, at most a claim's)."""
+    return min(
+        forward_batch(resolve_device(settings.device), settings.inference_batch), settings.watch.batch_size
+    )
+
+
 def score_next(settings: Settings) -> Scored | None:
     """Claim and score a batch of the oldest waiting frames never tried before; None when none
     waits, or too few for a forward pass that arrived within ``watch.gather_seconds`` (the
     embedded scorers' pull, which stores each batch while it scores the next)."""
     watch = settings.watch
-    fill = min(forward_batch(resolve_device(settings.device), settings.inference_batch), watch.batch_size)
+    fill = forward_pass(settings)
     gather_before = utcnow() - timedelta(seconds=watch.gather_seconds)
     with session_scope(settings.db_url) as session:
         claimed = queries.claim_next(session, watch.batch_size, fill, gather_before)
-        frames = queries.frames_by_id(session, claimed)
+        frames = queries.frames_by_id(session, claimed) if claimed else []  # most looks find none
     return _score(settings, frames) if frames else None
 
 

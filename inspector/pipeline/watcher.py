@@ -190,7 +190,7 @@ class Watcher:
                     moves.append((path, location, known.error if known.status == "quarantined" else None))
                     placed.append((known, path, location))
         if new:
-            self.executor.wake()  # committed: scorers waiting for work look again
+            self.executor.wake(len(new))  # committed: scorers waiting for work may look again
         unmoved = move_files(self.data_dir, moves)
         # A duplicate counts once it is moved aside (one that could not be is met again at a rescan).
         moved = [(frame, path) for frame, path in duplicates if path not in unmoved]
