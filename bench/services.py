@@ -2,8 +2,9 @@
 
 Each runs on a free loopback port, in a folder of its own, as a direct child of this process
 (never the machine's shared servers, never through a service manager). None outlives its owner:
-each server is started with a parent-death signal (Linux ``PR_SET_PDEATHSIG``), so a test run
-killed with SIGKILL takes its servers with it, and every server still running is stopped at
+each server is started with a parent-death signal (Linux ``PR_SET_PDEATHSIG``; from one thread
+that lives as long as the process, since the signal follows the thread that started a child),
+so a test run killed with SIGKILL takes its servers with it, and every server still running is stopped at
 exit (``atexit``) otherwise. PostgreSQL refuses to run as root: as root the cluster is made and
 run as the ``postgres`` user.
 """
@@ -14,14 +15,18 @@ import atexit
 import ctypes
 import os
 import pwd
+import queue
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 PG_BIN = Path(os.environ.get("INSPECTOR_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -39,6 +44,39 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+class _Spawner:
+    """Starts child processes from one thread that lives as long as this process: Linux sends the
+    parent-death signal when the *thread* that started a child ends, so a server restarted from
+    a short-lived thread (a fault played beside a stream) would die with that thread."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue[tuple[Callable[[], subprocess.Popen], Future[subprocess.Popen]]] = (
+            queue.Queue()
+        )
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def popen(self, *args: Any, **kwargs: Any) -> subprocess.Popen:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="spawner", daemon=True)
+                self._thread.start()
+        done: Future[subprocess.Popen] = Future()
+        self._jobs.put((lambda: subprocess.Popen(*args, **kwargs), done))
+        return done.result()
+
+    def _run(self) -> None:
+        while True:
+            start, done = self._jobs.get()
+            try:
+                done.set_result(start())
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                done.set_exception(exc)
+
+
+popen = _Spawner().popen  # subprocess.Popen, from the long-lived thread
+
+
 def _listening(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
@@ -47,7 +85,7 @@ def _listening(port: int) -> bool:
     return True
 
 
-def _child_setup(uid: int | None, gid: int | None, death_signal: int) -> Callable[[], None]:
+def child_setup(uid: int | None, gid: int | None, death_signal: int) -> Callable[[], None]:
     """What the child runs before exec: its own user (set first: a change of user clears the
     parent-death signal) and the signal it gets when this process dies."""
 
@@ -86,11 +124,11 @@ class Server:
     def start(self, timeout: float = 30.0) -> None:
         uid, gid = self.user()
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
+            self.process = popen(
                 self.command(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_child_setup(uid, gid, self.death_signal),  # noqa: PLW1509 - before exec only
+                preexec_fn=child_setup(uid, gid, self.death_signal),  # noqa: PLW1509 - before exec only
             )
         _RUNNING.add(self)
         deadline = time.monotonic() + timeout
@@ -171,7 +209,7 @@ class PostgresCluster(Server):
                 [str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8"],
                 check=True,
                 capture_output=True,
-                preexec_fn=_child_setup(uid, gid, signal.SIGKILL),  # noqa: PLW1509
+                preexec_fn=child_setup(uid, gid, signal.SIGKILL),  # noqa: PLW1509
             )
 
     @property
