@@ -14,8 +14,9 @@ cells (PatchCore: σ 4 px at stride 8, half a cell), for a local defect; ``-max-
 same peak over all but the outermost ring of cells, whose features saw the backbone's
 padding beyond the frame (on the magnetic tiles' held-out training frames the peaks of normal
 frames sat in the corners, and validation on synthetic anomalies rose from 0.79 to 0.84 without
-them); ``-mean``, the mean distance, for a frame that differs everywhere a little (another
-object). Training's label-free choice picks among a family's methods.
+them), its map the whole smoothed map all the same (a defect at the edge still shows);
+``-mean``, the mean distance, for a frame that differs everywhere a little (another object).
+Training's label-free choice picks among a family's methods.
 
 Beside the memory, each family trains the paper's VAEGAN (vaegan.py) on a small view of the
 frame, for one reason: operators keep seeing its discriminator's Grad-CAM map in the
@@ -177,10 +178,12 @@ class MemoryModel(AnomalyModel):
                 score = distances.flatten(1).mean(dim=1)
             else:
                 smooth = gaussian_blur(distances, self.config.smooth)
-                if method.endswith("-inner"):  # the outer ring weighs nothing (its map shows 0 there)
-                    smooth = F.pad(smooth[..., 1:-1, 1:-1], (1, 1, 1, 1))
                 anomaly_map = views.to_frame(smooth)[:, 0]
-                score = anomaly_map.flatten(1).amax(dim=1)
+                if method.endswith("-inner"):  # the peak away from the outer ring; the map keeps it
+                    inner = views.to_frame(F.pad(smooth[..., 1:-1, 1:-1], (1, 1, 1, 1)))
+                    score = inner.flatten(1).amax(dim=1)
+                else:
+                    score = anomaly_map.flatten(1).amax(dim=1)
             scores[method] = Scores(
                 score=score,
                 reconstruction=reconstruction,

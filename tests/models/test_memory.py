@@ -134,7 +134,7 @@ def test_the_grad_cam_vaegan_trains_on_a_bounded_number_of_frames() -> None:
 
 def test_the_inner_peak_leaves_out_the_outermost_cells() -> None:
     """patch-max-inner: a spot in the frame's corner (where the backbone saw its padding) weighs
-    nothing, and the map shows 0 on the outer ring of cells; patch-max sees it."""
+    nothing in the score, though the map still shows it; patch-max sees it."""
     config = tiny_config("patch-memory", **TINY_MEMORY)
     checkpoint = train(striped_frames(24), config, ELONGATED, TrainOptions(epochs=1, device="cpu"))
     corner = striped_frames(1, seed=3)
@@ -144,4 +144,4 @@ def test_the_inner_peak_leaves_out_the_outermost_cells() -> None:
     peak = np.array([d.score for d in Detector(checkpoint, "patch-max", "cpu").score_arrays(frames)])
     inner = Detector(checkpoint, "patch-max-inner", "cpu").score_arrays(frames)
     assert peak[-1] > peak[:-1].max()
-    assert inner[-1].score < peak[-1] and inner[-1].anomaly_map[:2, :2].max() < 1e-6
+    assert inner[-1].score < peak[-1] == pytest.approx(inner[-1].anomaly_map.max())
