@@ -12,15 +12,19 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from bench.services import PostgresCluster, RedisServer
 from inspector.config import Settings, WatchSettings
 from inspector.pipeline.distributed import CeleryExecutor
 from inspector.pipeline.watcher import Watcher
 from inspector.store import migrate
+from inspector.store.db import session_scope
+from inspector.store.models import Frame
 from tests.pipeline.conftest import INSPECTOR, counts, running, until, wait_for_results, write_frames
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
@@ -117,20 +121,45 @@ def test_frames_whose_messages_a_restarted_broker_lost_are_sent_again(
     assert counts(distributed.database_url) == (8, {"done": 8}, 1)
 
 
+def _claims(settings: Settings) -> dict[int, tuple[str | None, datetime]]:
+    """The frames being scored: their claimant and when their claim was last taken or renewed."""
+    with session_scope(settings.database_url) as session:
+        rows = session.execute(
+            select(Frame.id, Frame.claimed_by, Frame.updated_at).where(Frame.status == "processing")
+        )
+        return {row.id: (row.claimed_by, row.updated_at) for row in rows}
+
+
+def _renewed(settings: Settings, claims: dict[int, tuple[str | None, datetime]]) -> bool:
+    """Whether every one of these claims is still held by its claimant and was renewed since."""
+    now = _claims(settings)
+    return all(
+        frame in now and now[frame][0] == claimant and now[frame][1] > taken
+        for frame, (claimant, taken) in claims.items()
+    )
+
+
 def test_a_whole_worker_lost_mid_batch_is_recovered_within_its_lease(
-    tmp_path: Path, distributed: Settings, start_worker: Callable[..., subprocess.Popen]
+    tmp_path: Path,
+    distributed: Settings,
+    start_worker: Callable[..., subprocess.Popen],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """kill -9 of a worker (solo pool: the process that holds the claim) mid-batch: its claim is
     no longer renewed, lapses within claim_lease_seconds, and the watcher hands the batch out
-    again (it used to wait for stale_seconds and the broker's visibility timeout)."""
+    again (it used to wait for stale_seconds and the broker's visibility timeout). The kill waits
+    for a renewal, not for a time: a batch that outlives several leases keeps its claim."""
+    monkeypatch.setenv("SLOW_SCORING_SECONDS", str(10 * LEASE))  # the doomed batch never ends
     incoming, frames = _stream(tmp_path, 8)
     celery = [sys.executable, "-m", "celery", "-A", "tests.pipeline.slow_worker", "worker"]
     doomed = start_worker(*celery, "--queues", distributed.queue, "--pool", "solo", "--loglevel", "INFO")
     with running(Watcher(incoming, distributed, CeleryExecutor(distributed))):
         _land(frames, incoming)
-        until(lambda: counts(distributed.database_url)[1].get("processing", 0) > 0, 120)
-        time.sleep(LEASE)  # the claim was renewed meanwhile: a slow batch is not a dead worker
-        assert counts(distributed.database_url)[1].get("processing", 0) > 0
+        until(lambda: bool(_claims(distributed)), 120)
+        claims = _claims(distributed)
+        assert claims
+        until(lambda: _renewed(distributed, claims), 60)
+        assert _renewed(distributed, claims)  # a slow batch is not a dead worker
         doomed.kill()
         doomed.wait()
         lost = time.monotonic()
