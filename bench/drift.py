@@ -2,12 +2,14 @@
 they do not? ``python -m bench.drift --data DIR``.
 
 The model: the published magnetic-tile budget's vaegan-z (bench/magnetic_tile.py), trained on the
-634 train-normal frames; its checkpoint records the scores of its held-out normal frames (10%),
-the drift test's reference. The test is the product's (``inspector.pipeline.drift.judge``) with
-the default settings (``drift.*``: a window of the latest 200 scores, p < 1e-4 and KS distance
-≥ 0.3), run after every frame: the strictest schedule (the watcher checks every
-``drift.every_seconds``, so a real alarm comes up to that much later). The same streams are
-also tested with windows of 100 and 400, for the trade-off.
+634 train-normal frames; its checkpoint records the scores of its held-out normal frames (10%)
+and the levels of all its training frames (each frame's mean before flat-fielding), the two
+references. The tests are the product's (``inspector.pipeline.drift``: ``judge_scores`` on the
+scores, ``judge`` on the levels) with the default settings (``drift.*``: a window of the latest
+200 frames, p < 1e-4 and KS distance ≥ 0.3), run after every frame: the strictest schedule (the
+watcher checks every ``drift.every_seconds``, so a real alarm comes up to that much later). The
+source drifts when either quantity does: that is the alarm. The same streams are also tested
+with windows of 100 and 400, for the trade-off.
 
 Streams, each frame a random test-normal image (the protocol's 318, seen by no training) with a
 camera's ordinary variation (a ±1-pixel jitter, a ±2% exposure gain, sensor noise of σ 1% of
@@ -19,7 +21,7 @@ full scale), and at a rate of 2% a random defect image instead (real defects are
   moved by 5 model pixels (the edge replicated), which must trip it; and beside them heavier
   noise (σ 5% of full scale: a failing sensor), a lamp that dies (×0.25) and a lamp 20% dimmer
   (a pure gain, which flat-fielding removes: the model cannot see it, and its scores do not
-  move, so no alarm is right there). Plain noise as the issue names it is the ordinary noise
+  move; its level does, by 20%). Plain noise as the issue names it is the ordinary noise
   every frame carries: it must not trip the alarm, and the unshifted stream is that test.
 
 The peer, on the same scores: a flag-rate alarm (the window's flagged share against the 1% the
@@ -41,12 +43,16 @@ import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from bench.magnetic_tile import Budget, protocol_split
 from bench.provenance import git_commit
+
+if TYPE_CHECKING:
+    from inspector.frames import Prepared
 
 RESULTS = Path(__file__).resolve().parent / "results"
 UNSHIFTED = 10_000
@@ -114,8 +120,8 @@ class Frames:
         self.normal = [r for r, c in zip(raw, split.classes, strict=True) if c == "Free"]
         self.defects = [r for r, c in zip(raw, split.classes, strict=True) if c != "Free"]
 
-    def frame(self, rng: np.random.Generator, shift: str | None) -> tuple[np.ndarray, bool]:
-        from inspector.frames import preprocess
+    def frame(self, rng: np.random.Generator, shift: str | None) -> tuple[Prepared, bool]:
+        from inspector.frames import prepare
 
         defect = rng.random() < DEFECT_RATE
         pool = self.defects if defect else self.normal
@@ -123,36 +129,60 @@ class Frames:
         if shift is not None:
             raw = SHIFTS[shift](raw, rng)
         camera = np.clip(np.round(raw), 0, 255).astype(np.uint8)  # what the camera writes
-        return preprocess(camera, self.spec), defect
+        return prepare(camera, self.spec), defect
 
 
 def stream_scores(
     frames: Frames, detector: object, n: int, seed: int, shift: str | None, warm_up: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Scores (and whether a defect) of a stream: ``warm_up`` unshifted frames, then ``n`` more."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scores, levels and whether a defect, of a stream: ``warm_up`` unshifted frames, then ``n`` more."""
     rng = np.random.default_rng(seed)
-    scores, defects = [], []
+    scores, levels, defects = [], [], []
     for start in range(0, warm_up + n, 256):
         batch = [
             frames.frame(rng, shift if i >= warm_up else None)
             for i in range(start, min(start + 256, warm_up + n))
         ]
-        pixels = np.stack([pixels for pixels, _ in batch])
+        pixels = np.stack([prepared.pixels for prepared, _ in batch])
         scores += [d.score for d in detector.score_arrays(pixels)]  # type: ignore[attr-defined]
+        levels += [prepared.level for prepared, _ in batch]
         defects += [defect for _, defect in batch]
-    return np.array(scores), np.array(defects)
+    return np.array(scores), np.array(levels), np.array(defects)
 
 
-def alarms(scores: np.ndarray, reference: np.ndarray, threshold: float, settings: object) -> np.ndarray:
-    """The product's test after every frame (its hysteresis included): drifting or not, per frame."""
-    from inspector.pipeline.drift import judge
+class Alarm:
+    """The product's tests with one window: each quantity's state after every frame (its
+    hysteresis included), and the source's alarm, on while either is."""
 
-    state, out = False, np.zeros(len(scores), bool)
-    for i in range(len(scores)):
-        window = scores[max(0, i + 1 - settings.window) : i + 1]  # type: ignore[attr-defined]
-        state = judge(window, reference, threshold, settings, state).drifting  # type: ignore[arg-type]
-        out[i] = state
-    return out
+    def __init__(self, reference: np.ndarray, levels: np.ndarray, threshold: float, settings: object):
+        self.reference, self.levels, self.threshold, self.settings = reference, levels, threshold, settings
+
+    def scores(self, scores: np.ndarray) -> np.ndarray:
+        from inspector.pipeline.drift import judge_scores
+
+        return self._after_every_frame(
+            scores, lambda w, on: judge_scores(w, self.reference, self.threshold, self.settings, on)
+        )
+
+    def frame_levels(self, levels: np.ndarray) -> np.ndarray:
+        from inspector.pipeline.drift import judge
+
+        return self._after_every_frame(levels, lambda w, on: judge(w, self.levels, self.settings, on))
+
+    def _after_every_frame(
+        self, values: np.ndarray, test: Callable[[np.ndarray, bool], object]
+    ) -> np.ndarray:
+        state, out = False, np.zeros(len(values), bool)
+        for i in range(len(values)):
+            window = values[max(0, i + 1 - self.settings.window) : i + 1]  # type: ignore[attr-defined]
+            state = test(window, state).drifting  # type: ignore[attr-defined]
+            out[i] = state
+        return out
+
+    def both(self, scores: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(the alarm, the scores' state, the levels' state) per frame."""
+        on_scores, on_levels = self.scores(scores), self.frame_levels(levels)
+        return on_scores | on_levels, on_scores, on_levels
 
 
 def flag_rate_alarms(
@@ -184,13 +214,14 @@ def first(mask: np.ndarray, start: int) -> int | None:
 
 
 def train_model(data: Path, budget: Budget, path: Path) -> None:
+    """The budget's vaegan-z on the train-normal frames, their records (and levels) in its checkpoint."""
+    from inspector.frames import read_frame
     from inspector.models import make_config
-    from inspector.training import TrainOptions, train
+    from inspector.training import TrainOptions, frame_record, train
 
-    split = protocol_split(data)
-    from bench.magnetic_tile import load_images
-
-    frames = load_images(split.train, budget.frame_spec)
+    paths = protocol_split(data).train
+    prepared = [read_frame(p, budget.frame_spec) for p in paths]
+    records = [{**frame_record(p), "level": f.level} for p, f in zip(paths, prepared, strict=True)]
     config = make_config(
         "vaegan-z", {"image_size": budget.image_size, "channels": 1, **budget.model["vaegan-z"]}
     )
@@ -199,11 +230,12 @@ def train_model(data: Path, budget: Budget, path: Path) -> None:
     )
     started = time.time()
     checkpoint = train(
-        frames,
+        np.stack([f.pixels for f in prepared]),
         config,
         budget.frame_spec,
         options,
         lambda e, _: print(f"epoch {e} {time.time() - started:.0f} s", flush=True),
+        records=records,
     )
     checkpoint.save(path)
 
@@ -213,6 +245,7 @@ def run(data: Path, work: Path, threads: int, quick: bool) -> dict:
 
     from inspector.config import DriftSettings
     from inspector.detector import Detector
+    from inspector.pipeline.drift import ks_two_sample
 
     torch.set_num_threads(threads)
     started, cpu = time.time(), time.process_time()
@@ -223,43 +256,66 @@ def run(data: Path, work: Path, threads: int, quick: bool) -> dict:
         train_model(data, budget, model)
     detector = Detector.load(model, method=METHOD, device="cpu", batch_size=64)
     reference = np.array(detector.checkpoint.metadata["heldout_scores"][METHOD])
+    levels_reference = np.array(detector.checkpoint.metadata["frame_levels"])
     threshold = detector.threshold
     settings = DriftSettings()
     frames = Frames(data, budget)
     unshifted_n, shifted_n, seeds = (600, 150, 2) if quick else (UNSHIFTED, SHIFTED, SEEDS)
 
-    def cached(name: str, make: Callable[[], tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    def cached(name: str, make: Callable[[], tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
         path = work / f"{'quick-' if quick else ''}{name}.npz"
         if not path.is_file():
-            scores, defects = make()
-            np.savez(path, scores=scores, defects=defects)
+            scores, levels, defects = make()
+            np.savez(path, scores=scores, levels=levels, defects=defects)
         stored = np.load(path)
-        return stored["scores"], stored["defects"]
+        return stored["scores"], stored["levels"], stored["defects"]
+
+    def distances(scores: np.ndarray, levels: np.ndarray) -> dict[str, tuple[float, float]]:
+        """Each test's KS distance and p-value on a window of frames."""
+        censored = np.minimum(scores, threshold), np.minimum(reference, threshold)
+        return {"score": ks_two_sample(*censored), "level": ks_two_sample(levels, levels_reference)}
 
     out: dict = {
         "reference": len(reference),
+        "levels_reference": len(levels_reference),
         "threshold": threshold,
         "settings": dataclasses.asdict(settings),
         "heldout_flag_rate": float(np.mean(reference > threshold)),
     }
     rate = max(out["heldout_flag_rate"], 0.01)
-    scores, defects = cached("unshifted", lambda: stream_scores(frames, detector, unshifted_n, 0, None))
-    ks, peer = (
-        alarms(scores, reference, threshold, settings),
-        flag_rate_alarms(scores, threshold, settings.window, rate, settings.alpha),
+    alarm = Alarm(reference, levels_reference, threshold, settings)
+    others = {
+        w: Alarm(
+            reference, levels_reference, threshold, dataclasses.replace(settings, window=w, min_frames=w // 2)
+        )
+        for w in WINDOWS
+    }
+    scores, levels, defects = cached(
+        "unshifted", lambda: stream_scores(frames, detector, unshifted_n, 0, None)
     )
+    on, on_scores, on_levels = alarm.both(scores, levels)
+    peer = flag_rate_alarms(scores, threshold, settings.window, rate, settings.alpha)
+    w = settings.window
+    largest = {
+        quantity: max(
+            distances(scores[i - w : i], levels[i - w : i])[quantity][0]
+            for i in range(w, len(scores) + 1, 10)
+        )
+        for quantity in ("score", "level")
+    }
     out["unshifted"] = {
         "frames": len(scores),
         "defects": int(defects.sum()),
         "flagged": int((scores > threshold).sum()),
-        "alarm_frames": int(ks.sum()),
-        "alarms": int(np.sum(ks[1:] & ~ks[:-1]) + ks[0]),
+        "alarm_frames": int(on.sum()),
+        "alarms": int(np.sum(on[1:] & ~on[:-1]) + on[0]),
+        "score_alarm_frames": int(on_scores.sum()),
+        "level_alarm_frames": int(on_levels.sum()),
+        "largest_distance": largest,  # over the stream's windows, every 10th frame
         "peer_alarm_frames": int(peer.sum()),
     }
-    others = {w: dataclasses.replace(settings, window=w, min_frames=w // 2) for w in WINDOWS}
     out["windows"] = {
-        w: {"unshifted_alarm_frames": int(alarms(scores, reference, threshold, o).sum())}
-        for w, o in others.items()
+        w: {"unshifted_alarm_frames": int(o.both(scores, levels)[0].sum())} for w, o in others.items()
     }
     out["shifts"] = {}
     for shift in SHIFTS:
@@ -267,25 +323,30 @@ def run(data: Path, work: Path, threads: int, quick: bool) -> dict:
         for seed in range(seeds):
             name = f"{shift.split()[0]}-{shift.split()[1]}-{seed}"
             make = partial(stream_scores, frames, detector, shifted_n, 100 + seed, shift, WARM_UP)
-            s, d = cached(name, make)
-            ks = alarms(s, reference, threshold, settings)
+            s, lv, _ = cached(name, make)
+            on, on_scores, on_levels = alarm.both(s, lv)
             peer = flag_rate_alarms(s, threshold, settings.window, rate, settings.alpha)
             runs.append(
                 {
                     "seed": seed,
-                    "before_shift_alarm": bool(ks[:WARM_UP].any()),
-                    "frames_to_alarm": first(ks, WARM_UP),
+                    "before_shift_alarm": bool(on[:WARM_UP].any()),
+                    "frames_to_alarm": first(on, WARM_UP),
+                    "score_frames_to_alarm": first(on_scores, WARM_UP),
+                    "level_frames_to_alarm": first(on_levels, WARM_UP),
                     "peer_frames_to_alarm": first(peer, WARM_UP),
                     "median_score_shifted": float(np.median(s[WARM_UP:])),
+                    "median_level_shifted": float(np.median(lv[WARM_UP:])),
                     "flagged_shifted": float(np.mean(s[WARM_UP:] > threshold)),
-                    "other_windows": {
-                        w: first(alarms(s, reference, threshold, o), WARM_UP) for w, o in others.items()
-                    },
+                    "last_window": distances(s[-w:], lv[-w:]),  # the last 200 shifted frames
+                    "other_windows": {w: first(o.both(s, lv)[0], WARM_UP) for w, o in others.items()},
                 }
             )
             print(shift, runs[-1], flush=True)
         out["shifts"][shift] = runs
     out["median_score_unshifted"] = float(np.median(scores))
+    out["median_level_unshifted"] = float(np.median(levels))
+    out["median_level_reference"] = float(np.median(levels_reference))
+    out["median_score_reference"] = float(np.median(reference))
     out["seconds"] = time.time() - started
     out["cpu_seconds"] = time.process_time() - cpu
     out["model"] = detector.version
@@ -310,40 +371,54 @@ def render(out: dict) -> str:
         for s in MUST_FIRE
         if s in out["shifts"]
     )
+    largest = u["largest_distance"]
     lines += [
         f"- **goal**: the alarm fires on each shift within a stated number of frames: "
         f"{'met' if fired else '**not met**'}; never on the unshifted stream: "
         f"{'met' if u['alarm_frames'] == 0 else '**not met**'} "
         f"({u['alarm_frames']} alarm frames in {u['frames']})",
         "",
-        f"Reference: the model's {out['reference']} held-out normal scores; threshold "
-        f"{out['threshold']:.4g} ({out['heldout_flag_rate']:.1%} of them above it). "
-        f"Test: {json.dumps(out['settings'])}, after every frame.",
+        f"References: the model's {out['reference']} held-out normal scores (median "
+        f"{out['median_score_reference']:.3g}; threshold {out['threshold']:.4g}, "
+        f"{out['heldout_flag_rate']:.1%} of them above it) and the levels of its "
+        f"{out['levels_reference']} training frames (median {out['median_level_reference']:.3f}). "
+        f"Test: {json.dumps(out['settings'])}, on each quantity after every frame; the alarm is on "
+        "while either drifts.",
         "",
         "## Unshifted stream",
         "",
-        f"{u['frames']} frames ({u['defects']} defects among them, {u['flagged']} flagged): the KS alarm "
-        f"was on for **{u['alarm_frames']}** frames ({u['alarms']} alarms); the flag-rate peer for "
-        f"{u['peer_alarm_frames']}.",
+        f"{u['frames']} frames ({u['defects']} defects among them, {u['flagged']} flagged; median score "
+        f"{out['median_score_unshifted']:.3g}, median level {out['median_level_unshifted']:.3f}): the "
+        f"alarm was on for **{u['alarm_frames']}** frames ({u['alarms']} alarms; scores "
+        f"{u['score_alarm_frames']}, levels {u['level_alarm_frames']}); the flag-rate peer for "
+        f"{u['peer_alarm_frames']}. The largest KS distance of a window to its reference: scores "
+        f"{largest['score']:.2f}, levels {largest['level']:.2f} (an alarm needs 0.3 and p < 1e-4).",
         "",
         "## Shifts: frames from the first shifted frame to the alarm (median of the seeds, and the largest)",
         "",
-        "| shift | KS alarm (ours) | flag-rate peer | median score, shifted (unshifted: "
-        f"{out['median_score_unshifted']:.3g}) | flagged while shifted | alarm before the shift |",
-        "|---|---|---|---|---|---|",
+        "| shift | alarm (ours) | scores alone | levels alone | flag-rate peer | median score, shifted "
+        f"(unshifted: {out['median_score_unshifted']:.3g}) | median level, shifted (unshifted: "
+        f"{out['median_level_unshifted']:.3f}) | KS D of the last 200 frames: scores / levels | "
+        "flagged while shifted | alarm before the shift |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for shift, runs in out["shifts"].items():
+        last = {q: np.median([r["last_window"][q][0] for r in runs]) for q in ("score", "level")}
         lines.append(
             f"| {shift} | {_delay([r['frames_to_alarm'] for r in runs])} | "
+            f"{_delay([r['score_frames_to_alarm'] for r in runs])} | "
+            f"{_delay([r['level_frames_to_alarm'] for r in runs])} | "
             f"{_delay([r['peer_frames_to_alarm'] for r in runs])} | "
             f"{np.median([r['median_score_shifted'] for r in runs]):.3g} | "
+            f"{np.median([r['median_level_shifted'] for r in runs]):.3f} | "
+            f"{last['score']:.2f} / {last['level']:.2f} | "
             f"{np.mean([r['flagged_shifted'] for r in runs]):.0%} | "
             f"{sum(r['before_shift_alarm'] for r in runs)} of {len(runs)} |"
         )
     windows = out["windows"]
     lines += [
         "",
-        "## The window's trade-off (the same scores; p and KS distance thresholds unchanged)",
+        "## The window's trade-off (the same frames; p and KS distance thresholds unchanged)",
         "",
         "| window | alarm frames, unshifted | " + " | ".join(s for s in out["shifts"]) + " |",
         "|---|---|" + "---|" * len(out["shifts"]),

@@ -1188,7 +1188,8 @@ def _status_text(report: health.HealthReport) -> str:
 @pass_context
 def drift_command(ctx: Context, as_json: bool) -> None:
     """Check now whether each source's latest scores still look like its live model's held-out normal
-    frames (drift.*), record it (banner, metric, alert) and print it. Exits 1 while a source drifts."""
+    frames, and its frames' levels like its training frames' (drift.*), record it (banner, metric,
+    alert) and print it. Exits 1 while a source drifts."""
     from inspector.pipeline import drift
 
     _database(ctx)
@@ -1196,6 +1197,7 @@ def drift_command(ctx: Context, as_json: bool) -> None:
     rows = [
         {
             "source": s.source,
+            "watched": s.watched,
             "model_version": s.model_version,
             "method": s.method,
             "drifting": s.drifting,
@@ -1209,14 +1211,14 @@ def drift_command(ctx: Context, as_json: bool) -> None:
     ]
     if as_json:
         click.echo(json.dumps(rows, default=str, indent=2))
-    for row in [] if as_json else rows:
-        if row["statistic"] is None:
-            click.echo(f"{row['source']:<16} not tested: {row['note']}")
+    for s in [] if as_json else states:
+        if s.statistic is None:
+            click.echo(f"{s.source:<16} {s.watched:<6} not tested: {s.note}")
             continue
-        state = f"DRIFTING since {row['since']:%Y-%m-%d %H:%M} UTC" if row["drifting"] else "ok"
+        state = f"DRIFTING since {s.since:%Y-%m-%d %H:%M} UTC" if s.drifting else "ok"
         click.echo(
-            f"{row['source']:<16} {state}: latest {row['frames']} scores of {row['model_version']} "
-            f"against its held-out normal frames: KS D {row['statistic']:.3f}, p {row['p_value']:.2g}"
+            f"{s.source:<16} {s.watched:<6} {state}: latest {s.frames} {s.values} of {s.model_version} "
+            f"against its {s.reference}: KS D {s.statistic:.3f}, p {s.p_value:.2g}"
         )
     if not rows and not as_json:
         click.echo("no source has live results yet")

@@ -186,16 +186,18 @@ class RegistrySettings:
 @dataclass
 class DriftSettings:
     """The drift alarm: per source, the live model's latest scores against the scores of its
-    held-out normal frames (recorded in its checkpoint), by a two-sample Kolmogorov-Smirnov test;
-    scores above the threshold count as the threshold on both sides (a real defect moves the test
-    by its share of the window at most, and a drift that flags everything still shows)."""
+    held-out normal frames, and the same frames' levels (means before flat-fielding) against its
+    training frames' (both recorded in its checkpoint), each by a two-sample Kolmogorov-Smirnov
+    test with these settings; scores above the threshold count as the threshold on both sides (a
+    real defect moves the test by its share of the window at most, and a drift that flags
+    everything still shows). pipeline/drift.py says why both."""
 
     enabled: bool = True
-    window: int = 200  # the source's latest scores tested
-    min_frames: int = 100  # fewer scores than this (since the live model changed): not tested
+    window: int = 200  # the source's latest results tested
+    min_frames: int = 100  # fewer results than this (since the live model changed): not tested
     alpha: float = 1e-4  # the window differs when the test's p-value is below this...
     min_effect: float = 0.3  # ...and the distance between the two distributions (KS D) is at least this
-    clear_alpha: float = 0.01  # a drifting source is clear again once the p-value is above this
+    clear_alpha: float = 0.01  # a drifting quantity is clear again once the p-value is above this
     every_seconds: float = 60.0  # how often the watcher checks every source
 
 

@@ -317,8 +317,17 @@ def flatten(img: np.ndarray, sigma: float) -> np.ndarray:
     return np.clip(0.5 * img / (lighting + FLATTEN_FLOOR), 0.0, 1.0)
 
 
-def preprocess(raw: np.ndarray, spec: FrameSpec) -> np.ndarray:
-    """Raw decoded array -> float32 (C, H, W) in [0, 1] at the model's resolution."""
+class Prepared(NamedTuple):
+    """A frame as a model input, and its level: the mean of the input before flat-fielding (in
+    [0, 1]). Flat-fielding divides a lamp's or an exposure's change away from the pixels, so the
+    drift monitor watches the level beside the scores (pipeline/drift.py)."""
+
+    pixels: np.ndarray  # float32 (C, H, W) in [0, 1]
+    level: float
+
+
+def prepare(raw: np.ndarray, spec: FrameSpec) -> Prepared:
+    """Raw decoded array -> the model input at the model's resolution, with its level."""
     check_spec(spec)
     if spec.roi is not None:
         x, y, w, h = spec.roi
@@ -328,7 +337,8 @@ def preprocess(raw: np.ndarray, spec: FrameSpec) -> np.ndarray:
             )
         raw = raw[y : y + h, x : x + w]
     if spec.mode == "depth":
-        return np.ascontiguousarray(_depth(raw, spec), dtype=np.float32)
+        depth = np.ascontiguousarray(_depth(raw, spec), dtype=np.float32)
+        return Prepared(depth, float(depth.mean()))
     if raw.ndim == 3 and raw.shape[2] == 4:
         raw = raw[..., :3]  # alpha carries no appearance (dropped before the float copy is made)
     img = _intensity(raw)
@@ -341,15 +351,21 @@ def preprocess(raw: np.ndarray, spec: FrameSpec) -> np.ndarray:
     else:
         img = (np.stack([img] * 3) if img.ndim == 2 else img.transpose(2, 0, 1)).astype(np.float32)
     img = np.clip(_resize(img, spec.shape), 0.0, 1.0)
+    level = float(img.mean())
     if spec.flatten:
         img = flatten(img, spec.flatten)
-    return np.ascontiguousarray(img, dtype=np.float32)
+    return Prepared(np.ascontiguousarray(img, dtype=np.float32), level)
 
 
-def frame_from_bytes(data: bytes, spec: FrameSpec, max_bytes: int = MAX_DECODED_BYTES) -> np.ndarray:
-    """Decode and preprocess the bytes of one file (an upload, say)."""
+def preprocess(raw: np.ndarray, spec: FrameSpec) -> np.ndarray:
+    """Raw decoded array -> float32 (C, H, W) in [0, 1] at the model's resolution."""
+    return prepare(raw, spec).pixels
+
+
+def frame_from_bytes(data: bytes, spec: FrameSpec, max_bytes: int = MAX_DECODED_BYTES) -> Prepared:
+    """Decode and prepare the bytes of one file (an upload, a frame to score or train on)."""
     try:
-        return preprocess(decode(data, spec.max_pixels, max_bytes), spec)
+        return prepare(decode(data, spec.max_pixels, max_bytes), spec)
     except cv2.error as exc:
         raise FrameError(f"cannot preprocess the image: {_first_line(exc)}") from exc
 
@@ -399,8 +415,8 @@ def check_file_size(size: int, spec: FrameSpec) -> None:
         raise FrameError(f"file of {size} bytes is too large for {spec.max_pixels} pixels")
 
 
-def load_frame(path: str | Path, spec: FrameSpec, max_bytes: int = MAX_DECODED_BYTES) -> np.ndarray:
-    """Read and preprocess one file; raises FrameError with a reason a person can act on."""
+def read_frame(path: str | Path, spec: FrameSpec, max_bytes: int = MAX_DECODED_BYTES) -> Prepared:
+    """Read and prepare one file; raises FrameError with a reason a person can act on."""
     path = Path(path)
     try:
         check_file_size(path.stat().st_size, spec)
@@ -408,6 +424,11 @@ def load_frame(path: str | Path, spec: FrameSpec, max_bytes: int = MAX_DECODED_B
     except OSError as exc:
         raise FrameError(f"cannot read file: {exc.strerror or exc}") from exc
     return frame_from_bytes(data, spec, max_bytes)
+
+
+def load_frame(path: str | Path, spec: FrameSpec, max_bytes: int = MAX_DECODED_BYTES) -> np.ndarray:
+    """A file's model input alone (``read_frame`` without the level)."""
+    return read_frame(path, spec, max_bytes).pixels
 
 
 def find_frames(root: str | Path) -> list[Path]:

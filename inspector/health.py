@@ -24,8 +24,8 @@ from inspector.store import drift as drift_store
 from inspector.store import migrate, operations
 from inspector.store import review as store_review
 from inspector.store.db import session_scope
+from inspector.store.models import DRIFT_WATCHED, utcnow
 from inspector.store.models import Heartbeat as HeartbeatRow
-from inspector.store.models import utcnow
 from inspector.store.registry import default_models
 
 log = logging.getLogger(__name__)
@@ -78,9 +78,10 @@ class ModelView:
 
 @dataclass
 class DriftView:
-    """A source's latest drift check (pipeline/drift.py)."""
+    """A source's latest drift check of one quantity (pipeline/drift.py)."""
 
     source: str
+    watched: str  # "score" or "level" (store.models.DRIFT_WATCHED)
     model_version: str
     method: str
     drifting: bool
@@ -158,6 +159,7 @@ def summary(settings: Settings) -> HealthReport:
         drift = [
             DriftView(
                 s.source,
+                s.watched,
                 s.model_version,
                 s.method,
                 s.drifting,
@@ -211,9 +213,10 @@ def _problems(report: HealthReport, settings: Settings) -> list[str]:
         )
     for drift in report.drift:
         if drift.drifting:
+            values, reference = DRIFT_WATCHED[drift.watched]
             problems.append(
-                f"{drift.source} drifts: its latest {drift.frames} scores differ from those of "
-                f"{drift.model_version}'s held-out normal frames (KS D {drift.statistic:.2f}) "
+                f"{drift.source} drifts: its latest {drift.frames} {values} differ from those of "
+                f"{drift.model_version}'s {reference} (KS D {drift.statistic:.2f}) "
                 f"since {drift.since:%Y-%m-%d %H:%M} UTC"
             )
     return problems

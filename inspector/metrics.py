@@ -340,18 +340,23 @@ class PipelineCollector(Collector):
         yield model
         drifting = GaugeMetricFamily(
             "inspector_drift",
-            "1 while a source's latest scores drift from its model's held-out ones.",
+            "1 while a source drifts: its latest scores from its model's held-out ones, or its frames'"
+            " levels from its model's training frames'.",
             labels=["source"],
         )
         distance = GaugeMetricFamily(
             "inspector_drift_statistic",
-            "The drift test's KS distance of a source's latest scores (0 to 1).",
-            labels=["source", "version", "method"],
+            "The drift test's KS distance of a source's latest scores or frame levels (0 to 1).",
+            labels=["source", "watched", "version", "method"],
         )
+        sources: dict[str, bool] = {}
         for drift in report.drift:
-            drifting.add_metric([drift.source], 1 if drift.drifting else 0)
+            sources[drift.source] = sources.get(drift.source, False) or drift.drifting
             if drift.statistic is not None:
-                distance.add_metric([drift.source, drift.model_version, drift.method], drift.statistic)
+                labels = [drift.source, drift.watched, drift.model_version, drift.method]
+                distance.add_metric(labels, drift.statistic)
+        for source, drifts in sources.items():
+            drifting.add_metric([source], 1 if drifts else 0)
         yield drifting
         yield distance
         labels = ["kind", "name", "host", "pid"]

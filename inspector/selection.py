@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -154,7 +155,7 @@ def train_default(
     spec: FrameSpec,
     options: TrainOptions,
     progress: ProgressFn | None = None,
-    records: Sequence[dict[str, str]] | None = None,
+    records: Sequence[dict[str, Any]] | None = None,
     note: Note | None = None,
 ) -> Checkpoint:
     """Choose a detector for the normal frames (``choose``), train it, and keep the choice in

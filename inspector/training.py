@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ import torch
 import inspector
 from inspector.config import FrameSpec
 from inspector.detector import Checkpoint, method_scores, resolve_device
-from inspector.frames import FrameError, check_frames_vary, find_frames, load_frame
+from inspector.frames import FrameError, check_frames_vary, find_frames, read_frame
 from inspector.models import AnomalyModel, ModelConfig, family_of_config
 
 
@@ -62,7 +62,7 @@ def seed_everything(seed: int) -> None:
 
 class TrainingFrames(NamedTuple):
     frames: np.ndarray  # (N, C, H, W)
-    records: list[dict[str, str]]  # each frame's file: {"path": absolute, "sha256": of its bytes}
+    records: list[dict[str, Any]]  # each frame's file: {"path": absolute, "sha256": of its bytes, "level"}
     skipped: list[str]  # unreadable files, with the reason
 
 
@@ -80,8 +80,9 @@ def load_training_frames(root: str, spec: FrameSpec) -> TrainingFrames:
     frames, records, skipped = [], [], []
     for path in paths:
         try:
-            frames.append(load_frame(path, spec))
-            records.append(frame_record(path))
+            prepared = read_frame(path, spec)
+            frames.append(prepared.pixels)
+            records.append({**frame_record(path), "level": prepared.level})
         except (FrameError, OSError) as exc:
             skipped.append(f"{path}: {exc}")
     if not frames:
@@ -90,6 +91,18 @@ def load_training_frames(root: str, spec: FrameSpec) -> TrainingFrames:
     if problem := check_frames_vary(stacked, spec):  # a model of blank frames scores all alike
         raise TrainingError(f"{root}: {problem}")
     return TrainingFrames(stacked, records, skipped)
+
+
+LEVELS_KEPT = 1000  # a larger training set's frame levels are kept as this many quantiles
+
+
+def level_reference(levels: Sequence[float]) -> list[float]:
+    """The training frames' levels, sorted (as LEVELS_KEPT quantiles beyond that many), for the
+    drift monitor. Every frame's counts, held out or not: a level does not depend on the fit."""
+    kept = (
+        sorted(levels) if len(levels) <= LEVELS_KEPT else np.quantile(levels, np.linspace(0, 1, LEVELS_KEPT))
+    )
+    return [round(float(level), 6) for level in kept]
 
 
 def augment(x: torch.Tensor, options: TrainOptions, generator: torch.Generator) -> torch.Tensor:
@@ -136,15 +149,16 @@ def train(
     options: TrainOptions,
     progress: ProgressFn | None = None,
     monitor: MonitorFn | None = None,
-    records: Sequence[dict[str, str]] | None = None,
+    records: Sequence[dict[str, Any]] | None = None,
 ) -> Checkpoint:
     """Fit one model family on normal frames (N, C, H, W) and return its checkpoint. With a
     ``monitor``, the epoch it rates best is kept (and patience counts from it), not the one of
     the lowest validation loss.
 
-    ``records`` (one per frame: its path and content hash) go into the checkpoint's metadata,
-    marked held out or not, beside the held-out frames' scores per method: what a retraining
-    starts from and what the drift monitor compares recent scores with.
+    ``records`` (one per frame: its path and content hash, and its level where known) go into the
+    checkpoint's metadata, marked held out or not, beside the held-out frames' scores per method:
+    what a retraining starts from and what the drift monitor compares recent scores with. Their
+    levels become the drift monitor's reference of frame levels (``level_reference``).
     """
     if frames.ndim != 4 or len(frames) == 0:
         raise TrainingError("training needs a non-empty batch of frames (N, C, H, W)")
@@ -222,5 +236,7 @@ def train(
             raise TrainingError(f"{len(records)} frame records for {len(frames)} frames")
         heldout = set(val_idx.tolist())
         metadata["training_frames"] = [{**r, "heldout": i in heldout} for i, r in enumerate(records)]
+        if levels := [r["level"] for r in records if "level" in r]:
+            metadata["frame_levels"] = level_reference(levels)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return Checkpoint(config, spec, state, thresholds, metadata)

@@ -58,6 +58,8 @@ def test_train_then_score_with_maps(tmp_path: Path) -> None:
     assert [r["path"] for r in records] == [str(p.resolve()) for p in written]
     assert records[0]["sha256"] == hashlib.sha256(written[0].read_bytes()).hexdigest()
     assert sum(r["heldout"] for r in records) == metadata["validation_frames"] == 4
+    # Every frame's level (its mean before flat-fielding), sorted: the drift monitor's reference.
+    assert metadata["frame_levels"] == sorted(round(r["level"], 6) for r in records)
     for method, threshold in Checkpoint.load(model).thresholds.items():
         assert len(metadata["heldout_scores"][method]) == 4
         assert threshold == pytest.approx(np.quantile(metadata["heldout_scores"][method], 0.99))

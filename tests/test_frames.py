@@ -13,7 +13,15 @@ import pytest
 
 from inspector import frames
 from inspector.config import ConfigError, FrameSpec
-from inspector.frames import FrameError, decode, find_frames, frame_from_bytes, load_frame, preprocess
+from inspector.frames import (
+    FrameError,
+    decode,
+    find_frames,
+    frame_from_bytes,
+    load_frame,
+    prepare,
+    preprocess,
+)
 
 from .conftest import SHARED_DATA, encoded, npy_bytes, png_header
 
@@ -233,6 +241,22 @@ def test_bad_bytes_raise_frame_error(data: bytes, message: str) -> None:
         frame_from_bytes(data, FrameSpec(image_size=8, max_pixels=10**8))
 
 
+def test_a_frames_level_is_its_mean_before_flat_fielding() -> None:
+    """Flat-fielding divides a lamp's change away from the model input; the level keeps it (the
+    drift monitor watches it beside the scores)."""
+    raw = np.random.default_rng(0).integers(60, 160, (64, 64)).astype(np.uint8)
+    spec = FrameSpec(image_size=32, flatten=4.0)
+    plain = prepare(raw, spec)
+    assert np.array_equal(plain.pixels, preprocess(raw, spec))
+    assert plain.level == pytest.approx(raw.mean() / 255, abs=0.005)
+    assert prepare(raw + 40, spec).level - plain.level == pytest.approx(40 / 255, abs=0.005)
+    dimmer = prepare((raw * 0.8).astype(np.uint8), spec)
+    assert np.abs(dimmer.pixels - plain.pixels).mean() < 0.01  # the model barely sees it...
+    assert dimmer.level / plain.level == pytest.approx(0.8, abs=0.01)  # ...the level does
+    depth = prepare(np.full((8, 8), 500, np.uint16), FrameSpec(mode="depth", image_size=4, far_mm=1000))
+    assert depth.level == pytest.approx(float(depth.pixels.mean()))
+
+
 def test_truncated_png_is_refused(tmp_path: Path) -> None:
     data = encoded(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8))
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
@@ -279,7 +303,7 @@ def test_decoded_bytes_are_bounded_from_the_header(suffix: str, image: np.ndarra
     spec = FrameSpec(mode="colour", image_size=8)
     size = 40 * 50 * pixel_bytes
     assert decode(data, 10**6, max_bytes=size).nbytes <= size
-    assert frame_from_bytes(data, spec, max_bytes=size).shape == (3, 8, 8)
+    assert frame_from_bytes(data, spec, max_bytes=size).pixels.shape == (3, 8, 8)
     with pytest.raises(FrameError, match=f"would take {size} bytes decoded: over the limit of {size - 1}"):
         decode(data, 10**6, max_bytes=size - 1)
 

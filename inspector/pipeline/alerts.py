@@ -216,6 +216,7 @@ def drift_message(
         "models_url": f"{settings.dashboard_url}/models?source={urllib.request.quote(source)}",
         "drifts": [
             {
+                "watched": event.watched,
                 "model_version": event.model_version,
                 "method": event.method,
                 "statistic": event.statistic,

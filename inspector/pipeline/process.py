@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 from inspector import metrics
 from inspector.config import Settings
 from inspector.detector import CheckpointError, Detector, forward_batch, map_arrays, resolve_device
-from inspector.frames import FrameError, check_file_size, frame_from_bytes
+from inspector.frames import FrameError, Prepared, check_file_size, frame_from_bytes
 from inspector.maps import encode_png, map_planes
 from inspector.pipeline import alerts, registry
 from inspector.pipeline.ledger import (
@@ -153,8 +153,8 @@ def _read(frame: Frame, folders: Folders) -> bytes:
     return data
 
 
-def _pixels(frame: Frame, data: bytes, detector: Detector, max_bytes: int) -> np.ndarray:
-    """A frame's bytes preprocessed for a model (its frame spec)."""
+def _prepared(frame: Frame, data: bytes, detector: Detector, max_bytes: int) -> Prepared:
+    """A frame's bytes prepared for a model (its frame spec)."""
     check_file_size(frame.size_bytes, detector.frame_spec)
     return frame_from_bytes(data, detector.frame_spec, max_bytes)
 
@@ -263,6 +263,7 @@ class Scoring:
     shadow: bool
     frames: list[Frame] = field(default_factory=list)
     pixels: list[np.ndarray] = field(default_factory=list)
+    levels: list[float] = field(default_factory=list)  # each frame's before flat-fielding (drift)
     scores: list[float] = field(default_factory=list)
     maps: list[dict[str, bytes]] = field(default_factory=list)  # PNG by kind, per frame
 
@@ -305,16 +306,16 @@ def _score(settings: Settings, frames: list[Frame], counted: bool = True) -> Sco
             try:
                 check_file_size(frame.size_bytes, live.detector.frame_spec)  # before reading it
                 data = _read(frame, folders)
-                live_pixels = _pixels(frame, data, live.detector, max_bytes)
+                live_prepared = _prepared(frame, data, live.detector, max_bytes)
             except Exception as exc:  # noqa: BLE001 - whatever a decoder raises is this frame's reason
                 unreadable.add(_unreadable(settings, frame, exc))
                 continue
             read.append(frame)
             for scorer in (live, *shadows):
-                pixels = live_pixels
+                prepared = live_prepared
                 if scorer.detector.frame_spec != live.detector.frame_spec:
                     try:
-                        pixels = _pixels(frame, data, scorer.detector, max_bytes)
+                        prepared = _prepared(frame, data, scorer.detector, max_bytes)
                     except Exception as exc:  # noqa: BLE001 - the candidate's problem, not the frame's
                         log.warning(
                             "candidate %s cannot read frame %s: %s", scorer.detector.version, frame.id, exc
@@ -323,7 +324,8 @@ def _score(settings: Settings, frames: list[Frame], counted: bool = True) -> Sco
                 key = (id(scorer.detector), scorer.shadow)
                 scoring = scorings.setdefault(key, Scoring(scorer.detector, scorer.shadow))
                 scoring.frames.append(frame)
-                scoring.pixels.append(pixels)
+                scoring.pixels.append(prepared.pixels)
+                scoring.levels.append(prepared.level)
         ordered = sorted(scorings.values(), key=lambda scoring: scoring.shadow)
         for scoring in ordered:
             scoring.run()
@@ -342,12 +344,15 @@ def _rows(session: Session, scoring: Scoring) -> list[dict[str, Any]]:
             "model_version": detector.version,
             "method": detector.method,
             "score": score,
+            "level": level,
             "threshold": limits[frame.source],
             "is_anomaly": is_anomaly(score, limits[frame.source]),
             "shadow": scoring.shadow,
             "maps": maps,
         }
-        for frame, score, maps in zip(scoring.frames, scoring.scores, scoring.maps, strict=True)
+        for frame, score, level, maps in zip(
+            scoring.frames, scoring.scores, scoring.levels, scoring.maps, strict=True
+        )
     ]
 
 

@@ -22,6 +22,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -159,16 +160,17 @@ def retrain(
     report = RetrainReport(live.version, "", "", originals=len(records), originals_used=0)
 
     frames: list[np.ndarray] = []
-    used: list[dict[str, str]] = []
+    used: list[dict[str, Any]] = []
     seen: set[str] = set()
 
     def take(item: LabelledFile, data: bytes) -> bool:
         try:
-            frames.append(frame_from_bytes(data, spec))
+            prepared = frame_from_bytes(data, spec)
         except FrameError as exc:
             item.missing = f"{item.file}: {exc}"
             return False
-        used.append({"path": str(item.file), "sha256": item.content_hash})
+        frames.append(prepared.pixels)
+        used.append({"path": str(item.file), "sha256": item.content_hash, "level": prepared.level})
         seen.add(item.content_hash)
         return True
 
@@ -198,7 +200,7 @@ def retrain(
             report.reviewed_trained += take(item, data)
             continue
         try:
-            heldout.append((frame_from_bytes(data, spec), item.label == "anomaly"))
+            heldout.append((frame_from_bytes(data, spec).pixels, item.label == "anomaly"))
         except FrameError as exc:
             report.reviewed_missing.append(f"{item.file}: {exc}")
         seen.add(item.content_hash)

@@ -1,5 +1,5 @@
-"""The drift monitor's SQL: a source's live model and its latest scores, the monitor's state per
-source, drifts found and their alerts (the rules: pipeline/drift.py)."""
+"""The drift monitor's SQL: a source's live model and its latest results, the monitor's state per
+source and quantity watched, drifts found and their alerts (the rules: pipeline/drift.py)."""
 
 from __future__ import annotations
 
@@ -30,10 +30,10 @@ def latest_live_model(session: Session, source: str) -> Key | None:
     return None if row is None else (row[0], row[1])
 
 
-def recent_scores(session: Session, source: str, model: Key, limit: int) -> list[float]:
-    """The source's latest ``limit`` live scores by this model, newest first."""
+def recent_results(session: Session, source: str, model: Key, limit: int) -> list[tuple[float, float | None]]:
+    """The source's latest ``limit`` live results by this model, newest first: (score, level)."""
     stmt = (
-        select(Result.score)
+        select(Result.score, Result.level)
         .join(Frame, Frame.id == Result.frame_id)
         .where(
             Frame.source == source,
@@ -44,7 +44,7 @@ def recent_scores(session: Session, source: str, model: Key, limit: int) -> list
         .order_by(Result.id.desc())
         .limit(limit)
     )
-    return list(session.scalars(stmt))
+    return [(score, level) for score, level in session.execute(stmt)]
 
 
 def model_config(session: Session, model: Key) -> dict | None:
@@ -52,20 +52,24 @@ def model_config(session: Session, model: Key) -> dict | None:
     return session.scalar(stmt)
 
 
-def states(session: Session) -> list[DriftState]:
-    return list(session.scalars(select(DriftState).order_by(DriftState.source)))
+def states(session: Session, source: str | None = None, lock: bool = False) -> list[DriftState]:
+    """The monitor's states (of one source; ``lock``: held until the commit, on PostgreSQL)."""
+    stmt = select(DriftState).order_by(DriftState.source, DriftState.watched)
+    if source is not None:
+        stmt = stmt.where(DriftState.source == source)
+    return list(session.scalars(stmt.with_for_update() if lock else stmt))
 
 
 def drifting(session: Session) -> list[DriftState]:
-    return list(
-        session.scalars(select(DriftState).where(DriftState.drifting.is_(True)).order_by(DriftState.source))
-    )
+    stmt = select(DriftState).where(DriftState.drifting.is_(True))
+    return list(session.scalars(stmt.order_by(DriftState.source, DriftState.watched)))
 
 
 def record_event(
     session: Session,
     channels: Sequence[str],
     source: str,
+    watched: str,
     model: Key,
     statistic: float,
     p_value: float,
@@ -74,6 +78,7 @@ def record_event(
     """A drift found, queued for each alert channel in the same transaction."""
     event = DriftEvent(
         source=source,
+        watched=watched,
         model_version=model[0],
         method=model[1],
         statistic=statistic,

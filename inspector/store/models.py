@@ -146,6 +146,9 @@ class Result(Base):
     model_version: Mapped[str] = mapped_column(String(64))
     method: Mapped[str] = mapped_column(String(32))
     score: Mapped[float]
+    # The frame's mean level before flat-fielding, at this model's frame spec (frames.Prepared):
+    # the drift monitor watches it beside the scores. None for results stored before 0012.
+    level: Mapped[float | None]
     threshold: Mapped[float]
     is_anomaly: Mapped[bool]
     # Scored by a candidate beside the live model: kept for comparison, never alerted, never queued
@@ -370,30 +373,49 @@ class AlertState(Base):
 # --- drift: are a source's frames still what its live model was trained on? ---------------------
 
 
+# What the drift monitor watches per source (pipeline/drift.py), in words: the latest values, and
+# what of the live model's checkpoint they are compared with.
+DRIFT_WATCHED = {
+    "score": ("scores", "held-out normal frames"),
+    "level": ("frame levels (means before flat-fielding)", "training frames"),
+}
+
+
 class DriftState(Base):
-    """Per source, the drift monitor's latest check of its live model's recent scores."""
+    """Per source and quantity watched (its live model's scores, its frames' levels), the drift
+    monitor's latest check."""
 
     __tablename__ = "drift_state"
 
     source: Mapped[str] = mapped_column(String(128), primary_key=True)
+    watched: Mapped[str] = mapped_column(String(16), primary_key=True)  # pipeline/drift.py WATCHED
     model_version: Mapped[str] = mapped_column(String(64))
     method: Mapped[str] = mapped_column(String(32))
     checked_at: Mapped[datetime] = mapped_column(default=utcnow)
-    frames: Mapped[int]  # scores in the window
+    frames: Mapped[int]  # values in the window
     statistic: Mapped[float | None]  # the test's (None: not tested; ``note`` says why)
     p_value: Mapped[float | None]
     drifting: Mapped[bool]
     since: Mapped[datetime | None]  # drifting since
     note: Mapped[str] = mapped_column(Text, default="")
 
+    @property
+    def values(self) -> str:
+        return DRIFT_WATCHED[self.watched][0]
+
+    @property
+    def reference(self) -> str:
+        return DRIFT_WATCHED[self.watched][1]
+
 
 class DriftEvent(Base):
-    """A source found drifting: what its alert says."""
+    """A source found drifting, in one quantity watched: what its alert says."""
 
     __tablename__ = "drift_events"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     source: Mapped[str] = mapped_column(String(128))
+    watched: Mapped[str] = mapped_column(String(16))
     model_version: Mapped[str] = mapped_column(String(64))
     method: Mapped[str] = mapped_column(String(32))
     statistic: Mapped[float]

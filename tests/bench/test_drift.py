@@ -6,7 +6,7 @@ import numpy as np
 
 from bench import drift as bench
 from inspector.config import DriftSettings
-from inspector.pipeline.drift import judge
+from inspector.pipeline.drift import judge, judge_scores
 
 
 def test_shifts_do_what_they_say() -> None:
@@ -23,16 +23,25 @@ def test_shifts_do_what_they_say() -> None:
     assert ordinary.shape == raw.shape and abs(ordinary.mean() / raw.mean() - 1) < 0.03
 
 
-def test_alarms_after_every_frame_are_the_products_test() -> None:
+def test_alarms_after_every_frame_are_the_products_tests() -> None:
     rng = np.random.default_rng(1)
     settings = DriftSettings()
-    reference = rng.normal(0, 1, 63)
+    reference, levels_reference = rng.normal(0, 1, 63), rng.uniform(0.3, 0.6, 634)
+    alarm = bench.Alarm(reference, levels_reference, 2.3, settings)
     scores = np.concatenate([rng.normal(0, 1, 250), rng.normal(3, 1, 250)])
-    on = bench.alarms(scores, reference, 2.3, settings)
+    on = alarm.scores(scores)
     assert not on[:250].any() and on[-1]
     i, w = bench.first(on, 250) + 249, settings.window
-    assert judge(scores[i + 1 - w : i + 1], reference, 2.3, settings).drifting
-    assert not judge(scores[i - w : i], reference, 2.3, settings).drifting
+    assert judge_scores(scores[i + 1 - w : i + 1], reference, 2.3, settings).drifting
+    assert not judge_scores(scores[i - w : i], reference, 2.3, settings).drifting
+    # Levels 0.157 brighter (+40 grey) with unmoved scores: the alarm is the levels'.
+    steady = rng.normal(0, 1, 500)
+    levels = np.concatenate([rng.uniform(0.3, 0.6, 250), rng.uniform(0.3, 0.6, 250) + 40 / 255])
+    either, on_scores, on_levels = alarm.both(steady, levels)
+    assert not on_scores.any() and not either[:250].any() and on_levels[-1]
+    j = bench.first(on_levels, 250) + 249
+    assert np.array_equal(either, on_levels)
+    assert judge(levels[j + 1 - w : j + 1], levels_reference, settings).drifting
 
 
 def test_the_flag_rate_peer() -> None:

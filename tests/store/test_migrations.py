@@ -136,12 +136,63 @@ def _check_method_identity_migration(url: str) -> None:
         engine.dispose()
 
 
+def _check_drift_levels_migration(url: str) -> None:
+    """Revision 0012 on rows of 0011: the drift state and events there are become the scores'; a
+    downgrade drops the levels' own (and their alerts), keeping the scores'."""
+    migrate.upgrade(url, "0011")
+    engine = create_engine(url)
+    at = {"t": datetime(2026, 11, 30)}
+    state = "INSERT INTO drift_state (source, {}model_version, method, checked_at, frames, drifting, note) "
+    event = (
+        "INSERT INTO drift_events (source, {}model_version, method, statistic, p_value, frames, detected_at) "
+    )
+    try:
+        with engine.begin() as c:
+            c.execute(text(state.format("") + "VALUES ('cam', 'v', 'm', :t, 200, true, '')"), at)
+            c.execute(text(event.format("") + "VALUES ('cam', 'v', 'm', 0.5, 1e-6, 200, :t)"), at)
+        migrate.upgrade(url)
+        with engine.begin() as c:
+            assert [tuple(r) for r in c.execute(text("SELECT source, watched FROM drift_state"))] == [
+                ("cam", "score")
+            ]
+            assert c.execute(text("SELECT watched FROM drift_events")).scalars().all() == ["score"]
+            c.execute(
+                text(state.format("watched, ") + "VALUES ('cam', 'level', 'v', 'm', :t, 200, true, '')"), at
+            )
+            c.execute(
+                text(event.format("watched, ") + "VALUES ('cam', 'level', 'v', 'm', 0.6, 1e-9, 200, :t)"), at
+            )
+            c.execute(
+                text(
+                    "INSERT INTO alert_outbox (drift_event_id, channel, source, created_at, attempts) "
+                    "SELECT id, 'webhook', 'cam', :t, 0 FROM drift_events"
+                ),
+                at,
+            )
+        migrate.downgrade(url, "0011")
+        with engine.begin() as c:
+            assert c.execute(text("SELECT source FROM drift_state")).scalars().all() == ["cam"]
+            assert c.execute(text("SELECT statistic FROM drift_events")).scalars().all() == [0.5]
+            assert c.execute(text("SELECT count(*) FROM alert_outbox")).scalar() == 1
+    finally:
+        engine.dispose()
+
+
 def test_sqlite_upgrade_matches_models_and_downgrades(tmp_path: Path) -> None:
     _check_round_trip(f"sqlite:///{tmp_path / 'fresh.db'}")
 
 
 def test_sqlite_method_identity_migration(tmp_path: Path) -> None:
     _check_method_identity_migration(f"sqlite:///{tmp_path / 'old.db'}")
+
+
+def test_sqlite_drift_levels_migration(tmp_path: Path) -> None:
+    _check_drift_levels_migration(f"sqlite:///{tmp_path / 'drift.db'}")
+
+
+@pytest.mark.services
+def test_postgresql_drift_levels_migration(pg_url: str) -> None:
+    _check_drift_levels_migration(pg_url)
 
 
 @pytest.mark.services
