@@ -15,7 +15,10 @@ same peak over all but the outermost ring of cells, whose features saw the backb
 padding beyond the frame (on the magnetic tiles' held-out training frames the peaks of normal
 frames sat in the corners, and validation on synthetic anomalies rose from 0.79 to 0.84 without
 them), its map the whole smoothed map all the same (a defect at the edge still shows);
-``-mean``, the mean distance, for a frame that differs everywhere a little (another object).
+``-mean``, the mean distance, for a frame that differs everywhere a little (another object);
+``-max-or-mean`` (ours), the larger of those two, each counted in standard deviations of the
+held-out normal frames' own (as ``vaegan+`` combines its signals), for lines whose defects
+come both small and sprawling: a scratch lifts the peak, uneven coating the mean.
 Training's label-free choice picks among a family's methods.
 
 Beside the memory, each family trains the paper's VAEGAN (vaegan.py) on a small view of the
@@ -34,7 +37,6 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from inspector.models import backbone
 from inspector.models.base import AnomalyModel, Scores
@@ -75,6 +77,13 @@ def greedy_coreset(points: torch.Tensor, size: int, generator: torch.Generator) 
         chosen[k] = int(nearest.argmax())
         torch.minimum(nearest, squares - 2 * (z @ z[chosen[k]]) + squares[chosen[k]], out=nearest)
     return chosen.to(points.device)
+
+
+def _inner_peak(maps: torch.Tensor) -> torch.Tensor:
+    """The peak of maps (N, 1, h, w) over all but the outermost ring of cells, whose features saw
+    the backbone's padding (over all of a grid too small to have an inside)."""
+    inner = maps[..., 1:-1, 1:-1] if min(maps.shape[-2:]) > 2 else maps
+    return inner.flatten(1).amax(dim=1)
 
 
 class PatchMemory(nn.Module):
@@ -134,6 +143,9 @@ class MemoryModel(AnomalyModel):
         super().__init__(config)
         self.backbone = backbone.Backbone()
         self.memory = PatchMemory(backbone.DIM)
+        # Mean and std of (peak, mean) distance on held-out normal frames: see fit_normal_statistics.
+        self.register_buffer("signal_mean", torch.zeros(2))
+        self.register_buffer("signal_std", torch.ones(2))
 
     def views(self, x: torch.Tensor) -> Views:
         raise NotImplementedError
@@ -159,6 +171,30 @@ class MemoryModel(AnomalyModel):
         c = self.config
         size = max(1, min(c.bank_size, math.ceil(c.coreset_fraction * total)))
         self.memory.fit(torch.cat(kept), size)
+        views = (self.views(held_out[i : i + batch].to(device)) for i in range(0, len(held_out), batch))
+        signals = torch.cat([self._signals(self._distances(v)) for v in views])
+        mean, spread = signals.mean(dim=0), signals.std(dim=0, correction=0)
+        self.signal_mean.copy_(mean)
+        # At least a tenth of the mean: two held-out frames (a set of ten) give no spread to divide by.
+        self.signal_std.copy_(torch.maximum(spread, 0.1 * mean.abs()))
+
+    def _distances(self, views: Views) -> torch.Tensor:
+        """Each patch's distance to the memory (N, 1, h, w), on the feature grid."""
+        return self.memory.distances(self.backbone(views.features))[:, None]
+
+    def _smooth(self, distances: torch.Tensor) -> torch.Tensor:
+        return gaussian_blur(distances, self.config.smooth)
+
+    def _signals(self, distances: torch.Tensor) -> torch.Tensor:
+        """(peak away from the outer ring, mean) of distance maps (N, 1, h, w) -> (N, 2), at the
+        feature grid's resolution (the frame's would only interpolate between the same cells)."""
+        return torch.stack([_inner_peak(self._smooth(distances)), distances.flatten(1).mean(dim=1)], dim=1)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
+        # Checkpoints from before -max-or-mean lack its statistics; their methods do not read them.
+        for name, default in (("signal_mean", self.signal_mean), ("signal_std", self.signal_std)):
+            state_dict.setdefault(prefix + name, default)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def score(self, x: torch.Tensor, method: str) -> Scores:
         return self.score_methods(x, (method,))[method]
@@ -168,22 +204,23 @@ class MemoryModel(AnomalyModel):
             self.check_method(method)
         with torch.no_grad():
             views = self.views(x)
-            distances = self.memory.distances(self.backbone(views.features))[:, None]
+            distances = self._distances(views)
             reconstruction = views.to_frame(self.network.reconstruct(views.network))
         attention = views.to_frame(self.network.grad_cam(views.network)[:, None])[:, 0]
+        peak_map = views.to_frame(self._smooth(distances))[:, 0]
         scores = {}
         for method in methods:
-            if method.endswith("-mean"):
+            anomaly_map = peak_map
+            if method.endswith("-max-or-mean"):
+                signals = (self._signals(distances) - self.signal_mean) / self.signal_std
+                score = signals.amax(dim=1)
+            elif method.endswith("-mean"):
                 anomaly_map = views.to_frame(distances)[:, 0]
                 score = distances.flatten(1).mean(dim=1)
+            elif method.endswith("-inner"):  # the peak away from the outer ring; the map keeps it
+                score = _inner_peak(self._smooth(distances))
             else:
-                smooth = gaussian_blur(distances, self.config.smooth)
-                anomaly_map = views.to_frame(smooth)[:, 0]
-                if method.endswith("-inner"):  # the peak away from the outer ring; the map keeps it
-                    inner = views.to_frame(F.pad(smooth[..., 1:-1, 1:-1], (1, 1, 1, 1)))
-                    score = inner.flatten(1).amax(dim=1)
-                else:
-                    score = anomaly_map.flatten(1).amax(dim=1)
+                score = peak_map.flatten(1).amax(dim=1)
             scores[method] = Scores(
                 score=score,
                 reconstruction=reconstruction,

@@ -26,7 +26,7 @@ class PatchMemoryConfig(MemoryConfig):
 
 
 class PatchMemoryModel(MemoryModel):
-    scoring_methods = ("patch-mean", "patch-max-inner", "patch-max")
+    scoring_methods = ("patch-mean", "patch-max-inner", "patch-max-or-mean", "patch-max")
     config: PatchMemoryConfig
 
     def __init__(self, config: PatchMemoryConfig):

@@ -76,7 +76,7 @@ def test_patch_memory_on_elongated_frames(tmp_path: Path) -> None:
     checkpoint = train(striped_frames(24), config, ELONGATED, TrainOptions(epochs=1, device="cpu"))
     checkpoint.save(tmp_path / "m.pt")
     normal, defective = striped_frames(6, seed=1), striped_frames(2, seed=2, defect=True)
-    for method in ("patch-max", "patch-max-inner", "patch-mean"):
+    for method in ("patch-max", "patch-max-inner", "patch-max-or-mean", "patch-mean"):
         detector = Detector.load(tmp_path / "m.pt", method=method, device="cpu")
         found = detector.score_arrays(np.concatenate([normal, defective]))
         scores = np.array([d.score for d in found])
@@ -89,6 +89,22 @@ def test_patch_memory_on_elongated_frames(tmp_path: Path) -> None:
         again = Detector(checkpoint, method=method, device="cpu").score_arrays(normal[:2])
         np.testing.assert_array_equal([d.score for d in again], scores[:2])
     assert Detector(checkpoint, device="cpu").method == "patch-max"  # the family's default
+
+
+def test_max_or_mean_catches_a_small_defect_and_a_sprawling_change() -> None:
+    """patch-max-or-mean: the peak and the mean distance, each in standard deviations of the
+    held-out normal frames' own, the larger: a dark spot and a grating faded everywhere both
+    score above every normal frame. Checkpoints saved before it (no such statistics) still load."""
+    config = tiny_config("patch-memory", **TINY_MEMORY)
+    checkpoint = train(striped_frames(24), config, ELONGATED, TrainOptions(epochs=1, device="cpu"))
+    faded = 0.5 + 0.5 * (striped_frames(2, seed=3) - 0.5)
+    frames = np.concatenate([striped_frames(6, seed=1), striped_frames(2, seed=2, defect=True), faded])
+    scores = [d.score for d in Detector(checkpoint, "patch-max-or-mean", "cpu").score_arrays(frames)]
+    assert min(scores[6:]) > max(scores[:6])
+    older = {k: v for k, v in checkpoint.state_dict.items() if not k.startswith("signal_")}
+    model = build_model(config)
+    model.load_state_dict(older)
+    torch.testing.assert_close(model.memory.bank, checkpoint.state_dict["memory.bank"])
 
 
 def test_glimpse_memory_scores_another_object_higher() -> None:
