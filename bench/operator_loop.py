@@ -5,7 +5,12 @@ Every step is the product's own command, run in this process (click's runner) on
 database, with the data set's labels standing in for the operators:
 
 1. ``inspector train`` model A on a quarter of the protocol's train-normal frames (sorted
-   positions 0, 4, 8, …: 159 frames).
+   positions 0, 4, 8, …: 159 frames). By default as a user trains: ``inspector train --data DIR
+   --out A.pt`` and nothing else, the product's frame settings (the label-free choice picks the
+   frame shape, family and method). ``--method vaegan-z`` trains the published magnetic-tile
+   budget's vaegan-z instead (128 px, flat-fielded, 12 epochs; ``VAEGAN_Z``): the runs before
+   the default path (operator_loop_vaegan_z.md, operator_loop_default_threshold.md,
+   operator_loop_with_sample.md).
 2. Stream 1 (the other 475 train-normal frames and the even-numbered defect images of each
    class, 198, shuffled) lands in a watched folder: ``inspector watch --once`` scores it with A.
    The plant runs at a fixed recall (``--operate-at``, 90%): the threshold the calibration page
@@ -28,7 +33,8 @@ queue's false alarms: does reviewing the false alarms matter, or only having mor
 
 Goal (issue 21): false alarms at fixed recall fall by ≥ 50% after one round, with no drop in
 recall. Resumable: each step's output (checkpoints, database, reviews) is kept in ``--work``
-and a rerun skips what is done. Results: bench/results/operator_loop.md (and .json).
+and a rerun skips what is done. Results: bench/results/operator_loop.md (and .json), or
+operator_loop_vaegan_z.md with ``--method vaegan-z``.
 """
 
 from __future__ import annotations
@@ -44,11 +50,15 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bench.magnetic_tile import CLASSES, protocol_split
 from bench.provenance import git_commit
+
+if TYPE_CHECKING:
+    from inspector.detector import Checkpoint
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROGRESS = re.compile(r"\d+%\|")  # tqdm's bars, left out of the report
@@ -56,23 +66,25 @@ SOURCE = "tiles"
 RECALLS = (0.90, 0.95)
 GOAL = 0.5  # false alarms at fixed recall fall by at least this share
 # The published magnetic-tile budget's vaegan-z (bench/magnetic_tile.py): 128 px, flat-fielded.
-MODEL = {
-    "width": 32,
-    "batch_size": 16,
-    "lr": 5e-4,
-    "attention_layer": 1,
-    "region_blur": 8.0,
-    "neighbours": 20,
-    "attention_cap": 2.0,
+VAEGAN_Z = {
+    "model": {
+        "width": 32,
+        "batch_size": 16,
+        "lr": 5e-4,
+        "attention_layer": 1,
+        "region_blur": 8.0,
+        "neighbours": 20,
+        "attention_cap": 2.0,
+    },
+    "frames": {"mode": "grey", "image_size": 128, "flatten": 8.0},
+    "epochs": 12,
+    "train_args": ["--method", "vaegan-z", "--shift", "2", "--gain", "0.05", "--patience", "5"],
 }
-FRAMES = {"mode": "grey", "image_size": 128, "flatten": 8.0}
-EPOCHS = 12
-TRAIN_ARGS = ["--method", "vaegan-z", "--shift", "2", "--gain", "0.05", "--patience", "5"]
-QUICK = {  # a smoke run of every step in a few minutes: tiny model, one epoch, short streams
-    "model": {**MODEL, "width": 8, "latent_dim": 16, "region_blur": 4.0, "neighbours": 10},
+METHODS = (None, "vaegan-z")  # model A: the product's default (None), or the published vaegan-z
+QUICK_STREAM = 60  # a smoke run of every step in a few minutes: short streams, one epoch ...
+QUICK_VAEGAN_Z = {  # ... and for vaegan-z a tiny model
+    "model": {**VAEGAN_Z["model"], "width": 8, "latent_dim": 16, "region_blur": 4.0, "neighbours": 10},
     "frames": {"mode": "grey", "image_size": 64, "flatten": 4.0},
-    "epochs": 1,
-    "stream": 60,
 }
 
 
@@ -102,7 +114,7 @@ def _copy(files: Sequence[tuple[Path, bool]], folder: Path) -> None:
 class Loop:
     """The work folder, its settings, and the product's commands run against them."""
 
-    def __init__(self, data: Path, work: Path, threads: int, quick: bool):
+    def __init__(self, data: Path, work: Path, threads: int, quick: bool, method: str | None = None):
         import torch
         import yaml
 
@@ -114,15 +126,26 @@ class Loop:
             "data_dir": str(work / "data"),
             "model_path": str(work / "A.pt"),
             "device": "cpu",
-            "frames": QUICK["frames"] if quick else FRAMES,
             "watch": {"source": SOURCE, "quiet_seconds": 0, "batch_size": 32},
             "metrics": {"enabled": False},
             "registry": {"poll_seconds": 0},
         }
+        epochs = ["--epochs", "1"] if quick else []
+        self.train_args = epochs  # the default path: the command's own defaults, the product's frames
+        if method == "vaegan-z":
+            budget = {**VAEGAN_Z, **QUICK_VAEGAN_Z} if quick else VAEGAN_Z
+            settings["frames"] = budget["frames"]
+            (work / "model.yaml").write_text(yaml.safe_dump({"model": budget["model"]}))
+            model = ["--model-config", str(work / "model.yaml")]
+            self.train_args = [
+                *model,
+                *(epochs or ["--epochs", str(VAEGAN_Z["epochs"])]),
+                *VAEGAN_Z["train_args"],
+            ]
+        elif method is not None:
+            raise ValueError(f"model A is trained by the default path or as vaegan-z, not {method!r}")
         self.config.write_text(yaml.safe_dump(settings))
-        (work / "model.yaml").write_text(yaml.safe_dump({"model": QUICK["model"] if quick else MODEL}))
-        self.epochs = QUICK["epochs"] if quick else EPOCHS
-        self.streams = split_streams(data, keep=QUICK["stream"] if quick else None)
+        self.streams = split_streams(data, keep=QUICK_STREAM if quick else None)
         self.truth: dict[str, bool] = {}  # content hash -> is a defect
         for files in self.streams.values():
             for path, defect in files:
@@ -231,6 +254,7 @@ def run(
     quick: bool = False,
     operate_at: float = 0.9,
     sample_unflagged: float = 0.0,
+    method: str | None = None,
 ) -> dict:
     from inspector.detector import Checkpoint, Detector
     from inspector.frames import load_frame
@@ -240,15 +264,15 @@ def run(
     from inspector.store.db import session_scope
 
     started, cpu = time.time(), time.process_time()
-    loop = Loop(data, work, threads, quick)
+    loop = Loop(data, work, threads, quick, method)
     streams = loop.streams
     out: dict = {"counts": {k: [len(v), sum(d for _, d in v)] for k, v in streams.items()}}
 
     if not (work / "A.pt").is_file():  # 1. model A on a quarter of the normal frames
         _copy(streams["train"], work / "trainA")
-        model = ["--model-config", str(work / "model.yaml"), "--epochs", str(loop.epochs), *TRAIN_ARGS]
-        loop.run("train", "--data", str(work / "trainA"), "--out", str(work / "A.pt"), *model)
+        loop.run("train", "--data", str(work / "trainA"), "--out", str(work / "A.pt"), *loop.train_args)
     a = Checkpoint.load(work / "A.pt")
+    out["model_a"] = describe(a, method)
     if not (work / "stream1.done").exists():  # 2. stream 1 through the pipeline, scored by A
         _copy(streams["stream1"], work / "incoming1")
         loop.run("watch", str(work / "incoming1"), "--once")
@@ -346,6 +370,23 @@ def run(
     return out
 
 
+def describe(checkpoint: Checkpoint, method: str | None) -> dict:
+    """How model A was trained and what it is; a work folder trained the other way is refused."""
+    chosen = "selection" in checkpoint.metadata  # the label-free choice made it
+    if (method is None) != chosen or (method and checkpoint.family.name != method):
+        raise RuntimeError(f"the work folder's A.pt ({checkpoint.family.name}) was not trained as asked")
+    spec = checkpoint.frame_spec
+    described = {
+        "trained": "the default path (`inspector train` with no method)" if method is None else method,
+        "family": checkpoint.family.name,
+        "method": checkpoint.default_method,
+        "frames": f"{spec.mode} {spec.shape[0]}×{spec.shape[1]} px, flat-field σ {spec.flatten:g}",
+    }
+    if chosen:
+        described["validation estimate"] = checkpoint.metadata["selection"]["estimate"]
+    return described
+
+
 def verdicts(out: dict) -> list[str]:
     table = out["table"]
     a, b = table["A (live)"], table["B (candidate, shadow)"]
@@ -366,12 +407,18 @@ def render(out: dict) -> str:
     header = out["header"]
     lines = ["# Operator loop on magnetic tile (measured)", ""]
     lines += [f"- **{k}**: {v}" for k, v in header.items()]
-    s1 = out["stream1"]
+    s1, a = out["stream1"], out["model_a"]
     lines += [
         "",
         "## The loop",
         "",
-        f"- Model A: {out['counts']['train'][0]} train-normal frames (every fourth).",
+        f"- Model A: {out['counts']['train'][0]} train-normal frames (every fourth), trained by "
+        f"{a['trained']}: {a['family']}, method `{a['method']}`, frames {a['frames']}"
+        + (
+            f", label-free validation estimate {a['validation estimate']:.3f}."
+            if "validation estimate" in a
+            else "."
+        ),
         (
             f"- The plant's operating point: recall {point['recall']:.0%}, threshold "
             f"{point['threshold']:.4g} (the calibration page's rule on stream 1's labels), "
@@ -453,10 +500,28 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=0.0,
         help="the operators also review this share of stream 1's unflagged frames, drawn at random",
     )
-    parser.add_argument("--name", default=None, help="results file name (default operator_loop)")
+    parser.add_argument(
+        "--method",
+        choices=[m for m in METHODS if m],
+        default=None,
+        help="train model A as this (the runs before the default path: vaegan-z); default: as a user "
+        "would, `inspector train` with no method",
+    )
+    parser.add_argument(
+        "--name", default=None, help="results file name (default operator_loop[_vaegan_z][_quick])"
+    )
     args = parser.parse_args(argv)
     command = shlex.join(["python", "-m", "bench.operator_loop", *sys.argv[1:]])
-    out = run(args.data, args.work, args.threads, command, args.quick, args.operate_at, args.sample_unflagged)
+    out = run(
+        args.data,
+        args.work,
+        args.threads,
+        command,
+        args.quick,
+        args.operate_at,
+        args.sample_unflagged,
+        args.method,
+    )
     out["header"] = {
         "command": f"`{command}`",
         "git commit": git_commit(),
@@ -468,7 +533,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "models": json.dumps(out["versions"]),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    name = args.name or ("operator_loop_quick" if args.quick else "operator_loop")
+    name = args.name or "operator_loop" + (f"_{args.method.replace('-', '_')}" if args.method else "")
+    name += "_quick" if args.quick and not args.name else ""
     (args.out / f"{name}.md").write_text(render(out))
     (args.out / f"{name}.json").write_text(json.dumps(out, indent=1, default=float))
     print(render(out))

@@ -3,9 +3,11 @@ step (train, watch, review, retrain, shadow, compare, promote) on real tiles."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bench import operator_loop as bench
 from tests.conftest import SHARED_DATA
@@ -42,11 +44,30 @@ def test_the_verdict_needs_half_the_false_alarms_and_no_lost_recall() -> None:
     assert lines[1].endswith("**not met**") and lines[2].endswith("**not met**")  # 47.5%; recall lost
 
 
+@needs_tiles
+def test_model_a_trains_as_a_user_would_or_as_the_published_vaegan_z(tmp_path: Path) -> None:
+    default = bench.Loop(TILES, tmp_path / "default", threads=1, quick=False)
+    assert default.train_args == []  # `inspector train --data DIR --out A.pt`, nothing else
+    assert "frames" not in yaml.safe_load(default.config.read_text())  # the product's frame settings
+    old = bench.Loop(TILES, tmp_path / "old", threads=1, quick=False, method="vaegan-z")
+    model = ["--model-config", str(tmp_path / "old" / "model.yaml")]
+    budget = ["--epochs", "12", "--method", "vaegan-z", "--shift", "2", "--gain", "0.05", "--patience", "5"]
+    assert old.train_args == [*model, *budget]  # as the runs before the default path trained
+    assert yaml.safe_load(old.config.read_text())["frames"] == {
+        "mode": "grey",
+        "image_size": 128,
+        "flatten": 8.0,
+    }
+    assert yaml.safe_load((tmp_path / "old" / "model.yaml").read_text())["model"]["width"] == 32
+
+
 @pytest.mark.slow
 @needs_tiles
 def test_a_quick_run_goes_through_every_step(tmp_path: Path) -> None:
     bench.main(["--data", str(TILES), "--work", str(tmp_path / "work"), "--quick", "--out", str(tmp_path)])
     report = (tmp_path / "operator_loop_quick.md").read_text()
     assert "## Goal: false alarms at fixed recall" in report and "| B (candidate, shadow) |" in report
+    assert "trained by the default path (`inspector train` with no method): patch-memory" in report
     assert "$ inspector retrain --from" in report and "$ inspector model promote" in report
-    assert "tiles            live       vaegan-z-" in report  # B is live after the promotion
+    b = json.loads((tmp_path / "operator_loop_quick.json").read_text())["versions"]["B"]
+    assert f"tiles            live       {b}" in report  # B is live after the promotion
