@@ -734,7 +734,10 @@ def export(ctx: Context, out: str, reviewed: bool, since: str | None, source: st
 @click.option("--since", default=None, help="Only reviews since then (default: all).")
 @click.option("--source", default=None, help="Only reviews of this source; its live threshold is compared.")
 @click.option(
-    "--method", default=None, help="Scoring method compared (default: the model's recommended one)."
+    "--method",
+    default=None,
+    help="The candidate's scoring method, compared with the live model's at it (default: the live "
+    "model's, the one its training chose).",
 )
 @click.option(
     "--epochs", type=click.IntRange(min=1), default=None, help="Default: as the live model trained."

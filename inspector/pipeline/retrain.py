@@ -1,11 +1,15 @@
 """`inspector retrain`: the next model, from the live model's training frames and operators' reviews.
 
-The candidate trains, with the live checkpoint's family, settings and training options, on
+The candidate trains, with the live checkpoint's family, model and frame settings, scoring
+method (unless another is asked for) and training options, on
 - the live model's own normal frames: its checkpoint records each by path and content hash; a
   file moved since is found again by its hash among the frames the pipeline archived;
 - frames reviewed as normal (their latest review), but a fifth of them held out: those of the
   lowest content hashes (a rerun holds out the same ones, and a review added later moves few);
 never on a frame reviewed as an anomaly: an original frame since reviewed anomalous is dropped.
+Training splits these frames as any training does: a memory family remembers the patches of
+the training share (the reviewed false alarms among them: what it lacked), the rest set its
+threshold.
 
 The report compares live and candidate on the held-out reviewed frames, which neither trained
 on: the label-free validation estimate (``inspector.selection``'s: the ROC-AUC of the held-out
@@ -146,9 +150,12 @@ def retrain(
 ) -> RetrainReport:
     """Train a candidate from the live checkpoint's frames and the reviewed ones, write it to
     ``out``, and compare the two on the held-out reviewed frames (see the module's docstring).
-    ``live_threshold``: the live model's threshold where it scores (default: its checkpoint's)."""
+    ``method``: the candidate's scoring method, compared with the live model's at it (default:
+    the live model's). ``live_threshold``: the live model's threshold where it scores (default:
+    its checkpoint's)."""
     started = time.time()
     live = Checkpoint.load(live_path)
+    live_detector = Detector(live, method=method, device=settings.device)  # a wrong method fails here
     records = live.metadata.get("training_frames")
     if not records:
         raise RetrainError(
@@ -216,11 +223,9 @@ def retrain(
         options.epochs = epochs
     candidate = train(np.stack(frames), live.model_config, spec, options, progress, records=used)
     candidate.metadata["retrained_from"] = live.version
-    if "method" in live.metadata:  # the method chosen when the live model was first trained
-        candidate.metadata["method"] = live.metadata["method"]
+    candidate.metadata["method"] = live_detector.method  # the one chosen at first training, or asked for
     candidate.save(out)
 
-    live_detector = Detector(live, method=method, device=settings.device)
     candidate_detector = Detector(candidate, method=live_detector.method, device=settings.device)
     report.candidate_version, report.method = candidate.version, live_detector.method
     if heldout:

@@ -18,14 +18,17 @@ from sqlalchemy import select, update
 
 from inspector.cli import main
 from inspector.config import FrameSpec, Settings
-from inspector.detector import Checkpoint
-from inspector.pipeline.retrain import held_out
+from inspector.detector import Checkpoint, CheckpointError, Detector
+from inspector.frames import read_frame
+from inspector.pipeline.dataset import LabelledFile
+from inspector.pipeline.retrain import held_out, retrain
 from inspector.pipeline.watcher import Watcher
 from inspector.store import review
 from inspector.store.db import session_scope
 from inspector.store.models import Frame, Result, utcnow
 from inspector.training import TrainOptions, load_training_frames, train
 from tests.conftest import TINY_SIZE, blob_frames, tiny_config
+from tests.models.test_memory import ELONGATED, TINY_MEMORY, striped_frames
 from tests.pipeline.conftest import settings_env, write_frames
 
 
@@ -164,3 +167,66 @@ def test_retrain_needs_a_checkpoint_that_records_its_frames(
         env=settings_env(embedded),
     )
     assert result.exit_code == 1 and "records no training frames" in result.output
+
+
+def _write(folder: Path, frames: np.ndarray, prefix: str) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{prefix}{i:02d}.png" for i in range(len(frames))]
+    for path, frame in zip(paths, frames, strict=True):
+        assert cv2.imwrite(str(path), np.round(frame[0] * 255).astype(np.uint8))
+    return paths
+
+
+def _labelled(paths: list[Path], label: str) -> list[LabelledFile]:
+    return [LabelledFile(hashlib.sha256(p.read_bytes()).hexdigest(), label, "cam", p) for p in paths]
+
+
+def test_retrain_puts_reviewed_normals_into_a_memory_models_memory(
+    tmp_path: Path, embedded: Settings
+) -> None:
+    """A patch memory trained on plain gratings flags gratings with a dark mark; operators review
+    ten of them as normal (and two with a bright bar as anomalies). The candidate keeps the live
+    model's family, frames and chosen method, trains on its frames plus the reviewed normals
+    but the held-out fifth, and remembers the mark: the held-out marked frames, which it never
+    saw, score among plain gratings, where the live model put them above every one."""
+    _write(tmp_path / "train", striped_frames(20), "t")
+    frames, records, _ = load_training_frames(str(tmp_path / "train"), ELONGATED)
+    config = tiny_config("patch-memory", **TINY_MEMORY)
+    live = train(frames, config, ELONGATED, TrainOptions(epochs=1, device="cpu"), records=records)
+    live.metadata["method"] = "patch-max-or-mean"  # as the label-free choice records it: not the default
+    live.save(tmp_path / "live.pt")
+    marked = _labelled(_write(tmp_path / "queue", striped_frames(10, seed=2, defect=True), "m"), "normal")
+    barred = striped_frames(2, seed=3)
+    barred[:, 0, 4:8, 10:80] = 1.0
+    bad = _labelled(_write(tmp_path / "queue", barred, "b"), "anomaly")
+
+    report = retrain(embedded, tmp_path / "live.pt", tmp_path / "cand.pt", [*marked, *bad])
+    candidate = Checkpoint.load(tmp_path / "cand.pt")
+    assert candidate.model_config == live.model_config and candidate.frame_spec == live.frame_spec
+    assert candidate.default_method == "patch-max-or-mean" == report.method
+    apart = held_out({item.content_hash for item in marked})
+    assert len(apart) == 2
+    trained_on = {r["sha256"] for r in candidate.metadata["training_frames"]}
+    new = {item.content_hash for item in marked} - apart
+    assert trained_on == {r["sha256"] for r in records} | new  # never the anomalies, never the held out
+    assert (
+        report.reviewed_trained == 8 and report.comparison.normals == 2 and report.comparison.anomalies == 2
+    )
+
+    plain = striped_frames(6, seed=4)
+    unseen = np.stack(
+        [read_frame(item.file, ELONGATED).pixels for item in marked if item.content_hash in apart]
+    )
+    for name, checkpoint in (("live", live), ("candidate", candidate)):
+        detector = Detector(checkpoint, method="patch-max", device="cpu")
+        normal, held = (np.array([r.score for r in detector.score_arrays(x)]) for x in (plain, unseen))
+        if name == "live":
+            assert held.min() > normal.max()  # the mark: a false alarm for the live model
+        else:
+            assert held.max() < normal.max()  # remembered: it scores as a plain grating does
+
+    asked = retrain(embedded, tmp_path / "live.pt", tmp_path / "c2.pt", marked, method="patch-max")
+    assert Checkpoint.load(tmp_path / "c2.pt").default_method == "patch-max" == asked.method
+    with pytest.raises(CheckpointError, match="needs a 'vaegan' model"):  # before any training
+        retrain(embedded, tmp_path / "live.pt", tmp_path / "c3.pt", marked, method="vaegan")
+    assert not (tmp_path / "c3.pt").exists()
