@@ -76,6 +76,14 @@ def test_surfaces_get_every_candidate_and_the_checkpoint_keeps_the_choice() -> N
     assert Detector(checkpoint, device="cpu").method == best["method"]
 
 
+def test_a_method_weighing_by_the_spread_competes_only_with_enough_held_out_frames() -> None:
+    def methods(frames: int) -> set[str]:
+        return {c["method"] for c in choose(striped_frames(frames), ELONGATED, QUICK).candidates}
+
+    assert "patch-max-or-mean" not in methods(40)  # 4 held out (a tenth)
+    assert "patch-max-or-mean" in methods(100)  # 10 held out
+
+
 def _write(folder: Path, frames: np.ndarray) -> None:
     folder.mkdir(parents=True)
     for i, frame in enumerate(frames):
