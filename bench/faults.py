@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import shutil
 import signal
@@ -35,7 +34,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.provenance import ROOT, git_commit
+from bench.provenance import ROOT, git_commit, shared_machine
 from bench.services import PostgresCluster, RedisServer, child_setup, popen, stop_all
 from bench.throughput import make_checkpoint, make_frames
 
@@ -304,21 +303,6 @@ def run(folder: Path, rate: float, lead: float, after: float) -> list[Phase]:
         rig.close()
 
 
-def machine() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor() or "unknown",
-    )
-    return (
-        f"{os.cpu_count()} cores, {cpu} (shared with other jobs: load average {os.getloadavg()[0]:.1f} "
-        f"at the end); Python {platform.python_version()}; PostgreSQL and Redis private to the run"
-    )
-
-
 def _s(value: float | None) -> str:
     if value is None:
         return "–"
@@ -336,7 +320,7 @@ def report(command: str, wall: float, phases: list[Phase], rate: float, lead: fl
         "",
         f"Command: `{command}`  ",
         f"Commit {git_commit()}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.  ",
-        f"Machine: {machine()}.  ",
+        f"Machine: {shared_machine('PostgreSQL and Redis private to the run')}.  ",
         f"Wall time: {wall:.0f} s.",
         "",
         f"- Goal: no frame lost or scored twice, worst extra latency ≤ {GOAL_SECONDS:.0f} s per fault: "

@@ -20,7 +20,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import shlex
 import shutil
 import signal
@@ -42,7 +41,7 @@ import numpy as np
 from sklearn.metrics import roc_curve
 from sqlalchemy import Connection
 
-from bench.provenance import git_commit
+from bench.provenance import git_commit, shared_machine
 from bench.throughput import make_checkpoint, make_frames
 from inspector.config import RetentionSettings, Settings
 from inspector.maps import MAP_KINDS
@@ -449,22 +448,6 @@ def _answers(url: str) -> bool:
 # --- the report --------------------------------------------------------------------------------
 
 
-def machine() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor() or "unknown",
-    )
-    load = os.getloadavg()[0]
-    return (
-        f"{os.cpu_count()} cores, {cpu} (shared with other jobs: load average {load:.1f} at the end); "
-        f"Python {platform.python_version()}; SQLite"
-    )
-
-
 def _ms(value: object) -> str:
     return "–" if value is None else f"{value:.0f} ms" if value >= 10 else f"{value:.1f} ms"  # type: ignore[operator]
 
@@ -505,7 +488,7 @@ def report(
         "",
         f"Command: `{command}`  ",
         f"Commit {git_commit()}, {time.strftime('%Y-%m-%d %H:%M %Z')}.  ",
-        f"Machine: {machine()}.  ",
+        f"Machine: {shared_machine('SQLite')}.  ",
         f"Wall time: {wall:.0f} s.",
         "",
         *goals(calibration_rows, alerts),

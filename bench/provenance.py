@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,3 +38,20 @@ def gpu_name(device: torch.device) -> str:
     import torch
 
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "none"
+
+
+def shared_machine(services: str) -> str:
+    """The CPU, its cores and their load at the end (other jobs share them), Python, and the
+    ``services`` the run used."""
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "unknown",
+    )
+    return (
+        f"{os.cpu_count()} cores, {cpu} (shared with other jobs: load average {os.getloadavg()[0]:.1f} "
+        f"at the end); Python {platform.python_version()}; {services}"
+    )
