@@ -23,7 +23,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -256,6 +256,20 @@ def _remove_orphans() -> None:
             shutil.rmtree(folder, ignore_errors=True)
         except (OSError, ValueError):
             continue  # being made, or not ours to judge
+
+
+def terminate(processes: Sequence[subprocess.Popen]) -> None:
+    """SIGTERM every process still running, then wait for each (30 s, then SIGKILL): all are
+    asked before any is waited for, so they shut down side by side."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def stop_all() -> None:

@@ -49,6 +49,7 @@ from sqlalchemy import func, select
 
 from bench import cpu, profiling
 from bench.provenance import git_commit
+from bench.services import terminate
 from inspector.config import FrameSpec
 from inspector.detector import Checkpoint, Detector, resolve_device
 from inspector.models.vaegan import VAEGAN, VAEGANConfig
@@ -456,18 +457,6 @@ def _start(command: Sequence[str], env: dict[str, str], log: Path) -> subprocess
         )
 
 
-def _stop(processes: Sequence[subprocess.Popen]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @dataclass
 class Profiled:
     """py-spy on a mode's processes (the watcher, the Celery workers; their children too)."""
@@ -555,7 +544,7 @@ def measure_pipeline(
             ),
         ]
     finally:
-        _stop(processes)
+        terminate(processes)
         dispose_engines()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
+from bench.services import terminate
 from inspector.config import Settings, WatchSettings
 from inspector.pipeline.watcher import Watcher
 from inspector.store import migrate
@@ -114,15 +114,7 @@ def start_worker(tmp_path: Path, distributed: Settings) -> Iterator[Callable[...
         return process
 
     yield start
-    for process in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in started:
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    terminate(started)
 
 
 @pytest.fixture
