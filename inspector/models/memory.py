@@ -209,7 +209,8 @@ class MemoryModel(AnomalyModel):
             distances = self._distances(views)
             reconstruction = views.to_frame(self.network.reconstruct(views.network))
         attention = views.to_frame(self.network.grad_cam(views.network)[:, None])[:, 0]
-        peak_map = views.to_frame(self._smooth(distances))[:, 0]
+        smooth = self._smooth(distances)
+        peak_map = views.to_frame(smooth)[:, 0]
         scores = {}
         for method in methods:
             anomaly_map = peak_map
@@ -220,7 +221,7 @@ class MemoryModel(AnomalyModel):
                 anomaly_map = views.to_frame(distances)[:, 0]
                 score = distances.flatten(1).mean(dim=1)
             elif method.endswith("-inner"):  # the peak away from the outer ring; the map keeps it
-                score = _inner_peak(self._smooth(distances))
+                score = _inner_peak(smooth)
             else:
                 score = peak_map.flatten(1).amax(dim=1)
             scores[method] = Scores(
