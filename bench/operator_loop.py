@@ -25,7 +25,8 @@ database, with the data set's labels standing in for the operators:
 6. Every stream-2 frame is labelled by the data set (an audit, for measuring only);
    ``inspector model compare`` gives false alarms and misses at matched recall; the same
    figures are computed here at fixed recalls of 90% and 95% from the stored scores.
-7. ``inspector model promote``; three more frames are scored by B as the live model.
+7. ``inspector model promote`` (B judged at A's operating point, carried over); three more frames
+   are scored by B as the live model.
 
 The peer, measured in the same run: the same retraining, but on as many frames as the
 operators reviewed drawn at random from stream 1 (the normal ones among them), instead of the

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from inspector import health
     from inspector.detector import Checkpoint
     from inspector.models import ModelConfig
+    from inspector.pipeline.registry import Promotion
     from inspector.store.models import ModelChange
 
 from inspector.config import ConfigError, FrameSpec, Settings, load_settings
@@ -819,15 +820,19 @@ def _with_who(command: F) -> F:
     return command
 
 
-def _registry_change(ctx: Context, change: Callable[[Session], ModelChange]) -> None:
-    """Run a registry change in one transaction and say what it did; its errors are the user's."""
-    from inspector.pipeline.registry import RegistryError
+def _registry_change(ctx: Context, change: Callable[[Session], ModelChange | Promotion]) -> None:
+    """Run a registry change in one transaction and say what it did (a promotion: also the
+    promoted model's thresholds); its errors are the user's."""
+    from inspector.pipeline.registry import Promotion, RegistryError
     from inspector.store.db import session_scope
 
     try:
         with session_scope(_database(ctx)) as session:
             done = change(session)
-            click.echo(_change_text(done))
+            if isinstance(done, Promotion):
+                click.echo("\n".join([_change_text(done.change), *done.lines()]))
+            else:
+                click.echo(_change_text(done))
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -930,6 +935,15 @@ def model_register(
 @click.argument("version", required=False)
 @source_option
 @click.option("--method", default=None, help="Scoring method (needed where the version has several).")
+@click.option(
+    "--threshold",
+    type=click.Choice(["carry-over", "keep"]),
+    default="carry-over",
+    show_default=True,
+    help="carry-over: judge the promoted model at the live model's operating point (its recall on "
+    "reviewed anomalies both scored, else its flag rate on recent frames both scored); keep: at its "
+    "own threshold (its checkpoint's default unless one was set).",
+)
 @_with_who
 @pass_context
 def model_promote(
@@ -937,16 +951,21 @@ def model_promote(
     version: str | None,
     source: str | None,
     method: str | None,
+    threshold: str,
     who: str | None,
     reason: str | None,
 ) -> None:
-    """Make VERSION (default: the source's candidate) the live model; the live one is retired.
-    Scorers take it up within registry.poll_seconds, without a restart."""
+    """Make VERSION (default: the source's candidate) the live model; the live one is retired, its
+    thresholds untouched. Scorers take it up within registry.poll_seconds, without a restart."""
     from inspector.pipeline import registry
 
     where = source or ctx.settings.watch.source
+    carry = registry.THRESHOLD_CHOICES[threshold]
     _registry_change(
-        ctx, lambda session: registry.promote(session, where, version, method, who=_user(who), reason=reason)
+        ctx,
+        lambda session: registry.promote(
+            session, where, version, method, who=_user(who), reason=reason, carry=carry
+        ),
     )
 
 

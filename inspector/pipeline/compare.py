@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from inspector.pipeline import registry
 from inspector.pipeline.registry import RegistryError
-from inspector.pipeline.thresholds import Labelled, Operating, effective_threshold
+from inspector.pipeline.thresholds import Labelled, Operating, effective_threshold, matched_recall
 from inspector.store import registry as store
 from inspector.store.models import ALL_SOURCES
 from inspector.store.registry import Key, Pair
@@ -116,9 +116,9 @@ def compare(
         if 0 < result.anomalies < len(reviewed):
             live.auc, candidate.auc = scored["live"].auc(), scored["candidate"].auc()
         if result.anomalies:
-            result.recall = scored["live"].operating(live.threshold).recall
-            matched = scored["candidate"].threshold_for_recall(result.recall)
-            candidate.threshold = candidate.threshold if matched is None else matched
+            result.recall, candidate.threshold = matched_recall(
+                scored["live"], live.threshold, scored["candidate"]
+            )
         live.at_recall = scored["live"].operating(live.threshold)
         candidate.at_recall = scored["candidate"].operating(candidate.threshold)
 

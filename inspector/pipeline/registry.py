@@ -8,6 +8,10 @@
 - Changes: register, promote, rollback, retire, each recorded with who, why and when. A rollback
   undoes the promotion that made the live model live, so rolling back twice walks back two
   promotions (ending at the configured model), never to and fro.
+- Thresholds at a promotion: the promoted model is judged, for each source it takes over, at the
+  operating point of the model that judged it until then (thresholds.carry_over, an audit row
+  of its own), unless asked to keep its own; the models it replaces keep theirs untouched, so a
+  rollback brings back the verdicts of before.
 - Pick-up: scorers (the watcher's, Celery workers) read the registry again every
   ``registry.poll_seconds``, so a promotion or rollback reaches them without a restart.
 The SQL is store/registry.py's.
@@ -24,7 +28,8 @@ from typing import TYPE_CHECKING, NamedTuple
 from sqlalchemy.orm import Session
 
 from inspector.config import Settings
-from inspector.store import queries
+from inspector.pipeline.thresholds import Carried, carry_over, kept
+from inspector.store import queries, review
 from inspector.store import registry as store
 from inspector.store.db import session_scope
 from inspector.store.models import ALL_SOURCES, ModelChange, ModelRole
@@ -71,11 +76,12 @@ def register(
     live: bool = False,
 ) -> ModelChange:
     """Make a registered model (version and method) the source's candidate, or with ``live`` its
-    live model at once (a promotion). A candidate it replaces is retired."""
+    live model at once (a promotion that keeps the model's own threshold: it has scored nothing
+    beside the live one to carry an operating point over from). A candidate it replaces is retired."""
     _check(source, who)
     model = _model(session, version, method)
     if live:
-        return promote(session, source, *model, who=who, reason=reason)
+        return promote(session, source, *model, who=who, reason=reason, carry=False).change
     current = store.role_of(session, source, *model)
     if current is not None and current.role == "live":
         raise RegistryError(f"{model[0]} ({model[1]}) is already the live model of {source}")
@@ -121,6 +127,29 @@ def register_file(
     return register(session, source, detector.version, detector.method, who, reason, live)
 
 
+THRESHOLD_CHOICES = {"carry-over": True, "keep": False}  # a promotion's threshold: the CLI's and form's names
+
+
+class Promotion(NamedTuple):
+    change: ModelChange
+    thresholds: list[Carried]  # the promoted model's threshold for each source it took over
+
+    def lines(self, most: int | None = None) -> list[str]:
+        """What the thresholds became, for the first ``most`` sources (a flash message is small)."""
+        lines = [carried.line() for carried in self.thresholds[:most]]
+        if most is not None and len(self.thresholds) > most:
+            lines.append(f"and {len(self.thresholds) - most} more sources: inspector threshold list")
+        return lines
+
+
+def _taken_over(session: Session, source: str) -> list[str]:
+    """The sources a promotion for ``source`` gives a new live model: for ``*``, every source seen
+    without a live model of its own."""
+    if source != ALL_SOURCES:
+        return [source]
+    return [s for s in review.sources(session) if store.holder(session, s, "live") is None]
+
+
 def promote(
     session: Session,
     source: str,
@@ -129,9 +158,12 @@ def promote(
     *,
     who: str,
     reason: str | None = None,
-) -> ModelChange:
+    carry: bool = True,
+) -> Promotion:
     """Make a model the source's live one (by default its candidate); the live one before it is
-    retired, and named in the audit row so that a rollback can bring it back."""
+    retired, and named in the audit row so that a rollback can bring it back. With ``carry``, the
+    promoted model's threshold for each source it takes over is set at the operating point of the
+    model that judged that source until now (thresholds.carry_over); else it keeps its own."""
     _check(source, who)
     if version is None:
         candidate = store.holder(session, source, "candidate")
@@ -143,11 +175,15 @@ def promote(
     live = store.holder(session, source, "live")
     if live is not None and _key(live) == model:
         raise RegistryError(f"{model[0]} ({model[1]}) is already the live model of {source}")
+    thresholds = [  # before the switch: carry_over reads which model judges the source now
+        carry_over(session, where, model, who) if carry else kept(session, where, model, "as asked")
+        for where in _taken_over(session, source)
+    ]
     previous = None if live is None else _key(live)
     if previous is not None:
         store.set_role(session, source, *previous, "retired")
     store.set_role(session, source, *model, "live")
-    return store.record_change(
+    change = store.record_change(
         session,
         source=source,
         action="promote",
@@ -157,6 +193,7 @@ def promote(
         reason=reason,
         previous=previous,
     )
+    return Promotion(change, thresholds)
 
 
 def rollback(session: Session, source: str, who: str, reason: str | None = None) -> ModelChange:

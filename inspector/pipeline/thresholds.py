@@ -9,7 +9,10 @@
   records who changed it, from what and why, and judges that source's stored results again.
 - Choosing it from operators' labels: confusion counts, ROC / PR curves, the threshold for a
   target recall (calibration), by the same rule, all from one sort of the labelled scores and
-  its cumulative sums (``Labelled``: O(n log n), so the page stays fast at 100 000 labels).
+  its cumulative sums (``Labelled``: O(n log n), so the page stays fast at 100 000 labels);
+  matched recall, another model's threshold at the live one's recall (``matched_recall``).
+- Carrying it over: a promoted model is judged at the live model's operating point, not at its
+  checkpoint's default (``carry_over``), so verdicts do not jump at the switch.
 The SQL behind them is store/queries.py's.
 """
 
@@ -24,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from inspector.store import queries, registry
 from inspector.store.models import Model, ThresholdChange
+from inspector.store.registry import Key, Pair
 
 
 class ThresholdError(ValueError):
@@ -254,3 +258,102 @@ class Labelled:
         if len(below):
             return (float(below[0]) + lowest_kept) / 2
         return math.nextafter(lowest_kept, -math.inf)
+
+
+def matched_recall(live: Labelled, live_threshold: float, other: Labelled) -> tuple[float, float]:
+    """The live threshold's recall on the labelled anomalies (there must be one), and the highest
+    threshold of another model (the same frames, its scores) that reaches it. Fewer false alarms
+    at the same recall is a better model, whatever the scales of the two scores."""
+    recall = live.operating(live_threshold).recall
+    matched = other.threshold_for_recall(recall)
+    if matched is None:
+        raise ValueError("matched recall needs a labelled anomaly")
+    return recall, matched
+
+
+# --- carrying it over to a promoted model ------------------------------------------------------
+
+CARRY_ANOMALIES = 20
+CARRY_FRAMES = 200
+CARRY_FLAGGED = 10
+CARRY_LAST = 1000
+
+
+@dataclass(frozen=True)
+class Carried:
+    """A promoted model's threshold for a source from now on, and how it came to be."""
+
+    source: str
+    model: Key
+    threshold: float
+    how: str
+    change: ThresholdChange | None = None  # None: the model's own threshold kept
+    flipped: int = 0  # its stored verdicts on the source's frames judged otherwise now
+
+    def line(self) -> str:
+        version, method = self.model
+        text = f"{self.source}: {version} ({method}) judged at threshold {self.threshold:.4g}, {self.how}"
+        return text + (f"; {self.flipped} of its stored verdicts changed" if self.change else "")
+
+
+def kept(session: Session, source: str, model: Key, why: str) -> Carried:
+    """The model keeps its own threshold for the source (its checkpoint's default, unless one was
+    set for it there before)."""
+    value = effective_threshold(session, *model, source)
+    return Carried(source, model, value, f"its own kept: {why}")
+
+
+def _matched(pairs: list[Pair], counted: np.ndarray, live_threshold: float) -> tuple[float, float]:
+    """``matched_recall`` on frames both models scored, among the ``counted`` ones."""
+    live = Labelled.from_arrays(np.array([pair.live_score for pair in pairs]), counted)
+    promoted = Labelled.from_arrays(np.array([pair.candidate_score for pair in pairs]), counted)
+    return matched_recall(live, live_threshold, promoted)
+
+
+def carry_over(session: Session, source: str, promoted: Key, who: str) -> Carried:
+    """Set a model's threshold for a source, called as it is promoted there and before the switch,
+    at the operating point of the model that judges the source until then (its live one, at its
+    threshold there), through ``set_threshold`` (an audit row by ``who``, the stored verdicts
+    judged again):
+
+    1. the same recall on the reviewed anomalies both models scored (``matched_recall``), when
+       there are at least CARRY_ANOMALIES (20): below that one anomaly is more than 5 points of
+       recall, and the threshold would hang on a couple of frames' scores;
+    2. else the same flag rate on the last CARRY_LAST (1000) frames both scored, when there are
+       at least CARRY_FRAMES (200) and the live model flagged at least CARRY_FLAGGED (10) of
+       them: the threshold that flags as many of them (a quantile of the promoted model's
+       scores: matched recall with every frame counted); a rate from fewer frames, or a quantile
+       resting on fewer flagged ones, is mostly noise;
+    3. else the promoted model keeps its own threshold, and the result says why.
+    """
+    judging = registry.default_models(session, source)
+    live = (judging[-1].version, judging[-1].method) if judging else None
+    if live is None or live == promoted:
+        return kept(session, source, promoted, f"no other model has judged {source}'s frames")
+    live_threshold = effective_threshold(session, *live, source)
+    origin = f"carried over from live {live[0]} ({live[1]}) at {live_threshold:.4g}"
+    reviewed = registry.scored_by_both(session, live, promoted, source, reviewed=True)
+    anomalous = np.array([pair.label == "anomaly" for pair in reviewed], bool)
+    anomalies = int(anomalous.sum())
+    if anomalies >= CARRY_ANOMALIES:
+        recall, value = _matched(reviewed, anomalous, live_threshold)
+        how = f"{origin}: the same recall, {recall:.1%}, on the {anomalies} reviewed anomalies both scored"
+    else:
+        recent = registry.scored_by_both(session, live, promoted, source, last=CARRY_LAST)
+        flagged = sum(is_anomaly(pair.live_score, live_threshold) for pair in recent)
+        if len(recent) < CARRY_FRAMES or flagged < CARRY_FLAGGED:
+            return kept(
+                session,
+                source,
+                promoted,
+                f"{anomalies} reviewed anomalies and {len(recent)} recent frames ({flagged} flagged "
+                f"by the live model) both scored; carrying over needs {CARRY_ANOMALIES} anomalies, "
+                f"or {CARRY_FRAMES} frames with {CARRY_FLAGGED} flagged",
+            )
+        rate, value = _matched(recent, np.ones(len(recent), bool), live_threshold)
+        how = (
+            f"{origin}: the same flag rate, {rate:.1%} ({flagged} of {len(recent)}), on the last "
+            f"frames both scored ({anomalies} reviewed anomalies: too few to match recall)"
+        )
+    change, flipped = set_threshold(session, source, *promoted, value, who, f"at promotion, {how}")
+    return Carried(source, promoted, change.new_value, how, change, flipped)

@@ -222,7 +222,7 @@ def test_what_a_new_operator_sees(page: Page, seeded: Seeded, tmp_path: Path) ->
 
 def test_compare_and_promote_in_a_browser(page: Page, seeded: Seeded, tmp_path: Path) -> None:
     """Issue 21: the Models page compares live and candidate, links their disagreements, and
-    promotes and rolls back, each change in the audit trail."""
+    promotes (saying the threshold it is judged at) and rolls back, each change in the audit trail."""
     shadow = add_candidate(seeded)
     page.goto("/login?next=/models")
     page.fill("input[name=name]", "Ada")
@@ -242,9 +242,13 @@ def test_compare_and_promote_in_a_browser(page: Page, seeded: Seeded, tmp_path: 
     page.go_back()
 
     page.fill("#promote-form input[name=reason]", "no false alarm at the same recall")
+    assert page.eval_on_selector("#promote-threshold", "s => s.value") == "carry-over"  # the default
     page.click("#promote")
     page.wait_for_selector(".flash")
-    assert f"{CANDIDATE} (vaegan-attn) is the live model of cam-a now" in page.inner_text(".flash")
+    flash = page.inner_text(".flash")
+    assert f"{CANDIDATE} (vaegan-attn) is the live model of cam-a now" in flash
+    # Too few frames both scored to carry the live operating point over: it keeps its own, and says so.
+    assert f"cam-a: {CANDIDATE} (vaegan-attn) judged at threshold 0.5, its own kept:" in flash
     assert CANDIDATE in page.inner_text("#roles tr.live-row")
     assert "no false alarm at the same recall" in page.inner_text("#model-changes")
     page.click("#rollback")

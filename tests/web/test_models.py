@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from inspector.cli import main
 from inspector.store import migrate, review
 from inspector.store.db import session_scope
+from inspector.store.models import ThresholdChange
 from tests.web.conftest import CANDIDATE, Seeded, add_candidate, csrf_of
 
 
@@ -57,6 +58,12 @@ def test_promote_and_rollback_need_a_login_and_csrf_and_are_audited(
         done.status_code == 200 and f"{CANDIDATE} (vaegan-attn) is the live model of cam-a now" in done.text
     )
     assert "Roll back v2" in done.text
+    # Too few frames both scored to carry the live model's operating point over: it says so.
+    assert (
+        "cam-a: v2 (vaegan-attn) judged at threshold 0.5, its own kept: 4 reviewed anomalies and 20 "
+        "recent frames (9 flagged by the live model) both scored; carrying over needs 20 anomalies, "
+        "or 200 frames with 10 flagged." in done.text
+    )
     assert re.search(
         r"promote → live</td>\s*<td class=\"mono\">v2</td>\s*<td class=\"mono\">configured model", done.text
     )
@@ -65,6 +72,19 @@ def test_promote_and_rollback_need_a_login_and_csrf_and_are_audited(
     back = logged_in.post("/models/rollback", data={"source": "cam-a", "csrf": csrf, "reason": "misses"})
     assert "Rolled back cam-a: v2 retired, the configured model live again." in back.text
     assert "Ada" in back.text and "misses" in back.text
+
+
+def test_promote_can_keep_the_candidates_own_threshold(logged_in: TestClient, seeded: Seeded) -> None:
+    add_candidate(seeded)
+    page = logged_in.get("/models?source=cam-a").text
+    assert '<option value="carry-over" selected>' in page and '<option value="keep">' in page
+    csrf = csrf_of(logged_in, "/models?source=cam-a")
+    bad = logged_in.post("/models/promote", data={"source": "cam-a", "csrf": csrf, "threshold": "guess"})
+    assert bad.status_code == 400
+    done = logged_in.post("/models/promote", data={"source": "cam-a", "csrf": csrf, "threshold": "keep"})
+    assert "cam-a: v2 (vaegan-attn) judged at threshold 0.5, its own kept: as asked." in done.text
+    with session_scope(seeded.settings.db_url) as session:
+        assert session.query(ThresholdChange).count() == 0
 
 
 def test_model_compare_command(seeded: Seeded) -> None:

@@ -61,13 +61,28 @@ def promote(
     session: DB,
     source: Annotated[str, Form()],
     reason: Annotated[str, Form()] = "",
+    threshold: Annotated[str, Form()] = "carry-over",
 ) -> RedirectResponse:
+    if threshold not in registry.THRESHOLD_CHOICES:
+        raise HTTPException(400, f"Bad threshold choice: {threshold[:40]!r}.")
     try:
-        change = registry.promote(session, source, who=user, reason=reason.strip()[:500] or None)
+        promotion = registry.promote(
+            session,
+            source,
+            who=user,
+            reason=reason.strip()[:500] or None,
+            carry=registry.THRESHOLD_CHOICES[threshold],
+        )
     except RegistryError as exc:
         raise HTTPException(400, str(exc)) from exc
     session.commit()
-    message = f"{change.model_version} ({change.method}) is the live model of {source} now."
+    change = promotion.change
+    message = " ".join(
+        [
+            f"{change.model_version} ({change.method}) is the live model of {source} now.",
+            *(f"{line}." for line in promotion.lines(5)),
+        ]
+    )
     return see_other(_back(source), message, request)
 
 
