@@ -135,6 +135,30 @@ def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np
     return order[n_val:], order[:n_val]
 
 
+def split_frames(
+    n: int,
+    options: TrainOptions,
+    heldout: Sequence[bool] | None = None,
+    remember: Sequence[bool] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train and held-out indices: ``heldout`` where given (a retraining holds out the frames its
+    live model held out, so the two differ only by the frames added), else ``split_validation``
+    among the frames not marked ``remember``, which always train."""
+    keep = np.zeros(n, bool) if remember is None else np.asarray(remember, bool)
+    if heldout is not None:
+        held = np.asarray(heldout, bool)
+        if len(held) != n or len(keep) != n:
+            raise TrainingError(f"a split of {len(held)} and {len(keep)} frames for {n} frames")
+        if (held & keep).any():
+            raise TrainingError("a frame to remember cannot be held out")
+        return np.flatnonzero(~held), np.flatnonzero(held)
+    if len(keep) != n:
+        raise TrainingError(f"{len(keep)} frames to remember or not for {n} frames")
+    free = np.flatnonzero(~keep)
+    train_idx, val_idx = split_validation(len(free), options.val_fraction, options.seed)
+    return np.r_[free[train_idx], np.flatnonzero(keep)], free[val_idx]
+
+
 def epoch_order(n: int, min_frames: int, generator: torch.Generator) -> torch.Tensor:
     """One epoch's frame indices: whole shuffles, repeated until at least min_frames, so that
     ten frames still give enough optimisation steps (augmentation makes the repeats differ)."""
@@ -150,10 +174,17 @@ def train(
     progress: ProgressFn | None = None,
     monitor: MonitorFn | None = None,
     records: Sequence[dict[str, Any]] | None = None,
+    *,
+    heldout: Sequence[bool] | None = None,
+    remember: Sequence[bool] | None = None,
 ) -> Checkpoint:
     """Fit one model family on normal frames (N, C, H, W) and return its checkpoint. With a
     ``monitor``, the epoch it rates best is kept (and patience counts from it), not the one of
     the lowest validation loss.
+
+    ``heldout`` fixes the split (one flag per frame) instead of drawing it; ``remember`` marks
+    frames that always train and that a memory keeps whole (``fit_normal_statistics``): a
+    retraining's reviewed false alarms, the normal appearance the live model lacked.
 
     ``records`` (one per frame: its path and content hash, and its level where known) go into the
     checkpoint's metadata, marked held out or not, beside the held-out frames' scores per method:
@@ -164,8 +195,9 @@ def train(
         raise TrainingError("training needs a non-empty batch of frames (N, C, H, W)")
     seed_everything(options.seed)
     device = resolve_device(options.device)
-    train_idx, val_idx = split_validation(len(frames), options.val_fraction, options.seed)
+    train_idx, val_idx = split_frames(len(frames), options, heldout, remember)
     train_x = torch.from_numpy(frames[train_idx])
+    whole = None if remember is None else torch.from_numpy(np.asarray(remember, bool)[train_idx])
     val_frames = frames[val_idx] if len(val_idx) else frames[train_idx]
     val_x = torch.from_numpy(val_frames).to(device)
 
@@ -196,7 +228,7 @@ def train(
         losses = {name: value / max(steps, 1) for name, value in sums.items()}
         losses["val"] = trainer.validation_loss(val_x)
         if monitor:
-            model.fit_normal_statistics(val_x, train_x)
+            model.fit_normal_statistics(val_x, train_x, remember=whole)
             losses["monitor"] = monitor(model, val_x)
         history.append(losses)
         if progress:
@@ -210,7 +242,7 @@ def train(
     if keep_best:
         model.load_state_dict(best[1])
     model.eval()
-    model.fit_normal_statistics(val_x, train_x)
+    model.fit_normal_statistics(val_x, train_x, remember=whole)
     thresholds, heldout_scores = {}, {}
     for method, scores in method_scores(model, family.methods, val_frames, 64, device).items():
         thresholds[method] = float(np.quantile(scores, options.threshold_quantile))
@@ -235,7 +267,11 @@ def train(
         if len(records) != len(frames):
             raise TrainingError(f"{len(records)} frame records for {len(frames)} frames")
         heldout = set(val_idx.tolist())
-        metadata["training_frames"] = [{**r, "heldout": i in heldout} for i, r in enumerate(records)]
+        kept = set() if remember is None else set(np.flatnonzero(remember).tolist())
+        metadata["training_frames"] = [
+            {**r, "heldout": i in heldout, **({"remembered": True} if i in kept else {})}
+            for i, r in enumerate(records)
+        ]
         if levels := [r["level"] for r in records if "level" in r]:
             metadata["frame_levels"] = level_reference(levels)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}

@@ -72,10 +72,14 @@ class AnomalyModel(nn.Module):
         (a memory's distances) computes it once."""
         return {method: self.score(x, method) for method in methods}
 
-    def fit_normal_statistics(self, held_out: torch.Tensor, seen: torch.Tensor) -> None:
+    def fit_normal_statistics(
+        self, held_out: torch.Tensor, seen: torch.Tensor, remember: torch.Tensor | None = None
+    ) -> None:
         """After training: learn from normal frames what scoring needs besides the weights (kept
         in buffers, so saved with them). ``held_out`` were not trained on, ``seen`` were; the
-        held-out ones also set the default threshold. Most methods need nothing."""
+        held-out ones also set the default threshold. ``remember`` (one flag per seen frame)
+        marks frames a family that keeps a subset of what it saw keeps whole (a memory's
+        patches); the others learn from every seen frame alike. Most methods need nothing."""
 
 
 class Trainer(Protocol):

@@ -57,7 +57,13 @@ class FixedCameraVAEGAN(VAEGAN):
         return [self.error_statistics] + ([self.region_statistics] if self.config.region_blur else [])
 
     @torch.no_grad()
-    def fit_normal_statistics(self, held_out: torch.Tensor, seen: torch.Tensor, batch: int = 64) -> None:
+    def fit_normal_statistics(
+        self,
+        held_out: torch.Tensor,
+        seen: torch.Tensor,
+        remember: torch.Tensor | None = None,
+        batch: int = 64,
+    ) -> None:
         """Per-pixel statistics of the maps from the training frames: a frame's peak z finds
         the pixels whose spread was underestimated, so they need many frames (on the magnetic
         tiles, 571 training frames gave image AUROC 0.81 where 63 held-out ones gave 0.78).

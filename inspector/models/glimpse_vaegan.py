@@ -87,7 +87,13 @@ class GlimpseVAEGAN(VAEGAN):
         return torch.stack([attended, feature_loss(self, seen.glimpse, seen.reconstruction)], dim=1), mask
 
     @torch.no_grad()
-    def fit_normal_statistics(self, held_out: torch.Tensor, seen: torch.Tensor, batch: int = 64) -> None:
+    def fit_normal_statistics(
+        self,
+        held_out: torch.Tensor,
+        seen: torch.Tensor,
+        remember: torch.Tensor | None = None,
+        batch: int = 64,
+    ) -> None:
         signals = [
             self._signals(self.glimpsed(held_out[i : i + batch]))[0] for i in range(0, len(held_out), batch)
         ]

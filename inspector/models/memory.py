@@ -30,6 +30,7 @@ dashboard, whatever scores the frame. It has no part in the score, so it is kept
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -77,6 +78,13 @@ def greedy_coreset(points: torch.Tensor, size: int, generator: torch.Generator) 
         chosen[k] = int(nearest.argmax())
         torch.minimum(nearest, squares - 2 * (z @ z[chosen[k]]) + squares[chosen[k]], out=nearest)
     return chosen.to(points.device)
+
+
+def _draw(frame: torch.Tensor, patches: int, count: int) -> torch.Tensor:
+    """``count`` of a frame's ``patches`` indices at random, seeded by its pixels (on any device)."""
+    digest = hashlib.sha256(frame.detach().cpu().contiguous().numpy().tobytes()).digest()
+    generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+    return torch.randperm(patches, generator=generator)[:count]
 
 
 def _inner_peak(maps: torch.Tensor) -> torch.Tensor:
@@ -155,19 +163,30 @@ class MemoryModel(AnomalyModel):
         return self.views(x).network
 
     @torch.no_grad()
-    def fit_normal_statistics(self, held_out: torch.Tensor, seen: torch.Tensor, batch: int = 32) -> None:
-        """Remember the training frames' patches (a random subset of CANDIDATES of them beyond,
-        the same number from each frame), then keep the coreset."""
+    def fit_normal_statistics(
+        self,
+        held_out: torch.Tensor,
+        seen: torch.Tensor,
+        remember: torch.Tensor | None = None,
+        batch: int = 32,
+    ) -> None:
+        """Remember the training frames' patches, then keep the coreset. The coreset picks from
+        every patch of the frames marked ``remember`` (a retraining's reviewed false alarms:
+        what the live memory lacked) and from CANDIDATES patches of the others beyond, as many
+        from each frame, drawn at random seeded by the frame's pixels: a retraining that holds
+        out the same frames draws the same patches of its live model's frames, so the two
+        memories differ by the frames added, not by the draw."""
         device = next(self.backbone.parameters()).device
-        generator = torch.Generator().manual_seed(0)
+        whole = torch.zeros(len(seen), dtype=torch.bool) if remember is None else remember.cpu()
+        per_frame = math.ceil(CANDIDATES / max(1, int((~whole).sum())))
         kept, total = [], 0
         for start in range(0, len(seen), batch):
-            features = self.backbone(self.views(seen[start : start + batch].to(device)).features)
+            frames = seen[start : start + batch]
+            features = self.backbone(self.views(frames.to(device)).features)
             patches = features.permute(0, 2, 3, 1).reshape(len(features), -1, features.shape[1])
             total += patches.shape[0] * patches.shape[1]
-            per_frame = min(patches.shape[1], math.ceil(CANDIDATES / len(seen)))
-            pick = torch.rand(patches.shape[:2], generator=generator).argsort(dim=1)[:, :per_frame]
-            kept.append(patches[torch.arange(len(patches))[:, None], pick.to(device)].flatten(0, 1))
+            for frame, own, keep in zip(frames, patches, whole[start : start + batch], strict=True):
+                kept.append(own if keep else own[_draw(frame, len(own), per_frame).to(device)])
         c = self.config
         size = max(1, min(c.bank_size, math.ceil(c.coreset_fraction * total)))
         self.memory.fit(torch.cat(kept), size)

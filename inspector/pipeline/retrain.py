@@ -7,9 +7,12 @@ method (unless another is asked for) and training options, on
 - frames reviewed as normal (their latest review), but a fifth of them held out: those of the
   lowest content hashes (a rerun holds out the same ones, and a review added later moves few);
 never on a frame reviewed as an anomaly: an original frame since reviewed anomalous is dropped.
-Training splits these frames as any training does: a memory family remembers the patches of
-the training share (the reviewed false alarms among them: what it lacked), the rest set its
-threshold.
+The split is the live model's: the original frames it held out set the candidate's threshold
+(when none of them is left, training draws the split among the original frames), the others and
+the reviewed normals train, so the two models differ by the frames added. The reviewed normals
+are remembered whole (``train``'s ``remember``; the checkpoint records them, and the next round
+remembers them whole again): a memory family's coreset picks from every patch of them, the
+normal appearance the live memory lacked, where it draws a subset of the other frames' patches.
 
 The report compares live and candidate on the held-out reviewed frames, which neither trained
 on: the label-free validation estimate (``inspector.selection``'s: the ROC-AUC of the held-out
@@ -34,7 +37,7 @@ from inspector.config import Settings
 from inspector.detector import Checkpoint, Detector
 from inspector.frames import FrameError, frame_from_bytes
 from inspector.pipeline.dataset import LabelledFile, locate, read_checked
-from inspector.pipeline.thresholds import Labelled, is_anomaly
+from inspector.pipeline.thresholds import Labelled, matched_recall
 from inspector.selection import auroc
 from inspector.store import queries
 from inspector.store.db import session_scope
@@ -168,9 +171,11 @@ def retrain(
 
     frames: list[np.ndarray] = []
     used: list[dict[str, Any]] = []
+    validation: list[bool] = []  # held out by the live model's training: they set the threshold
+    whole: list[bool] = []  # remembered whole: reviewed normals, this round's or an earlier one's
     seen: set[str] = set()
 
-    def take(item: LabelledFile, data: bytes) -> bool:
+    def take(item: LabelledFile, data: bytes, apart: bool, remember: bool) -> bool:
         try:
             prepared = frame_from_bytes(data, spec)
         except FrameError as exc:
@@ -178,6 +183,8 @@ def retrain(
             return False
         frames.append(prepared.pixels)
         used.append({"path": str(item.file), "sha256": item.content_hash, "level": prepared.level})
+        validation.append(apart)
+        whole.append(remember)
         seen.add(item.content_hash)
         return True
 
@@ -186,7 +193,8 @@ def retrain(
             report.originals_dropped += 1
             continue
         item, data = _original(settings, record)
-        if data is not None and record["sha256"] not in seen and take(item, data):
+        apart, remember = bool(record.get("heldout")), bool(record.get("remembered"))
+        if data is not None and record["sha256"] not in seen and take(item, data, apart, remember):
             report.originals_used += 1
         elif data is None:
             report.originals_missing.append(item.missing)
@@ -204,7 +212,7 @@ def retrain(
             report.reviewed_missing.append(item.missing or "unreadable")
             continue
         if item.label == "normal" and item.content_hash not in kept_apart:
-            report.reviewed_trained += take(item, data)
+            report.reviewed_trained += take(item, data, False, True)
             continue
         try:
             heldout.append((frame_from_bytes(data, spec).pixels, item.label == "anomaly"))
@@ -221,7 +229,16 @@ def retrain(
     options.device = settings.device
     if epochs is not None:
         options.epochs = epochs
-    candidate = train(np.stack(frames), live.model_config, spec, options, progress, records=used)
+    candidate = train(
+        np.stack(frames),
+        live.model_config,
+        spec,
+        options,
+        progress,
+        records=used,
+        heldout=validation if any(validation) else None,  # none left: training draws the split
+        remember=whole,
+    )
     candidate.metadata["retrained_from"] = live.version
     candidate.metadata["method"] = live_detector.method  # the one chosen at first training, or asked for
     candidate.save(out)
@@ -252,7 +269,7 @@ def _compare(
     pixels = np.stack([p for p, _ in heldout])
     anomalous = np.array([a for _, a in heldout])
     scores = {
-        name: np.array([d.score for d in detector.score_arrays(pixels)])
+        name: Labelled.from_arrays(np.array([d.score for d in detector.score_arrays(pixels)]), anomalous)
         for name, detector in (("live", live), ("candidate", candidate))
     }
     comparison = Comparison(normals=int((~anomalous).sum()), anomalies=int(anomalous.sum()))
@@ -262,10 +279,9 @@ def _compare(
         comparison.estimate_candidate = _estimate(candidate, pixels[~anomalous], synthetic)
     comparison.threshold_live, comparison.threshold_candidate = threshold, candidate.threshold
     if comparison.anomalies:
-        comparison.recall = float(np.mean([is_anomaly(s, threshold) for s in scores["live"][anomalous]]))
-        matched = Labelled.from_arrays(scores["candidate"], anomalous).threshold_for_recall(comparison.recall)
-        comparison.threshold_candidate = candidate.threshold if matched is None else matched
-    for name, limit in (("live", comparison.threshold_live), ("candidate", comparison.threshold_candidate)):
-        count = sum(is_anomaly(s, limit) for s in scores[name][~anomalous])
-        setattr(comparison, f"false_alarms_{name}", int(count))
+        comparison.recall, comparison.threshold_candidate = matched_recall(
+            scores["live"], threshold, scores["candidate"]
+        )
+    comparison.false_alarms_live = scores["live"].operating(comparison.threshold_live).fp
+    comparison.false_alarms_candidate = scores["candidate"].operating(comparison.threshold_candidate).fp
     return comparison

@@ -10,6 +10,7 @@ import torch
 
 from inspector.config import FrameSpec
 from inspector.detector import Detector
+from inspector.models import memory
 from inspector.models.backbone import DIM, Backbone
 from inspector.models.memory import PatchMemory, greedy_coreset
 from inspector.training import TrainingError, TrainOptions, train
@@ -161,3 +162,31 @@ def test_the_inner_peak_leaves_out_the_outermost_cells() -> None:
     inner = Detector(checkpoint, "patch-max-inner", "cpu").score_arrays(frames)
     assert peak[-1] > peak[:-1].max()
     assert inner[-1].score < peak[-1] == pytest.approx(inner[-1].anomaly_map.max())
+
+
+def test_the_memory_draws_each_frames_patches_by_its_pixels_and_keeps_remembered_ones_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Beyond CANDIDATES patches, each frame gives as many, drawn seeded by its own pixels: the
+    same frames in another order or batching give the same memory, and a frame added draws
+    nothing new from the others' but its own share; a frame marked ``remember`` gives all of
+    its patches. (A bank as large as the candidates keeps every one of them.)"""
+    monkeypatch.setattr(memory, "CANDIDATES", 60)  # 4×12 = 48 patches a frame: 20 from each of 3
+    config = tiny_config("patch-memory", bank_size=10_000, coreset_fraction=1.0, **TINY_MEMORY)
+    model = build_model(config).eval()
+    frames = torch.from_numpy(striped_frames(4, seed=5))
+
+    def bank(seen: torch.Tensor, remember: torch.Tensor | None = None, batch: int = 32) -> set[tuple]:
+        model.fit_normal_statistics(frames[:2], seen, remember, batch=batch)
+        return {tuple(row) for row in model.memory.bank.round(decimals=4).tolist()}
+
+    def patches(frame: torch.Tensor) -> set[tuple]:
+        features = model.backbone(frame[None])[0].flatten(1).T
+        return {tuple(row) for row in features.round(decimals=4).tolist()}
+
+    three = bank(frames[:3])
+    assert len(three) == 60 and all(len(three & patches(f)) == 20 for f in frames[:3])
+    assert bank(frames[[2, 0, 1]], batch=1) == three
+    remembered = bank(frames, torch.tensor([False, False, False, True]))
+    assert remembered == three | patches(frames[3])  # the first three draw as before: 60 / 3
+    assert len(bank(frames)) == 4 * 15

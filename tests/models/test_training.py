@@ -10,7 +10,7 @@ import pytest
 from inspector.config import FrameSpec
 from inspector.detector import Checkpoint, CheckpointError, Detector
 from inspector.frames import FrameError
-from inspector.training import TrainingError, TrainOptions, train
+from inspector.training import TrainingError, TrainOptions, split_frames, split_validation, train
 
 from ..conftest import TINY_SIZE, blob_frames, tiny_config
 
@@ -96,3 +96,21 @@ def test_a_monitor_chooses_the_epoch_kept_and_when_to_stop() -> None:
     assert checkpoint.metadata["epochs_run"] == 4 and checkpoint.metadata["best_epoch"] == 2
     assert [h["monitor"] for h in checkpoint.metadata["history"]] == [0.1, 0.9, 0.2, 0.3]
     assert all(v.equal(seen[1][k]) for k, v in checkpoint.state_dict.items())
+
+
+def test_a_split_can_be_fixed_and_frames_to_remember_always_train() -> None:
+    """``split_frames``: the drawn split unless told; frames to remember are never held out;
+    a given split is kept as it is (a retraining holds out what its live model held out)."""
+    options = TrainOptions(val_fraction=0.2, seed=1)
+    drawn = split_frames(20, options)
+    np.testing.assert_array_equal(np.concatenate(drawn), np.concatenate(split_validation(20, 0.2, 1)))
+    remember = np.arange(20) >= 10
+    train_idx, val_idx = split_frames(20, options, remember=remember)
+    assert len(val_idx) == 2 and (val_idx < 10).all() and set(range(10, 20)) <= set(train_idx)
+    heldout = np.isin(np.arange(20), [3, 7])
+    train_idx, val_idx = split_frames(20, options, heldout, remember)
+    assert val_idx.tolist() == [3, 7] and sorted(train_idx) == sorted(set(range(20)) - {3, 7})
+    with pytest.raises(TrainingError, match="cannot be held out"):
+        split_frames(20, options, np.arange(20) == 15, remember)
+    with pytest.raises(TrainingError, match="for 20 frames"):
+        split_frames(20, options, remember=remember[:5])

@@ -230,3 +230,33 @@ def test_retrain_puts_reviewed_normals_into_a_memory_models_memory(
     with pytest.raises(CheckpointError, match="needs a 'vaegan' model"):  # before any training
         retrain(embedded, tmp_path / "live.pt", tmp_path / "c3.pt", marked, method="vaegan")
     assert not (tmp_path / "c3.pt").exists()
+
+
+def test_retrain_holds_out_what_the_live_model_did_and_remembers_reviewed_normals_whole(
+    tmp_path: Path, embedded: Settings
+) -> None:
+    """The candidate's split is the live model's (its held-out original frames set the threshold;
+    none of the reviewed normals is held out), the reviewed normals are recorded as remembered,
+    and the next round, from the candidate, keeps both: its frames' flags carry over."""
+    _write(tmp_path / "train", striped_frames(20), "t")
+    frames, records, _ = load_training_frames(str(tmp_path / "train"), ELONGATED)
+    config = tiny_config("patch-memory", **TINY_MEMORY)
+    live = train(frames, config, ELONGATED, TrainOptions(epochs=1, device="cpu"), records=records)
+    live.save(tmp_path / "live.pt")
+    marked = _labelled(_write(tmp_path / "queue", striped_frames(10, seed=2, defect=True), "m"), "normal")
+    retrain(embedded, tmp_path / "live.pt", tmp_path / "cand.pt", marked)
+
+    def flags(path: Path) -> dict[str, tuple[bool, bool]]:
+        frames = Checkpoint.load(path).metadata["training_frames"]
+        return {r["sha256"]: (r["heldout"], r.get("remembered", False)) for r in frames}
+
+    before, after = flags(tmp_path / "live.pt"), flags(tmp_path / "cand.pt")
+    new = {item.content_hash for item in marked} - held_out({item.content_hash for item in marked})
+    assert {h: after[h] for h in before} == before and sum(a for a, _ in before.values()) == 2
+    assert {h: after[h] for h in new} == dict.fromkeys(new, (False, True))
+    again = _labelled(_write(tmp_path / "queue2", striped_frames(5, seed=6), "p"), "normal")
+    retrain(embedded, tmp_path / "cand.pt", tmp_path / "next.pt", again)
+    following = flags(tmp_path / "next.pt")
+    assert {h: following[h] for h in after} == after
+    newer = {item.content_hash for item in again} - held_out({item.content_hash for item in again})
+    assert {h: following[h] for h in newer} == dict.fromkeys(newer, (False, True))
