@@ -52,9 +52,39 @@ def test_every_synthetic_anomaly_changes_the_frame_on_its_object() -> None:
     np.testing.assert_array_equal(again, frames)
 
 
+def large_object_frames(n: int, background: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+    """A figure whose box spans most of the frame (a person before a depth camera: a tall body
+    and a raised arm) on an empty background, or on ``background`` (H, W)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:48, :64]
+    frames = np.empty((n, 1, 48, 64), np.float32)
+    for i in range(n):
+        dx = rng.uniform(-3, 3)
+        body = (np.abs(xx - 40 - dx) < 10) & (yy > 12)
+        arm = (np.abs(xx - 12 - dx) < 3) & (yy > 4) & (yy < 40)
+        figure = 0.6 * (body | arm)
+        base = np.zeros((48, 64)) if background is None else background
+        frames[i, 0] = np.clip(np.where(body | arm, figure, base) + rng.normal(0, 0.02, (48, 64)), 0, 1)
+    return frames
+
+
 def test_the_gate_tells_objects_from_surfaces() -> None:
     assert object_share(blob_frames(20)) == 1.0
     assert object_share(striped_frames(20)) == 0.0
+    # A large object: its box covers most of the frame, but nothing else is there.
+    assert object_share(large_object_frames(10)) == 1.0
+    grating = 0.15 + 0.12 * np.sin(2 * np.pi * np.arange(64) / 8)[None, :].repeat(48, axis=0)
+    assert object_share(large_object_frames(10, background=grating)) == 0.0  # on a texture: a scene
+
+
+def test_small_sets_hold_out_each_frame_in_turn() -> None:
+    rounds = selection.validation_rounds(6, QUICK)
+    assert len(rounds) == 6 and sorted(int(held[0]) for _, held in rounds) == list(range(6))
+    assert all(len(seen) == 5 and held[0] not in seen for seen, held in rounds)
+    (seen, held), *more = selection.validation_rounds(selection.SMALL_SET, QUICK)
+    assert not more and len(held) == 2 and len(seen) + len(held) == selection.SMALL_SET
+    choice = choose(large_object_frames(6), FrameSpec(image_size=48, width=64), QUICK)
+    assert choice.kind == "objects" and choice.method in ("glimpse-mean", "glimpse-max")
 
 
 def test_objects_get_only_glimpse_candidates() -> None:

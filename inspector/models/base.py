@@ -81,6 +81,13 @@ class AnomalyModel(nn.Module):
         marks frames a family that keeps a subset of what it saw keeps whole (a memory's
         patches); the others learn from every seen frame alike. Most methods need nothing."""
 
+    def remember_all(self, frames: torch.Tensor, remember: torch.Tensor | None = None) -> None:
+        """Once the threshold is set: take in every normal frame, held-out ones too, where scoring
+        compares a frame with remembered normal ones (a memory). A larger memory only lowers
+        normal frames' scores, so the threshold from the held-out frames stays on the safe side;
+        training does this where the held-out frames are a large share of a small set.
+        ``remember`` as for ``fit_normal_statistics``. Models that remember no frames ignore it."""
+
 
 class Trainer(Protocol):
     """A family's optimisers and update step, apart from its networks (scoring needs neither)."""

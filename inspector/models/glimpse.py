@@ -27,12 +27,16 @@ class GlimpseFields:
     glimpse_fill: float = 20 / 28  # fraction of the glimpse side the object spans
 
 
+def object_mask(x: torch.Tensor, sigma: float, threshold: float) -> torch.Tensor:
+    """Where the object is (N, H, W): the smoothed frame above its own median by ``threshold``."""
+    smooth = gaussian_blur(x.mean(dim=1, keepdim=True), sigma)[:, 0]
+    return smooth - smooth.flatten(1).median(dim=1).values[:, None, None] > threshold
+
+
 def object_box(x: torch.Tensor, sigma: float, threshold: float) -> torch.Tensor:
     """The object's bounding box (N, 4): top, bottom, left, right pixel (inclusive); the whole
     frame where nothing is found."""
-    smooth = gaussian_blur(x.mean(dim=1, keepdim=True), sigma)[:, 0]
-    n, h, w = smooth.shape
-    mask = smooth - smooth.flatten(1).median(dim=1).values[:, None, None] > threshold
+    mask = object_mask(x, sigma, threshold)
     rows, cols = mask.any(dim=2), mask.any(dim=1)
 
     def extent(hit: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,7 +46,7 @@ def object_box(x: torch.Tensor, sigma: float, threshold: float) -> torch.Tensor:
         found = hit.any(dim=1)
         return torch.where(found, first, 0.0), torch.where(found, last, size - 1.0)
 
-    return torch.stack([*extent(rows, h), *extent(cols, w)], dim=1)
+    return torch.stack([*extent(rows, x.shape[-2]), *extent(cols, x.shape[-1])], dim=1)
 
 
 def box_fraction(x: torch.Tensor, sigma: float, threshold: float) -> torch.Tensor:

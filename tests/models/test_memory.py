@@ -13,7 +13,7 @@ from inspector.detector import Detector
 from inspector.models import memory
 from inspector.models.backbone import DIM, Backbone
 from inspector.models.memory import PatchMemory, greedy_coreset
-from inspector.training import TrainingError, TrainOptions, train
+from inspector.training import SMALL_SET, TrainingError, TrainOptions, split_validation, train
 
 from ..conftest import TINY_SIZE, blob_frames, build_model, tiny_config
 
@@ -90,6 +90,28 @@ def test_patch_memory_on_elongated_frames(tmp_path: Path) -> None:
         again = Detector(checkpoint, method=method, device="cpu").score_arrays(normal[:2])
         np.testing.assert_array_equal([d.score for d in again], scores[:2])
     assert Detector(checkpoint, device="cpu").method == "patch-max"  # the family's default
+
+
+def test_a_few_frames_are_remembered_whole_more_as_a_coreset() -> None:
+    model = build_model(tiny_config("patch-memory", **TINY_MEMORY)).eval()
+    cells = (32 // 8) * (96 // 8)
+    for count, kept in ((4, 4 * cells), (model.config.whole_below, model.config.whole_below * cells // 10)):
+        model.fill(torch.from_numpy(striped_frames(count)))
+        assert len(model.memory.bank) == kept, count
+
+
+def test_a_small_set_remembers_its_held_out_frames_after_the_threshold() -> None:
+    """Below SMALL_SET frames the memory takes in the held-out ones once their scores set the
+    threshold: scored again, they are nearer to it than they were then; a large set does not."""
+    config = tiny_config("patch-memory", **TINY_MEMORY)
+    for count, remembered in ((8, True), (SMALL_SET, False)):
+        frames = striped_frames(count)
+        checkpoint = train(frames, config, ELONGATED, TrainOptions(epochs=1, device="cpu"))
+        _, held = split_validation(count, 0.1, 0)
+        detector = Detector(checkpoint, method="patch-mean", device="cpu")
+        now = np.array([d.score for d in detector.score_arrays(frames[held])])
+        then = np.array(checkpoint.metadata["heldout_scores"]["patch-mean"])
+        assert (now < then - 1e-3).all() if remembered else np.allclose(now, then, atol=1e-4), count
 
 
 def test_max_or_mean_catches_a_small_defect_and_a_sprawling_change() -> None:
