@@ -114,6 +114,17 @@ def test_a_method_weighing_by_the_spread_competes_only_with_enough_held_out_fram
     assert "patch-max-or-mean" in methods(100)  # 10 held out
 
 
+def test_a_small_sets_choice_takes_the_first_within_one_standard_error() -> None:
+    rng = np.random.default_rng(0)
+    labels = [np.array([0, 1, 1, 1]) for _ in range(8)]
+    good = [np.array([0.0, *rng.uniform(0.5, 1.5, 3)]) for _ in labels]
+    noisy = [np.array([1.0 if i == 0 else 0.0, *good[i][1:]]) for i in range(8)]  # one normal frame high
+    useless = [rng.uniform(0, 1, 4) for _ in labels]
+    estimates = np.array([auroc(np.concatenate(labels), np.concatenate(c)) for c in (noisy, good, useless)])
+    close = selection.within_one_error(labels, [noisy, good, useless], estimates, seed=0)
+    assert estimates[1] == estimates.max() and close.tolist() == [True, True, False]
+
+
 def _write(folder: Path, frames: np.ndarray) -> None:
     folder.mkdir(parents=True)
     for i, frame in enumerate(frames):
