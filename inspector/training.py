@@ -278,10 +278,10 @@ def train(
     if records is not None:
         if len(records) != len(frames):
             raise TrainingError(f"{len(records)} frame records for {len(frames)} frames")
-        heldout = set(val_idx.tolist())
+        apart = set(val_idx.tolist())
         kept = set() if remember is None else set(np.flatnonzero(remember).tolist())
         metadata["training_frames"] = [
-            {**r, "heldout": i in heldout, **({"remembered": True} if i in kept else {})}
+            {**r, "heldout": i in apart, **({"remembered": True} if i in kept else {})}
             for i, r in enumerate(records)
         ]
         if levels := [r["level"] for r in records if "level" in r]:

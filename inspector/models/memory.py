@@ -46,6 +46,7 @@ from inspector.models.blocks import gaussian_blur
 from inspector.models.vaegan import VAEGAN, VAEGANConfig, VAEGANTrainer
 
 CANDIDATES = 100_000  # training patches the coreset picks from (a random subset beyond)
+REMEMBERED = 300_000  # patches of frames to remember whole it picks from, at most (a subset beyond)
 PROJECTION = 64  # dimensions of the random projection the coreset measures distances in
 QUERY_CHUNK = 2048  # patches per distance computation: bounds the (chunk × bank) matrix
 NEAREST = 4  # candidates of the fast distance whose exact distance is computed
@@ -86,7 +87,10 @@ def greedy_coreset(points: torch.Tensor, size: int, generator: torch.Generator) 
 
 
 def _draw(frame: torch.Tensor, patches: int, count: int) -> torch.Tensor:
-    """``count`` of a frame's ``patches`` indices at random, seeded by its pixels (on any device)."""
+    """``count`` of a frame's ``patches`` indices at random, seeded by its pixels (on any device);
+    all of them, in order, if there are no more."""
+    if count >= patches:
+        return torch.arange(patches)
     digest = hashlib.sha256(frame.detach().cpu().contiguous().numpy().tobytes()).digest()
     generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
     return torch.randperm(patches, generator=generator)[:count]
@@ -194,21 +198,24 @@ class MemoryModel(AnomalyModel):
     def fill(self, seen: torch.Tensor, remember: torch.Tensor | None = None, batch: int = 32) -> None:
         """Remember the training frames' patches, then keep the coreset. The coreset picks from
         every patch of the frames marked ``remember`` (a retraining's reviewed false alarms:
-        what the live memory lacked) and from CANDIDATES patches of the others beyond, as many
-        from each frame, drawn at random seeded by the frame's pixels: a retraining that holds
-        out the same frames draws the same patches of its live model's frames, so the two
-        memories differ by the frames added, not by the draw."""
+        what the live memory lacked; REMEMBERED of them at most) and from CANDIDATES patches of
+        the others beyond, as many from each frame, drawn at random seeded by the frame's
+        pixels: a retraining that holds out the same frames draws the same patches of its live
+        model's frames, so the two memories differ by the frames added, not by the draw."""
         device = next(self.backbone.parameters()).device
         whole = torch.zeros(len(seen), dtype=torch.bool) if remember is None else remember.cpu()
-        per_frame = math.ceil(CANDIDATES / max(1, int((~whole).sum())))
+        per_frame = {
+            False: math.ceil(CANDIDATES / max(1, int((~whole).sum()))),
+            True: math.ceil(REMEMBERED / max(1, int(whole.sum()))),
+        }
         kept, total = [], 0
         for start in range(0, len(seen), batch):
             frames = seen[start : start + batch]
             features = self.backbone(self.views(frames.to(device)).features)
             patches = features.permute(0, 2, 3, 1).reshape(len(features), -1, features.shape[1])
             total += patches.shape[0] * patches.shape[1]
-            for frame, own, keep in zip(frames, patches, whole[start : start + batch], strict=True):
-                kept.append(own if keep else own[_draw(frame, len(own), per_frame).to(device)])
+            for frame, own, keep in zip(frames, patches, whole[start : start + batch].tolist(), strict=True):
+                kept.append(own[_draw(frame, len(own), per_frame[keep]).to(device)])
         c = self.config
         share = 1.0 if len(seen) < c.whole_below else c.coreset_fraction
         size = max(1, min(c.bank_size, math.ceil(share * total)))

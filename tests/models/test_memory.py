@@ -192,7 +192,7 @@ def test_the_memory_draws_each_frames_patches_by_its_pixels_and_keeps_remembered
     """Beyond CANDIDATES patches, each frame gives as many, drawn seeded by its own pixels: the
     same frames in another order or batching give the same memory, and a frame added draws
     nothing new from the others' but its own share; a frame marked ``remember`` gives all of
-    its patches. (A bank as large as the candidates keeps every one of them.)"""
+    its patches, up to REMEMBERED in all. (A bank as large as the candidates keeps them all.)"""
     monkeypatch.setattr(memory, "CANDIDATES", 60)  # 4×12 = 48 patches a frame: 20 from each of 3
     config = tiny_config("patch-memory", bank_size=10_000, coreset_fraction=1.0, **TINY_MEMORY)
     model = build_model(config).eval()
@@ -212,3 +212,6 @@ def test_the_memory_draws_each_frames_patches_by_its_pixels_and_keeps_remembered
     remembered = bank(frames, torch.tensor([False, False, False, True]))
     assert remembered == three | patches(frames[3])  # the first three draw as before: 60 / 3
     assert len(bank(frames)) == 4 * 15
+    monkeypatch.setattr(memory, "REMEMBERED", 60)  # beyond it, remembered frames draw too: 30 each
+    both = bank(frames, torch.tensor([False, False, True, True]))
+    assert len(both) == 2 * 30 + 2 * 30 and len(both & patches(frames[3])) == 30
