@@ -8,7 +8,8 @@ a kind never seen scores high wherever it differs. The bank keeps at most ``bank
 patches, ``coreset_fraction`` of the training ones (all of them from fewer than
 ``whole_below`` frames), chosen by greedy k-centre (each next one the patch farthest from
 those kept, in a random 64-dimensional projection), so that rare normal patches are kept
-where a random subset would drop them.
+where a random subset would drop them. Frames a retraining marks to remember whole (reviewed
+false alarms) add to that the patches it leaves farther than it covers its own (``fill``).
 
 Scores of the distance map: ``-max``, the peak of the map smoothed by σ = ``smooth`` feature
 cells (PatchCore: σ 4 px at stride 8, half a cell), for a local defect; ``-max-inner``, the
@@ -61,7 +62,7 @@ class MemoryConfig(VAEGANConfig):
     latent_dim: int = 32
     batch_size: int = 32
     attention_frames: int = 6400  # frames the Grad-CAM VAEGAN trains on in all (then steps are skipped)
-    bank_size: int = 8192  # the most normal patches kept: the distance's cost per patch
+    bank_size: int = 8192  # the most patches kept of frames not remembered whole: the cost per patch
     coreset_fraction: float = 0.1  # of the training patches kept (PatchCore: 0.01-0.1) ...
     # ... where there are at least this many training frames; fewer are remembered whole (up to
     # bank_size patches): a tenth of a handful of frames drops normal detail at random (depth hand
@@ -70,20 +71,59 @@ class MemoryConfig(VAEGANConfig):
     smooth: float = 0.5  # σ of the distance map's smoothing for the -max score, in feature cells
 
 
-def greedy_coreset(points: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
-    """Indices of ``size`` of the points (P, D), each the farthest from those chosen before."""
-    if len(points) <= size:
-        return torch.arange(len(points), device=points.device)
+def greedy_coreset(
+    points: torch.Tensor,
+    size: int,
+    generator: torch.Generator,
+    remembered: torch.Tensor | None = None,
+    extra: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of ``size`` of the points (P, D): the first the farthest from their mean, each next
+    the farthest from those chosen before (the same points in any order give the same ones), and
+    of up to ``extra`` of the ``remembered`` points (R, D), chosen the same way from there
+    while any is farther from the chosen than the farthest of the points is: the remembered
+    points are covered as finely as the others, and never displace them."""
     projection = torch.randn(points.shape[1], PROJECTION, generator=generator) / math.sqrt(PROJECTION)
-    z = points @ projection.to(points.device)
-    squares = z.square().sum(dim=1)
-    chosen = torch.empty(size, dtype=torch.long)
-    chosen[0] = int(torch.randint(len(points), (1,), generator=generator))
-    nearest = squares - 2 * (z @ z[chosen[0]]) + squares[chosen[0]]
-    for k in range(1, size):
-        chosen[k] = int(nearest.argmax())
-        torch.minimum(nearest, squares - 2 * (z @ z[chosen[k]]) + squares[chosen[k]], out=nearest)
-    return chosen.to(points.device)
+    projection = projection.to(points.device)
+    z = points @ projection
+    if len(points) <= size:
+        chosen, radius = list(range(len(points))), 0.0
+    else:
+        squares = z.square().sum(dim=1)
+        first = int((z - z.mean(dim=0)).square().sum(dim=1).argmax())
+        nearest = squares - 2 * (z @ z[first]) + squares[first]
+        chosen = [first, *_farthest(z, squares, nearest, size - 1)]
+        radius = float(nearest.max())
+    added: list[int] = []
+    if remembered is not None and len(remembered) and extra > 0:
+        r = remembered @ projection
+        squares, kept = r.square().sum(dim=1), z[chosen]
+        nearest = torch.cat(
+            [
+                (part.square().sum(dim=1, keepdim=True) - 2 * part @ kept.T + kept.square().sum(dim=1)).amin(
+                    1
+                )
+                for part in r.split(QUERY_CHUNK)
+            ]
+        )
+        added = _farthest(r, squares, nearest, extra, above=radius)
+    return torch.tensor(chosen, dtype=torch.long), torch.tensor(added, dtype=torch.long)
+
+
+def _farthest(
+    z: torch.Tensor, squares: torch.Tensor, nearest: torch.Tensor, count: int, above: float = -math.inf
+) -> list[int]:
+    """Up to ``count`` more of the projected points z (their squared norms ``squares``), each the
+    farthest from those chosen so far (``nearest``: each one's squared distance to them, updated
+    in place), while that distance is above ``above``."""
+    chosen = []
+    for _ in range(count):
+        k = int(nearest.argmax())
+        if float(nearest[k]) <= above:
+            break
+        chosen.append(k)
+        torch.minimum(nearest, squares - 2 * (z @ z[k]) + squares[k], out=nearest)
+    return chosen
 
 
 def _draw(frame: torch.Tensor, patches: int, count: int) -> torch.Tensor:
@@ -111,12 +151,22 @@ class PatchMemory(nn.Module):
         self.register_buffer("bank", torch.zeros(0, dim))
 
     @torch.no_grad()
-    def fit(self, patches: torch.Tensor, size: int, seed: int = 0) -> None:
-        """Keep ``size`` of the normal patches (P, D), chosen by greedy k-centre."""
+    def fit(
+        self,
+        patches: torch.Tensor,
+        size: int,
+        seed: int = 0,
+        remembered: torch.Tensor | None = None,
+        extra: int = 0,
+    ) -> None:
+        """Keep ``size`` of the normal patches (P, D), chosen by greedy k-centre, and up to
+        ``extra`` of the ``remembered`` ones (R, D): those the others do not cover (greedy_coreset)."""
         if not len(patches):
             raise ValueError("no normal patches to remember")
         generator = torch.Generator().manual_seed(seed)
-        self.bank = patches[greedy_coreset(patches, size, generator)].contiguous()
+        chosen, added = greedy_coreset(patches, size, generator, remembered, extra)
+        kept = [patches[chosen]] + ([remembered[added]] if len(added) else [])
+        self.bank = torch.cat(kept).contiguous()
 
     @torch.no_grad()
     def distances(self, features: torch.Tensor) -> torch.Tensor:
@@ -196,30 +246,39 @@ class MemoryModel(AnomalyModel):
 
     @torch.no_grad()
     def fill(self, seen: torch.Tensor, remember: torch.Tensor | None = None, batch: int = 32) -> None:
-        """Remember the training frames' patches, then keep the coreset. The coreset picks from
-        every patch of the frames marked ``remember`` (a retraining's reviewed false alarms:
-        what the live memory lacked; REMEMBERED of them at most) and from CANDIDATES patches of
-        the others beyond, as many from each frame, drawn at random seeded by the frame's
-        pixels: a retraining that holds out the same frames draws the same patches of its live
-        model's frames, so the two memories differ by the frames added, not by the draw."""
+        """Remember the training frames' patches: the coreset of CANDIDATES of them (as many from
+        each frame, drawn at random seeded by its pixels), then of the frames marked ``remember``
+        (a retraining's reviewed false alarms: the normal appearance the live memory lacked),
+        whose patches are all candidates (REMEMBERED at most), those the others' coreset does not
+        cover as finely as it covers theirs, ``coreset_fraction`` of them at most
+        (``greedy_coreset``). A retraining that holds out the same frames draws the same patches
+        of its live model's frames and keeps the same coreset of them: the two memories differ
+        by the frames added, and the reviewed ones never displace what the live memory held."""
         device = next(self.backbone.parameters()).device
         whole = torch.zeros(len(seen), dtype=torch.bool) if remember is None else remember.cpu()
         per_frame = {
             False: math.ceil(CANDIDATES / max(1, int((~whole).sum()))),
             True: math.ceil(REMEMBERED / max(1, int(whole.sum()))),
         }
-        kept, total = [], 0
+        kept: dict[bool, list[torch.Tensor]] = {False: [], True: []}
+        total = {False: 0, True: 0}
         for start in range(0, len(seen), batch):
             frames = seen[start : start + batch]
             features = self.backbone(self.views(frames.to(device)).features)
             patches = features.permute(0, 2, 3, 1).reshape(len(features), -1, features.shape[1])
-            total += patches.shape[0] * patches.shape[1]
             for frame, own, keep in zip(frames, patches, whole[start : start + batch].tolist(), strict=True):
-                kept.append(own[_draw(frame, len(own), per_frame[keep]).to(device)])
+                kept[keep].append(own[_draw(frame, len(own), per_frame[keep]).to(device)])
+                total[keep] += len(own)
+        if not kept[False]:  # every frame to remember: one coreset of them
+            kept, total = {False: kept[True], True: []}, {False: total[True], True: 0}
         c = self.config
-        share = 1.0 if len(seen) < c.whole_below else c.coreset_fraction
-        size = max(1, min(c.bank_size, math.ceil(share * total)))
-        self.memory.fit(torch.cat(kept), size)
+        # Counted among the frames not remembered: a retraining keeps its live model's share of them.
+        share = 1.0 if len(kept[False]) < c.whole_below else c.coreset_fraction
+        size = max(1, min(c.bank_size, math.ceil(share * total[False])))
+        remembered = torch.cat(kept[True]) if kept[True] else None
+        self.memory.fit(
+            torch.cat(kept[False]), size, remembered=remembered, extra=math.ceil(share * total[True])
+        )
 
     def _distances(self, views: Views) -> torch.Tensor:
         """Each patch's distance to the memory (N, 1, h, w), on the feature grid."""

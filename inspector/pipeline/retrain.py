@@ -11,8 +11,9 @@ The split is the live model's: the original frames it held out set the candidate
 (when none of them is left, training draws the split among the original frames), the others and
 the reviewed normals train, so the two models differ by the frames added. The reviewed normals
 are remembered whole (``train``'s ``remember``; the checkpoint records them, and the next round
-remembers them whole again): a memory family's coreset picks from every patch of them, the
-normal appearance the live memory lacked, where it draws a subset of the other frames' patches.
+remembers them whole again): a memory family keeps the coreset of the other frames as the live
+model did and adds the reviewed frames' patches it does not cover as finely (the normal
+appearance the live memory lacked), so its memory grows; the report gives both sizes.
 
 The report compares live and candidate on the held-out reviewed frames, which neither trained
 on: the label-free validation estimate (``inspector.selection``'s: the ROC-AUC of the held-out
@@ -89,6 +90,8 @@ class RetrainReport:
     reviewed_missing: list[str] = field(default_factory=list)
     comparison: Comparison | None = None
     seconds: float = 0.0
+    banks: tuple[int, int] | None = None  # a memory's patches, live and candidate: its scoring cost
+
 
     def lines(self) -> list[str]:
         lines = [
@@ -100,6 +103,12 @@ class RetrainReport:
             f"{len(self.reviewed_missing)} reviewed frames unreadable",
         ]
         lines += [f"  missing: {why}" for why in (self.originals_missing + self.reviewed_missing)[:10]]
+        if self.banks:
+            live, candidate = self.banks
+            lines.append(
+                f"memory: live {live} patches, candidate {candidate} (scoring time grows with it; "
+                "the reviewed normals add what the live memory did not cover)"
+            )
         c = self.comparison
         if c is None:
             return lines
@@ -245,6 +254,8 @@ def retrain(
 
     candidate_detector = Detector(candidate, method=live_detector.method, device=settings.device)
     report.candidate_version, report.method = candidate.version, live_detector.method
+    if "memory.bank" in live.state_dict and "memory.bank" in candidate.state_dict:
+        report.banks = (len(live.state_dict["memory.bank"]), len(candidate.state_dict["memory.bank"]))
     if heldout:
         threshold = live_detector.threshold if live_threshold is None else live_threshold
         donors = np.stack(frames[: report.originals_used] or frames)

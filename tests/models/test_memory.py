@@ -52,7 +52,7 @@ def test_greedy_coreset_keeps_a_rare_cluster() -> None:
         [c + 0.1 * torch.randn(k, 32, generator=generator) for c, k in zip(centres, sizes, strict=True)]
     )
     owner = torch.repeat_interleave(torch.arange(5), torch.tensor(sizes))
-    chosen = greedy_coreset(points, 5, torch.Generator().manual_seed(1))
+    chosen, _ = greedy_coreset(points, 5, torch.Generator().manual_seed(1))
     assert sorted(owner[chosen].tolist()) == [0, 1, 2, 3, 4]
 
 
@@ -215,3 +215,30 @@ def test_the_memory_draws_each_frames_patches_by_its_pixels_and_keeps_remembered
     monkeypatch.setattr(memory, "REMEMBERED", 60)  # beyond it, remembered frames draw too: 30 each
     both = bank(frames, torch.tensor([False, False, True, True]))
     assert len(both) == 2 * 30 + 2 * 30 and len(both & patches(frames[3])) == 30
+
+
+def test_remembered_frames_add_to_the_coreset_and_never_displace_it() -> None:
+    """The coreset of the other frames is the same with or without frames to remember, in any
+    order of the frames; a remembered frame adds the patches that coreset leaves farther than
+    it covers its own (a marked grating: its mark, which then scores low), and a copy of a
+    frame it holds adds none."""
+    config = tiny_config("patch-memory", bank_size=40, coreset_fraction=1.0, **TINY_MEMORY)
+    model = build_model(config).eval()
+    plain = torch.from_numpy(striped_frames(3, seed=5))
+    marked = torch.from_numpy(striped_frames(1, seed=6, defect=True))
+
+    def fill(frames: torch.Tensor, remember: list[bool] | None = None) -> torch.Tensor:
+        model.fill(frames, None if remember is None else torch.tensor(remember))
+        return model.memory.bank.clone()
+
+    def peak(bank: torch.Tensor, frame: torch.Tensor) -> float:
+        model.memory.bank = bank
+        return float(model.memory.distances(model.backbone(frame[None])).max())
+
+    alone = fill(plain)
+    assert len(alone) == 40
+    assert {tuple(p) for p in fill(plain[[2, 0, 1]]).tolist()} == {tuple(p) for p in alone.tolist()}
+    with_mark = fill(torch.cat([plain, marked]), [False, False, False, True])
+    torch.testing.assert_close(with_mark[:40], alone)
+    assert len(with_mark) > 40 and peak(with_mark, marked[0]) < 0.5 * peak(alone, marked[0])
+    assert len(fill(torch.cat([plain, plain[:1]]), [False, False, False, True])) == 40

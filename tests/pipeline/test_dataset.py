@@ -212,6 +212,9 @@ def test_retrain_puts_reviewed_normals_into_a_memory_models_memory(
     assert (
         report.reviewed_trained == 8 and report.comparison.normals == 2 and report.comparison.anomalies == 2
     )
+    live_bank, candidate_bank = report.banks  # the live memory's coreset kept, the marks added
+    assert candidate_bank > live_bank == len(live.state_dict["memory.bank"])
+    assert f"memory: live {live_bank} patches, candidate {candidate_bank}" in "\n".join(report.lines())
 
     plain = striped_frames(6, seed=4)
     unseen = np.stack(
