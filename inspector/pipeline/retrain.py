@@ -92,7 +92,6 @@ class RetrainReport:
     seconds: float = 0.0
     banks: tuple[int, int] | None = None  # a memory's patches, live and candidate: its scoring cost
 
-
     def lines(self) -> list[str]:
         lines = [
             f"candidate {self.candidate_version} from {self.live_version} ({self.method}), "
