@@ -138,7 +138,8 @@ SMALL_SET = 20
 def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Train and held-out indices. At least two frames are held out once there are five, so
     early stopping and the threshold rest on unseen frames even for tens of frames; below
-    five, every frame trains and the threshold comes from training frames (optimistic)."""
+    five, every frame trains, and the threshold comes from the training frames (optimistic; a
+    memory's from each frame scored by a memory of the others: ``leave_one_out_scores``)."""
     order = np.random.default_rng(seed).permutation(n)
     n_val = 0 if fraction <= 0 or n < 5 else min(max(round(n * fraction), 2), n - 3)
     return order[n_val:], order[:n_val]
@@ -173,6 +174,25 @@ def epoch_order(n: int, min_frames: int, generator: torch.Generator) -> torch.Te
     ten frames still give enough optimisation steps (augmentation makes the repeats differ)."""
     repeats = max(1, -(-min_frames // n))
     return torch.cat([torch.randperm(n, generator=generator) for _ in range(repeats)])
+
+
+def leave_one_out_scores(
+    model: AnomalyModel,
+    methods: Sequence[str],
+    frames: torch.Tensor,
+    remember: torch.Tensor | None,
+    device: torch.device,
+) -> dict[str, np.ndarray]:
+    """Each method's score of each frame by a memory of the other frames: what sets a memory's
+    threshold where too few frames were given to hold any out (below five)."""
+    every = torch.arange(len(frames))
+    rounds = []
+    for i in range(len(frames)):
+        others = every != i
+        flags = None if remember is None else remember[others]
+        model.fit_normal_statistics(frames[i : i + 1].to(device), frames[others].to(device), remember=flags)
+        rounds.append(method_scores(model, methods, frames[i : i + 1].numpy(), 1, device))
+    return {method: np.concatenate([r[method] for r in rounds]) for method in methods}
 
 
 def train(
@@ -251,9 +271,14 @@ def train(
     if keep_best:
         model.load_state_dict(best[1])
     model.eval()
+    one_out = not len(val_idx) and model.remembers_frames and len(train_x) > 1
+    if one_out:  # none held out: a memory of all would score its own frames ~0 and flag every frame
+        val_scores = leave_one_out_scores(model, family.methods, train_x, whole, device)
     model.fit_normal_statistics(val_x, train_x, remember=whole)
+    if not one_out:
+        val_scores = method_scores(model, family.methods, val_frames, 64, device)
     thresholds, heldout_scores = {}, {}
-    for method, scores in method_scores(model, family.methods, val_frames, 64, device).items():
+    for method, scores in val_scores.items():
         thresholds[method] = float(np.quantile(scores, options.threshold_quantile))
         heldout_scores[method] = [float(score) for score in scores]
     if len(val_idx) and len(frames) < SMALL_SET:
@@ -265,7 +290,9 @@ def train(
         "frames": int(len(frames)),
         "train_frames": int(len(train_idx)),
         "validation_frames": int(len(val_idx)),
-        "threshold_from": "held-out frames" if len(val_idx) else "training frames",
+        "threshold_from": "held-out frames"
+        if len(val_idx)
+        else ("each frame by a memory of the others" if one_out else "training frames"),
         "epochs_run": len(history),
         "best_epoch": best[2] if keep_best else len(history),
         "options": dataclasses.asdict(options),

@@ -45,6 +45,9 @@ class AnomalyModel(nn.Module):
     """A family's networks, trained on normal frames only, and its scoring methods."""
 
     scoring_methods: tuple[str, ...] = ()  # the methods this family scores with, the recommended last
+    # Scores a frame by its distance to remembered normal frames: one it remembers scores ~0, so
+    # its threshold must come from frames it does not remember (training.leave_one_out_scores).
+    remembers_frames: bool = False
 
     def __init__(self, config: ModelConfig):
         super().__init__()

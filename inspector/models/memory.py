@@ -205,6 +205,7 @@ class MemoryModel(AnomalyModel):
 
     config: MemoryConfig
     network: VAEGAN  # the Grad-CAM VAEGAN, set by the family
+    remembers_frames = True
 
     def __init__(self, config: MemoryConfig):
         super().__init__(config)

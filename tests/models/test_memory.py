@@ -114,6 +114,20 @@ def test_a_small_set_remembers_its_held_out_frames_after_the_threshold() -> None
         assert (now < then - 1e-3).all() if remembered else np.allclose(now, then, atol=1e-4), count
 
 
+def test_a_memory_of_fewer_than_five_frames_takes_its_threshold_from_each_by_the_others() -> None:
+    """With none held out, a memory of every frame would score its own frames 0 and flag any
+    other normal frame; each frame scored by a memory of the others sets the threshold instead."""
+    config = tiny_config("patch-memory", **TINY_MEMORY)
+    checkpoint = train(striped_frames(3), config, ELONGATED, TrainOptions(epochs=1, device="cpu"))
+    assert checkpoint.metadata["threshold_from"] == "each frame by a memory of the others"
+    detector = Detector(checkpoint, method="patch-mean", device="cpu")
+    assert detector.threshold > 0
+    unseen = [d.score for d in detector.score_arrays(striped_frames(4, seed=5))]
+    assert max(unseen) <= detector.threshold
+    defects = [d.score for d in detector.score_arrays(striped_frames(2, seed=5, defect=True))]
+    assert min(defects) > detector.threshold
+
+
 def test_max_or_mean_catches_a_small_defect_and_a_sprawling_change() -> None:
     """patch-max-or-mean: the peak and the mean distance, each in standard deviations of the
     held-out normal frames' own, the larger: a dark spot and a grating faded everywhere both
