@@ -93,7 +93,7 @@ def shows_object(x: torch.Tensor) -> torch.Tensor:
     flat = (smooth - level).abs() < FLAT
     area = mask.float().flatten(1).mean(dim=1)
     covered = (mask | flat).float().flatten(1).mean(dim=1)
-    small_box = box_fraction(x, fields.glimpse_blur, fields.glimpse_threshold) < OBJECT_BOX
+    small_box = box_fraction(mask) < OBJECT_BOX
     return small_box | ((area >= OBJECT_AREA) & (covered >= OBJECT_OR_FLAT))
 
 

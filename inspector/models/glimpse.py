@@ -36,23 +36,28 @@ def object_mask(x: torch.Tensor, sigma: float, threshold: float) -> torch.Tensor
 def object_box(x: torch.Tensor, sigma: float, threshold: float) -> torch.Tensor:
     """The object's bounding box (N, 4): top, bottom, left, right pixel (inclusive); the whole
     frame where nothing is found."""
-    mask = object_mask(x, sigma, threshold)
+    return mask_box(object_mask(x, sigma, threshold)).to(x.dtype)
+
+
+def mask_box(mask: torch.Tensor) -> torch.Tensor:
+    """The bounding box (N, 4) of a mask (N, H, W), as ``object_box``."""
     rows, cols = mask.any(dim=2), mask.any(dim=1)
 
     def extent(hit: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        index = torch.arange(size, dtype=x.dtype, device=x.device).expand_as(hit)
+        index = torch.arange(size, dtype=torch.float32, device=mask.device).expand_as(hit)
         first = torch.where(hit, index, float(size)).amin(dim=1)
         last = torch.where(hit, index, -1.0).amax(dim=1)
         found = hit.any(dim=1)
         return torch.where(found, first, 0.0), torch.where(found, last, size - 1.0)
 
-    return torch.stack([*extent(rows, x.shape[-2]), *extent(cols, x.shape[-1])], dim=1)
+    return torch.stack([*extent(rows, mask.shape[-2]), *extent(cols, mask.shape[-1])], dim=1)
 
 
-def box_fraction(x: torch.Tensor, sigma: float, threshold: float) -> torch.Tensor:
-    """The fraction of each frame (N,) its object's bounding box covers (1: nothing found)."""
-    top, bottom, left, right = object_box(x, sigma, threshold).unbind(dim=1)
-    return (bottom - top + 1) * (right - left + 1) / (x.shape[-2] * x.shape[-1])
+def box_fraction(mask: torch.Tensor) -> torch.Tensor:
+    """The fraction of each frame (N,) its object's (``object_mask``) bounding box covers (1:
+    nothing found)."""
+    top, bottom, left, right = mask_box(mask).unbind(dim=1)
+    return (bottom - top + 1) * (right - left + 1) / (mask.shape[-2] * mask.shape[-1])
 
 
 def locate_with(x: torch.Tensor, fields: GlimpseFields) -> torch.Tensor:
