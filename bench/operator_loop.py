@@ -29,8 +29,10 @@ database, with the data set's labels standing in for the operators:
    are scored by B as the live model.
 
 The peer, measured in the same run: the same retraining, but on as many frames as the
-operators reviewed drawn at random from stream 1 (the normal ones among them), instead of the
-queue's false alarms: does reviewing the false alarms matter, or only having more frames?
+operators reviewed drawn at random from stream 1 and labelled by the data set (the normal ones
+train; the anomalous ones, with the held-out normals, may choose its scoring method as the
+queue's reviews may B's), instead of the queue: does reviewing the false alarms matter, or only
+having more labelled frames?
 
 Goal (issue 21): false alarms at fixed recall fall by ≥ 50% after one round, with no drop in
 recall. Resumable: each step's output (checkpoints, database, reviews) is kept in ``--work``
@@ -305,6 +307,14 @@ def run(
             "model", "register", str(work / "B.pt"), "--by", "bench", "--reason", "operator loop round 1"
         )
     b = Checkpoint.load(work / "B.pt")
+    choice = b.metadata.get("method_choice")
+    out["model_b"] = {
+        "method": b.default_method,
+        "why": "A's"
+        if not choice
+        else f"by the operators' labels, ROC-AUC on the held-out reviewed "
+        f"frames {choice['auroc']}, one standard error {choice['error']}",
+    }
     if not (work / "stream2.done").exists():  # 5. the evaluation stream: A live, B in shadow
         _copy(streams["stream2"], work / "incoming2")
         loop.run("watch", str(work / "incoming2"), "--once")
@@ -330,7 +340,7 @@ def run(
     drawn = random.Random(1).sample(streams["stream1"], reviewed_count)
     peer_frames = [p for p, defect in drawn if not defect]
     if not peer_path.is_file():
-        items = [LabelledFile(_sha256(p), "normal", SOURCE, p) for p in peer_frames]
+        items = [LabelledFile(_sha256(p), "anomaly" if d else "normal", SOURCE, p) for p, d in drawn]
         report = retrain(loop.settings, work / "A.pt", peer_path, items)
         loop.log += ["(peer) retrain on random stream-1 frames:", *report.lines()]
     peer = Detector.load(peer_path, device="cpu")
@@ -431,6 +441,7 @@ def render(out: dict) -> str:
         f"the queue (every flagged frame) and {s1['unflagged_sampled']:.0%} of the unflagged frames, "
         f"drawn at random: {s1['reviewed_normal']} labelled normal, {s1['reviewed_anomaly']} anomaly.",
         "- Model B: `inspector retrain` from A and the reviews (a fifth of the reviewed normals held out), "
+        f"scoring method `{out['model_b']['method']}` ({out['model_b']['why']}), "
         "registered as the candidate, scored stream 2 in shadow beside A.",
         f"- Stream 2 (evaluation, seen by neither): {out['counts']['stream2'][0]} frames, "
         f"{out['counts']['stream2'][1]} defects; every frame labelled afterwards, for measuring.",
@@ -457,8 +468,9 @@ def render(out: dict) -> str:
     lines += [
         "",
         f"The peer: {out['peer']['frames drawn']} frames drawn at random from stream 1 (as many as the "
-        f"operators reviewed), the {out['peer']['normal among them']} normal ones added to A's training "
-        "frames by the same retraining.",
+        f"operators reviewed), labelled by the data set: the {out['peer']['normal among them']} normal "
+        "ones (but the held-out fifth) added to A's training frames by the same retraining, the "
+        "anomalous ones held out with them (where they may choose its scoring method).",
         "",
         "## `inspector model compare` (stream 2, from the stored live and shadow results)",
         "",

@@ -737,8 +737,9 @@ def export(ctx: Context, out: str, reviewed: bool, since: str | None, source: st
 @click.option(
     "--method",
     default=None,
-    help="The candidate's scoring method, compared with the live model's at it (default: the live "
-    "model's, the one its training chose).",
+    help="The candidate's scoring method, compared with the live model's at it (default: the family's "
+    "method that ranks the held-out reviewed frames best, where it beats the live model's by more "
+    "than one standard error; else the live model's).",
 )
 @click.option(
     "--epochs", type=click.IntRange(min=1), default=None, help="Default: as the live model trained."
@@ -774,11 +775,10 @@ def retrain(
         else:
             reviewed = dataset.from_database(settings, _since(since), source)
         live = Checkpoint.load(live_path)
-        chosen = method or live.default_method
         threshold = None  # where the live model scores, its threshold there
         with session_scope(settings.db_url) as session:
             try:
-                threshold = effective_threshold(session, live.version, chosen, source)
+                threshold = effective_threshold(session, live.version, method or live.default_method, source)
             except ThresholdError:
                 pass
         total = epochs or live.metadata.get("options", {}).get("epochs", 0)
@@ -788,7 +788,7 @@ def retrain(
                 Path(live_path),
                 Path(out),
                 reviewed,
-                method=chosen,
+                method=method,
                 live_threshold=threshold,
                 epochs=epochs,
                 progress=lambda *_: bar.update(1),

@@ -224,6 +224,20 @@ def within_one_error(
     return estimates[best] - estimates <= (resampled[:, [best]] - resampled).std(axis=0)
 
 
+def paired_auroc_error(labels: np.ndarray, scores: np.ndarray, other: np.ndarray, seed: int = 0) -> float:
+    """One standard error of ROC-AUC(scores) − ROC-AUC(other), two scores of the same frames
+    (labels 0/1): its spread over BOOTSTRAPS resamples of the normal and the anomalous frames
+    apart (each resample keeps both), paired, so what the two scores share cancels."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    positive, negative = np.flatnonzero(labels == 1), np.flatnonzero(labels != 1)
+    gaps = np.empty(BOOTSTRAPS)
+    for i in range(BOOTSTRAPS):
+        pick = np.r_[rng.choice(positive, len(positive)), rng.choice(negative, len(negative))]
+        gaps[i] = auroc(labels[pick], scores[pick]) - auroc(labels[pick], other[pick])
+    return float(gaps.std())
+
+
 def train_default(
     frames: np.ndarray,
     spec: FrameSpec,

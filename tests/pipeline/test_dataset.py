@@ -21,7 +21,7 @@ from inspector.config import FrameSpec, Settings
 from inspector.detector import Checkpoint, CheckpointError, Detector
 from inspector.frames import read_frame
 from inspector.pipeline.dataset import LabelledFile
-from inspector.pipeline.retrain import held_out, retrain
+from inspector.pipeline.retrain import CHOOSE_FROM, held_out, retrain
 from inspector.pipeline.watcher import Watcher
 from inspector.store import review
 from inspector.store.db import session_scope
@@ -263,3 +263,62 @@ def test_retrain_holds_out_what_the_live_model_did_and_remembers_reviewed_normal
     assert {h: following[h] for h in after} == after
     newer = {item.content_hash for item in again} - held_out({item.content_hash for item in again})
     assert {h: following[h] for h in newer} == dict.fromkeys(newer, (False, True))
+
+
+def test_retrain_lets_the_operators_labels_choose_the_scoring_method(
+    tmp_path: Path, embedded: Settings
+) -> None:
+    """With CHOOSE_FROM held-out reviewed normal and anomalous frames, the candidate scores with the
+    family's method that ranks them best where it beats the live model's by more than one standard
+    error; the checkpoint and the report say so. Fewer, or a method asked for: no choice."""
+    _write(tmp_path / "train", striped_frames(20), "t")
+    frames, records, _ = load_training_frames(str(tmp_path / "train"), ELONGATED)
+    config = tiny_config("patch-memory", **TINY_MEMORY)
+    live = train(frames, config, ELONGATED, TrainOptions(epochs=1, device="cpu"), records=records)
+    live.metadata["method"] = "patch-max"
+    live.save(tmp_path / "live.pt")
+    marked = _labelled(_write(tmp_path / "queue", striped_frames(50, seed=2, defect=True), "m"), "normal")
+    barred = striped_frames(CHOOSE_FROM, seed=3)
+    barred[:, 0, 4:8, 10:80] = 1.0
+    bad = _labelled(_write(tmp_path / "queue", barred, "b"), "anomaly")
+
+    report = retrain(embedded, tmp_path / "live.pt", tmp_path / "cand.pt", [*marked, *bad])
+    choice = report.method_choice
+    assert choice is not None and choice.live == "patch-max"
+    assert set(choice.auroc) == set(live.family.methods)
+    best = max(choice.auroc, key=choice.auroc.get)
+    lead = choice.auroc[best] - choice.auroc["patch-max"]
+    assert choice.chosen == (best if lead > choice.error else "patch-max")
+    candidate = Checkpoint.load(tmp_path / "cand.pt")
+    assert candidate.default_method == choice.chosen == report.method
+    assert candidate.metadata["method_choice"]["auroc"] == choice.auroc
+    assert "scoring method, by the operators' labels" in "\n".join(report.lines())
+
+    asked = retrain(embedded, tmp_path / "live.pt", tmp_path / "c2.pt", [*marked, *bad], method="patch-mean")
+    assert asked.method_choice is None and asked.method == "patch-mean"
+    few = retrain(embedded, tmp_path / "live.pt", tmp_path / "c3.pt", [*marked, *bad[:-1]])
+    assert few.method_choice is None and few.method == "patch-max"
+
+
+@pytest.mark.parametrize(("lead", "chosen"), [(True, "patch-mean"), (False, "patch-max")])
+def test_the_operators_labels_switch_methods_only_on_a_clear_lead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lead: bool, chosen: str
+) -> None:
+    """The live model's method stays unless another ranks the reviewed frames better by more than
+    one standard error: a perfect ranking against a poor one switches, a noisy copy does not."""
+    from inspector.pipeline import retrain as module
+
+    anomalous = np.repeat([False, True], [30, 30])
+    rng = np.random.default_rng(0)
+    live = np.where(anomalous, rng.normal(1.0, 1.0, 60), rng.normal(0.0, 1.0, 60))
+    noisy = live + np.random.default_rng(5).normal(0.0, 0.2, 60)  # ranks them a little better here
+    other = anomalous * 5.0 if lead else noisy
+    scores = {"patch-max": live, "patch-mean": other, "patch-max-inner": live - 1, "patch-max-or-mean": live}
+    monkeypatch.setattr(module, "method_scores", lambda *_args: scores)
+    config = tiny_config("patch-memory", **TINY_MEMORY)
+    checkpoint = train(striped_frames(6), config, ELONGATED, TrainOptions(epochs=1, device="cpu"))
+    heldout = [(np.zeros((1, 32, 96), np.float32), bool(a)) for a in anomalous]
+    choice = module.choose_method(checkpoint, "patch-max", heldout, "cpu")
+    assert choice is not None and choice.chosen == chosen
+    assert choice.auroc["patch-mean"] > choice.auroc["patch-max"]  # both: the other leads
+    assert module.choose_method(checkpoint, "patch-max", heldout[: 30 + CHOOSE_FROM - 1], "cpu") is None
