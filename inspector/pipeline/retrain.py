@@ -78,6 +78,11 @@ class Comparison:
     anomalies: int
     estimate_live: float | None = None  # label-free: held-out normals against synthetic anomalies
     estimate_candidate: float | None = None
+    # By the reviews: ROC-AUC of the held-out normals against the held-out anomalies. The false
+    # alarms below are read at the recall the live threshold reaches on them, 100% where every
+    # reviewed anomaly was a flagged frame: there one hard anomaly decides them.
+    auroc_live: float | None = None
+    auroc_candidate: float | None = None
     recall: float | None = None  # the live threshold's recall on the held-out anomalies
     threshold_live: float = 0.0
     threshold_candidate: float = 0.0  # the candidate's threshold for the same recall
@@ -153,6 +158,11 @@ class RetrainReport:
             lines.append(
                 "label-free validation estimate (ROC-AUC, the held-out normals against synthetic "
                 f"anomalies made from them): live {c.estimate_live:.3f}, candidate {c.estimate_candidate:.3f}"
+            )
+        if c.auroc_live is not None and c.auroc_candidate is not None:
+            lines.append(
+                "ROC-AUC by the reviews (the held-out normal against the held-out anomalous frames): "
+                f"live {c.auroc_live:.3f}, candidate {c.auroc_candidate:.3f}"
             )
         if c.recall is None:
             lines.append("no held-out anomalies: false alarms at each model's default threshold")
@@ -356,6 +366,8 @@ def _compare(
         comparison.recall, comparison.threshold_candidate = matched_recall(
             scores["live"], threshold, scores["candidate"]
         )
+        if comparison.normals:
+            comparison.auroc_live, comparison.auroc_candidate = (s.auc() for s in scores.values())
     comparison.false_alarms_live = scores["live"].operating(comparison.threshold_live).fp
     comparison.false_alarms_candidate = scores["candidate"].operating(comparison.threshold_candidate).fp
     return comparison

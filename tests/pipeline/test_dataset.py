@@ -293,6 +293,9 @@ def test_retrain_lets_the_operators_labels_choose_the_scoring_method(
     assert candidate.default_method == choice.chosen == report.method
     assert candidate.metadata["method_choice"]["auroc"] == choice.auroc
     assert "scoring method, by the operators' labels" in "\n".join(report.lines())
+    chosen_auroc = choice.auroc[choice.chosen]
+    assert abs(report.comparison.auroc_candidate - chosen_auroc) < 1e-3  # the same frames, two ways
+    assert "ROC-AUC by the reviews" in "\n".join(report.lines())
 
     asked = retrain(embedded, tmp_path / "live.pt", tmp_path / "c2.pt", [*marked, *bad], method="patch-mean")
     assert asked.method_choice is None and asked.method == "patch-mean"
