@@ -181,6 +181,19 @@ def _labelled(paths: list[Path], label: str) -> list[LabelledFile]:
     return [LabelledFile(hashlib.sha256(p.read_bytes()).hexdigest(), label, "cam", p) for p in paths]
 
 
+def _live_memory(folder: Path, method: str | None = None) -> tuple[Checkpoint, list[dict]]:
+    """A tiny patch memory trained on 20 recorded gratings, saved as ``folder/live.pt`` with
+    ``method`` recorded as the label-free choice would; the checkpoint and its frame records."""
+    _write(folder / "train", striped_frames(20), "t")
+    frames, records, _ = load_training_frames(str(folder / "train"), ELONGATED)
+    config = tiny_config("patch-memory", **TINY_MEMORY)
+    live = train(frames, config, ELONGATED, TrainOptions(epochs=1, device="cpu"), records=records)
+    if method:
+        live.metadata["method"] = method
+    live.save(folder / "live.pt")
+    return live, records
+
+
 def test_retrain_puts_reviewed_normals_into_a_memory_models_memory(
     tmp_path: Path, embedded: Settings
 ) -> None:
@@ -189,12 +202,7 @@ def test_retrain_puts_reviewed_normals_into_a_memory_models_memory(
     model's family, frames and chosen method, trains on its frames plus the reviewed normals
     but the held-out fifth, and remembers the mark: the held-out marked frames, which it never
     saw, score among plain gratings, where the live model put them above every one."""
-    _write(tmp_path / "train", striped_frames(20), "t")
-    frames, records, _ = load_training_frames(str(tmp_path / "train"), ELONGATED)
-    config = tiny_config("patch-memory", **TINY_MEMORY)
-    live = train(frames, config, ELONGATED, TrainOptions(epochs=1, device="cpu"), records=records)
-    live.metadata["method"] = "patch-max-or-mean"  # as the label-free choice records it: not the default
-    live.save(tmp_path / "live.pt")
+    live, records = _live_memory(tmp_path, "patch-max-or-mean")  # not the family's default
     marked = _labelled(_write(tmp_path / "queue", striped_frames(10, seed=2, defect=True), "m"), "normal")
     barred = striped_frames(2, seed=3)
     barred[:, 0, 4:8, 10:80] = 1.0
@@ -241,11 +249,7 @@ def test_retrain_holds_out_what_the_live_model_did_and_remembers_reviewed_normal
     """The candidate's split is the live model's (its held-out original frames set the threshold;
     none of the reviewed normals is held out), the reviewed normals are recorded as remembered,
     and the next round, from the candidate, keeps both: its frames' flags carry over."""
-    _write(tmp_path / "train", striped_frames(20), "t")
-    frames, records, _ = load_training_frames(str(tmp_path / "train"), ELONGATED)
-    config = tiny_config("patch-memory", **TINY_MEMORY)
-    live = train(frames, config, ELONGATED, TrainOptions(epochs=1, device="cpu"), records=records)
-    live.save(tmp_path / "live.pt")
+    _live_memory(tmp_path)
     marked = _labelled(_write(tmp_path / "queue", striped_frames(10, seed=2, defect=True), "m"), "normal")
     retrain(embedded, tmp_path / "live.pt", tmp_path / "cand.pt", marked)
 
@@ -271,12 +275,7 @@ def test_retrain_lets_the_operators_labels_choose_the_scoring_method(
     """With CHOOSE_FROM held-out reviewed normal and anomalous frames, the candidate scores with the
     family's method that ranks them best where it beats the live model's by more than one standard
     error; the checkpoint and the report say so. Fewer, or a method asked for: no choice."""
-    _write(tmp_path / "train", striped_frames(20), "t")
-    frames, records, _ = load_training_frames(str(tmp_path / "train"), ELONGATED)
-    config = tiny_config("patch-memory", **TINY_MEMORY)
-    live = train(frames, config, ELONGATED, TrainOptions(epochs=1, device="cpu"), records=records)
-    live.metadata["method"] = "patch-max"
-    live.save(tmp_path / "live.pt")
+    live, _ = _live_memory(tmp_path, "patch-max")
     marked = _labelled(_write(tmp_path / "queue", striped_frames(50, seed=2, defect=True), "m"), "normal")
     barred = striped_frames(CHOOSE_FROM, seed=3)
     barred[:, 0, 4:8, 10:80] = 1.0
