@@ -87,7 +87,10 @@ class Checkpoint:
             digest.update(json.dumps(self.format1_config, sort_keys=True).encode())
         else:
             name = self.family.name
-            described = {"family": name, "config": dataclasses.asdict(self.model_config)}
+            config = dataclasses.asdict(self.model_config)
+            if "ensemble" in config and not config["ensemble"]:  # as every memory was before the field
+                del config["ensemble"]  # (same versions)
+            described = {"family": name, "config": config}
             digest.update(json.dumps({**described, "thresholds": self.thresholds}, sort_keys=True).encode())
         spec = dataclasses.asdict(self.frame_spec)
         if not spec["width"]:  # square, as every frame was before the field: same versions

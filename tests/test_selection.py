@@ -15,6 +15,7 @@ from inspector import selection
 from inspector.cli import main
 from inspector.config import FrameSpec
 from inspector.detector import Checkpoint, Detector
+from inspector.models import make_config
 from inspector.selection import auroc, choose, frame_shape, object_share, train_default
 from inspector.synthetic import KINDS, anomalies
 from inspector.training import TrainOptions
@@ -123,6 +124,33 @@ def test_a_small_sets_choice_takes_the_first_within_one_standard_error() -> None
     estimates = np.array([auroc(np.concatenate(labels), np.concatenate(c)) for c in (noisy, good, useless)])
     close = selection.within_one_error(labels, [noisy, good, useless], estimates, seed=0)
     assert estimates[1] == estimates.max() and close.tolist() == [True, True, False]
+
+
+def test_near_ties_are_averaged_and_a_clear_best_stands_alone() -> None:
+    """The best family's methods within one standard error of the best become its ensemble, best
+    first, with the estimate of their average; a best the others trail clearly stands alone."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], [60, 360])
+    signal = rng.normal(0, 1, len(labels)) + 1.2 * labels
+    scores = {
+        "patch-max-inner": signal + rng.normal(0, 0.3, len(labels)),
+        "patch-max-or-mean": 10 * (signal + rng.normal(0, 0.3, len(labels))),  # another unit, same ranks
+        "patch-max": signal + rng.normal(0, 2.0, len(labels)),
+    }
+    config = make_config("patch-memory", {})
+
+    def results(*methods: str) -> list:
+        return [(auroc(labels, scores[m]), "patch-memory", m, config) for m in methods]
+
+    tied = results("patch-max", "patch-max-or-mean", "patch-max-inner")
+    chosen = selection.near_ties_averaged(tied, [scores[r[2]] for r in tied], labels, 0, print)
+    assert chosen is not None and chosen == tied[-1]
+    first, second = sorted(("patch-max-or-mean", "patch-max-inner"), key=lambda m: -auroc(labels, scores[m]))
+    assert chosen[2] == "patch-ensemble" and chosen[3].ensemble == (first, second)
+    assert abs(chosen[0] - auroc(labels, scores[first])) < 0.02
+    alone = results("patch-max", "patch-max-inner")
+    assert selection.near_ties_averaged(alone, [scores[r[2]] for r in alone], labels, 0, print) is None
+    assert len(alone) == 2
 
 
 def _write(folder: Path, frames: np.ndarray) -> None:

@@ -26,7 +26,7 @@ class GlimpseMemoryConfig(GlimpseFields, MemoryConfig):
 
 
 class GlimpseMemoryModel(MemoryModel):
-    scoring_methods = ("glimpse-mean", "glimpse-max")
+    scoring_methods = ("glimpse-mean", "glimpse-ensemble", "glimpse-max")
     config: GlimpseMemoryConfig
 
     def __init__(self, config: GlimpseMemoryConfig):

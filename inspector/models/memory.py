@@ -20,8 +20,11 @@ them), its map the whole smoothed map all the same (a defect at the edge still s
 ``-mean``, the mean distance, for a frame that differs everywhere a little (another object);
 ``-max-or-mean`` (ours), the larger of those two, each counted in standard deviations of the
 held-out normal frames' own (as ``vaegan+`` combines its signals), for lines whose defects
-come both small and sprawling: a scratch lifts the peak, uneven coating the mean.
-Training's label-free choice picks among a family's methods.
+come both small and sprawling: a scratch lifts the peak, uneven coating the mean;
+``-ensemble`` (ours), the mean of the ``ensemble`` methods' scores, each counted in standard
+deviations of the held-out normal frames' own, its map the first one's: where the label-free
+validation cannot tell methods apart, training averages them instead of tossing a coin
+(selection.py). Training's label-free choice picks among a family's methods.
 
 Beside the memory, each family trains the paper's VAEGAN (vaegan.py) on a small view of the
 frame, for one reason: operators keep seeing its discriminator's Grad-CAM map in the
@@ -51,6 +54,7 @@ REMEMBERED = 300_000  # patches of frames to remember whole it picks from, at mo
 PROJECTION = 64  # dimensions of the random projection the coreset measures distances in
 QUERY_CHUNK = 2048  # patches per distance computation: bounds the (chunk × bank) matrix
 NEAREST = 4  # candidates of the fast distance whose exact distance is computed
+ENSEMBLE = "-ensemble"  # the end of the name of a family's ensemble method
 
 
 @dataclass
@@ -69,6 +73,17 @@ class MemoryConfig(VAEGANConfig):
     # poses, 6 frames: ROC-AUC 0.955-1.0 over candidate orders at a tenth, 1.0 whole)
     whole_below: int = 20
     smooth: float = 0.5  # σ of the distance map's smoothing for the -max score, in feature cells
+    ensemble: tuple[str, ...] = ()  # the methods -ensemble averages, its map the first one's; () = all others
+
+
+def normal_statistics(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and spread of normal frames' scores (N, K), per column: what counts a score in standard
+    deviations of the normal ones. The spread is at least 1% of the mean: a held-out frame or two
+    (a set of ten) may show no spread at all. Not more: the tiles' normal mean distances vary by 4%
+    of their mean, and a floor of 10% weighed peak and mean like their ratios to the mean (tiles
+    0.939 instead of 0.955)."""
+    mean, spread = scores.mean(dim=0), scores.std(dim=0, correction=0)
+    return mean, torch.maximum(spread, 0.01 * mean.abs()).clamp_min(1e-6)
 
 
 def greedy_coreset(
@@ -192,6 +207,14 @@ class PatchMemory(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
+class DistanceMaps(NamedTuple):
+    """A batch's distances to the memory, as its methods read them."""
+
+    cells: torch.Tensor  # each patch's distance (N, 1, h, w), on the feature grid
+    smooth: torch.Tensor  # the same smoothed by σ = ``smooth`` cells
+    frame: torch.Tensor  # the smoothed one at the frame's resolution (N, H, W): the peak methods' map
+
+
 class Views(NamedTuple):
     """What a memory family makes of a batch of frames (N, C, H, W)."""
 
@@ -211,9 +234,16 @@ class MemoryModel(AnomalyModel):
         super().__init__(config)
         self.backbone = backbone.Backbone()
         self.memory = PatchMemory(backbone.DIM)
-        # Mean and std of (peak, mean) distance on held-out normal frames: see fit_normal_statistics.
+        others = tuple(m for m in self.scoring_methods if not m.endswith(ENSEMBLE))
+        self.ensemble = tuple(config.ensemble) or others
+        if unknown := set(self.ensemble) - set(others):
+            raise ValueError(f"an ensemble of {sorted(unknown)}: {type(self).__name__} averages {others}")
+        # Mean and spread on held-out normal frames (fit_normal_statistics) of the (peak, mean)
+        # distance and of the ensemble's methods' scores.
         self.register_buffer("signal_mean", torch.zeros(2))
         self.register_buffer("signal_std", torch.ones(2))
+        self.register_buffer("ensemble_mean", torch.zeros(len(self.ensemble)))
+        self.register_buffer("ensemble_std", torch.ones(len(self.ensemble)))
 
     def views(self, x: torch.Tensor) -> Views:
         raise NotImplementedError
@@ -230,17 +260,20 @@ class MemoryModel(AnomalyModel):
         remember: torch.Tensor | None = None,
         batch: int = 32,
     ) -> None:
-        """Fill the memory with the training frames (``fill``), then measure the held-out ones' signals."""
+        """Fill the memory with the training frames (``fill``), then measure the held-out ones'
+        signals, and then (-max-or-mean among them) the ensemble's methods' scores."""
         self.fill(seen, remember, batch)
         device = next(self.backbone.parameters()).device
-        views = (self.views(held_out[i : i + batch].to(device)) for i in range(0, len(held_out), batch))
-        signals = torch.cat([self._signals(self._distances(v)) for v in views])
-        mean, spread = signals.mean(dim=0), signals.std(dim=0, correction=0)
+        batches = (held_out[i : i + batch].to(device) for i in range(0, len(held_out), batch))
+        maps = [self._maps(self.views(x)) for x in batches]
+        mean, spread = normal_statistics(torch.cat([self._signals(m) for m in maps]))
         self.signal_mean.copy_(mean)
-        # At least 1% of the mean: a held-out frame or two (a set of ten) may show no spread at all.
-        # Not more: the tiles' normal mean distances vary by 4% of their mean, and a floor of 10%
-        # weighed the two like their ratios to the mean (tiles 0.939 instead of 0.955).
-        self.signal_std.copy_(torch.maximum(spread, 0.01 * mean.abs()).clamp_min(1e-6))
+        self.signal_std.copy_(spread)
+        scores = [self._scores(m) for m in maps]
+        members = torch.stack([torch.cat([s[_kind(m)] for s in scores]) for m in self.ensemble], dim=1)
+        mean, spread = normal_statistics(members)
+        self.ensemble_mean.copy_(mean)
+        self.ensemble_std.copy_(spread)
 
     def remember_all(self, frames: torch.Tensor, remember: torch.Tensor | None = None) -> None:
         self.fill(frames, remember)
@@ -281,21 +314,37 @@ class MemoryModel(AnomalyModel):
             torch.cat(kept[False]), size, remembered=remembered, extra=math.ceil(share * total[True])
         )
 
-    def _distances(self, views: Views) -> torch.Tensor:
-        """Each patch's distance to the memory (N, 1, h, w), on the feature grid."""
-        return self.memory.distances(self.backbone(views.features))[:, None]
+    def _maps(self, views: Views) -> DistanceMaps:
+        """Each patch's distance to the memory, as it is, smoothed, and at the frame's resolution."""
+        cells = self.memory.distances(self.backbone(views.features))[:, None]
+        smooth = gaussian_blur(cells, self.config.smooth)
+        return DistanceMaps(cells, smooth, views.to_frame(smooth)[:, 0])
 
-    def _smooth(self, distances: torch.Tensor) -> torch.Tensor:
-        return gaussian_blur(distances, self.config.smooth)
+    @staticmethod
+    def _signals(maps: DistanceMaps) -> torch.Tensor:
+        """(peak away from the outer ring, mean) of the distances -> (N, 2), at the feature grid's
+        resolution (the frame's would only interpolate between the same cells)."""
+        return torch.stack([_inner_peak(maps.smooth), maps.cells.flatten(1).mean(dim=1)], dim=1)
 
-    def _signals(self, distances: torch.Tensor) -> torch.Tensor:
-        """(peak away from the outer ring, mean) of distance maps (N, 1, h, w) -> (N, 2), at the
-        feature grid's resolution (the frame's would only interpolate between the same cells)."""
-        return torch.stack([_inner_peak(self._smooth(distances)), distances.flatten(1).mean(dim=1)], dim=1)
+    def _scores(self, maps: DistanceMaps) -> dict[str, torch.Tensor]:
+        """Every method's scores (N,) but the ensemble's, by the kind of method (the name's end)."""
+        signals = self._signals(maps)
+        return {
+            "mean": signals[:, 1],
+            "max-inner": signals[:, 0],  # the peak away from the outer ring; the map keeps it
+            "max-or-mean": ((signals - self.signal_mean) / self.signal_std).amax(dim=1),
+            "max": maps.frame.flatten(1).amax(dim=1),
+        }
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
         # Checkpoints from before -max-or-mean lack its statistics; their methods do not read them.
-        for name, default in (("signal_mean", self.signal_mean), ("signal_std", self.signal_std)):
+        # Those from before -ensemble lack its: NaN, which its scoring refuses.
+        for name, default in (
+            ("signal_mean", self.signal_mean),
+            ("signal_std", self.signal_std),
+            ("ensemble_mean", self.ensemble_mean),
+            ("ensemble_std", torch.full_like(self.ensemble_std, math.nan)),
+        ):
             state_dict.setdefault(prefix + name, default)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
@@ -305,34 +354,35 @@ class MemoryModel(AnomalyModel):
     def score_methods(self, x: torch.Tensor, methods: Sequence[str]) -> dict[str, Scores]:
         for method in methods:
             self.check_method(method)
+        if any(m.endswith(ENSEMBLE) for m in methods) and self.ensemble_std.isnan().any():
+            raise ValueError("this model was trained before -ensemble existed: retrain it to score with it")
         with torch.no_grad():
             views = self.views(x)
-            distances = self._distances(views)
+            maps = self._maps(views)
             reconstruction = views.to_frame(self.network.reconstruct(views.network))
         attention = views.to_frame(self.network.grad_cam(views.network)[:, None])[:, 0]
-        smooth = self._smooth(distances)
-        peak_map = views.to_frame(smooth)[:, 0]
-        scores = {}
-        for method in methods:
-            anomaly_map = peak_map
-            if method.endswith("-max-or-mean"):
-                signals = (self._signals(distances) - self.signal_mean) / self.signal_std
-                score = signals.amax(dim=1)
-            elif method.endswith("-mean"):
-                anomaly_map = views.to_frame(distances)[:, 0]
-                score = distances.flatten(1).mean(dim=1)
-            elif method.endswith("-inner"):  # the peak away from the outer ring; the map keeps it
-                score = _inner_peak(smooth)
-            else:
-                score = peak_map.flatten(1).amax(dim=1)
-            scores[method] = Scores(
-                score=score,
+        scores = self._scores(maps)
+        kinds = {method: _kind(method) for method in methods}
+        if any(kind == "ensemble" for kind in kinds.values()):
+            members = torch.stack([scores[_kind(m)] for m in self.ensemble], dim=1)
+            scores["ensemble"] = ((members - self.ensemble_mean) / self.ensemble_std).mean(dim=1)
+        result = {}
+        for method, kind in kinds.items():
+            shown = _kind(self.ensemble[0]) if kind == "ensemble" else kind
+            anomaly_map = views.to_frame(maps.cells)[:, 0] if shown == "mean" else maps.frame
+            result[method] = Scores(
+                score=scores[kind],
                 reconstruction=reconstruction,
                 error=anomaly_map,
                 attention=attention,
                 anomaly_map=anomaly_map,
             )
-        return scores
+        return result
+
+
+def _kind(method: str) -> str:
+    """What a memory method computes, whichever family's it is: ``patch-max-inner`` -> ``max-inner``."""
+    return method.split("-", 1)[1]
 
 
 class MemoryTrainer:

@@ -26,7 +26,13 @@ class PatchMemoryConfig(MemoryConfig):
 
 
 class PatchMemoryModel(MemoryModel):
-    scoring_methods = ("patch-mean", "patch-max-inner", "patch-max-or-mean", "patch-max")
+    scoring_methods = (
+        "patch-mean",
+        "patch-max-inner",
+        "patch-max-or-mean",
+        "patch-ensemble",
+        "patch-max",
+    )
     config: PatchMemoryConfig
 
     def __init__(self, config: PatchMemoryConfig):

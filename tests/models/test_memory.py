@@ -144,6 +144,34 @@ def test_max_or_mean_catches_a_small_defect_and_a_sprawling_change() -> None:
     torch.testing.assert_close(model.memory.bank, checkpoint.state_dict["memory.bank"])
 
 
+def test_the_ensemble_averages_its_methods_in_standard_deviations_of_the_held_out_frames() -> None:
+    """patch-ensemble: the mean of its methods' scores, each counted in standard deviations of the
+    held-out normal frames' own (so theirs average 0), its map the first method's. A checkpoint
+    saved before it (no such statistics) still scores with the others and refuses it."""
+    config = tiny_config("patch-memory", ensemble=("patch-mean", "patch-max"), **TINY_MEMORY)
+    checkpoint = train(striped_frames(24), config, ELONGATED, TrainOptions(epochs=1, device="cpu"))
+    held = checkpoint.metadata["heldout_scores"]
+    assert abs(np.mean(held["patch-ensemble"])) < 1e-4
+    frames = np.concatenate([striped_frames(3, seed=1), striped_frames(1, seed=2, defect=True)])
+    methods = ("patch-mean", "patch-max", "patch-ensemble")
+    found = {m: Detector(checkpoint, m, "cpu").score_arrays(frames) for m in methods}
+    counted = []
+    for method in config.ensemble:
+        mean, spread = memory.normal_statistics(torch.tensor(held[method])[:, None])
+        counted.append((np.array([d.score for d in found[method]]) - mean.item()) / spread.item())
+    ensemble = [d.score for d in found["patch-ensemble"]]
+    np.testing.assert_allclose(ensemble, np.mean(counted, axis=0), rtol=1e-4)
+    np.testing.assert_array_equal(found["patch-ensemble"][3].anomaly_map, found["patch-mean"][3].anomaly_map)
+    older = build_model(config)
+    older.load_state_dict({k: v for k, v in checkpoint.state_dict.items() if not k.startswith("ensemble_")})
+    x = torch.from_numpy(frames)
+    assert older.eval().score(x, "patch-max").score.shape == (4,)
+    with pytest.raises(ValueError, match="retrain"):
+        older.score(x, "patch-ensemble")
+    with pytest.raises(ValueError, match="an ensemble of"):
+        build_model(tiny_config("patch-memory", ensemble=("patch-ensemble",)))
+
+
 def test_glimpse_memory_scores_another_object_higher() -> None:
     """Discs at jittered places are normal; a square of the same brightness is not."""
     config = tiny_config("glimpse-memory", backbone_size=32, glimpse_size=16)
