@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from inspector.config import Settings
-from inspector.detector import Checkpoint, Detector, method_scores, resolve_device
+from inspector.detector import Checkpoint, Detector, method_scores
 from inspector.frames import FrameError, frame_from_bytes
 from inspector.pipeline.dataset import LabelledFile, locate, read_checked
 from inspector.pipeline.thresholds import Labelled, matched_recall
@@ -295,44 +295,56 @@ def retrain(
         remember=whole,
     )
     candidate.metadata["retrained_from"] = live.version
-    chosen = live_detector.method  # asked for, or the live model's (chosen at first training) ...
-    if method is None and heldout:  # ... unless the operators' labels choose another
-        report.method_choice = choose_method(candidate, chosen, heldout, settings.device)
+    # The live model's method (asked for, or chosen at its first training) unless the operators'
+    # labels choose another; the candidate's scores of the held-out reviewed frames serve both.
+    candidate_detector = Detector(candidate, method=live_detector.method, device=settings.device)
+    pixels = np.stack([p for p, _ in heldout]) if heldout else np.empty(0)
+    anomalous_held = np.array([a for _, a in heldout], bool)
+    scores: dict[str, np.ndarray] = {}
+    if heldout:
+        wanted = candidate.family.methods if method is None else (candidate_detector.method,)
+        scores = method_scores(
+            candidate_detector.model, wanted, pixels, candidate_detector.batch_size, candidate_detector.device
+        )
+    if method is None and heldout:
+        report.method_choice = choose_method(scores, anomalous_held, candidate_detector.method)
         if report.method_choice:
-            chosen = report.method_choice.chosen
+            candidate_detector.method = report.method_choice.chosen  # a method of the same family
             candidate.metadata["method_choice"] = dataclasses.asdict(report.method_choice)
-    candidate.metadata["method"] = chosen
+    candidate.metadata["method"] = candidate_detector.method
     candidate.save(out)
 
-    candidate_detector = Detector(candidate, method=chosen, device=settings.device)
-    report.candidate_version, report.method = candidate.version, chosen
+    report.candidate_version, report.method = candidate.version, candidate_detector.method
     if "memory.bank" in live.state_dict and "memory.bank" in candidate.state_dict:
         report.banks = (len(live.state_dict["memory.bank"]), len(candidate.state_dict["memory.bank"]))
     if heldout:
         threshold = live_detector.threshold if live_threshold is None else live_threshold
         donors = np.stack(frames[: report.originals_used] or frames)
-        report.comparison = _compare(live_detector, candidate_detector, heldout, threshold, donors)
+        report.comparison = _compare(
+            live_detector,
+            candidate_detector,
+            pixels,
+            anomalous_held,
+            scores[candidate_detector.method],
+            threshold,
+            donors,
+        )
     report.seconds = time.time() - started
     return report
 
 
 def choose_method(
-    candidate: Checkpoint, live_method: str, heldout: list[tuple[np.ndarray, bool]], device: str
+    scores: dict[str, np.ndarray], anomalous: np.ndarray, live_method: str
 ) -> MethodChoice | None:
-    """The candidate's method by the held-out reviewed frames (pixels, anomalous): see the module's
-    docstring. None where they are too few (CHOOSE_FROM of each kind)."""
-    anomalous = np.array([a for _, a in heldout])
+    """The candidate's method by its scores (each of its family's methods) of the held-out reviewed
+    frames, ``anomalous`` or not: see the module's docstring. None where they are too few
+    (CHOOSE_FROM of each kind)."""
     if min(anomalous.sum(), (~anomalous).sum()) < CHOOSE_FROM:
         return None
-    where = resolve_device(device)
-    model = candidate.family.model(candidate.model_config)
-    model.load_state_dict(candidate.state_dict)
-    methods = candidate.family.methods
-    pixels = np.stack([p for p, _ in heldout])
-    scores = method_scores(model.to(where), methods, pixels, 32, where)
-    figures = {m: auroc(anomalous.astype(int), scores[m]) for m in methods}
-    best = max(methods, key=lambda m: (figures[m], m == live_method))
-    error = paired_auroc_error(anomalous.astype(int), scores[best], scores[live_method])
+    labels = anomalous.astype(int)
+    figures = {m: auroc(labels, s) for m, s in scores.items()}
+    best = max(figures, key=lambda m: (figures[m], m == live_method))
+    error = paired_auroc_error(labels, scores[best], scores[live_method])
     chosen = best if figures[best] - figures[live_method] > error else live_method
     return MethodChoice(live_method, chosen, {m: round(a, 4) for m, a in figures.items()}, round(error, 4))
 
@@ -346,15 +358,17 @@ def _estimate(detector: Detector, normals: np.ndarray, synthetic: np.ndarray) ->
 def _compare(
     live: Detector,
     candidate: Detector,
-    heldout: list[tuple[np.ndarray, bool]],
+    pixels: np.ndarray,
+    anomalous: np.ndarray,
+    candidate_scores: np.ndarray,
     threshold: float,
     donors: np.ndarray,
 ) -> Comparison:
-    pixels = np.stack([p for p, _ in heldout])
-    anomalous = np.array([a for _, a in heldout])
+    """The two models on the held-out reviewed frames ``pixels`` (``anomalous`` or not), the
+    candidate's scores of them given."""
     scores = {
-        name: Labelled.from_arrays(np.array([d.score for d in detector.score_arrays(pixels)]), anomalous)
-        for name, detector in (("live", live), ("candidate", candidate))
+        "live": Labelled.from_arrays(np.array([d.score for d in live.score_arrays(pixels)]), anomalous),
+        "candidate": Labelled.from_arrays(candidate_scores, anomalous),
     }
     comparison = Comparison(normals=int((~anomalous).sum()), anomalies=int(anomalous.sum()))
     if comparison.normals:
