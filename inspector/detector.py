@@ -88,8 +88,9 @@ class Checkpoint:
         else:
             name = self.family.name
             config = dataclasses.asdict(self.model_config)
-            if "ensemble" in config and not config["ensemble"]:  # as every memory was before the field
-                del config["ensemble"]  # (same versions)
+            for key, before in self.model_config.UNVERSIONED.items():  # fields added since: at their
+                if json.dumps(config[key]) == json.dumps(before):  # defaults, models keep their versions
+                    del config[key]
             described = {"family": name, "config": config}
             digest.update(json.dumps({**described, "thresholds": self.thresholds}, sort_keys=True).encode())
         spec = dataclasses.asdict(self.frame_spec)

@@ -30,6 +30,10 @@ All from the normal frames alone, no label and no test frame:
    the validation cannot tell them apart, and the real anomalies favour one or the other at
    random (magnetic tiles: ``patch-max-inner`` 0.842, ``patch-max-or-mean`` 0.841 on
    validation, a swap of the two with a change of the coreset's first pick).
+5. **The map.** Each candidate's anomaly map is smoothed by the σ of ``MAP_SMOOTHING`` whose
+   maps rank the synthetic anomalies' own pixels (where they changed the frame:
+   ``synthetic.masks``) highest against every other pixel of the validation frames (pooled
+   pixel ROC-AUC on PIXEL_SAMPLE places of each frame). It changes no score.
 
 The checkpoint keeps the choice, the estimate and every candidate's figure; ``train``
 prints the estimate and warns below WARN_BELOW.
@@ -48,11 +52,11 @@ import torch
 
 from inspector.config import FrameSpec
 from inspector.detector import Checkpoint, method_scores, resolve_device
-from inspector.models import ModelConfig, family_named, make_config
+from inspector.models import AnomalyModel, ModelConfig, family_named, make_config
 from inspector.models.blocks import gaussian_blur
 from inspector.models.glimpse import GlimpseFields, box_fraction, object_mask
-from inspector.models.memory import ENSEMBLE, normal_statistics
-from inspector.synthetic import anomalies
+from inspector.models.memory import ENSEMBLE, MAP_SMOOTHING, normal_statistics
+from inspector.synthetic import anomalies, masks
 from inspector.training import SMALL_SET, ProgressFn, TrainingError, TrainOptions, split_validation, train
 
 PIXELS = 256 * 256  # the most pixels of a frame the whole-frame memory sees (PatchCore's 256 px)
@@ -74,6 +78,7 @@ SPREAD_METHOD, SPREAD_FRAMES = "-max-or-mean", 10
 # listed within one error of the best wins; the lists put a mean over all patches, the steadier
 # statistic, before a peak.
 BOOTSTRAPS = 200
+PIXEL_SAMPLE = 2048  # places of each validation frame whose pixels rate the anomaly map's smoothing
 CANDIDATES: dict[str, tuple[str, ...]] = {  # kind of data -> the families that compete
     "objects": ("glimpse-memory",),
     "any": ("glimpse-memory", "patch-memory"),
@@ -133,6 +138,7 @@ class Choice:
     kind: str  # "objects" or "any"
     object_share: float
     candidates: list[dict] = field(default_factory=list)  # family, method, validation AUROC, seconds
+    map_smoothing: dict[str, float] = field(default_factory=dict)  # the chosen family's σ -> pixel AUROC
 
     def metadata(self) -> dict:
         return {
@@ -142,6 +148,7 @@ class Choice:
                 "kind": self.kind,
                 "object_share": round(self.object_share, 3),
                 "candidates": self.candidates,
+                "map_smoothing": self.map_smoothing,
                 "validation": "held-out normal frames against synthetic anomalies made from them",
             },
         }
@@ -171,11 +178,15 @@ def choose(frames: np.ndarray, spec: FrameSpec, options: TrainOptions, note: Not
     rounds = validation_rounds(len(frames), options)
     if len(rounds) > 1:
         note(f"{len(frames)} frames: each held out in turn against synthetic anomalies made from it")
-    validations, labels = [], []
+    validations, labels, defects = [], [], []
+    places = np.random.default_rng(options.seed).permutation(frames[0, 0].size)[:PIXEL_SAMPLE]
     for number, (seen, held) in enumerate(rounds):
         synthetic, _kinds = anomalies(frames[held], frames[seen], seed=options.seed + number)
         validations.append(np.concatenate([frames[held], synthetic]))
         labels.append(np.repeat([0, 1], [len(held), len(synthetic)]))
+        pixels = masks(frames[held], synthetic).reshape(len(synthetic), -1)[:, places]
+        defects.append(np.concatenate([np.zeros((len(held), len(places)), bool), pixels]))
+    pixel_figures: dict[str, dict[str, float]] = {}  # family -> σ -> pixel AUROC
     device = resolve_device(options.device)
     results: list[tuple[float, str, str, ModelConfig]] = []  # (AUROC, family, method, config)
     per_round: list[list[np.ndarray]] = []  # each result's scores, round by round
@@ -191,10 +202,18 @@ def choose(frames: np.ndarray, spec: FrameSpec, options: TrainOptions, note: Not
             if not m.endswith(ENSEMBLE) and (enough or not m.endswith(SPREAD_METHOD))
         ]
         scores: dict[str, list[np.ndarray]] = {method: [] for method in methods}
+        sampled = []  # each round's maps at each σ, at the sampled places
         for (seen, held), validation in zip(rounds, validations, strict=True):
             model.fit_normal_statistics(torch.from_numpy(frames[held]), torch.from_numpy(frames[seen]))
             for method, round_scores in method_scores(model, methods, validation, 32, device).items():
                 scores[method].append(round_scores)
+            if hasattr(config, "map_smooth"):
+                sampled.append(sampled_maps(model, validation, places, device))
+        if sampled:
+            sigma, figures = map_smoothing(np.concatenate(defects), np.concatenate(sampled, axis=1))
+            config, pixel_figures[name] = dataclasses.replace(config, map_smooth=sigma), figures
+            listed = ", ".join(f"σ {s} {f:.3f}" for s, f in figures.items())
+            note(f"  {name}: anomaly map smoothed by σ {sigma} cells (synthetic defects' pixels: {listed})")
         for method in methods:
             estimate = auroc(np.concatenate(labels), np.concatenate(scores[method]))
             results.append((estimate, name, method, config))
@@ -218,7 +237,28 @@ def choose(frames: np.ndarray, spec: FrameSpec, options: TrainOptions, note: Not
         kind=kind,
         object_share=share,
         candidates=[{"family": r[1], "method": r[2], "validation_auroc": round(r[0], 4)} for r in results],
+        map_smoothing=pixel_figures.get(best[1], {}),
     )
+
+
+def sampled_maps(
+    model: AnomalyModel, frames: np.ndarray, places: np.ndarray, device: torch.device
+) -> np.ndarray:
+    """A memory's anomaly maps of frames (N, C, H, W) smoothed by each σ of MAP_SMOOTHING, at the
+    flat pixel indices ``places``: (len(MAP_SMOOTHING), N, len(places))."""
+    batches = []
+    for start in range(0, len(frames), 32):
+        x = torch.from_numpy(frames[start : start + 32]).to(device)
+        maps = model.anomaly_maps(x, MAP_SMOOTHING)
+        batches.append(torch.stack([m.flatten(1)[:, places] for m in maps]).cpu().numpy())
+    return np.concatenate(batches, axis=1)
+
+
+def map_smoothing(defects: np.ndarray, maps: np.ndarray) -> tuple[float, dict[str, float]]:
+    """The σ of MAP_SMOOTHING whose maps (len(MAP_SMOOTHING), N, P) rank the defects' pixels (N, P)
+    highest against the others (the first of equals), and each σ's pooled pixel ROC-AUC."""
+    figures = {sigma: auroc(defects.ravel(), m.ravel()) for sigma, m in zip(MAP_SMOOTHING, maps, strict=True)}
+    return max(figures, key=figures.get), {str(sigma): round(figure, 4) for sigma, figure in figures.items()}
 
 
 def near_ties_averaged(

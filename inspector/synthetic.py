@@ -27,6 +27,7 @@ import torch
 from inspector.models.glimpse import GlimpseFields, object_box
 
 KINDS = ("paste", "scratch", "blob", "band", "missing", "shift")
+CHANGED = 1e-3  # the least change of a pixel (in [0, 1]) that counts as part of a defect (masks)
 
 
 def boxes(frames: np.ndarray) -> np.ndarray:
@@ -117,7 +118,8 @@ def corrupt(
 
 
 def anomalies(normals: np.ndarray, donors: np.ndarray, seed: int = 0) -> tuple[np.ndarray, list[str]]:
-    """One anomaly of every kind from each normal frame (N, C, H, W): (N·6 frames, their kinds).
+    """One anomaly of every kind from each normal frame (N, C, H, W): (N·6 frames, their kinds),
+    kind by kind, each kind's in the order of the normal frames they are made from.
     ``donors`` (other normal frames) give the pasted squares."""
     rng = np.random.default_rng(seed)
     own, theirs = boxes(normals), boxes(donors)
@@ -128,3 +130,10 @@ def anomalies(normals: np.ndarray, donors: np.ndarray, seed: int = 0) -> tuple[n
             frames.append(corrupt(frame, own[i], kind, rng, donors[d], theirs[d]))
             kinds.append(kind)
     return np.stack(frames).astype(np.float32), kinds
+
+
+def masks(normals: np.ndarray, synthetic: np.ndarray) -> np.ndarray:
+    """Where each of ``anomalies(normals, ...)`` differs from the normal frame it was made from
+    (N·6, H, W): its defect's pixels, known without a label."""
+    made_from = np.tile(normals, (len(synthetic) // len(normals), 1, 1, 1))
+    return np.abs(synthetic - made_from).max(axis=1) > CHANGED

@@ -16,8 +16,9 @@ from inspector.cli import main
 from inspector.config import FrameSpec
 from inspector.detector import Checkpoint, Detector
 from inspector.models import make_config
+from inspector.models.memory import MAP_SMOOTHING
 from inspector.selection import auroc, choose, frame_shape, object_share, train_default
-from inspector.synthetic import KINDS, anomalies
+from inspector.synthetic import CHANGED, KINDS, anomalies, masks
 from inspector.training import TrainOptions
 
 from .conftest import TINY_SIZE, blob_frames
@@ -51,6 +52,9 @@ def test_every_synthetic_anomaly_changes_the_frame_on_its_object() -> None:
     assert (changed > 0.02).mean() >= 0.9  # a paste from a like place may change little
     again, _ = anomalies(normals, donors, seed=3)
     np.testing.assert_array_equal(again, frames)
+    defects = masks(normals, frames)
+    assert defects.shape == (len(frames), TINY_SIZE, TINY_SIZE) and (defects.mean(axis=(1, 2)) < 0.5).all()
+    np.testing.assert_array_equal(defects.reshape(len(frames), -1).any(axis=1), changed > CHANGED)
 
 
 def large_object_frames(n: int, background: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
@@ -105,6 +109,10 @@ def test_surfaces_get_every_candidate_and_the_checkpoint_keeps_the_choice() -> N
     assert (checkpoint.family.name, checkpoint.metadata["method"]) == (best["family"], best["method"])
     assert chosen["estimate"] == best["validation_auroc"]
     assert Detector(checkpoint, device="cpu").method == best["method"]
+    # The map's smoothing: the σ whose maps ranked the synthetic defects' pixels highest.
+    figures = chosen["map_smoothing"]
+    assert set(figures) == {str(sigma) for sigma in MAP_SMOOTHING}
+    assert str(checkpoint.model_config.map_smooth) == max(figures, key=figures.get)
 
 
 def test_a_method_weighing_by_the_spread_competes_only_with_enough_held_out_frames() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import nn
@@ -22,6 +22,9 @@ class ModelConfig:
     width: int = 32
     lr: float = 2e-4
     batch_size: int = 64
+    # Fields added after models of the family were saved, with the value they had in effect
+    # before: at it, a field is left out of the version hash, so those models keep their versions.
+    UNVERSIONED: ClassVar[dict[str, Any]] = {}
 
 
 @dataclass

@@ -22,9 +22,12 @@ them), its map the whole smoothed map all the same (a defect at the edge still s
 held-out normal frames' own (as ``vaegan+`` combines its signals), for lines whose defects
 come both small and sprawling: a scratch lifts the peak, uneven coating the mean;
 ``-ensemble`` (ours), the mean of the ``ensemble`` methods' scores, each counted in standard
-deviations of the held-out normal frames' own, its map the first one's: where the label-free
-validation cannot tell methods apart, training averages them instead of tossing a coin
-(selection.py). Training's label-free choice picks among a family's methods.
+deviations of the held-out normal frames' own: where the label-free validation cannot tell
+methods apart, training averages them instead of tossing a coin (selection.py). Training's
+label-free choice picks among a family's methods. Every method's map, what operators see and
+pixel metrics read, is the distance map smoothed by σ = ``map_smooth`` cells, which training
+chooses on the synthetic anomalies' own pixels (selection.py): a line whose defects sprawl
+wants a smoother map than one of pinholes.
 
 Beside the memory, each family trains the paper's VAEGAN (vaegan.py) on a small view of the
 frame, for one reason: operators keep seeing its discriminator's Grad-CAM map in the
@@ -39,7 +42,7 @@ import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
@@ -55,6 +58,7 @@ PROJECTION = 64  # dimensions of the random projection the coreset measures dist
 QUERY_CHUNK = 2048  # patches per distance computation: bounds the (chunk × bank) matrix
 NEAREST = 4  # candidates of the fast distance whose exact distance is computed
 ENSEMBLE = "-ensemble"  # the end of the name of a family's ensemble method
+MAP_SMOOTHING = (0.5, 1.0, 1.5, 2.0, 3.0)  # σ of the anomaly map that training chooses among, in cells
 
 
 @dataclass
@@ -73,6 +77,8 @@ class MemoryConfig(VAEGANConfig):
     # poses, 6 frames: ROC-AUC 0.955-1.0 over candidate orders at a tenth, 1.0 whole)
     whole_below: int = 20
     smooth: float = 0.5  # σ of the distance map's smoothing for the -max score, in feature cells
+    map_smooth: float = 0.5  # σ of the anomaly map's, in feature cells: training chooses it (MAP_SMOOTHING)
+    UNVERSIONED: ClassVar[dict[str, Any]] = {"ensemble": (), "map_smooth": 0.5}
     ensemble: tuple[str, ...] = ()  # the methods -ensemble averages, its map the first one's; () = all others
 
 
@@ -212,7 +218,7 @@ class DistanceMaps(NamedTuple):
 
     cells: torch.Tensor  # each patch's distance (N, 1, h, w), on the feature grid
     smooth: torch.Tensor  # the same smoothed by σ = ``smooth`` cells
-    frame: torch.Tensor  # the smoothed one at the frame's resolution (N, H, W): the peak methods' map
+    frame: torch.Tensor  # the smoothed one at the frame's resolution (N, H, W): the -max score's
 
 
 class Views(NamedTuple):
@@ -314,9 +320,13 @@ class MemoryModel(AnomalyModel):
             torch.cat(kept[False]), size, remembered=remembered, extra=math.ceil(share * total[True])
         )
 
+    def _cells(self, views: Views) -> torch.Tensor:
+        """Each patch's distance to the memory (N, 1, h, w), on the feature grid."""
+        return self.memory.distances(self.backbone(views.features))[:, None]
+
     def _maps(self, views: Views) -> DistanceMaps:
         """Each patch's distance to the memory, as it is, smoothed, and at the frame's resolution."""
-        cells = self.memory.distances(self.backbone(views.features))[:, None]
+        cells = self._cells(views)
         smooth = gaussian_blur(cells, self.config.smooth)
         return DistanceMaps(cells, smooth, views.to_frame(smooth)[:, 0])
 
@@ -363,21 +373,30 @@ class MemoryModel(AnomalyModel):
         attention = views.to_frame(self.network.grad_cam(views.network)[:, None])[:, 0]
         scores = self._scores(maps)
         kinds = {method: _kind(method) for method in methods}
-        if any(kind == "ensemble" for kind in kinds.values()):
+        if "ensemble" in kinds.values():
             members = torch.stack([scores[_kind(m)] for m in self.ensemble], dim=1)
             scores["ensemble"] = ((members - self.ensemble_mean) / self.ensemble_std).mean(dim=1)
-        result = {}
-        for method, kind in kinds.items():
-            shown = _kind(self.ensemble[0]) if kind == "ensemble" else kind
-            anomaly_map = views.to_frame(maps.cells)[:, 0] if shown == "mean" else maps.frame
-            result[method] = Scores(
+        anomaly_map = maps.frame  # the -max score's map, unless training chose another smoothing
+        if self.config.map_smooth != self.config.smooth:
+            anomaly_map = views.to_frame(gaussian_blur(maps.cells, self.config.map_smooth))[:, 0]
+        return {
+            method: Scores(
                 score=scores[kind],
                 reconstruction=reconstruction,
                 error=anomaly_map,
                 attention=attention,
                 anomaly_map=anomaly_map,
             )
-        return result
+            for method, kind in kinds.items()
+        }
+
+    @torch.no_grad()
+    def anomaly_maps(self, x: torch.Tensor, sigmas: Sequence[float]) -> list[torch.Tensor]:
+        """Frames' (N, C, H, W) anomaly maps (N, H, W), smoothed by each of ``sigmas`` (in cells):
+        what training's choice of ``map_smooth`` compares."""
+        views = self.views(x)
+        cells = self._cells(views)
+        return [views.to_frame(gaussian_blur(cells, sigma))[:, 0] for sigma in sigmas]
 
 
 def _kind(method: str) -> str:

@@ -172,6 +172,29 @@ def test_the_ensemble_averages_its_methods_in_standard_deviations_of_the_held_ou
         build_model(tiny_config("patch-memory", ensemble=("patch-ensemble",)))
 
 
+def test_the_map_is_smoothed_as_training_chose_and_the_version_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every method's anomaly map is the distance map smoothed by ``map_smooth`` cells (scores
+    unchanged). Fields added since models were first saved, at the value in effect before them,
+    stay out of the version: those models keep theirs."""
+    frames = striped_frames(2, seed=2, defect=True)
+    options = TrainOptions(epochs=1, device="cpu")
+    configs = {sigma: tiny_config("patch-memory", map_smooth=sigma, **TINY_MEMORY) for sigma in (0.5, 2.0)}
+    checkpoints = {sigma: train(striped_frames(8), c, ELONGATED, options) for sigma, c in configs.items()}
+    found = {sigma: Detector(c, "patch-mean", "cpu").score_arrays(frames) for sigma, c in checkpoints.items()}
+    assert [d.score for d in found[0.5]] == [d.score for d in found[2.0]]
+    model = build_model(checkpoints[2.0].model_config)
+    model.load_state_dict(checkpoints[2.0].state_dict)
+    expected = model.eval().anomaly_maps(torch.from_numpy(frames), (2.0,))[0]
+    np.testing.assert_allclose(found[2.0][0].anomaly_map, expected[0].numpy(), rtol=1e-5)
+    assert found[2.0][0].anomaly_map.max() < found[0.5][0].anomaly_map.max()  # the spot's peak spreads out
+    versions = {sigma: c.version for sigma, c in checkpoints.items()}
+    assert versions[0.5] != versions[2.0]
+    monkeypatch.setattr(type(checkpoints[0.5].model_config), "UNVERSIONED", {})
+    assert checkpoints[0.5].version != versions[0.5]  # the defaults would have changed it
+
+
 def test_glimpse_memory_scores_another_object_higher() -> None:
     """Discs at jittered places are normal; a square of the same brightness is not."""
     config = tiny_config("glimpse-memory", backbone_size=32, glimpse_size=16)
