@@ -30,13 +30,10 @@ All from the normal frames alone, no label and no test frame:
    the validation cannot tell them apart, and the real anomalies favour one or the other at
    random (magnetic tiles: ``patch-max-inner`` 0.842, ``patch-max-or-mean`` 0.841 on
    validation, a swap of the two with a change of the coreset's first pick).
-5. **The map.** Each candidate's anomaly map is smoothed by the σ of ``MAP_SMOOTHING``, and
-   less the normal frames' mean distance at each place or not, whichever ranks the synthetic
-   anomalies' own pixels (where they changed the frame: ``synthetic.masks``) highest against
-   every other pixel of the validation frames (pooled pixel ROC-AUC on PIXEL_SAMPLE places of
-   each frame). The level competes where a round holds out SPREAD_FRAMES normal frames, each
-   frame's taken from the half of them it was not made from (cross-fitted: a frame's own
-   distances never lower its map). It changes no score.
+5. **The map.** Each candidate's anomaly map is smoothed by the σ of ``MAP_SMOOTHING`` whose
+   maps rank the synthetic anomalies' own pixels (where they changed the frame:
+   ``synthetic.masks``) highest against every other pixel of the validation frames (pooled
+   pixel ROC-AUC on PIXEL_SAMPLE places of each frame). It changes no score.
 
 The checkpoint keeps the choice, the estimate and every candidate's figure; ``train``
 prints the estimate and warns below WARN_BELOW.
@@ -81,7 +78,7 @@ SPREAD_METHOD, SPREAD_FRAMES = "-max-or-mean", 10
 # listed within one error of the best wins; the lists put a mean over all patches, the steadier
 # statistic, before a peak.
 BOOTSTRAPS = 200
-PIXEL_SAMPLE = 1024  # places of each validation frame whose pixels rate the anomaly map's kinds
+PIXEL_SAMPLE = 2048  # places of each validation frame whose pixels rate the anomaly map's smoothing
 CANDIDATES: dict[str, tuple[str, ...]] = {  # kind of data -> the families that compete
     "objects": ("glimpse-memory",),
     "any": ("glimpse-memory", "patch-memory"),
@@ -141,7 +138,7 @@ class Choice:
     kind: str  # "objects" or "any"
     object_share: float
     candidates: list[dict] = field(default_factory=list)  # family, method, validation AUROC, seconds
-    maps: dict[str, float] = field(default_factory=dict)  # the chosen family's kinds of map -> pixel AUROC
+    map_smoothing: dict[str, float] = field(default_factory=dict)  # the chosen family's σ -> pixel AUROC
 
     def metadata(self) -> dict:
         return {
@@ -151,7 +148,7 @@ class Choice:
                 "kind": self.kind,
                 "object_share": round(self.object_share, 3),
                 "candidates": self.candidates,
-                "maps": self.maps,
+                "map_smoothing": self.map_smoothing,
                 "validation": "held-out normal frames against synthetic anomalies made from them",
             },
         }
@@ -189,7 +186,7 @@ def choose(frames: np.ndarray, spec: FrameSpec, options: TrainOptions, note: Not
         labels.append(np.repeat([0, 1], [len(held), len(synthetic)]))
         pixels = masks(frames[held], synthetic).reshape(len(synthetic), -1)[:, places]
         defects.append(np.concatenate([np.zeros((len(held), len(places)), bool), pixels]))
-    pixel_figures: dict[str, dict[str, float]] = {}  # family -> kind of map -> pixel AUROC
+    pixel_figures: dict[str, dict[str, float]] = {}  # family -> σ -> pixel AUROC
     device = resolve_device(options.device)
     results: list[tuple[float, str, str, ModelConfig]] = []  # (AUROC, family, method, config)
     per_round: list[list[np.ndarray]] = []  # each result's scores, round by round
@@ -205,22 +202,18 @@ def choose(frames: np.ndarray, spec: FrameSpec, options: TrainOptions, note: Not
             if not m.endswith(ENSEMBLE) and (enough or not m.endswith(SPREAD_METHOD))
         ]
         scores: dict[str, list[np.ndarray]] = {method: [] for method in methods}
-        sampled = []  # each round's maps of each kind, at the sampled places
+        sampled = []  # each round's maps at each σ, at the sampled places
         for (seen, held), validation in zip(rounds, validations, strict=True):
             model.fit_normal_statistics(torch.from_numpy(frames[held]), torch.from_numpy(frames[seen]))
             for method, round_scores in method_scores(model, methods, validation, 32, device).items():
                 scores[method].append(round_scores)
             if hasattr(config, "map_smooth"):
-                sampled.append(sampled_maps(model, validation, len(held), places, enough, device))
+                sampled.append(sampled_maps(model, validation, places, device))
         if sampled:
-            (sigma, level), figures = choose_map(np.concatenate(defects), np.concatenate(sampled, axis=1))
-            config = dataclasses.replace(config, map_smooth=sigma, map_level=level)
-            pixel_figures[name] = figures
-            note(
-                f"  {name}: anomaly map {map_name(sigma, level)} (synthetic defects' pixels, ROC-AUC: "
-                + ", ".join(f"{kind} {figure:.3f}" for kind, figure in figures.items())
-                + ")"
-            )
+            sigma, figures = map_smoothing(np.concatenate(defects), np.concatenate(sampled, axis=1))
+            config, pixel_figures[name] = dataclasses.replace(config, map_smooth=sigma), figures
+            listed = ", ".join(f"σ {s} {f:.3f}" for s, f in figures.items())
+            note(f"  {name}: anomaly map smoothed by σ {sigma} cells (synthetic defects' pixels: {listed})")
         for method in methods:
             estimate = auroc(np.concatenate(labels), np.concatenate(scores[method]))
             results.append((estimate, name, method, config))
@@ -244,57 +237,28 @@ def choose(frames: np.ndarray, spec: FrameSpec, options: TrainOptions, note: Not
         kind=kind,
         object_share=share,
         candidates=[{"family": r[1], "method": r[2], "validation_auroc": round(r[0], 4)} for r in results],
-        maps=pixel_figures.get(best[1], {}),
+        map_smoothing=pixel_figures.get(best[1], {}),
     )
 
 
-def map_kinds(levels: bool) -> list[tuple[float, bool]]:
-    """The kinds of anomaly map training compares: (σ, less the normal level or not)."""
-    return [(sigma, level) for level in (False, True)[: 1 + levels] for sigma in MAP_SMOOTHING]
-
-
-def map_name(sigma: float, level: bool) -> str:
-    return f"smoothed by σ {sigma}" + (", less the normal level" if level else "")
-
-
 def sampled_maps(
-    model: AnomalyModel,
-    frames: np.ndarray,
-    normals: int,
-    places: np.ndarray,
-    levels: bool,
-    device: torch.device,
+    model: AnomalyModel, frames: np.ndarray, places: np.ndarray, device: torch.device
 ) -> np.ndarray:
-    """A memory's anomaly maps of each of ``map_kinds(levels)`` of validation frames (N, C, H, W)
-    (the first ``normals`` normal, the others made from them in turn), at the flat pixel indices
-    ``places``: (kinds, N, len(places)). A frame's normal level comes from the normal frames of
-    the other parity than the one it is (or was made from)."""
-    level = None  # each frame's (N, 1, h, w)
-    if levels:
-        cells = torch.cat(
-            [
-                model.distances(torch.from_numpy(frames[i : min(i + 32, normals)]).to(device))
-                for i in range(0, normals, 32)
-            ]
-        )
-        halves = torch.stack([cells[1::2].mean(dim=0), cells[0::2].mean(dim=0)])  # for even, for odd
-        level = halves[torch.arange(len(frames)) % normals % 2]
+    """A memory's anomaly maps of frames (N, C, H, W) smoothed by each σ of MAP_SMOOTHING, at the
+    flat pixel indices ``places``: (len(MAP_SMOOTHING), N, len(places))."""
     batches = []
     for start in range(0, len(frames), 32):
         x = torch.from_numpy(frames[start : start + 32]).to(device)
-        less = (None,) if level is None else (None, level[start : start + 32])
-        maps = model.anomaly_maps(x, MAP_SMOOTHING, less)
+        maps = model.anomaly_maps(x, MAP_SMOOTHING)
         batches.append(torch.stack([m.flatten(1)[:, places] for m in maps]).cpu().numpy())
     return np.concatenate(batches, axis=1)
 
 
-def choose_map(defects: np.ndarray, maps: np.ndarray) -> tuple[tuple[float, bool], dict[str, float]]:
-    """The kind of map (``map_kinds``) whose maps (kinds, N, P) rank the defects' pixels (N, P)
-    highest against the others (the first of equals), and each kind's pooled pixel ROC-AUC."""
-    kinds = map_kinds(len(maps) > len(MAP_SMOOTHING))
-    figures = [auroc(defects.ravel(), m.ravel()) for m in maps]
-    best = kinds[int(np.argmax(figures))]
-    return best, {map_name(*kind): round(figure, 4) for kind, figure in zip(kinds, figures, strict=True)}
+def map_smoothing(defects: np.ndarray, maps: np.ndarray) -> tuple[float, dict[str, float]]:
+    """The σ of MAP_SMOOTHING whose maps (len(MAP_SMOOTHING), N, P) rank the defects' pixels (N, P)
+    highest against the others (the first of equals), and each σ's pooled pixel ROC-AUC."""
+    figures = {sigma: auroc(defects.ravel(), m.ravel()) for sigma, m in zip(MAP_SMOOTHING, maps, strict=True)}
+    return max(figures, key=figures.get), {str(sigma): round(figure, 4) for sigma, figure in figures.items()}
 
 
 def near_ties_averaged(

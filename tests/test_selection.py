@@ -109,12 +109,10 @@ def test_surfaces_get_every_candidate_and_the_checkpoint_keeps_the_choice() -> N
     assert (checkpoint.family.name, checkpoint.metadata["method"]) == (best["family"], best["method"])
     assert chosen["estimate"] == best["validation_auroc"]
     assert Detector(checkpoint, device="cpu").method == best["method"]
-    # The map: the kind whose maps ranked the synthetic defects' pixels highest (3 frames held
-    # out: too few for the normal level to compete).
-    figures = chosen["maps"]
-    assert list(figures) == [selection.map_name(sigma, False) for sigma in MAP_SMOOTHING]
-    config = checkpoint.model_config
-    assert selection.map_name(config.map_smooth, config.map_level) == max(figures, key=figures.get)
+    # The map's smoothing: the σ whose maps ranked the synthetic defects' pixels highest.
+    figures = chosen["map_smoothing"]
+    assert set(figures) == {str(sigma) for sigma in MAP_SMOOTHING}
+    assert str(checkpoint.model_config.map_smooth) == max(figures, key=figures.get)
 
 
 def test_a_method_weighing_by_the_spread_competes_only_with_enough_held_out_frames() -> None:
@@ -161,16 +159,6 @@ def test_near_ties_are_averaged_and_a_clear_best_stands_alone() -> None:
     alone = results("patch-max", "patch-max-inner")
     assert selection.near_ties_averaged(alone, [scores[r[2]] for r in alone], labels, 0, print) is None
     assert len(alone) == 2
-
-
-def test_the_normal_level_competes_for_the_map_cross_fitted() -> None:
-    """With enough held-out frames the maps less the normal level compete too, each frame's level
-    from the held-out normal frames of the other parity."""
-    choice = choose(striped_frames(100), ELONGATED, QUICK)
-    assert len(choice.maps) == 2 * len(MAP_SMOOTHING)
-    assert selection.map_name(choice.config.map_smooth, choice.config.map_level) == max(
-        choice.maps, key=choice.maps.get
-    )
 
 
 def _write(folder: Path, frames: np.ndarray) -> None:

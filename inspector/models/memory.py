@@ -25,11 +25,9 @@ come both small and sprawling: a scratch lifts the peak, uneven coating the mean
 deviations of the held-out normal frames' own: where the label-free validation cannot tell
 methods apart, training averages them instead of tossing a coin (selection.py). Training's
 label-free choice picks among a family's methods. Every method's map, what operators see and
-pixel metrics read, is the distance map smoothed by σ = ``map_smooth`` cells, less (with
-``map_level``) the held-out normal frames' mean distance at each place, which a fixed camera's
-edges and the backbone's padded border raise in every frame; training chooses both on the
-synthetic anomalies' own pixels (selection.py): a line whose defects sprawl wants a smoother
-map than one of pinholes.
+pixel metrics read, is the distance map smoothed by σ = ``map_smooth`` cells, which training
+chooses on the synthetic anomalies' own pixels (selection.py): a line whose defects sprawl
+wants a smoother map than one of pinholes.
 
 Beside the memory, each family trains the paper's VAEGAN (vaegan.py) on a small view of the
 frame, for one reason: operators keep seeing its discriminator's Grad-CAM map in the
@@ -80,8 +78,7 @@ class MemoryConfig(VAEGANConfig):
     whole_below: int = 20
     smooth: float = 0.5  # σ of the distance map's smoothing for the -max score, in feature cells
     map_smooth: float = 0.5  # σ of the anomaly map's, in feature cells: training chooses it (MAP_SMOOTHING)
-    map_level: bool = False  # the map less the normal frames' mean distance at each place: training chooses
-    UNVERSIONED: ClassVar[dict[str, Any]] = {"ensemble": (), "map_smooth": 0.5, "map_level": False}
+    UNVERSIONED: ClassVar[dict[str, Any]] = {"ensemble": (), "map_smooth": 0.5}
     ensemble: tuple[str, ...] = ()  # the methods -ensemble averages, its map the first one's; () = all others
 
 
@@ -253,8 +250,6 @@ class MemoryModel(AnomalyModel):
         self.register_buffer("signal_std", torch.ones(2))
         self.register_buffer("ensemble_mean", torch.zeros(len(self.ensemble)))
         self.register_buffer("ensemble_std", torch.ones(len(self.ensemble)))
-        # The held-out normal frames' mean distance at each place (1, 1, h, w), for map_level.
-        self.register_buffer("normal_level", torch.zeros(0))
 
     def views(self, x: torch.Tensor) -> Views:
         raise NotImplementedError
@@ -272,8 +267,7 @@ class MemoryModel(AnomalyModel):
         batch: int = 32,
     ) -> None:
         """Fill the memory with the training frames (``fill``), then measure the held-out ones'
-        signals, then (-max-or-mean among them) the ensemble's methods' scores, and their
-        distance at each place."""
+        signals, and then (-max-or-mean among them) the ensemble's methods' scores."""
         self.fill(seen, remember, batch)
         device = next(self.backbone.parameters()).device
         batches = (held_out[i : i + batch].to(device) for i in range(0, len(held_out), batch))
@@ -286,7 +280,6 @@ class MemoryModel(AnomalyModel):
         mean, spread = normal_statistics(members)
         self.ensemble_mean.copy_(mean)
         self.ensemble_std.copy_(spread)
-        self.normal_level = torch.cat([m.cells for m in maps]).mean(dim=0, keepdim=True)
 
     def remember_all(self, frames: torch.Tensor, remember: torch.Tensor | None = None) -> None:
         self.fill(frames, remember)
@@ -355,10 +348,7 @@ class MemoryModel(AnomalyModel):
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
         # Checkpoints from before -max-or-mean lack its statistics; their methods do not read them.
-        # Those from before -ensemble lack its: NaN, which its scoring refuses. The normal level's
-        # shape is the feature grid's: take the saved one (none before map_level, which reads it).
-        level = state_dict.setdefault(prefix + "normal_level", torch.zeros(0))
-        self.normal_level = torch.empty_like(level, device=self.normal_level.device)
+        # Those from before -ensemble lack its: NaN, which its scoring refuses.
         for name, default in (
             ("signal_mean", self.signal_mean),
             ("signal_std", self.signal_std),
@@ -386,11 +376,9 @@ class MemoryModel(AnomalyModel):
         if "ensemble" in kinds.values():
             members = torch.stack([scores[_kind(m)] for m in self.ensemble], dim=1)
             scores["ensemble"] = ((members - self.ensemble_mean) / self.ensemble_std).mean(dim=1)
-        c = self.config
-        anomaly_map = maps.frame  # the -max score's map, unless training chose another one
-        if c.map_level or c.map_smooth != c.smooth:
-            level = self.normal_level if c.map_level else None
-            anomaly_map = self._anomaly_maps(views, maps.cells, (c.map_smooth,), level)[0]
+        anomaly_map = maps.frame  # the -max score's map, unless training chose another smoothing
+        if self.config.map_smooth != self.config.smooth:
+            anomaly_map = views.to_frame(gaussian_blur(maps.cells, self.config.map_smooth))[:, 0]
         return {
             method: Scores(
                 score=scores[kind],
@@ -403,28 +391,12 @@ class MemoryModel(AnomalyModel):
         }
 
     @torch.no_grad()
-    def distances(self, x: torch.Tensor) -> torch.Tensor:
-        """Frames' (N, C, H, W) distance to the memory at each place (N, 1, h, w), on the feature grid."""
-        return self._cells(self.views(x))
-
-    @torch.no_grad()
-    def anomaly_maps(
-        self, x: torch.Tensor, sigmas: Sequence[float], levels: Sequence[torch.Tensor | None] = (None,)
-    ) -> list[torch.Tensor]:
-        """Frames' (N, C, H, W) anomaly maps (N, H, W), less each of ``levels`` (normal frames'
-        distance at each place, (N or 1, 1, h, w); None: nothing) smoothed by each of ``sigmas``
-        (in cells), level by level: what training's choice of ``map_level`` and ``map_smooth``
-        compares."""
+    def anomaly_maps(self, x: torch.Tensor, sigmas: Sequence[float]) -> list[torch.Tensor]:
+        """Frames' (N, C, H, W) anomaly maps (N, H, W), smoothed by each of ``sigmas`` (in cells):
+        what training's choice of ``map_smooth`` compares."""
         views = self.views(x)
         cells = self._cells(views)
-        return [m for level in levels for m in self._anomaly_maps(views, cells, sigmas, level)]
-
-    @staticmethod
-    def _anomaly_maps(
-        views: Views, cells: torch.Tensor, sigmas: Sequence[float], level: torch.Tensor | None
-    ) -> list[torch.Tensor]:
-        above = cells if level is None else cells - level
-        return [views.to_frame(gaussian_blur(above, sigma))[:, 0] for sigma in sigmas]
+        return [views.to_frame(gaussian_blur(cells, sigma))[:, 0] for sigma in sigmas]
 
 
 def _kind(method: str) -> str:
