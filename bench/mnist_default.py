@@ -135,11 +135,13 @@ def render(runs: list[dict]) -> str:
         "training frames (`inspector/selection.py`): the data-kind gate (objects on a plain background "
         "→ glimpse candidates only), then held-out normals against synthetic anomalies made from them "
         "(`inspector/synthetic.py`); the validation estimate is that ROC-AUC.",
-        "- Fixed before any run, not tuned here: the map's smoothing σ (half a feature cell, PatchCore's "
+        "- Fixed before any run, not tuned here: the peak's smoothing σ (half a feature cell, PatchCore's "
         "σ 4 px at stride 8), the bank (10% of the training patches, at most 8192, greedy k-centre), the "
         "glimpse (the `vaegan+` and glimpse-kNN crop, 112 px for the backbone), both methods (`-max`: "
         "peak of the smoothed map; `-mean`: mean distance) offered to the validation, which picks one "
-        "per digit.",
+        "per digit, or averages them (`-ensemble`) where they lie within one standard error of each "
+        "other (since afe4784; the rule was designed on the magnetic tiles, where both candidates' test "
+        "figures were known; on these digits the methods' test figures of earlier runs were known too).",
         "- A previous, lost session had chosen σ 2 and mean-vs-max while looking at this test split; "
         "none of that is used here.",
         "",
