@@ -78,8 +78,8 @@ class MemoryConfig(VAEGANConfig):
     whole_below: int = 20
     smooth: float = 0.5  # σ of the distance map's smoothing for the -max score, in feature cells
     map_smooth: float = 0.5  # σ of the anomaly map's, in feature cells: training chooses it (MAP_SMOOTHING)
+    ensemble: tuple[str, ...] = ()  # the methods -ensemble averages (training's choice); () = all others
     UNVERSIONED: ClassVar[dict[str, Any]] = {"ensemble": (), "map_smooth": 0.5}
-    ensemble: tuple[str, ...] = ()  # the methods -ensemble averages, its map the first one's; () = all others
 
 
 def normal_statistics(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
