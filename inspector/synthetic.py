@@ -135,5 +135,7 @@ def anomalies(normals: np.ndarray, donors: np.ndarray, seed: int = 0) -> tuple[n
 def masks(normals: np.ndarray, synthetic: np.ndarray) -> np.ndarray:
     """Where each of ``anomalies(normals, ...)`` differs from the normal frame it was made from
     (N·6, H, W): its defect's pixels, known without a label."""
-    made_from = np.tile(normals, (len(synthetic) // len(normals), 1, 1, 1))
-    return np.abs(synthetic - made_from).max(axis=1) > CHANGED
+    n = len(normals)  # one kind at a time: no copy of every frame's normal one
+    return np.concatenate(
+        [np.abs(synthetic[i : i + n] - normals).max(axis=1) > CHANGED for i in range(0, len(synthetic), n)]
+    )
