@@ -51,11 +51,11 @@ import numpy as np
 import torch
 
 from inspector.config import FrameSpec
-from inspector.detector import Checkpoint, method_scores, resolve_device
-from inspector.models import AnomalyModel, ModelConfig, family_named, make_config
+from inspector.detector import Checkpoint, resolve_device
+from inspector.models import ModelConfig, family_named, make_config
 from inspector.models.blocks import gaussian_blur
 from inspector.models.glimpse import GlimpseFields, box_fraction, object_mask
-from inspector.models.memory import ENSEMBLE, MAP_SMOOTHING, normal_statistics
+from inspector.models.memory import ENSEMBLE, MAP_SMOOTHING, MemoryModel, normal_statistics
 from inspector.synthetic import anomalies, masks
 from inspector.training import SMALL_SET, ProgressFn, TrainingError, TrainOptions, split_validation, train
 
@@ -79,7 +79,7 @@ SPREAD_METHOD, SPREAD_FRAMES = "-max-or-mean", 10
 # statistic, before a peak.
 BOOTSTRAPS = 200
 PIXEL_SAMPLE = 2048  # places of each validation frame whose pixels rate the anomaly map's smoothing
-CANDIDATES: dict[str, tuple[str, ...]] = {  # kind of data -> the families that compete
+CANDIDATES: dict[str, tuple[str, ...]] = {  # kind of data -> the families that compete (memories)
     "objects": ("glimpse-memory",),
     "any": ("glimpse-memory", "patch-memory"),
 }
@@ -194,7 +194,7 @@ def choose(frames: np.ndarray, spec: FrameSpec, options: TrainOptions, note: Not
     for name in CANDIDATES[kind]:
         family = family_named(name)
         config = make_config(name, {"channels": spec.channels, "image_size": spec.image_size})
-        model = family.model(config).to(device).eval()
+        model: MemoryModel = family.model(config).to(device).eval()
         model.check_frames(frames.shape[1:])
         methods = [
             m
@@ -205,15 +205,14 @@ def choose(frames: np.ndarray, spec: FrameSpec, options: TrainOptions, note: Not
         sampled = []  # each round's maps at each σ, at the sampled places
         for (seen, held), validation in zip(rounds, validations, strict=True):
             model.fit_normal_statistics(torch.from_numpy(frames[held]), torch.from_numpy(frames[seen]))
-            for method, round_scores in method_scores(model, methods, validation, 32, device).items():
-                scores[method].append(round_scores)
-            if hasattr(config, "map_smooth"):
-                sampled.append(sampled_maps(model, validation, places, device))
-        if sampled:
-            sigma, figures = map_smoothing(np.concatenate(defects), np.concatenate(sampled, axis=1))
-            config, pixel_figures[name] = dataclasses.replace(config, map_smooth=sigma), figures
-            listed = ", ".join(f"σ {s} {f:.3f}" for s, f in figures.items())
-            note(f"  {name}: anomaly map smoothed by σ {sigma} cells (synthetic defects' pixels: {listed})")
+            round_scores, round_maps = validation_outputs(model, methods, validation, places, device)
+            for method in methods:
+                scores[method].append(round_scores[method])
+            sampled.append(round_maps)
+        sigma, figures = map_smoothing(np.concatenate(defects), np.concatenate(sampled, axis=1))
+        config, pixel_figures[name] = dataclasses.replace(config, map_smooth=sigma), figures
+        listed = ", ".join(f"σ {s} {f:.3f}" for s, f in figures.items())
+        note(f"  {name}: anomaly map smoothed by σ {sigma} cells (synthetic defects' pixels: {listed})")
         for method in methods:
             estimate = auroc(np.concatenate(labels), np.concatenate(scores[method]))
             results.append((estimate, name, method, config))
@@ -241,17 +240,20 @@ def choose(frames: np.ndarray, spec: FrameSpec, options: TrainOptions, note: Not
     )
 
 
-def sampled_maps(
-    model: AnomalyModel, frames: np.ndarray, places: np.ndarray, device: torch.device
-) -> np.ndarray:
-    """A memory's anomaly maps of frames (N, C, H, W) smoothed by each σ of MAP_SMOOTHING, at the
-    flat pixel indices ``places``: (len(MAP_SMOOTHING), N, len(places))."""
-    batches = []
+def validation_outputs(
+    model: MemoryModel, methods: Sequence[str], frames: np.ndarray, places: np.ndarray, device: torch.device
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """A memory's scores of frames (N, C, H, W) by each method (N,), and its anomaly maps smoothed
+    by each σ of MAP_SMOOTHING at the flat pixel indices ``places``: (len(MAP_SMOOTHING), N, P)."""
+    scores: dict[str, list[np.ndarray]] = {method: [] for method in methods}
+    maps = []
     for start in range(0, len(frames), 32):
         x = torch.from_numpy(frames[start : start + 32]).to(device)
-        maps = model.anomaly_maps(x, MAP_SMOOTHING)
-        batches.append(torch.stack([m.flatten(1)[:, places] for m in maps]).cpu().numpy())
-    return np.concatenate(batches, axis=1)
+        batch_scores, batch_maps = model.validation_outputs(x, methods, MAP_SMOOTHING)
+        for method, score in batch_scores.items():
+            scores[method].append(score.cpu().numpy())
+        maps.append(torch.stack([m.flatten(1)[:, places] for m in batch_maps]).cpu().numpy())
+    return {m: np.concatenate(s) for m, s in scores.items()}, np.concatenate(maps, axis=1)
 
 
 def map_smoothing(defects: np.ndarray, maps: np.ndarray) -> tuple[float, dict[str, float]]:

@@ -362,41 +362,49 @@ class MemoryModel(AnomalyModel):
         return self.score_methods(x, (method,))[method]
 
     def score_methods(self, x: torch.Tensor, methods: Sequence[str]) -> dict[str, Scores]:
-        for method in methods:
-            self.check_method(method)
-        if any(m.endswith(ENSEMBLE) for m in methods) and self.ensemble_std.isnan().any():
-            raise ValueError("this model was trained before -ensemble existed: retrain it to score with it")
         with torch.no_grad():
             views = self.views(x)
             maps = self._maps(views)
+            scores = self._method_scores(maps, methods)
             reconstruction = views.to_frame(self.network.reconstruct(views.network))
         attention = views.to_frame(self.network.grad_cam(views.network)[:, None])[:, 0]
-        scores = self._scores(maps)
-        kinds = {method: _kind(method) for method in methods}
-        if "ensemble" in kinds.values():
-            members = torch.stack([scores[_kind(m)] for m in self.ensemble], dim=1)
-            scores["ensemble"] = ((members - self.ensemble_mean) / self.ensemble_std).mean(dim=1)
         anomaly_map = maps.frame  # the -max score's map, unless training chose another smoothing
         if self.config.map_smooth != self.config.smooth:
             anomaly_map = views.to_frame(gaussian_blur(maps.cells, self.config.map_smooth))[:, 0]
         return {
             method: Scores(
-                score=scores[kind],
+                score=score,
                 reconstruction=reconstruction,
                 error=anomaly_map,
                 attention=attention,
                 anomaly_map=anomaly_map,
             )
-            for method, kind in kinds.items()
+            for method, score in scores.items()
         }
 
     @torch.no_grad()
-    def anomaly_maps(self, x: torch.Tensor, sigmas: Sequence[float]) -> list[torch.Tensor]:
-        """Frames' (N, C, H, W) anomaly maps (N, H, W), smoothed by each of ``sigmas`` (in cells):
-        what training's choice of ``map_smooth`` compares."""
+    def validation_outputs(
+        self, x: torch.Tensor, methods: Sequence[str], sigmas: Sequence[float]
+    ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
+        """What training's label-free choice compares of frames (N, C, H, W), from one look at the
+        memory and without the Grad-CAM network: each method's scores (N,), and the anomaly maps
+        (N, H, W) the map's smoothing by each of ``sigmas`` (in cells) would give."""
         views = self.views(x)
-        cells = self._cells(views)
-        return [views.to_frame(gaussian_blur(cells, sigma))[:, 0] for sigma in sigmas]
+        maps = self._maps(views)
+        return self._method_scores(maps, methods), [
+            views.to_frame(gaussian_blur(maps.cells, sigma))[:, 0] for sigma in sigmas
+        ]
+
+    def _method_scores(self, maps: DistanceMaps, methods: Sequence[str]) -> dict[str, torch.Tensor]:
+        for method in methods:
+            self.check_method(method)
+        scores = self._scores(maps)
+        if any(m.endswith(ENSEMBLE) for m in methods):
+            if self.ensemble_std.isnan().any():
+                raise ValueError("this model was trained before -ensemble existed: retrain it to use it")
+            members = torch.stack([scores[_kind(m)] for m in self.ensemble], dim=1)
+            scores["ensemble"] = ((members - self.ensemble_mean) / self.ensemble_std).mean(dim=1)
+        return {method: scores[_kind(method)] for method in methods}
 
 
 def _kind(method: str) -> str:
