@@ -272,14 +272,12 @@ def near_ties_averaged(
 ) -> tuple[float, str, str, ModelConfig] | None:
     """The best family's ensemble of its methods within one standard error of the best one (each
     result's validation ``scores`` of one round, ``labels``), best first, where there are two or
-    more and the family has an ensemble; else None. Appended to ``results``, its estimate that of
+    more; else None. Appended to ``results``, its estimate that of
     the average of the methods' scores, each counted in standard deviations of the normal
     frames' (what the model's ``-ensemble`` computes from the same held-out frames)."""
     best = int(np.argmax([r[0] for r in results]))
     family = family_named(results[best][1])
-    averaged = [m for m in family.methods if m.endswith(ENSEMBLE)]
-    if not averaged:
-        return None
+    averaged = next(m for m in family.methods if m.endswith(ENSEMBLE))
     same = [i for i, r in enumerate(results) if r[1] == results[best][1]]
     tied = [
         i
@@ -293,10 +291,10 @@ def near_ties_averaged(
     averaged_scores = ((members - mean) / spread).mean(axis=1)
     names = tuple(results[i][2] for i in tied)
     config = dataclasses.replace(results[best][3], ensemble=names)
-    result = (auroc(labels, averaged_scores), family.name, averaged[0], config)
+    result = (auroc(labels, averaged_scores), family.name, averaged, config)
     results.append(result)
     note(
-        f"  {family.name} / {averaged[0]} of {', '.join(names)} (within one standard error of the best, "
+        f"  {family.name} / {averaged} of {', '.join(names)} (within one standard error of the best, "
         f"averaged): validation ROC-AUC {result[0]:.3f}"
     )
     return result
