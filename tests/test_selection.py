@@ -174,6 +174,7 @@ def test_train_without_a_method_chooses_prints_and_warns(tmp_path: Path, monkeyp
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "chose" in result.output and "validation ROC-AUC" in result.output
+    assert "anomaly map smoothed by σ" in result.output  # the map's choice, on the same validation
     checkpoint = Checkpoint.load(tmp_path / "m.pt")
     assert checkpoint.frame_spec.shape == (64, 192) and "selection" in checkpoint.metadata
     monkeypatch.setattr(selection, "WARN_BELOW", 1.01)
