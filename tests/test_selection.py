@@ -150,15 +150,15 @@ def test_near_ties_are_averaged_and_a_clear_best_stands_alone() -> None:
     def results(*methods: str) -> list:
         return [(auroc(labels, scores[m]), "patch-memory", m, config) for m in methods]
 
-    tied = results("patch-max", "patch-max-or-mean", "patch-max-inner")
-    chosen = selection.near_ties_averaged(tied, [scores[r[2]] for r in tied], labels, 0, print)
-    assert chosen is not None and chosen == tied[-1]
+    tied, notes = results("patch-max", "patch-max-or-mean", "patch-max-inner"), []
+    chosen = selection.near_ties_averaged(tied, [scores[r[2]] for r in tied], labels, 0, notes.append)
+    assert chosen is not None and chosen == tied[-1] and "patch-ensemble of" in notes[0]
     first, second = sorted(("patch-max-or-mean", "patch-max-inner"), key=lambda m: -auroc(labels, scores[m]))
     assert chosen[2] == "patch-ensemble" and chosen[3].ensemble == (first, second)
     assert abs(chosen[0] - auroc(labels, scores[first])) < 0.02
     alone = results("patch-max", "patch-max-inner")
-    assert selection.near_ties_averaged(alone, [scores[r[2]] for r in alone], labels, 0, print) is None
-    assert len(alone) == 2
+    assert selection.near_ties_averaged(alone, [scores[r[2]] for r in alone], labels, 0, notes.append) is None
+    assert len(alone) == 2 and len(notes) == 1
 
 
 def _write(folder: Path, frames: np.ndarray) -> None:
