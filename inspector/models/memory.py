@@ -362,6 +362,7 @@ class MemoryModel(AnomalyModel):
         return self.score_methods(x, (method,))[method]
 
     def score_methods(self, x: torch.Tensor, methods: Sequence[str]) -> dict[str, Scores]:
+        self._check_methods(methods)
         with torch.no_grad():
             views = self.views(x)
             maps = self._maps(views)
@@ -389,19 +390,23 @@ class MemoryModel(AnomalyModel):
         """What training's label-free choice compares of frames (N, C, H, W), from one look at the
         memory and without the Grad-CAM network: each method's scores (N,), and the anomaly maps
         (N, H, W) the map's smoothing by each of ``sigmas`` (in cells) would give."""
+        self._check_methods(methods)
         views = self.views(x)
         maps = self._maps(views)
         return self._method_scores(maps, methods), [
             views.to_frame(gaussian_blur(maps.cells, sigma))[:, 0] for sigma in sigmas
         ]
 
-    def _method_scores(self, maps: DistanceMaps, methods: Sequence[str]) -> dict[str, torch.Tensor]:
+    def _check_methods(self, methods: Sequence[str]) -> None:
+        """Refuse, before any work, a method this family lacks or this model cannot score."""
         for method in methods:
             self.check_method(method)
+        if any(m.endswith(ENSEMBLE) for m in methods) and self.ensemble_std.isnan().any():
+            raise ValueError("this model was trained before -ensemble existed: retrain it to use it")
+
+    def _method_scores(self, maps: DistanceMaps, methods: Sequence[str]) -> dict[str, torch.Tensor]:
         scores = self._scores(maps)
         if any(m.endswith(ENSEMBLE) for m in methods):
-            if self.ensemble_std.isnan().any():
-                raise ValueError("this model was trained before -ensemble existed: retrain it to use it")
             members = torch.stack([scores[_kind(m)] for m in self.ensemble], dim=1)
             scores["ensemble"] = ((members - self.ensemble_mean) / self.ensemble_std).mean(dim=1)
         return {method: scores[_kind(method)] for method in methods}
