@@ -227,8 +227,8 @@ def choose(frames: np.ndarray, spec: FrameSpec, options: TrainOptions, note: Not
     else:
         best = results[int(np.argmax(estimates))]  # the first of equals: the order of CANDIDATES
         if enough:
-            scores = [each[0] for each in per_round]
-            best = near_ties_averaged(results, scores, labels[0], options.seed, note) or best
+            one_round = [each[0] for each in per_round]  # a large set's validation is one round
+            best = near_ties_averaged(results, one_round, labels[0], options.seed, note) or best
     return Choice(
         config=best[3],
         method=best[2],
