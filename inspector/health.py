@@ -21,7 +21,7 @@ from typing import Any
 
 from inspector.config import Settings
 from inspector.store import drift as drift_store
-from inspector.store import migrate, operations
+from inspector.store import migrate, operations, queries
 from inspector.store import review as store_review
 from inspector.store.db import session_scope
 from inspector.store.models import DRIFT_WATCHED, utcnow
@@ -147,8 +147,9 @@ def summary(settings: Settings) -> HealthReport:
     schema = migrate.current_revision(settings.db_url)
     with session_scope(settings.db_url) as session:
         processes = []
+        beaten = queries.database_time(session)  # the clock heartbeats are stamped by, whatever this host's
         for row in operations.heartbeats(session):
-            state, age = _state(row, now, settings), _age(row.beat_at, now) or 0.0
+            state, age = _state(row, beaten, settings), _age(row.beat_at, beaten) or 0.0
             processes.append(
                 ProcessView(row.kind, row.name, row.host, row.pid, state, age, row.started_at, row.doing)
             )
@@ -235,8 +236,8 @@ def readiness(settings: Settings) -> tuple[bool, dict[str, str]]:
     ready = current == expected
     checks["schema"] = "ok" if ready else f"at {current or 'nothing'}, expected {expected}"
     if settings.health.require_watcher:
-        now = utcnow()
         with session_scope(settings.db_url) as session:
+            now = queries.database_time(session)
             live = [
                 row
                 for row in operations.heartbeats(session)
@@ -269,7 +270,7 @@ class Heartbeat:
                 start=start,
             )
             if start:
-                operations.forget_heartbeats(session, utcnow() - FORGET_AFTER)
+                operations.forget_heartbeats(session, queries.database_time(session) - FORGET_AFTER)
 
     def _run(self) -> None:
         while not self._stop.wait(self.settings.health.heartbeat_seconds):

@@ -57,6 +57,17 @@ def test_a_silent_process_is_down_and_status_fails(settings: Settings) -> None:
     assert data["ok"] is False and data["processes"][0]["state"] == "down"
 
 
+def test_a_process_on_a_host_whose_clock_is_off_is_up(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker's host ten minutes behind the host that asks: beats and ages are both the
+    database's clock, so the worker is up (by the asker's clock it would be down)."""
+    monkeypatch.setattr(health, "utcnow", lambda: utcnow() + timedelta(minutes=10))  # the asker's host
+    with health.beating(settings, "worker", "gpu0@box"):
+        (process,) = health.summary(settings).processes
+        assert process.state == "up" and process.beat_age < 60
+
+
 def test_an_old_backlog_fails_status(settings: Settings) -> None:
     with session_scope(settings.db_url) as session:
         registered = utcnow() - timedelta(minutes=20)

@@ -15,9 +15,9 @@ A frame's life, each step a committed state in the ``frames`` table::
   A claim records its delivery (the Celery task id), so when a worker process dies the
   redelivered message (late ack) resumes its frames at once. A worker renews its claim while
   it scores; a claim not renewed for ``claim_lease_seconds`` (the worker died with its host)
-  is handed out again. A queued frame is sent again when its message may be lost: the send
-  failed, the broker restarted (a new Redis run id), the watcher started; else after
-  ``stale_seconds``.
+  is handed out again, by the database's clock (not a host's). A queued frame is sent again
+  when its message may be lost: the send failed, the broker restarted (a new Redis run id),
+  the watcher started; else after ``stale_seconds``.
 - A frame whose worker died ``watch.max_attempts`` times is quarantined, not retried forever.
   A frame whose worker died is retried alone, so a frame that kills workers cannot use up its
   batch-mates' attempts: a Celery message that comes back scores its frames one by one,

@@ -413,8 +413,9 @@ def process_frames(frame_ids: Sequence[int], settings: Settings, claimant: str |
     (``renewing``): a worker that dies with its host leaves claims that lapse within
     ``watch.claim_lease_seconds``, and the watcher hands those frames out again.
     """
-    lease_before = utcnow() - timedelta(seconds=settings.watch.claim_lease_seconds)
+    lease = timedelta(seconds=settings.watch.claim_lease_seconds)
     with session_scope(settings.db_url) as session:
+        lease_before = queries.database_time(session) - lease
         attempts = queries.claim_frames(session, list(frame_ids), lease_before, claimant)
         frames = queries.frames_by_id(session, list(attempts))
     outcome = Outcome(skipped=len(set(frame_ids)) - len(attempts))

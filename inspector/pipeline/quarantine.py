@@ -13,6 +13,7 @@ import errno
 import logging
 import os
 import shutil
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -54,25 +55,37 @@ def quarantined(settings: Settings, since: datetime, source: str | None = None) 
 
 def retry(settings: Settings, ids: list[int]) -> dict[int, str]:
     """Make these quarantined frames pending again, each file back where it landed; returns what
-    became of each id ("pending", or why not)."""
+    became of each id ("pending", or why not).
+
+    The frame is taken back first (``queries.take_back``: claimed, so that neither the watcher,
+    which moves a quarantined frame's file to quarantine, nor a scorer, which would find no file
+    yet, acts on it), then its file is put back, then it is made pending. The other orders left a
+    frame pending with its file back in quarantine when the watcher saw the file first (at once
+    where the quarantine lies on another file system: the file is copied, then closed)."""
     with session_scope(settings.db_url) as session:
         frames = {f.id: f for f in queries.frames_by_id(session, ids)}
     outcome: dict[int, str] = {}
     for frame_id in ids:
         frame = frames.get(frame_id)
+        claimant = f"retry-{uuid.uuid4().hex[:16]}"
         if frame is None or frame.status != "quarantined":
             outcome[frame_id] = "not quarantined" if frame else "no such frame"
             continue
-        landed = text_path(frame.path)
+        with session_scope(settings.db_url) as session:
+            if not queries.take_back(session, frame_id, claimant):
+                outcome[frame_id] = "changed meanwhile"
+                continue
         if frame.stored_path:
             try:
-                _put_back(settings.data_path / frame.stored_path, landed)
+                _put_back(settings.data_path / frame.stored_path, text_path(frame.path))
             except OSError as exc:
+                with session_scope(settings.db_url) as session:  # as it was: its file is where it lay
+                    queries.finish_frame(session, frame_id, "quarantined", frame.stored_path, frame.error)
                 outcome[frame_id] = f"file not put back: {exc.strerror or exc}"
                 continue
         with session_scope(settings.db_url) as session:
-            done = queries.retry_frames(session, [frame_id])
-        outcome[frame_id] = "pending" if done else "changed meanwhile"
+            handed = queries.hand_back(session, frame_id, claimant)
+        outcome[frame_id] = "pending" if handed else "changed meanwhile"
     return outcome
 
 

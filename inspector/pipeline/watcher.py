@@ -45,7 +45,7 @@ from inspector.pipeline.ledger import (
 from inspector.pipeline.process import Outcome, place_files
 from inspector.store import queries
 from inspector.store.db import session_scope
-from inspector.store.models import Frame, utcnow
+from inspector.store.models import Frame
 
 log = logging.getLogger(__name__)
 
@@ -219,14 +219,15 @@ class Watcher:
         and a queued frame once its message may be lost (``messages_lost``), else after
         ``stale_seconds``.
         """
-        now, watch = utcnow(), self.settings.watch
-        if self.executor.exclusive:
-            queued_before = lease_before = now
-        else:
-            lease_before = now - timedelta(seconds=watch.claim_lease_seconds)
-            resend = self.executor.messages_lost()
-            queued_before = now if resend else now - timedelta(seconds=watch.stale_seconds)
+        watch = self.settings.watch
+        resend = not self.executor.exclusive and self.executor.messages_lost()
         with session_scope(self.settings.db_url) as session:
+            now = queries.database_time(session)  # the clock claims are stamped by, whatever this host's
+            if self.executor.exclusive:
+                queued_before = lease_before = now
+            else:
+                lease_before = now - timedelta(seconds=watch.claim_lease_seconds)
+                queued_before = now if resend else now - timedelta(seconds=watch.stale_seconds)
             lost = queries.give_up_frames(session, queued_before, lease_before, watch.max_attempts)
             for frame in lost:
                 queries.set_stored_path(session, frame.id, quarantine_location(frame))

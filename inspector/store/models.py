@@ -22,6 +22,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     CheckConstraint,
+    DateTime,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -34,7 +35,10 @@ from sqlalchemy import (
     false,
     text,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -58,6 +62,27 @@ MAX_ID = 2**63 - 1  # the largest id either database can hold: a larger one name
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+class database_now(FunctionElement[datetime]):  # noqa: N801 - an SQL function, named like one
+    """The database's clock (naive UTC), in SQL: what stamps and compares frames' claims and
+    their time in the queue. Workers, watchers and the database may run on hosts whose clocks
+    disagree; by one host's clock a claim another stamped ten seconds behind has lapsed, and its
+    frame is taken away from a worker at work on it, again and again. SQLite serves one host."""
+
+    type = DateTime()
+    inherit_cache = True
+
+
+@compiles(database_now, "postgresql")
+def _database_now_postgresql(element: database_now, compiler: SQLCompiler, **kw: Any) -> str:
+    return "timezone('UTC', clock_timestamp())"
+
+
+@compiles(database_now, "sqlite")
+def _database_now_sqlite(element: database_now, compiler: SQLCompiler, **kw: Any) -> str:
+    # In the text form SQLAlchemy stores SQLite's DATETIME in (microseconds; 'now' has milliseconds).
+    return "(strftime('%Y-%m-%d %H:%M:%f', 'now') || '000')"
 
 
 class Base(DeclarativeBase):
@@ -104,7 +129,8 @@ class Frame(Base):
     error: Mapped[str | None] = mapped_column(Text)
     landed_at: Mapped[datetime]  # the file's modification time
     registered_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Its last change of state, by the database's clock (database_now): claims lapse by it.
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=database_now())
     pruned_at: Mapped[datetime | None]  # its archive file and maps were deleted (retention), rows kept
 
     results: Mapped[list[Result]] = relationship(back_populates="frame")

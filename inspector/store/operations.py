@@ -22,6 +22,7 @@ from inspector.store.models import (
     Result,
     ResultMap,
     Review,
+    database_now,
     utcnow,
 )
 from inspector.store.queries import IN_FLIGHT, REPORT_COLUMNS, WAITING, ReportRow, _insert
@@ -35,8 +36,9 @@ UNSCORED = tuple(dict.fromkeys(WAITING + IN_FLIGHT))  # pending, queued, process
 def beat(
     session: Session, *, kind: str, name: str, host: str, pid: int, doing: str, start: bool = False
 ) -> None:
-    """Record that a process lives (``start``: it just started, under this host and pid)."""
-    now = utcnow()
+    """Record that a process lives (``start``: it just started, under this host and pid), by the
+    database's clock: processes on other hosts judge its age by it (health.py)."""
+    now = database_now()
     values = {"name": name, "beat_at": now, "doing": doing, "stopped_at": None}
     if start:
         values["started_at"] = now
@@ -48,7 +50,7 @@ def beat(
 
 def stopped(session: Session, *, kind: str, host: str, pid: int, doing: str) -> None:
     """A process that ends cleanly says so: it is then stopped, not down."""
-    now = utcnow()
+    now = database_now()
     session.execute(
         update(Heartbeat)
         .where(Heartbeat.kind == kind, Heartbeat.host == host, Heartbeat.pid == pid)

@@ -26,6 +26,7 @@ from inspector.store.models import (
     ResultMap,
     Threshold,
     ThresholdChange,
+    database_now,
     utcnow,
 )
 
@@ -102,6 +103,11 @@ def frames_by_id(session: Session, ids: Iterable[int]) -> list[Frame]:
     return list(session.execute(select(Frame).where(Frame.id.in_(list(ids))).order_by(Frame.id)).scalars())
 
 
+def database_time(session: Session) -> datetime:
+    """Now by the database's clock (naive UTC): what claims and queue times are measured against."""
+    return session.execute(select(database_now())).scalar_one()
+
+
 def _orphaned(queued_before: datetime, lease_before: datetime) -> ColumnElement[bool]:
     """In flight with nobody at work on it: queued before ``queued_before`` (its message lost, it
     seems) or claimed by a worker that stopped renewing its claim before ``lease_before``."""
@@ -115,7 +121,7 @@ def queue_waiting(session: Session, queued_before: datetime, lease_before: datet
     stmt = (
         update(Frame)
         .where(or_(Frame.status == "pending", _orphaned(queued_before, lease_before)))
-        .values(status="queued", updated_at=utcnow())
+        .values(status="queued", updated_at=database_now())
         .returning(Frame.id)
         .execution_options(**_NO_SYNC)
     )
@@ -134,7 +140,9 @@ def claim_frames(
     stmt = (
         update(Frame)
         .where(Frame.id.in_(ids), or_(Frame.status.in_(WAITING), takeover))
-        .values(status="processing", claimed_by=claimant, attempts=Frame.attempts + 1, updated_at=utcnow())
+        .values(
+            status="processing", claimed_by=claimant, attempts=Frame.attempts + 1, updated_at=database_now()
+        )
         .returning(Frame.id, Frame.attempts)
         .execution_options(**_NO_SYNC)
     )
@@ -147,7 +155,7 @@ def renew_claims(session: Session, ids: Sequence[int], claimant: str) -> int:
     stmt = (
         update(Frame)
         .where(Frame.id.in_(ids), Frame.status == "processing", Frame.claimed_by == claimant)
-        .values(updated_at=utcnow())
+        .values(updated_at=database_now())
         .execution_options(**_NO_SYNC)
     )
     return session.execute(stmt).rowcount
@@ -186,7 +194,7 @@ def claim_next(
     stmt = (
         update(Frame)
         .where(Frame.id.in_([row.id for row in waiting]), Frame.status.in_(WAITING))
-        .values(status="processing", claimed_by=None, attempts=Frame.attempts + 1, updated_at=utcnow())
+        .values(status="processing", claimed_by=None, attempts=Frame.attempts + 1, updated_at=database_now())
         .returning(Frame.id)
         .execution_options(**_NO_SYNC)
     )
@@ -209,7 +217,7 @@ def claim_suspect(session: Session, max_attempts: int, claimant: str) -> int | N
     stmt = (
         update(Frame)
         .where(Frame.id == oldest.scalar_subquery(), Frame.status.in_(WAITING))
-        .values(status="processing", claimed_by=claimant, updated_at=utcnow())
+        .values(status="processing", claimed_by=claimant, updated_at=database_now())
         .returning(Frame.id)
         .execution_options(**_NO_SYNC)
     )
@@ -267,7 +275,7 @@ def finish_frames(
             status=status,
             stored_path=case(stored_paths, value=Frame.id, else_=None),
             error=error,
-            updated_at=utcnow(),
+            updated_at=database_now(),
         )
         .returning(Frame.id)
         .execution_options(**_NO_SYNC)
@@ -298,7 +306,7 @@ def give_up_frames(
         .values(
             status="quarantined",
             error=gave_up_note(max_attempts),
-            updated_at=utcnow(),
+            updated_at=database_now(),
         )
         .returning(Frame.id)
         .execution_options(**_NO_SYNC)
@@ -322,22 +330,41 @@ def quarantined_frames(
     return list(session.scalars(stmt.order_by(Frame.updated_at, Frame.id).limit(limit)))
 
 
-def retry_frames(session: Session, ids: Sequence[int]) -> list[int]:
-    """Quarantined frames made pending again, their attempts forgotten: the next recover scores them."""
+def take_back(session: Session, frame_id: int, claimant: str) -> bool:
+    """Claim a quarantined frame for ``claimant`` (a retry), its attempts, error and stored path
+    forgotten: while its file is put back where it landed, the watcher leaves the file alone (a
+    quarantined frame's file would go back to quarantine) and no scorer takes the frame (one
+    would find no file yet). False if it is no longer quarantined."""
     stmt = (
         update(Frame)
-        .where(Frame.id.in_(list(ids)), Frame.status == "quarantined")
+        .where(Frame.id == frame_id, Frame.status == "quarantined")
         .values(
-            status="pending", attempts=0, error=None, stored_path=None, claimed_by=None, updated_at=utcnow()
+            status="processing",
+            attempts=0,
+            error=None,
+            stored_path=None,
+            claimed_by=claimant,
+            updated_at=database_now(),
         )
-        .returning(Frame.id)
         .execution_options(**_NO_SYNC)
     )
-    return sorted(session.execute(stmt).scalars())
+    return session.execute(stmt).rowcount == 1
+
+
+def hand_back(session: Session, frame_id: int, claimant: str) -> bool:
+    """Make a frame ``claimant`` took back pending (its file is back): the watcher queues it at its
+    next recover. False if the claim lapsed meanwhile and the frame went on without it."""
+    stmt = (
+        update(Frame)
+        .where(Frame.id == frame_id, Frame.status == "processing", Frame.claimed_by == claimant)
+        .values(status="pending", claimed_by=None, updated_at=database_now())
+        .execution_options(**_NO_SYNC)
+    )
+    return session.execute(stmt).rowcount == 1
 
 
 def set_frame_path(session: Session, frame_id: int, path: str) -> None:
-    stmt = update(Frame).where(Frame.id == frame_id).values(path=path, updated_at=utcnow())
+    stmt = update(Frame).where(Frame.id == frame_id).values(path=path, updated_at=database_now())
     session.execute(stmt.execution_options(**_NO_SYNC))
 
 

@@ -112,3 +112,33 @@ def test_the_report_counts_what_was_set_aside_and_names_files_where_they_lie(
     done = str(rows["rows"][0]["frame_id"])
     again = runner.invoke(main, ["quarantine", "retry", done, "999"], env=env)
     assert again.exit_code == 1 and "not quarantined" in again.output and "no such frame" in again.output
+
+
+def test_a_retried_frame_is_left_alone_while_its_file_goes_back(
+    tmp_path: Path, embedded: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a retry puts a file back, the watcher must not send it to quarantine again (it does
+    so with a quarantined frame's file) and no scorer may take the frame (it would find no file):
+    the frame is claimed by the retry until its file is back."""
+    from inspector.pipeline import ledger, quarantine
+    from inspector.store import queries
+
+    incoming = tmp_path / "incoming"
+    write_frames(incoming, 2)
+    env = settings_env(embedded) | {"INSPECTOR_WATCH__MAX_DECODED_BYTES": "100"}
+    assert CliRunner().invoke(main, ["watch", str(incoming), "--once"], env=env).exit_code == 0
+    put_back = quarantine._put_back
+    seen = []
+
+    def watched_while_put_back(stored: Path, landed: Path) -> None:
+        put_back(stored, landed)
+        with session_scope(embedded.db_url) as session:
+            (frame,) = [f for f in queries.frames_by_id(session, [1, 2]) if f.path == str(landed)]
+            seen.append((frame.status, ledger.final_location(frame, archive=True)))
+
+    monkeypatch.setattr(quarantine, "_put_back", watched_while_put_back)
+    assert quarantine.retry(embedded, [1, 2]) == {1: "pending", 2: "pending"}
+    # Claimed (no scorer takes it before its lease lapses), and the watcher leaves its file alone.
+    assert seen == [("processing", None), ("processing", None)]
+    assert counts(embedded.db_url)[1] == {"pending": 2}
+    assert sorted(p.name for p in incoming.iterdir()) == ["f000.png", "f001.png"]

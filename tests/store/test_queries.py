@@ -23,6 +23,14 @@ def url(tmp_path: Path) -> str:
     return url
 
 
+@pytest.fixture
+def pg_queries_url(pg_url: str) -> str:
+    Base.metadata.create_all(get_engine(pg_url))
+    with session_scope(pg_url) as session:
+        register_model(session)
+    return pg_url
+
+
 def _frames(url: str, n: int) -> list[int]:
     with session_scope(url) as session:
         return register_frames(session, n)
@@ -47,6 +55,29 @@ def test_a_frame_is_claimed_once_until_its_lease_runs_out(url: str) -> None:
         later = utcnow() + timedelta(seconds=1)
         assert list(queries.claim_frames(session, ids[:1], lease_before=later)) == ids[:1]
         assert queries.frames_by_id(session, ids[:1])[0].attempts == 2
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_claims_lapse_by_the_database_clock_not_a_hosts(
+    database: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker whose host's clock runs a minute behind the watcher's claims frames: the watcher
+    must not see those claims as lapsed (and hand the frames out again, and again) while the
+    worker renews them, since both measure claims by the database's clock."""
+    url = request.getfixturevalue("url" if database == "sqlite" else "pg_queries_url")
+    ids = _frames(url, 2)
+    monkeypatch.setattr(queries, "utcnow", lambda: utcnow() - timedelta(minutes=1))  # the worker's host
+    with session_scope(url) as session:
+        lease_before = queries.database_time(session) - timedelta(seconds=10)
+        assert list(queries.claim_frames(session, ids, lease_before, claimant="task-1")) == ids
+    with session_scope(url) as session:
+        assert queries.renew_claims(session, ids, "task-1") == 2
+    monkeypatch.undo()
+    with session_scope(url) as session:  # the watcher's recover
+        now = queries.database_time(session)
+        assert abs(now - utcnow()) < timedelta(seconds=5)
+        assert queries.queue_waiting(session, now, now - timedelta(seconds=10)) == []
+        assert queries.queue_waiting(session, now, now + timedelta(seconds=1)) == ids  # lapsed
 
 
 def test_a_renewed_claim_is_not_taken_over(url: str) -> None:
