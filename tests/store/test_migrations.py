@@ -203,14 +203,23 @@ def test_postgresql_upgrade_matches_models_and_downgrades(pg_url: str) -> None:
 @pytest.mark.services
 def test_postgresql_method_identity_migration(pg_url: str) -> None:
     _check_method_identity_migration(pg_url)
+    migrate.upgrade(pg_url)
     engine = create_engine(pg_url)
     try:
-        with engine.connect() as connection:  # maps are stored out of line, uncompressed
-            where = "attrelid = 'result_maps'::regclass AND attname = 'png'"
-            storage = connection.execute(text(f"SELECT attstorage FROM pg_attribute WHERE {where}"))
-            assert storage.scalar() == "e"
+        with engine.connect() as connection:  # maps compressed by LZ4 (this server has it)
+            assert _map_storage(connection) == ("x", "l")
+        migrate.downgrade(pg_url, "0012")
+        with engine.connect() as connection:  # out of line, uncompressed, as before
+            assert _map_storage(connection) == ("e", "")
     finally:
         engine.dispose()
+
+
+def _map_storage(connection: sa.Connection) -> tuple[str, str]:
+    """How PostgreSQL stores result_maps.png: (storage, compression) as pg_attribute says."""
+    where = "attrelid = 'result_maps'::regclass AND attname = 'png'"
+    row = connection.execute(text(f"SELECT attstorage, attcompression FROM pg_attribute WHERE {where}")).one()
+    return row.attstorage, row.attcompression
 
 
 def test_ensure_schema_migrates_an_embedded_sqlite(tmp_path: Path) -> None:
