@@ -282,7 +282,8 @@ def near_ties_averaged(
     tied = [
         i
         for i in sorted(same, key=lambda i: -results[i][0])
-        if results[best][0] - results[i][0] <= paired_auroc_error(labels, scores[best], scores[i], seed)
+        if i == best
+        or results[best][0] - results[i][0] <= paired_auroc_error(labels, scores[best], scores[i], seed)
     ]
     if len(tied) < 2:
         return None
