@@ -320,9 +320,17 @@ class PruneCandidate:
     map_bytes: int
 
 
-def _map_bytes_by_frame() -> Any:
+def _map_size(session: Session) -> Any:
+    """The bytes each stored map takes: on PostgreSQL as stored (compressed by LZ4 since migration
+    0013; read from the value's header, nothing decompressed), else its length."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.pg_column_size(ResultMap.png)
+    return func.length(ResultMap.png)
+
+
+def _map_bytes_by_frame(session: Session) -> Any:
     return (
-        select(Result.frame_id.label("frame_id"), func.sum(func.length(ResultMap.png)).label("bytes"))
+        select(Result.frame_id.label("frame_id"), func.sum(_map_size(session)).label("bytes"))
         .join(ResultMap, ResultMap.result_id == Result.id)
         .group_by(Result.frame_id)
         .subquery()
@@ -336,7 +344,7 @@ def _archived() -> Any:
 def prune_candidates(session: Session, keep: KeepRule, settled_before: datetime) -> list[PruneCandidate]:
     """Frames the policy may prune, oldest first: scored (done) before ``settled_before``, not yet
     pruned, not kept, with the bytes pruning them would free."""
-    maps = _map_bytes_by_frame()
+    maps = _map_bytes_by_frame(session)
     stmt = (
         select(
             Frame.id,
@@ -361,7 +369,7 @@ def stored_bytes(session: Session) -> tuple[int, int]:
     files = session.scalar(
         select(func.coalesce(func.sum(Frame.size_bytes), 0)).where(Frame.pruned_at.is_(None), _archived())
     )
-    maps = session.scalar(select(func.coalesce(func.sum(func.length(ResultMap.png)), 0)))
+    maps = session.scalar(select(func.coalesce(func.sum(_map_size(session)), 0)))
     return int(files or 0), int(maps or 0)
 
 

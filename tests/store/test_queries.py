@@ -190,3 +190,23 @@ def test_report_queries_search_indexes_instead_of_scanning(url: str) -> None:
                 row[-1] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
             ]
             assert not [step for step in plan if step.startswith("SCAN")], (statement, plan)
+
+
+def test_maps_count_the_bytes_the_database_keeps(pg_queries_url: str) -> None:
+    """Retention's budget counts a map as stored: compressed on PostgreSQL (LZ4 since migration
+    0013), and read from its header, not decompressed."""
+    from inspector.store import operations
+
+    (fid,) = _frames(pg_queries_url, 1)
+    with session_scope(pg_queries_url) as session:
+        assert insert_result(
+            session,
+            frame_id=fid,
+            model_version="m1",
+            score=0.1,
+            threshold=0.5,
+            is_anomaly=False,
+            maps={"error": bytes(40_000)},
+        )
+    with session_scope(pg_queries_url) as session:
+        assert 0 < operations.stored_bytes(session)[1] < 4_000
