@@ -67,10 +67,10 @@ def retry(settings: Settings, ids: list[int]) -> dict[int, str]:
     outcome: dict[int, str] = {}
     for frame_id in ids:
         frame = frames.get(frame_id)
-        claimant = f"retry-{uuid.uuid4().hex[:16]}"
         if frame is None or frame.status != "quarantined":
             outcome[frame_id] = "not quarantined" if frame else "no such frame"
             continue
+        claimant = f"retry-{uuid.uuid4().hex[:16]}"
         with session_scope(settings.db_url) as session:
             if not queries.take_back(session, frame_id, claimant):
                 outcome[frame_id] = "changed meanwhile"
