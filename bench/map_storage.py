@@ -2,7 +2,7 @@
 with the maps uncompressed (migration 0004) and compressed by LZ4 (0013).
 
 Results with their five maps are stored as the pipeline stores them (``queries.insert_results``,
-64 frames a commit), their maps made by the pipeline's path (``map_planes``, uncompressed PNG)
+64 frames a commit), their maps made by the pipeline's path (``process.stored_maps``, uncompressed PNG)
 from the throughput benchmark's model and frames, into fresh databases migrated to each
 revision, in turns (the machine is shared). The server's CPU is its backend's, read from
 ``/proc`` (the server runs on this machine).
@@ -25,8 +25,8 @@ from sqlalchemy import text
 
 from bench.provenance import git_commit, shared_machine
 from bench.throughput import PG_SERVER, decoded, fresh_postgres, make_checkpoint, make_frames
-from inspector.detector import Detector, map_arrays
-from inspector.maps import encode_png, map_planes
+from inspector.detector import Detector
+from inspector.pipeline.process import stored_maps
 from inspector.store import migrate, queries
 from inspector.store.db import session_scope
 from inspector.store.models import utcnow
@@ -42,8 +42,7 @@ def pipeline_maps(count: int) -> list[dict[str, bytes]]:
         make_checkpoint(Path(folder) / "model.pt")
         detector = Detector.load(Path(folder) / "model.pt", device="cpu")
     frames = decoded(make_frames(count))
-    planes = map_planes(map_arrays(frames, detector.score_arrays(frames)))
-    return [{kind: encode_png(plane, fast=True) for kind, plane in frame.items()} for frame in planes]
+    return stored_maps(frames, detector.score_arrays(frames))
 
 
 def _backend_cpu(pid: int) -> float:

@@ -38,7 +38,14 @@ from sqlalchemy.orm import Session
 
 from inspector import metrics
 from inspector.config import Settings
-from inspector.detector import CheckpointError, Detector, forward_batch, map_arrays, resolve_device
+from inspector.detector import (
+    CheckpointError,
+    Detection,
+    Detector,
+    forward_batch,
+    map_arrays,
+    resolve_device,
+)
 from inspector.frames import FrameError, Prepared, check_file_size, frame_from_bytes
 from inspector.maps import encode_png, map_planes
 from inspector.pipeline import alerts, registry
@@ -271,11 +278,16 @@ class Scoring:
         batch = np.stack(self.pixels)
         detections = self.detector.score_arrays(batch)
         self.scores = [d.score for d in detections]
-        self.maps = [
-            {kind: encode_png(plane, fast=True) for kind, plane in frame_planes.items()}
-            for frame_planes in map_planes(map_arrays(batch, detections))
-        ]
+        self.maps = stored_maps(batch, detections)
         self.pixels = []
+
+
+def stored_maps(batch: np.ndarray, detections: Sequence[Detection]) -> list[dict[str, bytes]]:
+    """A scored batch's maps as results store them, frame by frame: PNG by kind, the fast kind."""
+    return [
+        {kind: encode_png(plane, fast=True) for kind, plane in frame_planes.items()}
+        for frame_planes in map_planes(map_arrays(batch, detections))
+    ]
 
 
 @dataclass
