@@ -13,7 +13,6 @@ revision, in turns (the machine is shared). The server's CPU is its backend's, r
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from bench import cpu
 from bench.provenance import git_commit, shared_machine
 from bench.throughput import PG_SERVER, decoded, fresh_postgres, make_checkpoint, make_frames
 from inspector.detector import Detector
@@ -45,11 +45,6 @@ def pipeline_maps(count: int) -> list[dict[str, bytes]]:
     return stored_maps(frames, detector.score_arrays(frames))
 
 
-def _backend_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def measure(revision: str, maps: list[dict[str, bytes]], frames: int) -> dict[str, float]:
     """Store ``frames`` frames' results and maps into a fresh database at ``revision``."""
     with fresh_postgres(PG_SERVER) as url:
@@ -65,7 +60,7 @@ def measure(revision: str, maps: list[dict[str, bytes]], frames: int) -> dict[st
             ids = sorted(queries.insert_frames(session, rows).values())
         with session_scope(url) as session:
             pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
-        cpu, wall = _backend_cpu(pid), time.perf_counter()
+        used, wall = cpu.stat(pid)[0], time.perf_counter()
         for start in range(0, frames, BATCH):
             with session_scope(url) as session:  # the pool hands back the same connection
                 results = [
@@ -75,15 +70,17 @@ def measure(revision: str, maps: list[dict[str, bytes]], frames: int) -> dict[st
                         "method": "vaegan-attn",
                         "score": 0.5,
                         "threshold": 1.0,
+                        "is_anomaly": False,
+                        "shadow": False,
+                        "maps": maps[i % len(maps)],
                     }
-                    | {"is_anomaly": False, "shadow": False, "maps": maps[i % len(maps)]}
                     for i in ids[start : start + BATCH]
                 ]
                 queries.insert_results(session, results)
-        cpu, wall = _backend_cpu(pid) - cpu, time.perf_counter() - wall
+        used, wall = cpu.stat(pid)[0] - used, time.perf_counter() - wall
         with session_scope(url) as session:
             size = session.execute(text("SELECT pg_total_relation_size('result_maps')")).scalar_one()
-    return {"cpu_ms": 1000 * cpu / frames, "wall_ms": 1000 * wall / frames, "kib": size / 1024 / frames}
+    return {"cpu_ms": 1000 * used / frames, "wall_ms": 1000 * wall / frames, "kib": size / 1024 / frames}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
