@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from inspector.pipeline.registry import Promotion
     from inspector.store.models import ModelChange
 
-from inspector.config import ConfigError, FrameSpec, Settings, load_settings
+from inspector.config import AUTO, MODES, ConfigError, FrameSpec, Settings, load_settings
 
 CHECKOUT = Path(__file__).resolve().parents[1]  # the source checkout, when installed from one
 F = TypeVar("F", bound=Callable[..., object])
@@ -178,9 +178,10 @@ def units(
 )
 @click.option(
     "--mode",
-    type=click.Choice(["grey", "colour", "depth"]),
+    type=click.Choice([AUTO, *MODES]),
     default=None,
-    help="Frame kind (default: frames.mode).",
+    help="Frame kind (default: frames.mode, auto: colour where the training files hold colour, else "
+    "grey; depth where a depth unit or range is given, never guessed from the files).",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
@@ -229,6 +230,7 @@ def train(
     from held-out ones (inspector/selection.py); the estimate is printed and kept."""
     from tqdm import tqdm
 
+    from inspector.frames import detect_mode, find_frames
     from inspector.models import family_of_config
     from inspector.training import TrainingError, TrainOptions, load_training_frames
     from inspector.training import train as fit
@@ -243,6 +245,12 @@ def train(
         mode=mode or base.mode,
     )
     spec = units(spec, depth_unit_mm, near_mm, far_mm)
+    if spec.mode == AUTO and {depth_unit_mm, near_mm, far_mm} != {None}:
+        spec = dataclasses.replace(spec, mode="depth")  # a depth unit or range says what the frames are
+    elif spec.mode == AUTO:
+        detected, why = detect_mode(find_frames(data_dir), spec)
+        click.echo(why)
+        spec = dataclasses.replace(spec, mode=detected)
     options = TrainOptions(
         epochs=epochs,
         seed=seed,

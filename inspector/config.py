@@ -24,11 +24,17 @@ class ConfigError(ValueError):
     """A settings file or variable that cannot be used."""
 
 
+MODES = ("grey", "colour", "depth")  # what a frame is
+# A setting for training only (the default there): grey or colour, by what the training files
+# hold (``frames.detect_mode``); a checkpoint always keeps one of MODES.
+AUTO = "auto"
+
+
 @dataclass
 class FrameSpec:
     """How a file on disk becomes a model input: the one definition of "a frame"."""
 
-    mode: str = "grey"  # grey | colour | depth
+    mode: str = "grey"  # grey | colour | depth (settings: auto, the default, as well)
     image_size: int = 84  # the model input's rows, and its columns unless ``width`` is set
     width: int = 0  # the model input's columns (0 = image_size: square); keeps elongated frames' aspect
     depth_unit_mm: float = 1.0  # millimetres per raw depth unit (SR305: 0.125)
@@ -224,7 +230,7 @@ class Settings:
     # embedded scorer processes (cores ÷ watch.scorers). Several Celery workers on one machine's
     # CPU: cores ÷ workers, or each one's threads wait for the others' at every operation.
     torch_threads: int = 0
-    frames: FrameSpec = field(default_factory=FrameSpec)
+    frames: FrameSpec = field(default_factory=lambda: FrameSpec(mode=AUTO))
     watch: WatchSettings = field(default_factory=WatchSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     log_format: str = "text"  # text | json (one object per line) for long-running commands
@@ -331,8 +337,8 @@ def load_settings(
     _apply_env(settings, _env_overrides(environ), "")
     if settings.executor not in ("inline", "celery"):
         raise ConfigError(f"executor must be 'inline' or 'celery', not {settings.executor!r}")
-    if settings.frames.mode not in ("grey", "colour", "depth"):
-        raise ConfigError(f"frames.mode must be grey, colour or depth, not {settings.frames.mode!r}")
+    if settings.frames.mode not in (AUTO, *MODES):
+        raise ConfigError(f"frames.mode must be auto, grey, colour or depth, not {settings.frames.mode!r}")
     if settings.log_format not in ("text", "json"):
         raise ConfigError(f"log_format must be 'text' or 'json', not {settings.log_format!r}")
     return settings

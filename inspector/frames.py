@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from inspector.config import MAX_DECODED_BYTES, ConfigError, FrameSpec
+from inspector.config import MAX_DECODED_BYTES, MODES, ConfigError, FrameSpec
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".npy"}
 DEPTH_DTYPES = (np.uint16, np.uint32, np.int16, np.int32, np.int64, np.float32, np.float64)
@@ -233,8 +234,8 @@ def _first_line(exc: Exception) -> str:
 
 def check_spec(spec: FrameSpec) -> None:
     """Refuse an unusable frame configuration: a settings error, not the frame's fault."""
-    if spec.mode not in ("grey", "colour", "depth"):
-        raise ConfigError(f"frames.mode must be grey, colour or depth, not {spec.mode!r}")
+    if spec.mode not in MODES:
+        raise ConfigError(f"frames.mode must be one of {', '.join(MODES)}, not {spec.mode!r}")
     if spec.image_size < 1 or spec.width < 0:
         raise ConfigError(
             f"frames.image_size must be positive and frames.width positive or 0, not {spec.shape}"
@@ -385,6 +386,42 @@ def stored_shape(path: str | Path, spec: FrameSpec) -> tuple[int, int]:
             raise FrameError("not a readable image: unknown format or no size in its header")
         height, width = header.height, header.width
     return (spec.roi[3], spec.roi[2]) if spec.roi is not None else (height, width)
+
+
+# A frame holds colour where its channels differ by more than this on average (in [0, 1]): a
+# grey picture saved as RGB, or as a colour JPEG, differs by rounding only (at most 1/255).
+COLOUR_SPREAD = 2 / 255
+MODE_SAMPLE = 32  # files decoded, evenly spread, to tell colour frames from grey ones
+
+
+def detect_mode(paths: Sequence[Path], spec: FrameSpec) -> tuple[str, str]:
+    """The mode for training files whose spec says ``auto``: ``colour`` where at least half of a
+    sample of them hold colour, else ``grey``; and why, in a line. Grey would drop a colour-only
+    defect (a wrong wire, a stain of the same brightness). Depth is never guessed: a 16-bit
+    single-channel file may hold grey levels as well, and a depth frame needs its sensor's unit;
+    the line says so where the files are such."""
+    colour = wide = read = 0
+    for path in paths[:: max(1, len(paths) // MODE_SAMPLE)][:MODE_SAMPLE]:
+        try:
+            raw = decode(path.read_bytes(), spec.max_pixels)
+            if raw.ndim == 3 and raw.shape[2] >= 3:
+                rgb = _intensity(raw[::4, ::4, :3])
+                colour += float((rgb.max(axis=2) - rgb.min(axis=2)).mean()) > COLOUR_SPREAD
+            else:
+                wide += raw.dtype.kind in "ui" and raw.dtype.itemsize >= 2
+        except (FrameError, OSError):
+            continue  # the loading reports it
+        read += 1
+    if read and 2 * colour >= read:
+        why = f"{colour} of {read} sampled files hold colour: colour frames (--mode grey reads them as grey)"
+        return "colour", why
+    why = f"{read - colour} of {read} sampled files hold no colour: grey frames" if read else "grey frames"
+    if wide:
+        why += (
+            f"; {wide} hold 16-bit levels, read as brightness: depth maps need --mode depth"
+            " and their sensor's unit (--depth-unit-mm)"
+        )
+    return "grey", why
 
 
 def check_frames_vary(frames: np.ndarray, spec: FrameSpec) -> str | None:

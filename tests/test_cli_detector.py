@@ -147,6 +147,39 @@ def test_model_settings_belong_to_the_family_that_is_trained(tmp_path: Path) -> 
     assert unknown.exit_code != 0 and "unknown method 'vaegan-attn-q'" in unknown.output
 
 
+def test_train_reads_colour_files_as_colour_unless_told(tmp_path: Path) -> None:
+    """With no --mode (frames.mode auto) colour files train a colour model and the command says
+    so; --mode grey still reads them as grey; a depth unit given means depth frames."""
+    frames = blob_frames(8)
+    folder = tmp_path / "normal"
+    folder.mkdir()
+    for i, frame in enumerate(frames):
+        level = (frame[0] * 255).astype(np.uint8)
+        cv2.imwrite(str(folder / f"f{i}.png"), np.stack([level // 3, level // 2, level], axis=2))
+    args = [
+        "train",
+        "--data",
+        str(folder),
+        "--epochs",
+        "1",
+        "--image-size",
+        str(TINY_SIZE),
+        "--method",
+        "vaegan",
+    ]
+    runner = CliRunner()
+    auto = runner.invoke(main, [*args, "--out", str(tmp_path / "auto.pt")])
+    assert auto.exit_code == 0, auto.output
+    assert "8 of 8 sampled files hold colour: colour frames" in auto.output
+    checkpoint = Checkpoint.load(tmp_path / "auto.pt")
+    assert checkpoint.frame_spec.mode == "colour" and checkpoint.model_config.channels == 3
+    grey = runner.invoke(main, [*args, "--out", str(tmp_path / "grey.pt"), "--mode", "grey"])
+    assert grey.exit_code == 0, grey.output
+    assert Checkpoint.load(tmp_path / "grey.pt").frame_spec.mode == "grey"
+    depth = runner.invoke(main, [*args, "--out", str(tmp_path / "d.pt"), "--depth-unit-mm", "1"])
+    assert depth.exit_code != 0 and "one channel" in depth.output  # read as depth: colour files refused
+
+
 def test_the_bench_command_imports_the_checkouts_benchmarks() -> None:
     from inspector.cli import bench_module
 

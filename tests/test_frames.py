@@ -16,6 +16,7 @@ from inspector.config import ConfigError, FrameSpec
 from inspector.frames import (
     FrameError,
     decode,
+    detect_mode,
     find_frames,
     frame_from_bytes,
     load_frame,
@@ -144,6 +145,34 @@ def test_grey_frame_in_colour_mode_repeats_it() -> None:
     frame = preprocess(np.full((5, 7), 51, np.uint8), FrameSpec(mode="colour", image_size=4))
     assert frame.shape == (3, 4, 4)
     np.testing.assert_allclose(frame, 0.2, atol=1e-6)
+
+
+def test_auto_mode_tells_colour_files_from_grey_ones(tmp_path: Path) -> None:
+    """Training's default mode (auto): colour where most files hold colour, grey where they hold
+    none, a grey picture saved as RGB or as a colour JPEG included; depth is never guessed, but a
+    folder of 16-bit grey files is told how to ask for it. Unreadable files are left to the loading."""
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, (3, 24, 32), dtype=np.uint8)
+    folders = {name: tmp_path / name for name in ("colour", "rgb_grey", "jpeg_grey", "deep")}
+    for folder in folders.values():
+        folder.mkdir()
+    for i, picture in enumerate(grey):
+        tinted = np.stack([picture // 2, picture, picture], axis=2)  # BGR: a warm cast
+        cv2.imwrite(str(folders["colour"] / f"{i}.png"), tinted)
+        cv2.imwrite(str(folders["rgb_grey"] / f"{i}.png"), np.stack([picture] * 3, axis=2))
+        cv2.imwrite(str(folders["jpeg_grey"] / f"{i}.jpg"), np.stack([picture] * 3, axis=2))
+        cv2.imwrite(str(folders["deep"] / f"{i}.png"), picture.astype(np.uint16) * 200)
+    (folders["colour"] / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    spec = FrameSpec(mode="auto")
+    mode, why = detect_mode(find_frames(folders["colour"]), spec)
+    assert mode == "colour" and why.startswith("3 of 3 sampled files hold colour")
+    for name in ("rgb_grey", "jpeg_grey"):
+        assert detect_mode(find_frames(folders[name]), spec) == (
+            "grey",
+            "3 of 3 sampled files hold no colour: grey frames",
+        )
+    mode, why = detect_mode(find_frames(folders["deep"]), spec)
+    assert mode == "grey" and "3 hold 16-bit levels" in why and "--mode depth" in why
 
 
 def test_float_frames_must_be_in_unit_range() -> None:
