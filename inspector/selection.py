@@ -33,11 +33,7 @@ All from the normal frames alone, no label and no test frame:
 5. **The map.** Each candidate's anomaly map is smoothed by the σ of ``MAP_SMOOTHING`` whose
    maps rank the synthetic anomalies' own pixels (where they changed the frame:
    ``synthetic.masks``) highest against every other pixel of the validation frames (pooled
-   pixel ROC-AUC on PIXEL_SAMPLE places of each frame), and taken less each cell's normal
-   excess (``memory.map_baseline``) where that ranks them higher still. The excess a
-   validation frame is judged with comes from the held-out normal frames but the one it was
-   made from (``excess_without_own``), and only where a round holds out SPREAD_FRAMES. It
-   changes no score.
+   pixel ROC-AUC on PIXEL_SAMPLE places of each frame). It changes no score.
 
 The checkpoint keeps the choice, the estimate and every candidate's figure; ``train``
 prints the estimate and warns below WARN_BELOW.
@@ -142,8 +138,7 @@ class Choice:
     kind: str  # "objects" or "any"
     object_share: float
     candidates: list[dict] = field(default_factory=list)  # family, method, validation AUROC, seconds
-    # The chosen family's maps (σ, and less the excess or not) -> their synthetic pixel ROC-AUC.
-    map_smoothing: dict[str, float] = field(default_factory=dict)
+    map_smoothing: dict[str, float] = field(default_factory=dict)  # the chosen family's σ -> pixel AUROC
 
     def metadata(self) -> dict:
         return {
@@ -207,24 +202,17 @@ def choose(frames: np.ndarray, spec: FrameSpec, options: TrainOptions, note: Not
             if not m.endswith(ENSEMBLE) and (enough or not m.endswith(SPREAD_METHOD))
         ]
         scores: dict[str, list[np.ndarray]] = {method: [] for method in methods}
-        sampled = []  # each round's maps at each σ (then less the excess), at the sampled places
+        sampled = []  # each round's maps at each σ, at the sampled places
         for (seen, held), validation in zip(rounds, validations, strict=True):
-            held_out = torch.from_numpy(frames[held])
-            model.fit_normal_statistics(held_out, torch.from_numpy(frames[seen]))
-            excess = None
-            if enough:  # each validation frame's, without the normal frame it was made from
-                own = np.arange(len(validation)) % len(held)  # synthetic.anomalies' order
-                excess = excess_without_own(model.cells(held_out.to(device)))[own]
-            round_scores, round_maps = validation_outputs(model, methods, validation, places, device, excess)
+            model.fit_normal_statistics(torch.from_numpy(frames[held]), torch.from_numpy(frames[seen]))
+            round_scores, round_maps = validation_outputs(model, methods, validation, places, device)
             for method in methods:
                 scores[method].append(round_scores[method])
             sampled.append(round_maps)
-        (sigma, baseline), figures = map_choice(np.concatenate(defects), np.concatenate(sampled, axis=1))
-        config = dataclasses.replace(config, map_smooth=sigma, map_baseline=baseline)
-        pixel_figures[name] = figures
-        listed = ", ".join(f"σ {key} {f:.3f}" for key, f in figures.items())
-        chosen = f"σ {sigma} cells" + (f", {BASELINE}" if baseline else "")
-        note(f"  {name}: anomaly map smoothed by {chosen} (synthetic defects' pixels: {listed})")
+        sigma, figures = map_smoothing(np.concatenate(defects), np.concatenate(sampled, axis=1))
+        config, pixel_figures[name] = dataclasses.replace(config, map_smooth=sigma), figures
+        listed = ", ".join(f"σ {s} {f:.3f}" for s, f in figures.items())
+        note(f"  {name}: anomaly map smoothed by σ {sigma} cells (synthetic defects' pixels: {listed})")
         for method in methods:
             estimate = auroc(np.concatenate(labels), np.concatenate(scores[method]))
             results.append((estimate, name, method, config))
@@ -253,47 +241,26 @@ def choose(frames: np.ndarray, spec: FrameSpec, options: TrainOptions, note: Not
 
 
 def validation_outputs(
-    model: MemoryModel,
-    methods: Sequence[str],
-    frames: np.ndarray,
-    places: np.ndarray,
-    device: torch.device,
-    excess: torch.Tensor | None = None,
+    model: MemoryModel, methods: Sequence[str], frames: np.ndarray, places: np.ndarray, device: torch.device
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """A memory's scores of frames (N, C, H, W) by each method (N,), and its anomaly maps smoothed
-    by each σ of MAP_SMOOTHING at the flat pixel indices ``places``: (len(MAP_SMOOTHING), N, P);
-    given each frame's normal ``excess`` (N, 1, h, w), then as many less it."""
+    by each σ of MAP_SMOOTHING at the flat pixel indices ``places``: (len(MAP_SMOOTHING), N, P)."""
     scores: dict[str, list[np.ndarray]] = {method: [] for method in methods}
     maps = []
     for start in range(0, len(frames), 32):
         x = torch.from_numpy(frames[start : start + 32]).to(device)
-        part = None if excess is None else excess[start : start + 32].to(device)
-        batch_scores, batch_maps = model.validation_outputs(x, methods, MAP_SMOOTHING, part)
+        batch_scores, batch_maps = model.validation_outputs(x, methods, MAP_SMOOTHING)
         for method, score in batch_scores.items():
             scores[method].append(score.cpu().numpy())
         maps.append(torch.stack([m.flatten(1)[:, places] for m in batch_maps]).cpu().numpy())
     return {m: np.concatenate(s) for m, s in scores.items()}, np.concatenate(maps, axis=1)
 
 
-def excess_without_own(cells: torch.Tensor) -> torch.Tensor:
-    """Held-out normal frames' distances (n, 1, h, w) -> for each frame, the normal excess
-    (``memory.normal_excess``) of the others (n, 1, h, w): a frame judged less an excess that
-    holds its own distances would look more normal than a new one does."""
-    others = (cells.sum(dim=0, keepdim=True) - cells) / max(1, len(cells) - 1)
-    return others - others.mean(dim=(1, 2, 3), keepdim=True)
-
-
-BASELINE = "less each cell's normal excess"
-
-
-def map_choice(defects: np.ndarray, maps: np.ndarray) -> tuple[tuple[float, bool], dict[str, float]]:
-    """The map whose pixels (maps: (V, N, P), V = len(MAP_SMOOTHING), or twice that where the
-    second half are less the excess) rank the defects' pixels (N, P) highest against the others
-    (the first of equals): its (σ, less the excess?), and each one's pooled pixel ROC-AUC."""
-    variants = [(sigma, baseline) for baseline in (False, True) for sigma in MAP_SMOOTHING][: len(maps)]
-    figures = {v: auroc(defects.ravel(), m.ravel()) for v, m in zip(variants, maps, strict=True)}
-    named = {f"{s}" + (f" {BASELINE}" if b else ""): round(f, 4) for (s, b), f in figures.items()}
-    return max(figures, key=figures.get), named
+def map_smoothing(defects: np.ndarray, maps: np.ndarray) -> tuple[float, dict[str, float]]:
+    """The σ of MAP_SMOOTHING whose maps (len(MAP_SMOOTHING), N, P) rank the defects' pixels (N, P)
+    highest against the others (the first of equals), and each σ's pooled pixel ROC-AUC."""
+    figures = {sigma: auroc(defects.ravel(), m.ravel()) for sigma, m in zip(MAP_SMOOTHING, maps, strict=True)}
+    return max(figures, key=figures.get), {str(sigma): round(figure, 4) for sigma, figure in figures.items()}
 
 
 def near_ties_averaged(

@@ -8,7 +8,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 from sklearn.metrics import roc_auc_score
 
@@ -17,13 +16,13 @@ from inspector.cli import main
 from inspector.config import FrameSpec
 from inspector.detector import Checkpoint, Detector
 from inspector.models import make_config
-from inspector.models.memory import MAP_SMOOTHING, normal_excess
+from inspector.models.memory import MAP_SMOOTHING
 from inspector.selection import auroc, choose, frame_shape, object_share, train_default
 from inspector.synthetic import CHANGED, KINDS, anomalies, masks
 from inspector.training import TrainOptions
 
 from .conftest import TINY_SIZE, blob_frames
-from .models.test_memory import ELONGATED, cornered_frames, striped_frames
+from .models.test_memory import ELONGATED, striped_frames
 
 QUICK = TrainOptions(epochs=1, device="cpu")
 
@@ -114,24 +113,6 @@ def test_surfaces_get_every_candidate_and_the_checkpoint_keeps_the_choice() -> N
     figures = chosen["map_smoothing"]
     assert set(figures) == {str(sigma) for sigma in MAP_SMOOTHING}
     assert str(checkpoint.model_config.map_smooth) == max(figures, key=figures.get)
-
-
-def test_the_map_less_the_normal_excess_competes_with_enough_frames_held_out() -> None:
-    """With enough frames held out, the maps less each cell's normal excess compete too, each
-    validation frame judged less the excess of the held-out normal frames but its own; the
-    map whose pixels rank the synthetic defects' highest is the checkpoint's."""
-    cells = torch.rand(5, 1, 3, 4)
-    for i in range(5):
-        others = normal_excess(torch.cat([cells[:i], cells[i + 1 :]]))
-        torch.testing.assert_close(selection.excess_without_own(cells)[i : i + 1], others)
-    for frames, variants in ((30, 1), (100, 2)):  # 3 held out, then 10
-        choice = choose(cornered_frames(frames), ELONGATED, QUICK)
-        figures = choice.map_smoothing
-        assert len(figures) == variants * len(MAP_SMOOTHING)
-        best = f"{choice.config.map_smooth}" + (
-            f" {selection.BASELINE}" if choice.config.map_baseline else ""
-        )
-        assert best == max(figures, key=figures.get)
 
 
 def test_a_method_weighing_by_the_spread_competes_only_with_enough_held_out_frames() -> None:

@@ -27,12 +27,7 @@ methods apart, training averages them instead of tossing a coin (selection.py). 
 label-free choice picks among a family's methods. Every method's map, what operators see and
 pixel metrics read, is the distance map smoothed by σ = ``map_smooth`` cells, which training
 chooses on the synthetic anomalies' own pixels (selection.py): a line whose defects sprawl
-wants a smoother map than one of pinholes. Training also chooses there whether the map is taken
-less each cell's *normal excess* (``map_baseline``, ours): the held-out normal frames' mean
-distance at that cell, less its mean over the cells. Under a fixed camera some places are never
-matched well by the memory (the outer ring, whose features saw the backbone's padding; a
-fixture's edge), and their distance is high in every frame: a map that keeps it shows normal
-frames hot there, and a defect elsewhere less hot than a normal corner. The scores are unchanged.
+wants a smoother map than one of pinholes.
 
 Beside the memory, each family trains the paper's VAEGAN (vaegan.py) on a small view of the
 frame, for one reason: operators keep seeing its discriminator's Grad-CAM map in the
@@ -83,9 +78,8 @@ class MemoryConfig(VAEGANConfig):
     whole_below: int = 20
     smooth: float = 0.5  # σ of the distance map's smoothing for the -max score, in feature cells
     map_smooth: float = 0.5  # σ of the anomaly map's, in feature cells: training chooses it (MAP_SMOOTHING)
-    map_baseline: bool = False  # the anomaly map less each cell's normal excess: training chooses it
     ensemble: tuple[str, ...] = ()  # the methods -ensemble averages (training's choice); () = all others
-    UNVERSIONED: ClassVar[dict[str, Any]] = {"ensemble": (), "map_smooth": 0.5, "map_baseline": False}
+    UNVERSIONED: ClassVar[dict[str, Any]] = {"ensemble": (), "map_smooth": 0.5}
 
 
 def normal_statistics(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,13 +90,6 @@ def normal_statistics(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     0.939 instead of 0.955)."""
     mean, spread = scores.mean(dim=0), scores.std(dim=0, correction=0)
     return mean, torch.maximum(spread, 0.01 * mean.abs()).clamp_min(1e-6)
-
-
-def normal_excess(cells: torch.Tensor) -> torch.Tensor:
-    """Normal frames' distances (N, 1, h, w) -> each cell's excess (1, 1, h, w): its mean over
-    the frames, less the mean of that over the cells (map_baseline)."""
-    mean = cells.mean(dim=0, keepdim=True)
-    return mean - mean.mean()
 
 
 def greedy_coreset(
@@ -263,8 +250,6 @@ class MemoryModel(AnomalyModel):
         self.register_buffer("signal_std", torch.ones(2))
         self.register_buffer("ensemble_mean", torch.zeros(len(self.ensemble)))
         self.register_buffer("ensemble_std", torch.ones(len(self.ensemble)))
-        # Each cell's normal excess (1, 1, h, w): see map_baseline.
-        self.register_buffer("cell_excess", torch.zeros(1, 1, 1, 1))
 
     def views(self, x: torch.Tensor) -> Views:
         raise NotImplementedError
@@ -282,13 +267,11 @@ class MemoryModel(AnomalyModel):
         batch: int = 32,
     ) -> None:
         """Fill the memory with the training frames (``fill``), then measure the held-out ones'
-        signals, each cell's normal excess, and then (-max-or-mean among them) the ensemble's
-        methods' scores."""
+        signals, and then (-max-or-mean among them) the ensemble's methods' scores."""
         self.fill(seen, remember, batch)
         device = next(self.backbone.parameters()).device
         batches = (held_out[i : i + batch].to(device) for i in range(0, len(held_out), batch))
         maps = [self._maps(self.views(x)) for x in batches]
-        self.cell_excess = normal_excess(torch.cat([m.cells for m in maps]))
         mean, spread = normal_statistics(torch.cat([self._signals(m) for m in maps]))
         self.signal_mean.copy_(mean)
         self.signal_std.copy_(spread)
@@ -365,18 +348,14 @@ class MemoryModel(AnomalyModel):
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
         # Checkpoints from before -max-or-mean lack its statistics; their methods do not read them.
-        # Those from before -ensemble lack its: NaN, which its scoring refuses. Those from before
-        # map_baseline lack the excess, which their maps do not read. Its grid is the frames'.
+        # Those from before -ensemble lack its: NaN, which its scoring refuses.
         for name, default in (
             ("signal_mean", self.signal_mean),
             ("signal_std", self.signal_std),
             ("ensemble_mean", self.ensemble_mean),
             ("ensemble_std", torch.full_like(self.ensemble_std, math.nan)),
-            ("cell_excess", self.cell_excess),
         ):
             state_dict.setdefault(prefix + name, default)
-        saved = state_dict[prefix + "cell_excess"]
-        self.cell_excess = torch.empty_like(saved, device=self.cell_excess.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def score(self, x: torch.Tensor, method: str) -> Scores:
@@ -390,10 +369,9 @@ class MemoryModel(AnomalyModel):
             scores = self._method_scores(maps, methods)
             reconstruction = views.to_frame(self.network.reconstruct(views.network))
         attention = views.to_frame(self.network.grad_cam(views.network)[:, None])[:, 0]
-        anomaly_map = maps.frame  # the -max score's map, unless training chose another one
-        if self.config.map_smooth != self.config.smooth or self.config.map_baseline:
-            cells = maps.cells - self.cell_excess if self.config.map_baseline else maps.cells
-            anomaly_map = views.to_frame(gaussian_blur(cells, self.config.map_smooth))[:, 0]
+        anomaly_map = maps.frame  # the -max score's map, unless training chose another smoothing
+        if self.config.map_smooth != self.config.smooth:
+            anomaly_map = views.to_frame(gaussian_blur(maps.cells, self.config.map_smooth))[:, 0]
         return {
             method: Scores(
                 score=score,
@@ -406,28 +384,17 @@ class MemoryModel(AnomalyModel):
         }
 
     @torch.no_grad()
-    def cells(self, x: torch.Tensor) -> torch.Tensor:
-        """Each patch's distance to the memory (N, 1, h, w) of frames (N, C, H, W)."""
-        return self._cells(self.views(x))
-
-    @torch.no_grad()
     def validation_outputs(
-        self,
-        x: torch.Tensor,
-        methods: Sequence[str],
-        sigmas: Sequence[float],
-        excess: torch.Tensor | None = None,
+        self, x: torch.Tensor, methods: Sequence[str], sigmas: Sequence[float]
     ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
         """What training's label-free choice compares of frames (N, C, H, W), from one look at the
         memory and without the Grad-CAM network: each method's scores (N,), and the anomaly maps
-        (N, H, W) the map's smoothing by each of ``sigmas`` (in cells) would give; then, given
-        each frame's normal ``excess`` (N, 1, h, w), the same maps less it."""
+        (N, H, W) the map's smoothing by each of ``sigmas`` (in cells) would give."""
         self._check_methods(methods)
         views = self.views(x)
         maps = self._maps(views)
-        variants = [maps.cells] if excess is None else [maps.cells, maps.cells - excess]
         return self._method_scores(maps, methods), [
-            views.to_frame(gaussian_blur(cells, sigma))[:, 0] for cells in variants for sigma in sigmas
+            views.to_frame(gaussian_blur(maps.cells, sigma))[:, 0] for sigma in sigmas
         ]
 
     def _check_methods(self, methods: Sequence[str]) -> None:

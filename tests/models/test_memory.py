@@ -35,14 +35,6 @@ def striped_frames(n: int, seed: int = 0, defect: bool = False) -> np.ndarray:
     return frames
 
 
-def cornered_frames(n: int, seed: int = 0) -> np.ndarray:
-    """Striped frames whose top-left corner holds fresh noise in each: a place of the frame the
-    memory never matches well, in normal frames too."""
-    frames = striped_frames(n, seed)
-    frames[:, :, :8, :16] = np.random.default_rng(seed + 100).uniform(0, 1, (n, 1, 8, 16))
-    return frames
-
-
 def test_backbone_takes_any_shape_and_stays_frozen() -> None:
     backbone = Backbone()
     assert backbone(torch.rand(2, 1, 40, 72)).shape == (2, DIM, 5, 9)
@@ -319,31 +311,3 @@ def test_remembered_frames_add_to_the_coreset_and_never_displace_it() -> None:
     torch.testing.assert_close(with_mark[:40], alone)
     assert len(with_mark) > 40 and peak(with_mark, marked[0]) < 0.5 * peak(alone, marked[0])
     assert len(fill(torch.cat([plain, plain[:1]]), [False, False, False, True])) == 40
-
-
-def test_the_map_less_each_cells_normal_excess() -> None:
-    """With map_baseline the anomaly map is the distance map less each cell's normal excess (the
-    held-out normal frames' mean distance there, less its mean over the cells): the place normal
-    frames never match cools down; the scores stay as they were."""
-    frames, held = cornered_frames(40), split_validation(40, 0.1, 0)[1]
-    options = TrainOptions(epochs=1, device="cpu")
-    configs = {
-        b: tiny_config("patch-memory", map_baseline=b, map_smooth=1.0, **TINY_MEMORY) for b in (False, True)
-    }
-    checkpoints = {b: train(frames, c, ELONGATED, options) for b, c in configs.items()}
-    model = build_model(checkpoints[True].model_config)
-    model.load_state_dict(checkpoints[True].state_dict)
-    model.eval()
-    expected = memory.normal_excess(model.cells(torch.from_numpy(frames[held])))
-    torch.testing.assert_close(model.cell_excess, expected)
-    assert abs(float(model.cell_excess.mean())) < 1e-5 and float(model.cell_excess[..., :1, :2].min()) > 0
-    query = np.concatenate([cornered_frames(2, seed=7), striped_frames(1, seed=8, defect=True)])
-    found = {b: Detector(c, "patch-max", "cpu").score_arrays(query) for b, c in checkpoints.items()}
-    assert [d.score for d in found[True]] == [d.score for d in found[False]]
-    _, maps = model.validation_outputs(torch.from_numpy(query), ("patch-max",), (1.0,), model.cell_excess)
-    np.testing.assert_allclose(found[True][0].anomaly_map, maps[1][0].numpy(), rtol=1e-5, atol=1e-6)
-    hot = {b: found[b][0].anomaly_map[:8, :16].mean() / found[b][0].anomaly_map[16:].mean() for b in found}
-    assert hot[False] > 1.2 and hot[True] < 1.05  # hot in every normal frame, unless less its excess
-    older = dict(checkpoints[False].state_dict)  # a model saved before the excess existed
-    del older["cell_excess"]
-    build_model(checkpoints[False].model_config).load_state_dict(older)
