@@ -27,7 +27,7 @@ import platform
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -48,15 +48,10 @@ TRAIN_SIZE = 3000
 GOAL = 0.95
 
 
-def run_digit(data: str, digit: int, commit: str) -> dict:
-    """Train the default path on digit ``digit``; the test ROC-AUC of its choice and of the peers.
-    ``commit``: the code this process loaded (taken as it started)."""
-    return run_task(one_class_task(data, digit, train_size=TRAIN_SIZE), digit, commit, "bench.mnist_default")
-
-
 def run_task(task: OneClassTask, digit: int, commit: str, module: str) -> dict:
-    """The default path trained on a one-class task's frames, its choice and the peers scoring its
-    test frames; ``module``: the benchmark's, for the command recorded."""
+    """The default path trained on normal digit ``digit``'s frames, the test ROC-AUC of its choice
+    and of the peers; ``commit``: the code this process loaded (taken as it started); ``module``:
+    the benchmark's, for the command recorded."""
     cpu, wall = time.process_time(), time.time()
     checkpoint = train_arrays(task.train, FrameSpec())
     train_cpu, train_wall = time.process_time() - cpu, time.time() - wall
@@ -169,32 +164,58 @@ def render(runs: list[dict], intro: Sequence[str] = INTRO, known: Sequence[str] 
     return "\n".join(lines) + "\n"
 
 
-def stored() -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(RUNS.glob("digit*.json"))]
+def stored(runs: Path = RUNS) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(runs.glob("digit*.json"))]
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data/mnist", help="MNIST-format IDX folder")
+def run_digits(
+    digits: Sequence[int],
+    task: Callable[[int], OneClassTask],
+    runs: Path,
+    report: Path,
+    module: str,
+    intro: Sequence[str] = INTRO,
+    known: Sequence[str] = KNOWN,
+) -> None:
+    """Each of ``digits`` not stored yet under ``runs`` (one JSON each), the report rewritten after
+    each run and at the end (from every stored run)."""
+    commit = git_commit()
+    for digit in digits:
+        path = runs / f"digit{digit}.json"
+        if path.exists():
+            continue
+        result = run_task(task(digit), digit, commit, module)
+        store(result, path)
+        print(f"digit {digit}: {result['method']} {result['auc']:.3f} peers {result['peers']}", flush=True)
+        report.write_text(render(stored(runs), intro, known))
+    report.write_text(render(stored(runs), intro, known))
+    print(report.read_text())
+
+
+def digits_options(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> tuple[argparse.Namespace, list[int]]:
+    """The options every one-class digits benchmark takes, parsed (torch's threads set): the
+    arguments, and the digits to run (none with --render)."""
     parser.add_argument("--digits", default="0,1,2,3,4,5,6,7,8,9")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--render", action="store_true", help="only rewrite the Markdown")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    commit = git_commit()
-    if not args.render:
-        for digit in (int(d) for d in args.digits.split(",")):
-            path = RUNS / f"digit{digit}.json"
-            if path.exists():
-                continue
-            result = run_digit(args.data, digit, commit)
-            store(result, path)
-            print(
-                f"digit {digit}: {result['method']} {result['auc']:.3f} peers {result['peers']}", flush=True
-            )
-            (RESULTS / "mnist_default.md").write_text(render(stored()))
-    (RESULTS / "mnist_default.md").write_text(render(stored()))
-    print(render(stored()))
+    return args, [] if args.render else [int(d) for d in args.digits.split(",")]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="../shared/data/mnist", help="MNIST-format IDX folder")
+    args, digits = digits_options(parser, argv)
+    run_digits(
+        digits,
+        lambda digit: one_class_task(args.data, digit, train_size=TRAIN_SIZE),
+        RUNS,
+        RESULTS / "mnist_default.md",
+        "bench.mnist_default",
+    )
 
 
 if __name__ == "__main__":

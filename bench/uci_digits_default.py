@@ -7,7 +7,7 @@ Each digit is placed on the noisy-MNIST canvas exactly as noisy MNIST's are
 (``sample_data.noisy_frames``: a random size and place on 84×84, Gaussian noise), so only the
 writers, the resolution and the number of frames differ. The split is fixed: the first 1000
 digits give the training frames (those of the normal digit, about 100), the other 797 are the
-test frames of every run. Each digit: ``mnist_default.run_task`` (the default path's choice,
+test frames of every run. Each digit: ``mnist_default.run_digits`` (the default path's choice,
 beside blur-PCA, blur-kNN and glimpse-kNN on the same frames in the same run).
 
     python -m bench.uci_digits_default            # the digits not stored yet
@@ -17,17 +17,13 @@ beside blur-PCA, blur-kNN and glimpse-kNN on the same frames in the same run).
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from bench.mnist import OneClassTask
-from bench.mnist_default import render, run_task
-from bench.paper_table import store
-from bench.provenance import git_commit
+from bench.mnist_default import digits_options, run_digits
 from inspector.sample_data import noisy_frames
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -66,28 +62,9 @@ def task(digit: int) -> OneClassTask:
     )
 
 
-def stored() -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(RUNS.glob("digit*.json"))]
-
-
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--digits", default="0,1,2,3,4,5,6,7,8,9")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--render", action="store_true", help="only rewrite the Markdown")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    commit = git_commit()
-    for digit in () if args.render else (int(d) for d in args.digits.split(",")):
-        path = RUNS / f"digit{digit}.json"
-        if path.exists():
-            continue
-        result = run_task(task(digit), digit, commit, "bench.uci_digits_default")
-        store(result, path)
-        print(f"digit {digit}: {result['method']} {result['auc']:.3f} peers {result['peers']}", flush=True)
-        REPORT.write_text(render(stored(), INTRO, KNOWN))
-    REPORT.write_text(render(stored(), INTRO, KNOWN))
-    print(REPORT.read_text())
+    _args, digits = digits_options(argparse.ArgumentParser(description=__doc__.splitlines()[0]), argv)
+    run_digits(digits, task, RUNS, REPORT, "bench.uci_digits_default", INTRO, KNOWN)
 
 
 if __name__ == "__main__":
