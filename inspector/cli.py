@@ -245,7 +245,7 @@ def train(
         mode=mode or base.mode,
     )
     spec = units(spec, depth_unit_mm, near_mm, far_mm)
-    if spec.mode == AUTO and {depth_unit_mm, near_mm, far_mm} != {None}:
+    if spec.mode == AUTO and any(given is not None for given in (depth_unit_mm, near_mm, far_mm)):
         spec = dataclasses.replace(spec, mode="depth")  # a depth unit or range says what the frames are
     elif spec.mode == AUTO:
         detected, why = detect_mode(find_frames(data_dir), spec)

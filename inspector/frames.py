@@ -403,6 +403,7 @@ def detect_mode(paths: Sequence[Path], spec: FrameSpec) -> tuple[str, str]:
     colour = wide = read = 0
     for path in paths[:: max(1, len(paths) // MODE_SAMPLE)][:MODE_SAMPLE]:
         try:
+            check_file_size(path.stat().st_size, spec)
             raw = decode(path.read_bytes(), spec.max_pixels)
             if raw.ndim == 3 and raw.shape[2] >= 3:
                 rgb = _intensity(raw[::4, ::4, :3])
