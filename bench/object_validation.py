@@ -29,6 +29,7 @@ from bench.mnist_default import TRAIN_SIZE
 from bench.peers import glimpse_knn
 from bench.provenance import git_commit
 from bench.uci_digits_default import task as uci_task
+from inspector.detector import method_scores
 from inspector.models import family_named, make_config
 from inspector.selection import auroc
 from inspector.synthetic import anomalies
@@ -46,13 +47,9 @@ def validation(frames: np.ndarray) -> tuple[int, float, float]:
     config = make_config("glimpse-memory", {"channels": 1, "image_size": frames.shape[-1]})
     model = family_named("glimpse-memory").model(config).eval()
     model.fit_normal_statistics(torch.from_numpy(frames[held]), torch.from_numpy(frames[seen]))
-    with torch.no_grad():
-        memory = [
-            model.score(torch.from_numpy(frames_in[i : i + 64]), "glimpse-mean").score
-            for i in range(0, len(frames_in), 64)
-        ]
+    memory = method_scores(model, ["glimpse-mean"], frames_in, 64, torch.device("cpu"))["glimpse-mean"]
     knn = glimpse_knn(frames[seen], frames_in)
-    return len(held), auroc(labels, knn), auroc(labels, torch.cat(memory).numpy())
+    return len(held), auroc(labels, knn), auroc(labels, memory)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
