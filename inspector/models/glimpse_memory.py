@@ -5,7 +5,9 @@ The object is found and resampled to a canonical square (glimpse.py, the crop of
 for the backbone (112: 14×14 patches) and at ``glimpse_size`` for the Grad-CAM VAEGAN
 (28, the ``vaegan+`` glimpse). Each patch of the glimpse is compared with the memory of
 normal glimpse patches (memory.py); maps go back to the frame through θ⁻¹ (zero outside
-the glimpse).
+the glimpse). ``glimpse-pixels`` compares the whole glimpse, 28×28 pixels of the frame
+smoothed by σ PIXEL_BLUR, with the training frames' own (the classic glimpse-kNN peer:
+``bench/peers.py``); its map is the memory's.
 """
 
 from __future__ import annotations
@@ -25,8 +27,13 @@ class GlimpseMemoryConfig(GlimpseFields, MemoryConfig):
     backbone_size: int = 112  # side of the glimpse the backbone sees (14×14 patches of 8 px)
 
 
+PIXEL_SIDE, PIXEL_BLUR = 28, 1.5  # the glimpse-pixels view: the glimpse-kNN peer's
+
+
 class GlimpseMemoryModel(MemoryModel):
-    scoring_methods = ("glimpse-mean", "glimpse-ensemble", "glimpse-max")
+    scoring_methods = ("glimpse-mean", "glimpse-ensemble", "glimpse-pixels", "glimpse-max")
+    default_ensemble = ("glimpse-mean", "glimpse-max")
+    pixel_view_size = PIXEL_SIDE
     config: GlimpseMemoryConfig
 
     def __init__(self, config: GlimpseMemoryConfig):
@@ -47,6 +54,7 @@ class GlimpseMemoryModel(MemoryModel):
             features=glimpse(x, theta, c.backbone_size, c.glimpse_blur),
             network=glimpse(x, theta, c.glimpse_size, c.glimpse_blur),
             to_frame=lambda maps: unglimpse(maps, theta, frame),
+            pixels=glimpse(x, theta, PIXEL_SIDE, PIXEL_BLUR),
         )
 
 

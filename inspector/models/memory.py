@@ -23,8 +23,12 @@ held-out normal frames' own (as ``vaegan+`` combines its signals), for lines who
 come both small and sprawling: a scratch lifts the peak, uneven coating the mean;
 ``-ensemble`` (ours), the mean of the ``ensemble`` methods' scores, each counted in standard
 deviations of the held-out normal frames' own: where the label-free validation cannot tell
-methods apart, training averages them instead of tossing a coin (selection.py). Training's
-label-free choice picks among a family's methods. Every method's map, what operators see and
+methods apart, training averages them instead of tossing a coin (selection.py). A family
+whose views include a small pixel view of the frame (the glimpse's) also keeps those views of
+every training frame whole (``FrameMemory``), and ``-pixels`` scores the mean distance to the
+NEIGHBOURS nearest of them in pixel space: the classic glimpse-kNN peer, which beats the
+backbone's patches on some object sets (the UCI digits) and loses on others (noisy MNIST).
+Training's label-free choice picks among a family's methods. Every method's map, what operators see and
 pixel metrics read, is the distance map smoothed by σ = ``map_smooth`` cells, which training
 chooses on the synthetic anomalies' own pixels (selection.py): a line whose defects sprawl
 wants a smoother map than one of pinholes.
@@ -57,7 +61,10 @@ REMEMBERED = 300_000  # patches of frames to remember whole it picks from, at mo
 PROJECTION = 64  # dimensions of the random projection the coreset measures distances in
 QUERY_CHUNK = 2048  # patches per distance computation: bounds the (chunk × bank) matrix
 NEAREST = 4  # candidates of the fast distance whose exact distance is computed
+NEIGHBOURS = 5  # nearest remembered views whose mean distance -pixels scores (the glimpse-kNN peer's 5)
+VIEWS_KEPT = 20_000  # training frames whose pixel views FrameMemory keeps, at most (a random subset beyond)
 ENSEMBLE = "-ensemble"  # the end of the name of a family's ensemble method
+PIXELS = "-pixels"  # the end of the name of a family's method on its kept pixel views
 MAP_SMOOTHING = (0.5, 1.0, 1.5, 2.0, 3.0)  # σ of the anomaly map that training chooses among, in cells
 
 
@@ -213,12 +220,49 @@ class PatchMemory(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
+class FrameMemory(nn.Module):
+    """Whole views of normal frames (M, D), flattened pixels, a buffer saved with the weights."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("views", torch.zeros(0, dim))
+
+    @torch.no_grad()
+    def fit(self, views: torch.Tensor, remembered: torch.Tensor) -> None:
+        """Keep the views (N, D): every ``remembered`` one (flags (N,)), and of the others
+        VIEWS_KEPT at most, a random subset fixed by their number."""
+        others = torch.nonzero(~remembered).flatten()
+        if len(others) > VIEWS_KEPT:
+            pick = torch.randperm(len(others), generator=torch.Generator().manual_seed(len(others)))
+            others = others[pick[:VIEWS_KEPT]].sort().values
+        kept = torch.cat([others, torch.nonzero(remembered).flatten()])
+        self.views = views[kept.to(views.device)].contiguous()
+
+    @torch.no_grad()
+    def distances(self, views: torch.Tensor) -> torch.Tensor:
+        """Views (N, D) -> the mean distance to the NEIGHBOURS nearest kept ones (N,); the fast
+        distance picks candidates, their distances are exact (as ``PatchMemory._nearest``)."""
+        if not len(self.views):
+            raise RuntimeError("no normal views remembered: this model was trained before -pixels existed")
+        k = min(NEIGHBOURS, len(self.views))
+        candidates = torch.cdist(views, self.views).topk(min(k + NEAREST, len(self.views)), largest=False)
+        exact = (views[:, None] - self.views[candidates.indices]).norm(dim=2)
+        return exact.topk(k, dim=1, largest=False).values.mean(dim=1)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
+        # Its size depends on the training set; checkpoints from before -pixels have none (empty).
+        saved = state_dict.setdefault(prefix + "views", self.views[:0])
+        self.views = torch.empty_like(saved, device=self.views.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
 class DistanceMaps(NamedTuple):
     """A batch's distances to the memory, as its methods read them."""
 
     cells: torch.Tensor  # each patch's distance (N, 1, h, w), on the feature grid
     smooth: torch.Tensor  # the same smoothed by σ = ``smooth`` cells
     frame: torch.Tensor  # the smoothed one at the frame's resolution (N, H, W): the -max score's
+    views: torch.Tensor | None  # the pixel view's mean distance to its nearest kept ones (N,), if any
 
 
 class Views(NamedTuple):
@@ -227,6 +271,7 @@ class Views(NamedTuple):
     features: torch.Tensor  # the backbone's input
     network: torch.Tensor  # the Grad-CAM VAEGAN's input (N, C, s, s)
     to_frame: Callable[[torch.Tensor], torch.Tensor]  # maps (N, K, h, w) on either -> (N, K, H, W)
+    pixels: torch.Tensor | None = None  # a small view (N, C, s, s) whose pixels FrameMemory compares
 
 
 class MemoryModel(AnomalyModel):
@@ -235,13 +280,19 @@ class MemoryModel(AnomalyModel):
     config: MemoryConfig
     network: VAEGAN  # the Grad-CAM VAEGAN, set by the family
     remembers_frames = True
+    # What -ensemble averages where the config names nothing (models saved before training chose
+    # its members): every other method of the family, or those the family lists here.
+    default_ensemble: tuple[str, ...] = ()
+    pixel_view_size: int = 0  # side of the ``Views.pixels`` a family makes (0: none, no FrameMemory)
 
     def __init__(self, config: MemoryConfig):
         super().__init__(config)
         self.backbone = backbone.Backbone()
         self.memory = PatchMemory(backbone.DIM)
+        size = self.pixel_view_size
+        self.frame_memory = FrameMemory(config.channels * size * size) if size else None
         others = tuple(m for m in self.scoring_methods if not m.endswith(ENSEMBLE))
-        self.ensemble = tuple(config.ensemble) or others
+        self.ensemble = tuple(config.ensemble) or self.default_ensemble or others
         if unknown := set(self.ensemble) - set(others):
             raise ValueError(f"an ensemble of {sorted(unknown)}: {type(self).__name__} averages {others}")
         # Mean and spread on held-out normal frames (fit_normal_statistics) of the (peak, mean)
@@ -302,9 +353,13 @@ class MemoryModel(AnomalyModel):
         }
         kept: dict[bool, list[torch.Tensor]] = {False: [], True: []}
         total = {False: 0, True: 0}
+        pixels = []
         for start in range(0, len(seen), batch):
             frames = seen[start : start + batch]
-            features = self.backbone(self.views(frames.to(device)).features)
+            views = self.views(frames.to(device))
+            if views.pixels is not None:
+                pixels.append(views.pixels.flatten(1))
+            features = self.backbone(views.features)
             patches = features.permute(0, 2, 3, 1).reshape(len(features), -1, features.shape[1])
             for frame, own, keep in zip(frames, patches, whole[start : start + batch].tolist(), strict=True):
                 kept[keep].append(own[_draw(frame, len(own), per_frame[keep]).to(device)])
@@ -319,6 +374,8 @@ class MemoryModel(AnomalyModel):
         self.memory.fit(
             torch.cat(kept[False]), size, remembered=remembered, extra=math.ceil(share * total[True])
         )
+        if self.frame_memory is not None:
+            self.frame_memory.fit(torch.cat(pixels), whole)
 
     def _cells(self, views: Views) -> torch.Tensor:
         """Each patch's distance to the memory (N, 1, h, w), on the feature grid."""
@@ -328,7 +385,10 @@ class MemoryModel(AnomalyModel):
         """Each patch's distance to the memory, as it is, smoothed, and at the frame's resolution."""
         cells = self._cells(views)
         smooth = gaussian_blur(cells, self.config.smooth)
-        return DistanceMaps(cells, smooth, views.to_frame(smooth)[:, 0])
+        nearest = None
+        if self.frame_memory is not None and len(self.frame_memory.views) and views.pixels is not None:
+            nearest = self.frame_memory.distances(views.pixels.flatten(1))
+        return DistanceMaps(cells, smooth, views.to_frame(smooth)[:, 0], nearest)
 
     @staticmethod
     def _signals(maps: DistanceMaps) -> torch.Tensor:
@@ -339,12 +399,15 @@ class MemoryModel(AnomalyModel):
     def _scores(self, maps: DistanceMaps) -> dict[str, torch.Tensor]:
         """Every method's scores (N,) but the ensemble's, by the kind of method (the name's end)."""
         signals = self._signals(maps)
-        return {
+        scores = {
             "mean": signals[:, 1],
             "max-inner": signals[:, 0],  # the peak away from the outer ring; the map keeps it
             "max-or-mean": ((signals - self.signal_mean) / self.signal_std).amax(dim=1),
             "max": maps.frame.flatten(1).amax(dim=1),
         }
+        if maps.views is not None:
+            scores["pixels"] = maps.views
+        return scores
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
         # Checkpoints from before -max-or-mean lack its statistics; their methods do not read them.
@@ -401,8 +464,13 @@ class MemoryModel(AnomalyModel):
         """Refuse, before any work, a method this family lacks or this model cannot score."""
         for method in methods:
             self.check_method(method)
-        if any(m.endswith(ENSEMBLE) for m in methods) and self.ensemble_std.isnan().any():
+        averaged = any(m.endswith(ENSEMBLE) for m in methods)
+        if averaged and self.ensemble_std.isnan().any():
             raise ValueError("this model was trained before -ensemble existed: retrain it to use it")
+        wanted = [*methods, *(self.ensemble if averaged else ())]
+        remembered = self.frame_memory is not None and len(self.frame_memory.views) > 0
+        if any(m.endswith(PIXELS) for m in wanted) and not remembered:
+            raise ValueError("this model was trained before -pixels existed: retrain it to use it")
 
     def _method_scores(self, maps: DistanceMaps, methods: Sequence[str]) -> dict[str, torch.Tensor]:
         scores = self._scores(maps)

@@ -207,11 +207,34 @@ def test_glimpse_memory_scores_another_object_higher() -> None:
     square[0, 0, 9:21, 10:22] = 0.8
     square[1, 0, 12:24, 8:20] = 0.8
     frames = np.concatenate([blob_frames(6, seed=5), square])
-    for method in ("glimpse-max", "glimpse-mean"):
+    for method in ("glimpse-max", "glimpse-mean", "glimpse-pixels"):
         found = Detector(checkpoint, method=method, device="cpu").score_arrays(frames)
         scores = np.array([d.score for d in found])
         assert scores[6:].min() > scores[:6].max(), method
         assert found[0].attention is not None and found[0].anomaly_map.shape == (TINY_SIZE, TINY_SIZE)
+
+
+def test_glimpse_pixels_is_the_glimpse_knn_peer_and_old_models_refuse_it() -> None:
+    """glimpse-pixels scores what the classic peer does (5-NN on the 28×28 glimpses of the
+    training frames); a model saved before it existed loads, scores its other methods and its
+    ensemble (of the methods it had), and refuses this one with a clear error."""
+    from bench.peers import glimpse_knn
+
+    seen, held = blob_frames(24), blob_frames(4, seed=7)
+    frames = np.concatenate([blob_frames(3, seed=5), np.zeros((1, 1, TINY_SIZE, TINY_SIZE), np.float32)])
+    model = build_model(tiny_config("glimpse-memory", backbone_size=32, glimpse_size=16)).eval()
+    model.fit_normal_statistics(torch.from_numpy(held), torch.from_numpy(seen))
+    x = torch.from_numpy(frames)
+    found = model.score(x, "glimpse-pixels").score.numpy()
+    np.testing.assert_allclose(found, glimpse_knn(seen, frames), rtol=1e-4, atol=1e-5)
+    assert model.ensemble == ("glimpse-mean", "glimpse-max")  # unless training names its members
+    before = {k: v for k, v in model.state_dict().items() if not k.startswith("frame_memory.")}
+    old = build_model(model.config).eval()
+    old.load_state_dict(before)
+    for method in ("glimpse-mean", "glimpse-ensemble"):
+        torch.testing.assert_close(old.score(x, method).score, model.score(x, method).score)
+    with pytest.raises(ValueError, match="before -pixels existed"):
+        old.score(x, "glimpse-pixels")
 
 
 def test_square_families_refuse_elongated_frames() -> None:
