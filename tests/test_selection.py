@@ -73,12 +73,27 @@ def large_object_frames(n: int, background: np.ndarray | None = None, seed: int 
     return frames
 
 
+def filling_object_frames(n: int, seed: int = 0) -> np.ndarray:
+    """A soft-edged ring filling over half the frame (an 8×8 digit enlarged to the canvas): the
+    frame's median is the object's level, not the background's, and its edge is wide."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:48, :48]
+    frames = np.empty((n, 1, 48, 48), np.float32)
+    for i in range(n):
+        r = np.hypot(yy - 24 - rng.uniform(-2, 2), xx - 24 - rng.uniform(-2, 2))
+        ring = np.clip(1 - np.abs(r - 14) / 9, 0, 1)
+        frames[i, 0] = np.clip(0.8 * ring + rng.normal(0, 0.02, (48, 48)), 0, 1)
+    return frames
+
+
 def test_the_gate_tells_objects_from_surfaces() -> None:
     assert object_share(blob_frames(20)) == 1.0
     assert object_share(striped_frames(20)) == 0.0
     # A large object: its box covers most of the frame, but nothing else is there.
     assert object_share(large_object_frames(10)) == 1.0
-    grating = 0.15 + 0.12 * np.sin(2 * np.pi * np.arange(64) / 8)[None, :].repeat(48, axis=0)
+    assert object_share(filling_object_frames(10)) == 1.0  # the background's level is the border's
+    # (a grating of period 16: one of period 8 is flat after the σ 2 blur, as fine noise is)
+    grating = 0.15 + 0.12 * np.sin(2 * np.pi * np.arange(64) / 16)[None, :].repeat(48, axis=0)
     assert object_share(large_object_frames(10, background=grating)) == 0.0  # on a texture: a scene
 
 
@@ -89,14 +104,14 @@ def test_small_sets_hold_out_each_frame_in_turn() -> None:
     (seen, held), *more = selection.validation_rounds(selection.SMALL_SET, QUICK)
     assert not more and len(held) == 2 and len(seen) + len(held) == selection.SMALL_SET
     choice = choose(large_object_frames(6), FrameSpec(image_size=48, width=64), QUICK)
-    assert choice.kind == "objects" and choice.method in ("glimpse-mean", "glimpse-max")
+    assert choice.kind == "objects" and choice.method in ("glimpse-mean", "glimpse-pixels", "glimpse-max")
 
 
 def test_objects_get_only_glimpse_candidates() -> None:
     notes: list[str] = []
     choice = choose(blob_frames(30), FrameSpec(image_size=TINY_SIZE), QUICK, notes.append)
     assert choice.kind == "objects" and {c["family"] for c in choice.candidates} == {"glimpse-memory"}
-    assert choice.method in ("glimpse-mean", "glimpse-max") and 0.5 < choice.estimate <= 1
+    assert choice.method in ("glimpse-mean", "glimpse-pixels", "glimpse-max") and 0.5 < choice.estimate <= 1
     assert any("validation ROC-AUC" in line for line in notes)
 
 
