@@ -5,7 +5,8 @@ path of the CLI, the watcher and the workers: maps included, copied back to nump
 batches of 16, the CPU default; the figure is the best of ``--repeats`` timed passes (the
 machine is shared; the best pass is the least disturbed). Weights are untrained (training
 changes the values, not the work), but every buffer scoring reads is full-size: the
-memories hold ``bank_size`` (8192) patches, the most training keeps, and the fixed-camera
+memories hold ``bank_size`` (8192) patches, the most training keeps (and VIEWS_KEPT glimpses
+where ``glimpse-pixels`` reads them), and the fixed-camera
 VAEGAN's references are fitted. The paper's VAEGAN at 84×84 with Grad-CAM is the model of
 ``bench/throughput.py``'s ceiling: every row is also given as a multiple of it.
 
@@ -31,6 +32,7 @@ from bench.provenance import git_commit
 from inspector.config import FrameSpec
 from inspector.detector import Checkpoint, Detector
 from inspector.models import family_of, make_config
+from inspector.models.memory import VIEWS_KEPT
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BATCH = 16
@@ -46,6 +48,7 @@ ROWS: list[tuple[str, tuple[int, int], dict, str]] = [
     ("vaegan-attn+", (84, 84), {"width": 32}, "glimpse VAEGAN (the paper table's width)"),
     ("glimpse-max", (84, 84), {}, "glimpse memory, defaults (noisy MNIST's frames)"),
     ("glimpse-mean", (84, 84), {}, "glimpse memory, defaults"),
+    ("glimpse-pixels", (84, 84), {}, "glimpse memory + 5-NN of the glimpse among 20 000 kept (the most)"),
     ("patch-max", (128, 128), {}, "patch memory, defaults, 128×128 frames"),
     ("patch-max", (272, 240), {}, "patch memory, defaults, the magnetic tiles' default shape"),
     ("patch-max", (222, 296), {}, "patch memory, defaults, SR305 depth frames' default shape"),
@@ -63,6 +66,8 @@ def checkpoint_for(method: str, shape: tuple[int, int], settings: dict) -> Check
     model.fit_normal_statistics(frames[:8], frames)
     if hasattr(model, "memory"):
         model.memory.bank = torch.randn(config.bank_size, model.memory.bank.shape[1]) * 3
+    if getattr(model, "frame_memory", None) is not None:
+        model.frame_memory.views = torch.rand(VIEWS_KEPT, model.frame_memory.views.shape[1])
     state = {k: v.clone() for k, v in model.state_dict().items()}
     return Checkpoint(config, spec, state, {m: 0.0 for m in family.methods})
 

@@ -322,7 +322,8 @@ class MemoryModel(AnomalyModel):
         self.fill(seen, remember, batch)
         device = next(self.backbone.parameters()).device
         batches = (held_out[i : i + batch].to(device) for i in range(0, len(held_out), batch))
-        maps = [self._maps(self.views(x)) for x in batches]
+        pixels = any(m.endswith(PIXELS) for m in self.ensemble)
+        maps = [self._maps(self.views(x), pixels) for x in batches]
         mean, spread = normal_statistics(torch.cat([self._signals(m) for m in maps]))
         self.signal_mean.copy_(mean)
         self.signal_std.copy_(spread)
@@ -381,12 +382,13 @@ class MemoryModel(AnomalyModel):
         """Each patch's distance to the memory (N, 1, h, w), on the feature grid."""
         return self.memory.distances(self.backbone(views.features))[:, None]
 
-    def _maps(self, views: Views) -> DistanceMaps:
-        """Each patch's distance to the memory, as it is, smoothed, and at the frame's resolution."""
+    def _maps(self, views: Views, pixels: bool) -> DistanceMaps:
+        """Each patch's distance to the memory, as it is, smoothed, and at the frame's resolution;
+        with ``pixels``, the pixel view's distance to the kept ones too."""
         cells = self._cells(views)
         smooth = gaussian_blur(cells, self.config.smooth)
         nearest = None
-        if self.frame_memory is not None and len(self.frame_memory.views) and views.pixels is not None:
+        if pixels and self.frame_memory is not None and views.pixels is not None:
             nearest = self.frame_memory.distances(views.pixels.flatten(1))
         return DistanceMaps(cells, smooth, views.to_frame(smooth)[:, 0], nearest)
 
@@ -425,10 +427,10 @@ class MemoryModel(AnomalyModel):
         return self.score_methods(x, (method,))[method]
 
     def score_methods(self, x: torch.Tensor, methods: Sequence[str]) -> dict[str, Scores]:
-        self._check_methods(methods)
+        pixels = self._check_methods(methods)
         with torch.no_grad():
             views = self.views(x)
-            maps = self._maps(views)
+            maps = self._maps(views, pixels)
             scores = self._method_scores(maps, methods)
             reconstruction = views.to_frame(self.network.reconstruct(views.network))
         attention = views.to_frame(self.network.grad_cam(views.network)[:, None])[:, 0]
@@ -453,15 +455,16 @@ class MemoryModel(AnomalyModel):
         """What training's label-free choice compares of frames (N, C, H, W), from one look at the
         memory and without the Grad-CAM network: each method's scores (N,), and the anomaly maps
         (N, H, W) the map's smoothing by each of ``sigmas`` (in cells) would give."""
-        self._check_methods(methods)
+        pixels = self._check_methods(methods)
         views = self.views(x)
-        maps = self._maps(views)
+        maps = self._maps(views, pixels)
         return self._method_scores(maps, methods), [
             views.to_frame(gaussian_blur(maps.cells, sigma))[:, 0] for sigma in sigmas
         ]
 
-    def _check_methods(self, methods: Sequence[str]) -> None:
-        """Refuse, before any work, a method this family lacks or this model cannot score."""
+    def _check_methods(self, methods: Sequence[str]) -> bool:
+        """Refuse, before any work, a method this family lacks or this model cannot score; whether
+        the methods read the pixel views' distances (``-pixels``, or an ensemble with it)."""
         for method in methods:
             self.check_method(method)
         averaged = any(m.endswith(ENSEMBLE) for m in methods)
@@ -469,8 +472,10 @@ class MemoryModel(AnomalyModel):
             raise ValueError("this model was trained before -ensemble existed: retrain it to use it")
         wanted = [*methods, *(self.ensemble if averaged else ())]
         remembered = self.frame_memory is not None and len(self.frame_memory.views) > 0
-        if any(m.endswith(PIXELS) for m in wanted) and not remembered:
+        pixels = any(m.endswith(PIXELS) for m in wanted)
+        if pixels and not remembered:
             raise ValueError("this model was trained before -pixels existed: retrain it to use it")
+        return pixels
 
     def _method_scores(self, maps: DistanceMaps, methods: Sequence[str]) -> dict[str, torch.Tensor]:
         scores = self._scores(maps)
