@@ -237,6 +237,22 @@ def test_glimpse_pixels_is_the_glimpse_knn_peer_and_old_models_refuse_it() -> No
         old.score(x, "glimpse-pixels")
 
 
+def test_the_frame_memory_keeps_every_remembered_view_and_a_fixed_subset_of_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(memory, "VIEWS_KEPT", 5)
+    views = torch.arange(12, dtype=torch.float32)[:, None].repeat(1, 3)
+    remembered = torch.zeros(12, dtype=torch.bool)
+    remembered[[2, 9]] = True
+    kept = memory.FrameMemory(3)
+    kept.fit(views, remembered)
+    again = memory.FrameMemory(3)
+    again.fit(views, remembered)
+    assert len(kept.views) == 7 and torch.equal(kept.views, again.views)
+    assert {2.0, 9.0} <= set(kept.views[:, 0].tolist())
+    assert kept.distances(kept.views[:1]).item() > 0  # the mean of 5 nearest: itself and 4 others
+
+
 def test_square_families_refuse_elongated_frames() -> None:
     with pytest.raises(TrainingError, match="do not match"):
         train(striped_frames(8), tiny_config(image_size=32), ELONGATED, TrainOptions(epochs=1))
