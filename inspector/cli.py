@@ -9,7 +9,7 @@ import importlib
 import json
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, TypeVar
@@ -84,14 +84,14 @@ def _model_config(method: str, image_size: int, channels: int, config_file: str 
     return dataclasses.replace(config, image_size=image_size, channels=channels)
 
 
-def _frame_shape_of(data_dir: str, spec: FrameSpec) -> FrameSpec:
+def _frame_shape_of(paths: Sequence[Path], spec: FrameSpec) -> FrameSpec:
     """The spec with the shape ``selection.frame_shape`` chooses from the files' own sizes (read
     from their headers; an unreadable file is left to the loading, which reports it)."""
-    from inspector.frames import FrameError, find_frames, stored_shape
+    from inspector.frames import FrameError, stored_shape
     from inspector.selection import frame_shape
 
     shapes = []
-    for path in find_frames(data_dir):
+    for path in paths:
         try:
             shapes.append(stored_shape(path, spec))
         except (FrameError, OSError):
@@ -245,10 +245,11 @@ def train(
         mode=mode or base.mode,
     )
     spec = units(spec, depth_unit_mm, near_mm, far_mm)
+    paths = find_frames(data_dir)  # listed once: the mode, the shape and the loading read the same files
     if spec.mode == AUTO and any(given is not None for given in (depth_unit_mm, near_mm, far_mm)):
         spec = dataclasses.replace(spec, mode="depth")  # a depth unit or range says what the frames are
     elif spec.mode == AUTO:
-        detected, why = detect_mode(find_frames(data_dir), spec)
+        detected, why = detect_mode(paths, spec)
         click.echo(why)
         spec = dataclasses.replace(spec, mode=detected)
     options = TrainOptions(
@@ -263,8 +264,8 @@ def train(
     )
     try:
         if method is None and image_size is None:
-            spec = _frame_shape_of(data_dir, spec)
-        frames, records, skipped = load_training_frames(data_dir, spec)
+            spec = _frame_shape_of(paths, spec)
+        frames, records, skipped = load_training_frames(data_dir, spec, paths)
         for line in skipped:
             click.echo(f"skipped {line}", err=True)
         shown = f"{spec.mode} {spec.shape[0]}×{spec.shape[1]} px"

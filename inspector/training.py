@@ -73,9 +73,10 @@ def frame_record(path: Path) -> dict[str, str]:
     return {"path": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
-def load_training_frames(root: str, spec: FrameSpec) -> TrainingFrames:
-    """All frames under root as (N, C, H, W), with their records; unreadable files are listed, not fatal."""
-    paths = find_frames(root)
+def load_training_frames(root: str, spec: FrameSpec, paths: Sequence[Path] | None = None) -> TrainingFrames:
+    """All frames under root (``paths``, where the caller has listed them) as (N, C, H, W), with
+    their records; unreadable files are listed, not fatal."""
+    paths = find_frames(root) if paths is None else paths
     if not paths:
         raise TrainingError(f"no image files found under {root}")
     frames, records, skipped = [], [], []
