@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from bench import depth_default, mnist_default, scoring_cost, training_time
 from bench.default_path import command_defaults
 from inspector.cli import train
@@ -84,3 +86,13 @@ def test_scoring_cost_times_a_full_size_memory() -> None:
     checkpoint = scoring_cost.checkpoint_for("patch-max", (32, 48), {})
     assert checkpoint.state_dict["memory.bank"].shape == (8192, 152)
     assert scoring_cost.time_row("glimpse-max", (32, 32), {}, frames=4, repeats=1) > 0
+
+
+def test_map_weighting_variants_keep_the_map_and_quiet_normal_frames() -> None:
+    from bench.map_weighting import variants
+
+    maps = np.ones((4, 3))
+    found = variants(maps, np.array([0.0, 1.0, 5.0, 6.0]), normal=2)
+    assert np.array_equal(found["the map"], maps)
+    weighted = found["× sigmoid(z)"]
+    assert weighted.shape == maps.shape and weighted[0, 0] < weighted[3, 0]
