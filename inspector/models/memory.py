@@ -28,10 +28,10 @@ whose views include a small pixel view of the frame (the glimpse's) also keeps t
 every training frame whole (``FrameMemory``), and ``-pixels`` scores the mean distance to the
 NEIGHBOURS nearest of them in pixel space: the classic glimpse-kNN peer, which beats the
 backbone's patches on some object sets (the UCI digits) and loses on others (noisy MNIST).
-Training's label-free choice picks among a family's methods. Every method's map, what operators see and
-pixel metrics read, is the distance map smoothed by σ = ``map_smooth`` cells, which training
-chooses on the synthetic anomalies' own pixels (selection.py): a line whose defects sprawl
-wants a smoother map than one of pinholes.
+Training's label-free choice picks among a family's methods. Every method's map, what
+operators see and pixel metrics read, is the distance map smoothed by σ = ``map_smooth``
+cells, which training chooses on the synthetic anomalies' own pixels (selection.py): a line
+whose defects sprawl wants a smoother map than one of pinholes.
 
 Beside the memory, each family trains the paper's VAEGAN (vaegan.py) on a small view of the
 frame, for one reason: operators keep seeing its discriminator's Grad-CAM map in the
