@@ -7,7 +7,7 @@ quiet the maps of frames scored normal. This measures, on a trained checkpoint's
 from them, where each defect's pixels are known), the pooled pixel ROC-AUC of the map as it is and
 of weighted variants. No test frame is read.
 
-    python -m bench.map_weighting MODEL TRAINING_FOLDER
+    python -m bench.map_weighting MODEL TRAINING_FOLDER   # a memory family's checkpoint
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import torch
 
 from inspector.detector import Detector
 from inspector.frames import find_frames, load_frame
-from inspector.selection import PIXEL_SAMPLE, auroc
+from inspector.models.memory import MAP_SMOOTHING
+from inspector.selection import PIXEL_SAMPLE, auroc, validation_outputs
 from inspector.synthetic import anomalies, masks
 from inspector.training import split_validation
 
@@ -60,13 +61,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             masks(frames[held], synthetic).reshape(len(synthetic), -1)[:, places],
         ]
     )
-    scores, maps = [], []
-    with torch.no_grad():
-        for start in range(0, len(validation), 16):
-            found = detector.model.score_methods(torch.from_numpy(validation[start : start + 16]), [method])
-            scores.append(found[method].score.numpy())
-            maps.append(found[method].anomaly_map.flatten(1)[:, places].numpy())
-    score, sampled = np.concatenate(scores), np.concatenate(maps)
+    scores, maps = validation_outputs(detector.model, [method], validation, places, torch.device("cpu"))
+    score, sampled = scores[method], maps[MAP_SMOOTHING.index(detector.model.config.map_smooth)]
     labels = np.repeat([0, 1], [len(held), len(synthetic)])
     print(f"{method}: image ROC-AUC {auroc(labels, score):.3f} on {len(held)} held out and their anomalies")
     for name, weighted in variants(sampled, score, len(held)).items():
