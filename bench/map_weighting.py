@@ -20,7 +20,6 @@ import torch
 
 from inspector.detector import Detector
 from inspector.frames import find_frames, load_frame
-from inspector.models.memory import MAP_SMOOTHING
 from inspector.selection import PIXEL_SAMPLE, auroc, validation_outputs
 from inspector.synthetic import anomalies, masks
 from inspector.training import split_validation
@@ -61,8 +60,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             masks(frames[held], synthetic).reshape(len(synthetic), -1)[:, places],
         ]
     )
-    scores, maps = validation_outputs(detector.model, [method], validation, places, torch.device("cpu"))
-    score, sampled = scores[method], maps[MAP_SMOOTHING.index(detector.model.config.map_smooth)]
+    config = detector.model.config
+    chosen = [(config.map_smooth, config.map_z)]  # the map training chose
+    device = torch.device("cpu")
+    scores, maps = validation_outputs(detector.model, [method], validation, places, device, chosen)
+    score, sampled = scores[method], maps[0]
     labels = np.repeat([0, 1], [len(held), len(synthetic)])
     print(f"{method}: image ROC-AUC {auroc(labels, score):.3f} on {len(held)} held out and their anomalies")
     for name, weighted in variants(sampled, score, len(held)).items():

@@ -33,10 +33,11 @@ All from the normal frames alone, no label and no test frame:
    the validation cannot tell them apart, and the real anomalies favour one or the other at
    random (magnetic tiles: ``patch-max-inner`` 0.842, ``patch-max-or-mean`` 0.841 on
    validation, a swap of the two with a change of the coreset's first pick).
-5. **The map.** Each candidate's anomaly map is smoothed by the σ of ``MAP_SMOOTHING`` whose
-   maps rank the synthetic anomalies' own pixels (where they changed the frame:
-   ``synthetic.masks``) highest against every other pixel of the validation frames (pooled
-   pixel ROC-AUC on PIXEL_SAMPLE places of each frame). It changes no score.
+5. **The map.** Each candidate's anomaly map is smoothed by the σ of ``MAP_SMOOTHING``, and
+   measured against each cell's normal distances or not (``map_z``, where the memory could
+   measure them: ``memory.py``), as the maps rank the synthetic anomalies' own pixels (where they
+   changed the frame: ``synthetic.masks``) highest against every other pixel of the validation
+   frames (pooled pixel ROC-AUC on PIXEL_SAMPLE places of each frame). It changes no score.
 
 The checkpoint keeps the choice, the estimate and every candidate's figure; ``train``
 prints the estimate and warns below WARN_BELOW.
@@ -153,7 +154,7 @@ class Choice:
     kind: str  # "objects" or "any"
     object_share: float
     candidates: list[dict] = field(default_factory=list)  # family, method, validation AUROC, seconds
-    map_smoothing: dict[str, float] = field(default_factory=dict)  # the chosen family's σ -> pixel AUROC
+    map_smoothing: dict[str, float] = field(default_factory=dict)  # the chosen family's maps -> pixel AUROC
 
     def metadata(self) -> dict:
         return {
@@ -217,17 +218,22 @@ def choose(frames: np.ndarray, spec: FrameSpec, options: TrainOptions, note: Not
             if not m.endswith(ENSEMBLE) and (enough or not m.endswith(SPREAD_METHOD))
         ]
         scores: dict[str, list[np.ndarray]] = {method: [] for method in methods}
-        sampled = []  # each round's maps at each σ, at the sampled places
+        sampled = []  # each round's maps of each choice, at the sampled places
+        choices = map_choices(True)
         for (seen, held), validation in zip(rounds, validations, strict=True):
             model.fit_normal_statistics(torch.from_numpy(frames[held]), torch.from_numpy(frames[seen]))
-            round_scores, round_maps = validation_outputs(model, methods, validation, places, device)
+            choices = [c for c in choices if c in map_choices(len(model.cell_mean) > 0)]
+            round_scores, round_maps = validation_outputs(model, methods, validation, places, device, choices)
             for method in methods:
                 scores[method].append(round_scores[method])
             sampled.append(round_maps)
-        sigma, figures = map_smoothing(np.concatenate(defects), np.concatenate(sampled, axis=1))
-        config, pixel_figures[name] = dataclasses.replace(config, map_smooth=sigma), figures
-        listed = ", ".join(f"σ {s} {f:.3f}" for s, f in figures.items())
-        note(f"  {name}: anomaly map smoothed by σ {sigma} cells (synthetic defects' pixels: {listed})")
+        maps = np.concatenate([m[: len(choices)] for m in sampled], axis=1)  # those every round measured
+        figures = map_figures(np.concatenate(defects), maps, choices)
+        sigma, z = max(figures, key=figures.get)
+        pixel_figures[name] = {map_name(*choice): round(figure, 4) for choice, figure in figures.items()}
+        config = dataclasses.replace(config, map_smooth=sigma, map_z=z)
+        listed = ", ".join(f"{map_name(*c)} {f:.3f}" for c, f in figures.items())
+        note(f"  {name}: anomaly map {map_name(sigma, z)}, σ in cells (synthetic defects' pixels: {listed})")
         for method in methods:
             estimate = auroc(np.concatenate(labels), np.concatenate(scores[method]))
             results.append((estimate, name, method, config))
@@ -255,27 +261,44 @@ def choose(frames: np.ndarray, spec: FrameSpec, options: TrainOptions, note: Not
     )
 
 
+def map_choices(measured: bool) -> list[tuple[float, bool]]:
+    """The anomaly maps training chooses among, (σ in cells, ``map_z``): each σ of MAP_SMOOTHING, as
+    it is and, where the memory ``measured`` each cell's normal distances, against them."""
+    return [(sigma, z) for z in (False, True)[: 1 + measured] for sigma in MAP_SMOOTHING]
+
+
+def map_name(sigma: float, z: bool) -> str:
+    """How training's output and the checkpoint name a choice of the map."""
+    return f"σ {sigma}" + (" against each cell's normal" if z else "")
+
+
 def validation_outputs(
-    model: MemoryModel, methods: Sequence[str], frames: np.ndarray, places: np.ndarray, device: torch.device
+    model: MemoryModel,
+    methods: Sequence[str],
+    frames: np.ndarray,
+    places: np.ndarray,
+    device: torch.device,
+    choices: Sequence[tuple[float, bool]],
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """A memory's scores of frames (N, C, H, W) by each method (N,), and its anomaly maps smoothed
-    by each σ of MAP_SMOOTHING at the flat pixel indices ``places``: (len(MAP_SMOOTHING), N, P)."""
+    """A memory's scores of frames (N, C, H, W) by each method (N,), and its anomaly maps of each
+    of the ``choices`` (``map_choices``) at the flat pixel indices ``places``: (len(choices), N, P)."""
     scores: dict[str, list[np.ndarray]] = {method: [] for method in methods}
     maps = []
     for start in range(0, len(frames), 32):
         x = torch.from_numpy(frames[start : start + 32]).to(device)
-        batch_scores, batch_maps = model.validation_outputs(x, methods, MAP_SMOOTHING)
+        batch_scores, batch_maps = model.validation_outputs(x, methods, choices)
         for method, score in batch_scores.items():
             scores[method].append(score.cpu().numpy())
         maps.append(torch.stack([m.flatten(1)[:, places] for m in batch_maps]).cpu().numpy())
     return {m: np.concatenate(s) for m, s in scores.items()}, np.concatenate(maps, axis=1)
 
 
-def map_smoothing(defects: np.ndarray, maps: np.ndarray) -> tuple[float, dict[str, float]]:
-    """The σ of MAP_SMOOTHING whose maps (len(MAP_SMOOTHING), N, P) rank the defects' pixels (N, P)
-    highest against the others (the first of equals), and each σ's pooled pixel ROC-AUC."""
-    figures = {sigma: auroc(defects.ravel(), m.ravel()) for sigma, m in zip(MAP_SMOOTHING, maps, strict=True)}
-    return max(figures, key=figures.get), {str(sigma): round(figure, 4) for sigma, figure in figures.items()}
+def map_figures(
+    defects: np.ndarray, maps: np.ndarray, choices: Sequence[tuple[float, bool]]
+) -> dict[tuple[float, bool], float]:
+    """How well each choice's maps (len(choices), N, P) rank the defects' pixels (N, P) against the
+    others: pooled pixel ROC-AUC (the best, first of equals, is the one training keeps)."""
+    return {choice: auroc(defects.ravel(), m.ravel()) for choice, m in zip(choices, maps, strict=True)}
 
 
 def near_ties_averaged(

@@ -16,8 +16,7 @@ from inspector.cli import main
 from inspector.config import FrameSpec
 from inspector.detector import Checkpoint, Detector
 from inspector.models import make_config
-from inspector.models.memory import MAP_SMOOTHING
-from inspector.selection import auroc, choose, frame_shape, object_share, train_default
+from inspector.selection import auroc, choose, frame_shape, map_choices, map_name, object_share, train_default
 from inspector.synthetic import CHANGED, KINDS, anomalies, masks
 from inspector.training import TrainOptions
 
@@ -124,10 +123,12 @@ def test_surfaces_get_every_candidate_and_the_checkpoint_keeps_the_choice() -> N
     assert (checkpoint.family.name, checkpoint.metadata["method"]) == (best["family"], best["method"])
     assert chosen["estimate"] == best["validation_auroc"]
     assert Detector(checkpoint, device="cpu").method == best["method"]
-    # The map's smoothing: the σ whose maps ranked the synthetic defects' pixels highest.
+    # The map: the σ, and the measure (as it is, or against each cell's normal distances: 30 frames
+    # are enough to measure them), whose maps ranked the synthetic defects' pixels highest.
     figures = chosen["map_smoothing"]
-    assert set(figures) == {str(sigma) for sigma in MAP_SMOOTHING}
-    assert str(checkpoint.model_config.map_smooth) == max(figures, key=figures.get)
+    assert set(figures) == {map_name(*choice) for choice in map_choices(True)}
+    config = checkpoint.model_config
+    assert map_name(config.map_smooth, config.map_z) == max(figures, key=figures.get)
 
 
 def test_a_method_weighing_by_the_spread_competes_only_with_enough_held_out_frames() -> None:
@@ -189,7 +190,7 @@ def test_train_without_a_method_chooses_prints_and_warns(tmp_path: Path, monkeyp
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "chose" in result.output and "validation ROC-AUC" in result.output
-    assert "anomaly map smoothed by σ" in result.output  # the map's choice, on the same validation
+    assert "anomaly map σ" in result.output  # the map's choice (smoothing, measure), on the same validation
     checkpoint = Checkpoint.load(tmp_path / "m.pt")
     assert checkpoint.frame_spec.shape == (64, 192) and "selection" in checkpoint.metadata
     monkeypatch.setattr(selection, "WARN_BELOW", 1.01)

@@ -31,7 +31,11 @@ backbone's patches on some object sets (the UCI digits) and loses on others (noi
 Training's label-free choice picks among a family's methods. Every method's map, what
 operators see and pixel metrics read, is the distance map smoothed by σ = ``map_smooth``
 cells, which training chooses on the synthetic anomalies' own pixels (selection.py): a line
-whose defects sprawl wants a smoother map than one of pinholes.
+whose defects sprawl wants a smoother map than one of pinholes. Training also chooses there
+whether the map counts each cell's distance in standard deviations of that cell's distances
+on normal training frames (``map_z``, ours, as ``vaegan-z`` measures each pixel's error): where
+every frame has its edges and fixtures at the same places, they stand out in every map until
+each cell is measured against its own normal (magnetic tiles' validation: 0.951 → 0.957).
 
 Beside the memory, each family trains the paper's VAEGAN (vaegan.py) on a small view of the
 frame, for one reason: operators keep seeing its discriminator's Grad-CAM map in the
@@ -66,6 +70,7 @@ VIEWS_KEPT = 20_000  # training frames whose pixel views FrameMemory keeps, at m
 ENSEMBLE = "-ensemble"  # the end of the name of a family's ensemble method
 PIXELS = "-pixels"  # the end of the name of a family's method on its kept pixel views
 MAP_SMOOTHING = (0.5, 1.0, 1.5, 2.0, 3.0)  # σ of the anomaly map that training chooses among, in cells
+CELL_FRAMES = 100  # training frames whose distances give each cell's normal ones (evenly spaced)
 
 
 @dataclass
@@ -86,7 +91,8 @@ class MemoryConfig(VAEGANConfig):
     smooth: float = 0.5  # σ of the distance map's smoothing for the -max score, in feature cells
     map_smooth: float = 0.5  # σ of the anomaly map's, in feature cells: training chooses it (MAP_SMOOTHING)
     ensemble: tuple[str, ...] = ()  # the methods -ensemble averages (training's choice); () = all others
-    UNVERSIONED: ClassVar[dict[str, Any]] = {"ensemble": (), "map_smooth": 0.5}
+    map_z: bool = False  # the map against each cell's normal distances: training chooses it
+    UNVERSIONED: ClassVar[dict[str, Any]] = {"ensemble": (), "map_smooth": 0.5, "map_z": False}
 
 
 def normal_statistics(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -262,6 +268,7 @@ class DistanceMaps(NamedTuple):
     cells: torch.Tensor  # each patch's distance (N, 1, h, w), on the feature grid
     smooth: torch.Tensor  # the same smoothed by σ = ``smooth`` cells
     frame: torch.Tensor  # the smoothed one at the frame's resolution (N, H, W): the -max score's
+    z: torch.Tensor | None  # cells in standard deviations of each cell's normal distances, if known
     views: torch.Tensor | None  # the pixel view's mean distance to its nearest kept ones (N,), if any
 
 
@@ -301,6 +308,10 @@ class MemoryModel(AnomalyModel):
         self.register_buffer("signal_std", torch.ones(2))
         self.register_buffer("ensemble_mean", torch.zeros(len(self.ensemble)))
         self.register_buffer("ensemble_std", torch.ones(len(self.ensemble)))
+        # Each cell's mean and spread of distance on normal training frames (h, w), for ``map_z``:
+        # empty until ``fill`` measures them (too few frames, or a model from before map_z).
+        self.register_buffer("cell_mean", torch.zeros(0))
+        self.register_buffer("cell_std", torch.zeros(0))
 
     def views(self, x: torch.Tensor) -> Views:
         raise NotImplementedError
@@ -377,6 +388,28 @@ class MemoryModel(AnomalyModel):
         )
         if self.frame_memory is not None:
             self.frame_memory.fit(torch.cat(pixels), whole)
+        self._fit_cells(seen[~whole] if (~whole).any() else seen, share < 1.0, batch)
+
+    @torch.no_grad()
+    def _fit_cells(self, seen: torch.Tensor, sampled: bool, batch: int) -> None:
+        """Each cell's normal distance, mean and spread (``normal_statistics``), over CELL_FRAMES of
+        the training frames: their patches were sampled into the memory, not kept whole, so their
+        distances are those of normal frames (a tenth of a larger set's patches, at most
+        ``bank_size``, against ``whole_below`` frames' every patch, when they would all be ~0:
+        then none is measured, and a ``map_z`` model refuses to train)."""
+        self.cell_mean, self.cell_std = torch.zeros(0), torch.zeros(0)
+        if sampled:
+            device = next(self.backbone.parameters()).device
+            picked = seen[torch.linspace(0, len(seen) - 1, min(CELL_FRAMES, len(seen))).round().long()]
+            parts = (picked[i : i + batch].to(device) for i in range(0, len(picked), batch))
+            cells = torch.cat([self._cells(self.views(x)) for x in parts])
+            mean, spread = normal_statistics(cells.flatten(1))
+            self.cell_mean, self.cell_std = (t.view(cells.shape[-2:]) for t in (mean, spread))
+        elif self.config.map_z:
+            raise ValueError(
+                f"a map measured against each cell's normal distances (map_z) needs at least "
+                f"{self.config.whole_below} training frames not remembered whole"
+            )
 
     def _cells(self, views: Views) -> torch.Tensor:
         """Each patch's distance to the memory (N, 1, h, w), on the feature grid."""
@@ -390,7 +423,8 @@ class MemoryModel(AnomalyModel):
         nearest = None
         if pixels and self.frame_memory is not None and views.pixels is not None:
             nearest = self.frame_memory.distances(views.pixels.flatten(1))
-        return DistanceMaps(cells, smooth, views.to_frame(smooth)[:, 0], nearest)
+        z = (cells - self.cell_mean) / self.cell_std if self.cell_mean.shape == cells.shape[-2:] else None
+        return DistanceMaps(cells, smooth, views.to_frame(smooth)[:, 0], z=z, views=nearest)
 
     @staticmethod
     def _signals(maps: DistanceMaps) -> torch.Tensor:
@@ -415,12 +449,16 @@ class MemoryModel(AnomalyModel):
         # Checkpoints from before -max-or-mean lack its statistics; their methods do not read them.
         # Those from before -ensemble lack its: NaN, which its scoring refuses.
         for name, default in (
+            ("cell_mean", self.cell_mean[:0]),  # from before map_z: none, and sized as saved
+            ("cell_std", self.cell_std[:0]),
             ("signal_mean", self.signal_mean),
             ("signal_std", self.signal_std),
             ("ensemble_mean", self.ensemble_mean),
             ("ensemble_std", torch.full_like(self.ensemble_std, math.nan)),
         ):
             state_dict.setdefault(prefix + name, default)
+        self.cell_mean = torch.empty_like(state_dict[prefix + "cell_mean"], device=self.cell_mean.device)
+        self.cell_std = torch.empty_like(state_dict[prefix + "cell_std"], device=self.cell_std.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def score(self, x: torch.Tensor, method: str) -> Scores:
@@ -434,9 +472,10 @@ class MemoryModel(AnomalyModel):
             scores = self._method_scores(maps, methods)
             reconstruction = views.to_frame(self.network.reconstruct(views.network))
         attention = views.to_frame(self.network.grad_cam(views.network)[:, None])[:, 0]
-        anomaly_map = maps.frame  # the -max score's map, unless training chose another smoothing
-        if self.config.map_smooth != self.config.smooth:
-            anomaly_map = views.to_frame(gaussian_blur(maps.cells, self.config.map_smooth))[:, 0]
+        c = self.config
+        anomaly_map = maps.frame  # the -max score's map, unless training chose another
+        if c.map_z or c.map_smooth != c.smooth:
+            anomaly_map = self._anomaly_maps(views, maps, [(c.map_smooth, c.map_z)])[0]
         return {
             method: Scores(
                 score=score,
@@ -450,16 +489,25 @@ class MemoryModel(AnomalyModel):
 
     @torch.no_grad()
     def validation_outputs(
-        self, x: torch.Tensor, methods: Sequence[str], sigmas: Sequence[float]
+        self, x: torch.Tensor, methods: Sequence[str], choices: Sequence[tuple[float, bool]]
     ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
         """What training's label-free choice compares of frames (N, C, H, W), from one look at the
         memory and without the Grad-CAM network: each method's scores (N,), and the anomaly maps
-        (N, H, W) the map's smoothing by each of ``sigmas`` (in cells) would give."""
+        (N, H, W) each choice of the map (σ in cells, ``map_z``) would give."""
         pixels = self._check_methods(methods)
         views = self.views(x)
         maps = self._maps(views, pixels)
-        return self._method_scores(maps, methods), [
-            views.to_frame(gaussian_blur(maps.cells, sigma))[:, 0] for sigma in sigmas
+        return self._method_scores(maps, methods), self._anomaly_maps(views, maps, choices)
+
+    @staticmethod
+    def _anomaly_maps(
+        views: Views, maps: DistanceMaps, choices: Sequence[tuple[float, bool]]
+    ) -> list[torch.Tensor]:
+        """The anomaly maps (N, H, W) of each choice (σ, map_z) of smoothing and measure."""
+        if any(z for _sigma, z in choices) and maps.z is None:
+            raise ValueError("this model has no cell statistics for a map against them (map_z): retrain it")
+        return [
+            views.to_frame(gaussian_blur(maps.z if z else maps.cells, sigma))[:, 0] for sigma, z in choices
         ]
 
     def _check_methods(self, methods: Sequence[str]) -> bool:

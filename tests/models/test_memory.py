@@ -12,6 +12,7 @@ from inspector.config import FrameSpec
 from inspector.detector import Detector
 from inspector.models import memory
 from inspector.models.backbone import DIM, Backbone
+from inspector.models.blocks import gaussian_blur
 from inspector.models.memory import PatchMemory, greedy_coreset
 from inspector.training import SMALL_SET, TrainingError, TrainOptions, split_validation, train
 
@@ -187,7 +188,7 @@ def test_the_map_is_smoothed_as_training_chose_and_the_version_says_so(
     model = build_model(checkpoints[2.0].model_config)
     model.load_state_dict(checkpoints[2.0].state_dict)
     x = torch.from_numpy(frames)
-    scores, maps = model.eval().validation_outputs(x, ("patch-mean", "patch-max"), (2.0,))
+    scores, maps = model.eval().validation_outputs(x, ("patch-mean", "patch-max"), [(2.0, False)])
     expected = maps[0]  # what training's choice of the map compares: the map scoring gives
     for method, score in scores.items():  # and the scores, without the Grad-CAM network
         torch.testing.assert_close(score, model.score(x, method).score)
@@ -197,6 +198,33 @@ def test_the_map_is_smoothed_as_training_chose_and_the_version_says_so(
     assert versions[0.5] != versions[2.0]
     monkeypatch.setattr(type(checkpoints[0.5].model_config), "UNVERSIONED", {})
     assert checkpoints[0.5].version != versions[0.5]  # the defaults would have changed it
+
+
+def test_the_map_against_each_cells_normal_distances(tmp_path: Path) -> None:
+    """``map_z``: each cell's distance counted in standard deviations of that cell's distances on
+    normal training frames (measured in training, saved with the weights); scores unchanged, the
+    defect still the map's peak. Too few frames to measure them: training refuses."""
+    options = TrainOptions(epochs=1, device="cpu")
+    checkpoints = {
+        z: train(striped_frames(30), tiny_config("patch-memory", map_z=z, **TINY_MEMORY), ELONGATED, options)
+        for z in (False, True)
+    }
+    checkpoints[True].save(tmp_path / "m.pt")
+    model = Detector.load(tmp_path / "m.pt", device="cpu").model
+    assert model.cell_mean.shape == model.cell_std.shape == (4, 12)  # the 32×96 frame's cells
+    assert (model.cell_std > 0).all()
+    frames = striped_frames(2, seed=2, defect=True)
+    found = {z: Detector(c, "patch-max", "cpu").score_arrays(frames) for z, c in checkpoints.items()}
+    assert [d.score for d in found[True]] == [d.score for d in found[False]]
+    x = torch.from_numpy(frames)
+    cells = model.memory.distances(model.backbone(x))[:, None]
+    z = (cells - model.cell_mean) / model.cell_std
+    expected = model.views(x).to_frame(gaussian_blur(z, model.config.map_smooth))[:, 0]
+    np.testing.assert_allclose(found[True][0].anomaly_map, expected[0].numpy(), rtol=1e-4, atol=1e-5)
+    _row, column = np.unravel_index(found[True][0].anomaly_map.argmax(), (32, 96))
+    assert 52 <= column < 76  # on the dark spot at columns 60-68 (rows: 4 cells see all 32)
+    with pytest.raises(ValueError, match="map_z"):
+        train(striped_frames(8), tiny_config("patch-memory", map_z=True, **TINY_MEMORY), ELONGATED, options)
 
 
 def test_glimpse_memory_scores_another_object_higher() -> None:
