@@ -393,11 +393,11 @@ class MemoryModel(AnomalyModel):
     @torch.no_grad()
     def _fit_cells(self, seen: torch.Tensor, sampled: bool, batch: int) -> None:
         """Each cell's normal distance, mean and spread (``normal_statistics``), over CELL_FRAMES of
-        the training frames: their patches were sampled into the memory, not kept whole, so their
-        distances are those of normal frames (a tenth of a larger set's patches, at most
-        ``bank_size``, against ``whole_below`` frames' every patch, when they would all be ~0:
-        then none is measured, and a ``map_z`` model refuses to train)."""
-        self.cell_mean, self.cell_std = torch.zeros(0), torch.zeros(0)
+        the training frames, evenly spaced. Theirs are normal frames' distances only where the
+        memory ``sampled`` their patches (a coreset of a tenth); where it kept every patch (fewer
+        than ``whole_below`` frames) they would all be ~0: none are measured then, and a ``map_z``
+        model refuses to train."""
+        self.cell_mean, self.cell_std = self.cell_mean.new_zeros(0), self.cell_std.new_zeros(0)
         if sampled:
             device = next(self.backbone.parameters()).device
             picked = seen[torch.linspace(0, len(seen) - 1, min(CELL_FRAMES, len(seen))).round().long()]
