@@ -11,7 +11,6 @@ from its click options, so the two cannot drift apart.
 from __future__ import annotations
 
 import dataclasses
-import os
 import resource
 import subprocess
 import sys
@@ -21,14 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.provenance import git_commit
+from bench.provenance import child_environment, git_commit
 from inspector.config import FrameSpec
 from inspector.detector import Checkpoint
 from inspector.selection import frame_shape, train_default
 from inspector.training import TrainOptions
 
 INSPECTOR = Path(sys.executable).with_name("inspector")
-TREE = Path(__file__).resolve().parents[1]  # the code the benchmark measures: this tree's
 
 
 def command_defaults() -> TrainOptions:
@@ -57,12 +55,7 @@ def train_command(data: Path, out: Path, extra: Sequence[str] = (), env: dict | 
     commit = git_commit()  # the code the command runs: the tree as it starts
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.time()
-    # The console script imports the package the environment installed, which may be another
-    # checkout's (a worktree sharing a virtual environment): put this tree's first.
-    path = os.pathsep.join(filter(None, [str(TREE), os.environ.get("PYTHONPATH")]))
-    done = subprocess.run(
-        command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": path, **(env or {})}
-    )
+    done = subprocess.run(command, capture_output=True, text=True, env=child_environment(env))
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")

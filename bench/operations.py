@@ -41,7 +41,7 @@ import numpy as np
 from sklearn.metrics import roc_curve
 from sqlalchemy import Connection
 
-from bench.provenance import git_commit, shared_machine
+from bench.provenance import child_environment, git_commit, shared_machine
 from bench.throughput import make_checkpoint, make_frames
 from inspector.config import RetentionSettings, Settings
 from inspector.maps import MAP_KINDS
@@ -273,7 +273,7 @@ def land(folder: Path, name: str, data: bytes) -> None:
 @contextmanager
 def process(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
     with log.open("w") as out:
-        proc = subprocess.Popen(command, env=os.environ | env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(command, env=child_environment(env), stdout=out, stderr=subprocess.STDOUT)
     try:
         yield proc
     finally:
@@ -315,7 +315,7 @@ def prepare(folder: Path, checkpoint: Path, name: str) -> tuple[Settings, Path, 
     incoming.mkdir()
     env = pipeline_env(settings, checkpoint)
     land(incoming, "first", make_frames(1, seed=99)[0])
-    run = dict(env=os.environ | env, check=True, capture_output=True)
+    run = dict(env=child_environment(env), check=True, capture_output=True)
     subprocess.run([INSPECTOR, "watch", str(incoming), "--once", "--source", "cam"], **run)
     # Below every score (an untrained model scores some frames exactly 0): every frame flagged.
     subprocess.run([INSPECTOR, "threshold", "set", "--source", "cam", "--by", "bench", "--", "-1"], **run)

@@ -14,6 +14,15 @@ if TYPE_CHECKING:  # torch is imported on use: the scripts that only drive other
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def child_environment(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment, with ``env`` on top, for a child process that runs ``inspector``: its
+    console script imports the package the virtual environment installed, which may be another
+    checkout's (a git worktree sharing the environment), so this tree goes first on PYTHONPATH and
+    the benchmark measures the code it was run from."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, **(env or {})}
+
+
 def git_commit(root: Path = ROOT) -> str:
     """The short commit of HEAD, flagged when tracked files differ from it (a number measured
     on uncommitted code must say so); "unknown" outside a git checkout."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
-from bench.provenance import git_commit
+from bench.provenance import ROOT, child_environment, git_commit
 
 
 def test_results_name_the_commit_and_flag_uncommitted_changes(tmp_path: Path) -> None:
@@ -27,3 +29,19 @@ def test_results_name_the_commit_and_flag_uncommitted_changes(tmp_path: Path) ->
     assert git_commit(tmp_path) == head
     (tmp_path / "model.py").write_text("a = 2\n")
     assert git_commit(tmp_path) == f"{head} (with uncommitted changes in the tree)"
+
+
+def test_a_benchmarks_child_runs_this_trees_code(tmp_path: Path) -> None:
+    """Started elsewhere, with the environment the benchmarks give their children, Python finds
+    the package in this tree, whichever checkout the virtual environment was installed from."""
+    found = subprocess.run(
+        [sys.executable, "-c", "import inspector; print(inspector.__file__)"],
+        cwd=tmp_path,
+        env=child_environment({"EXTRA": "1"}),
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert Path(found.strip()).is_relative_to(ROOT / "inspector")
+    environment = child_environment({"EXTRA": "1"})
+    assert environment["PYTHONPATH"].split(os.pathsep)[0] == str(ROOT) and environment["EXTRA"] == "1"
