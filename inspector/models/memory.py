@@ -333,7 +333,7 @@ class MemoryModel(AnomalyModel):
         self.fill(seen, remember, batch)
         device = next(self.backbone.parameters()).device
         batches = (held_out[i : i + batch].to(device) for i in range(0, len(held_out), batch))
-        pixels = any(m.endswith(PIXELS) for m in self.ensemble)
+        pixels = self._check_methods(self.ensemble)  # whether its members read the pixel views
         maps = [self._maps(self.views(x), pixels) for x in batches]
         mean, spread = normal_statistics(torch.cat([self._signals(m) for m in maps]))
         self.signal_mean.copy_(mean)
