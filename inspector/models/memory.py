@@ -358,7 +358,17 @@ class MemoryModel(AnomalyModel):
         of its live model's frames and keeps the same coreset of them: the two memories differ
         by the frames added, and the reviewed ones never displace what the live memory held."""
         device = next(self.backbone.parameters()).device
+        c = self.config
         whole = torch.zeros(len(seen), dtype=torch.bool) if remember is None else remember.cpu()
+        # The frames counted for the coreset's share: those not remembered (all, if every one is).
+        # A retraining keeps its live model's share of them.
+        counted = torch.nonzero(~whole).flatten() if (~whole).any() else torch.arange(len(seen))
+        sampled = len(counted) >= c.whole_below  # else the memory keeps every patch
+        share = c.coreset_fraction if sampled else 1.0
+        # CELL_FRAMES of them, evenly spaced, whose features measure each cell's normal distance.
+        spaced = torch.linspace(0, len(counted) - 1, min(CELL_FRAMES, len(counted))).round().long()
+        measured = set(counted[spaced].tolist()) if sampled else set()
+        cell_features = []
         per_frame = {
             False: math.ceil(CANDIDATES / max(1, int((~whole).sum()))),
             True: math.ceil(REMEMBERED / max(1, int(whole.sum()))),
@@ -376,11 +386,11 @@ class MemoryModel(AnomalyModel):
             for frame, own, keep in zip(frames, patches, whole[start : start + batch].tolist(), strict=True):
                 kept[keep].append(own[_draw(frame, len(own), per_frame[keep]).to(device)])
                 total[keep] += len(own)
+            cell_features += [
+                features[i - start].clone() for i in range(start, start + len(frames)) if i in measured
+            ]
         if not kept[False]:  # every frame to remember: one coreset of them
             kept, total = {False: kept[True], True: []}, {False: total[True], True: 0}
-        c = self.config
-        # Counted among the frames not remembered: a retraining keeps its live model's share of them.
-        share = 1.0 if len(kept[False]) < c.whole_below else c.coreset_fraction
         size = max(1, min(c.bank_size, math.ceil(share * total[False])))
         remembered = torch.cat(kept[True]) if kept[True] else None
         self.memory.fit(
@@ -388,21 +398,18 @@ class MemoryModel(AnomalyModel):
         )
         if self.frame_memory is not None:
             self.frame_memory.fit(torch.cat(pixels), whole)
-        self._fit_cells(seen[~whole] if (~whole).any() else seen, share < 1.0, batch)
+        self._fit_cells(cell_features)
 
     @torch.no_grad()
-    def _fit_cells(self, seen: torch.Tensor, sampled: bool, batch: int) -> None:
-        """Each cell's normal distance, mean and spread (``normal_statistics``), over CELL_FRAMES of
-        the training frames, evenly spaced. Theirs are normal frames' distances only where the
-        memory ``sampled`` their patches (a coreset of a tenth); where it kept every patch (fewer
-        than ``whole_below`` frames) they would all be ~0: none are measured then, and a ``map_z``
-        model refuses to train."""
+    def _fit_cells(self, features: list[torch.Tensor]) -> None:
+        """Each cell's normal distance, mean and spread (``normal_statistics``), from the features
+        (D, h, w) ``fill`` kept of CELL_FRAMES training frames. Theirs are normal frames' distances
+        only where the memory sampled their patches (a coreset of a tenth); where it kept every
+        patch (fewer than ``whole_below`` frames) they would all be ~0: none are kept then, and a
+        ``map_z`` model refuses to train."""
         self.cell_mean, self.cell_std = self.cell_mean.new_zeros(0), self.cell_std.new_zeros(0)
-        if sampled:
-            device = next(self.backbone.parameters()).device
-            picked = seen[torch.linspace(0, len(seen) - 1, min(CELL_FRAMES, len(seen))).round().long()]
-            parts = (picked[i : i + batch].to(device) for i in range(0, len(picked), batch))
-            cells = torch.cat([self._cells(self.views(x)) for x in parts])
+        if features:
+            cells = self.memory.distances(torch.stack(features))
             mean, spread = normal_statistics(cells.flatten(1))
             self.cell_mean, self.cell_std = (t.view(cells.shape[-2:]) for t in (mean, spread))
         elif self.config.map_z:
