@@ -312,7 +312,8 @@ def train(
     "--maps",
     "maps_dir",
     type=click.Path(file_okay=False),
-    help="Write heat-map PNGs here, as MAPS/<path under the scored folders>.<kind>.png.",
+    help="Write heat-map PNGs here, as MAPS/<path under the scored folders>.<kind>.png, at each "
+    "file's own resolution (its region of interest's).",
 )
 @click.option("--threshold", type=float, default=None, help="Override the model's default threshold.")
 @depth_unit_options
@@ -335,8 +336,8 @@ def score(
     import numpy as np
 
     from inspector.detector import CheckpointError, Detector, map_arrays
-    from inspector.frames import FrameError, check_frames_vary, find_frames, load_frame
-    from inspector.maps import write_maps
+    from inspector.frames import FrameError, check_frames_vary, file_resolution, find_frames, load_frame
+    from inspector.maps import at_resolution, write_maps
     from inspector.pipeline.thresholds import is_anomaly
 
     try:
@@ -374,9 +375,10 @@ def score(
             row.update(score=result.score, verdict=verdict)
             if maps_dir:
                 name = path.absolute().relative_to(scored_root)
-                written = write_maps(
-                    Path(maps_dir) / name.parent, name.name, map_arrays(loaded[path][None], [result])
-                )
+                maps = map_arrays(loaded[path][None], [result])
+                if (own := file_resolution(path, spec, ctx.settings.watch.max_decoded_bytes)) is not None:
+                    maps = at_resolution(maps, own[None])
+                written = write_maps(Path(maps_dir) / name.parent, name.name, maps)
                 row["maps"] = {k: str(v) for k, v in written.items()}
         rows.append(row)
     _print_rows(rows, fmt)

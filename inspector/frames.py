@@ -17,6 +17,7 @@ for a damaged file becomes a FrameError: one bad file is one frame's problem.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import struct
 from collections.abc import Sequence
@@ -386,6 +387,22 @@ def stored_shape(path: str | Path, spec: FrameSpec) -> tuple[int, int]:
             raise FrameError("not a readable image: unknown format or no size in its header")
         height, width = header.height, header.width
     return (spec.roi[3], spec.roi[2]) if spec.roi is not None else (height, width)
+
+
+def file_resolution(
+    path: str | Path, spec: FrameSpec, max_bytes: int = MAX_DECODED_BYTES
+) -> np.ndarray | None:
+    """A file's frame as ``load_frame`` reads it, but at the file's own resolution (its region of
+    interest's) and not flat-fielded: what its maps are drawn over. None where that is the model's
+    resolution anyway, or where the file no longer reads (it changed since it was scored)."""
+    try:
+        height, width = stored_shape(path, spec)
+        if (height, width) == spec.shape:
+            return None
+        own = dataclasses.replace(spec, image_size=height, width=width, flatten=0.0)
+        return load_frame(path, own, max_bytes)
+    except (FrameError, OSError):
+        return None
 
 
 # A frame holds colour where its channels differ by more than this on average (in [0, 1]): a

@@ -81,6 +81,21 @@ def decode_png(data: bytes) -> np.ndarray:
     return image
 
 
+def at_resolution(maps: Mapping[str, np.ndarray], frame: np.ndarray) -> dict[str, np.ndarray]:
+    """A batch of one's maps at the resolution of ``frame`` (1, C, h, w), the frame as its file holds
+    it: that frame is the input, every other map is resized to it (bilinear). A model sees a large
+    frame scaled down; its maps come back over the file's own pixels."""
+    shape = frame.shape[-2:]
+    resized = {"input": frame}
+    for kind, array in maps.items():
+        if kind != "input":
+            planes = array.reshape(-1, *array.shape[-2:])
+            size = (shape[1], shape[0])  # OpenCV's (width, height)
+            out = np.stack([cv2.resize(p, size, interpolation=cv2.INTER_LINEAR) for p in planes])
+            resized[kind] = out.reshape(*array.shape[:-2], *shape)
+    return resized
+
+
 def write_maps(directory: Path, stem: str, maps: Mapping[str, np.ndarray]) -> dict[str, Path]:
     """The pictures of one frame's maps (a batch of one, by kind) as PNG files ``stem.kind.png``."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -133,6 +133,23 @@ def test_maps_of_same_named_frames_from_different_folders_do_not_collide(
     assert not np.array_equal(pictures[0], pictures[1]) and not np.array_equal(pictures[0], pictures[2])
 
 
+def test_maps_come_back_at_the_files_own_resolution(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """A frame larger than the model's input, and of another aspect, is scored scaled down; its maps
+    are written at the file's own size, over the file's own pixels."""
+    small = blob_frames(1, seed=3)[0, 0]
+    large = cv2.resize(small, (3 * TINY_SIZE, 2 * TINY_SIZE + 5), interpolation=cv2.INTER_LINEAR)
+    frame = tmp_path / "q" / "large.png"
+    frame.parent.mkdir()
+    cv2.imwrite(str(frame), (large * 255).astype(np.uint8))
+    args = ["score", str(tiny_checkpoint), str(frame), "--format", "json", "--maps", str(tmp_path / "maps")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    maps = json.loads(result.output)[0]["maps"]
+    for kind, path in maps.items():
+        assert cv2.imread(path).shape[:2] == (2 * TINY_SIZE + 5, 3 * TINY_SIZE), kind
+    np.testing.assert_array_equal(cv2.imread(maps["input"], cv2.IMREAD_GRAYSCALE), cv2.imread(str(frame), 0))
+
+
 def test_model_settings_belong_to_the_family_that_is_trained(tmp_path: Path) -> None:
     """A fixed-camera setting given to the paper's VAEGAN is refused, not silently dropped: the
     fixed-camera VAEGAN is a family of its own (vaegan-z)."""
