@@ -17,7 +17,9 @@ All from the normal frames alone, no label and no test frame:
    before the flatness test spreads it by). Otherwise (surfaces, scenes) every candidate
    competes. The rule exists because the synthetic anomalies below are local defects, which
    favour the whole-frame memory even where the real anomalies are other objects or poses
-   (noisy MNIST, digit 1: 0.979 against 0.997; depth hand poses: 0.23 against 1.0).
+   (noisy MNIST, digit 1: 0.979 against 0.997; depth hand poses: 0.23 against 1.0). Where
+   the objects show larger than the glimpse the backbone sees by default (112 px), the glimpse
+   family also competes at their own size (``candidates``): a glimpse never shrinks the part.
 3. **Candidates, validated.** Each candidate's memory is filled from the training split
    (the split training uses), and each of its methods scores the held-out normals and the
    synthetic anomalies made from them (``synthetic.py``); the ROC-AUC of that is the
@@ -57,9 +59,10 @@ from torch.nn import functional as F
 
 from inspector.config import FrameSpec
 from inspector.detector import Checkpoint, resolve_device
-from inspector.models import ModelConfig, family_named, make_config
+from inspector.models import ModelConfig, backbone, family_named, family_of_config, make_config
 from inspector.models.blocks import gaussian_blur
-from inspector.models.glimpse import GlimpseFields, box_fraction
+from inspector.models.glimpse import GlimpseFields, box_fraction, object_box
+from inspector.models.glimpse_memory import GlimpseMemoryConfig
 from inspector.models.memory import ENSEMBLE, MAP_SMOOTHING, MemoryModel, normal_statistics
 from inspector.synthetic import anomalies, masks
 from inspector.training import SMALL_SET, ProgressFn, TrainingError, TrainOptions, split_validation, train
@@ -90,6 +93,9 @@ CANDIDATES: dict[str, tuple[str, ...]] = {  # kind of data -> the families that 
     "objects": ("glimpse-memory",),
     "any": ("glimpse-memory", "patch-memory"),
 }
+# Objects whose glimpse at the frames' resolution is at least LARGER times the backbone's default
+# glimpse are also tried at that side (``candidates``), up to LARGEST pixels (the frame's budget).
+LARGER, LARGEST = 1.25, 256
 
 Note = Callable[[str], None]
 
@@ -117,6 +123,35 @@ def shows_object(x: torch.Tensor) -> torch.Tensor:
     covered = (with_edge | flat).float().flatten(1).mean(dim=1)
     small_box = box_fraction(mask) < OBJECT_BOX
     return small_box | ((area >= OBJECT_AREA) & (covered >= OBJECT_OR_FLAT))
+
+
+def candidates(kind: str, frames: np.ndarray) -> list[tuple[str, dict[str, Any]]]:
+    """The families that compete on frames (N, C, H, W) of a kind (CANDIDATES), each with the
+    settings it is tried at (none: its defaults). Where the objects show larger in the frames
+    than the glimpse the backbone sees by default (``glimpse_side``), the glimpse family is also
+    tried at their own size: by default a part placed before a wider camera is scaled down to
+    112 px, and its fine defects with it (magnetic tiles placed on a dark canvas,
+    ``bench/tiles_on_canvas.py``)."""
+    listed: list[tuple[str, dict[str, Any]]] = [(name, {}) for name in CANDIDATES[kind]]
+    if kind == "objects":
+        side = glimpse_side(frames)
+        if side >= LARGER * GlimpseMemoryConfig.backbone_size:
+            listed.append(("glimpse-memory", {"backbone_size": side}))
+    return listed
+
+
+def glimpse_side(frames: np.ndarray) -> int:
+    """The side of a glimpse that shows the frames' (N, C, H, W) objects at the frames' own
+    resolution: the median over the frames of their object's box's longer side over the glimpse's
+    fill, in whole backbone cells, at most LARGEST."""
+    fields = GlimpseFields()
+    sides = []
+    for start in range(0, len(frames), 256):
+        x = torch.from_numpy(frames[start : start + 256])
+        top, bottom, left, right = object_box(x, fields.glimpse_blur, fields.glimpse_threshold).unbind(dim=1)
+        sides.append(torch.maximum(bottom - top, right - left) + 1)
+    side = float(torch.cat(sides).median()) / fields.glimpse_fill
+    return min(LARGEST, backbone.STRIDE * math.ceil(side / backbone.STRIDE))
 
 
 def border(maps: torch.Tensor) -> torch.Tensor:
@@ -202,14 +237,16 @@ def choose(frames: np.ndarray, spec: FrameSpec, options: TrainOptions, note: Not
         labels.append(np.repeat([0, 1], [len(held), len(synthetic)]))
         pixels = masks(frames[held], synthetic).reshape(len(synthetic), -1)[:, places]
         defects.append(np.concatenate([np.zeros((len(held), len(places)), bool), pixels]))
-    pixel_figures: dict[str, dict[str, float]] = {}  # family -> σ -> pixel AUROC
+    pixel_figures: dict[str, dict[str, float]] = {}  # candidate -> σ -> pixel AUROC
     device = resolve_device(options.device)
-    results: list[tuple[float, str, str, ModelConfig]] = []  # (AUROC, family, method, config)
+    # (AUROC, candidate: the family and its settings where it has some, method, config)
+    results: list[tuple[float, str, str, ModelConfig]] = []
     per_round: list[list[np.ndarray]] = []  # each result's scores, round by round
     enough = len(rounds[0][1]) >= SPREAD_FRAMES
-    for name in CANDIDATES[kind]:
+    for name, settings in candidates(kind, frames):
         family = family_named(name)
-        config = make_config(name, {"channels": spec.channels, "image_size": spec.image_size})
+        label = name + "".join(f" ({key} {value})" for key, value in settings.items())
+        config = make_config(name, {"channels": spec.channels, "image_size": spec.image_size, **settings})
         model: MemoryModel = family.model(config).to(device).eval()
         model.check_frames(frames.shape[1:])
         methods = [
@@ -230,15 +267,15 @@ def choose(frames: np.ndarray, spec: FrameSpec, options: TrainOptions, note: Not
         maps = np.concatenate([m[: len(choices)] for m in sampled], axis=1)  # those every round measured
         figures = map_figures(np.concatenate(defects), maps, choices)
         sigma, z = max(figures, key=figures.get)
-        pixel_figures[name] = {map_name(*choice): round(figure, 4) for choice, figure in figures.items()}
+        pixel_figures[label] = {map_name(*choice): round(figure, 4) for choice, figure in figures.items()}
         config = dataclasses.replace(config, map_smooth=sigma, map_z=z)
         listed = ", ".join(f"{map_name(*c)} {f:.3f}" for c, f in figures.items())
-        note(f"  {name}: anomaly map {map_name(sigma, z)}, σ in cells (synthetic defects' pixels: {listed})")
+        note(f"  {label}: anomaly map {map_name(sigma, z)}, σ in cells (synthetic defects' pixels: {listed})")
         for method in methods:
             estimate = auroc(np.concatenate(labels), np.concatenate(scores[method]))
-            results.append((estimate, name, method, config))
+            results.append((estimate, label, method, config))
             per_round.append(scores[method])
-            note(f"  {name} / {method}: validation ROC-AUC {results[-1][0]:.3f}")
+            note(f"  {label} / {method}: validation ROC-AUC {results[-1][0]:.3f}")
     estimates = np.array([r[0] for r in results])
     if len(rounds) > 1:  # a small set: the first listed of those the estimate cannot tell from the best
         close = within_one_error(labels, per_round, estimates, options.seed)
@@ -308,13 +345,13 @@ def near_ties_averaged(
     seed: int,
     note: Note,
 ) -> tuple[float, str, str, ModelConfig] | None:
-    """The best family's ensemble of its methods within one standard error of the best one (each
+    """The best candidate's ensemble of its methods within one standard error of the best one (each
     result's validation ``scores`` of one round, ``labels``), best first, where there are two or
     more; else None. Appended to ``results``, its estimate that of
     the average of the methods' scores, each counted in standard deviations of the normal
     frames' (what the model's ``-ensemble`` computes from the same held-out frames)."""
     best = int(np.argmax([r[0] for r in results]))
-    family = family_named(results[best][1])
+    family = family_of_config(results[best][3])
     averaged = next(m for m in family.methods if m.endswith(ENSEMBLE))
     same = [i for i, r in enumerate(results) if r[1] == results[best][1]]
     tied = [
@@ -330,10 +367,10 @@ def near_ties_averaged(
     averaged_scores = ((members - mean) / spread).mean(axis=1)
     names = tuple(results[i][2] for i in tied)
     config = dataclasses.replace(results[best][3], ensemble=names)
-    result = (auroc(labels, averaged_scores), family.name, averaged, config)
+    result = (auroc(labels, averaged_scores), results[best][1], averaged, config)
     results.append(result)
     note(
-        f"  {family.name} / {averaged} of {', '.join(names)} (within one standard error of the best, "
+        f"  {results[best][1]} / {averaged} of {', '.join(names)} (within one standard error of the best, "
         f"averaged): validation ROC-AUC {result[0]:.3f}"
     )
     return result

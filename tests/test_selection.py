@@ -114,6 +114,30 @@ def test_objects_get_only_glimpse_candidates() -> None:
     assert any("validation ROC-AUC" in line for line in notes)
 
 
+def test_objects_larger_than_the_glimpse_are_also_tried_at_their_own_size() -> None:
+    """A part that fills 120 of a frame's 200 px is shown to the backbone at its own resolution
+    (a glimpse of 120 / (20/28) = 168 px) beside the default 112 px; small objects and surfaces
+    keep the default candidates."""
+
+    def squares(side: int) -> np.ndarray:
+        frames = np.full((6, 1, 200, 200), 0.05, np.float32)
+        frames[:, :, 40 : 40 + side, 50 : 50 + side] = 0.6
+        return frames
+
+    assert selection.glimpse_side(squares(120)) == 168
+    assert selection.candidates("objects", squares(120)) == [
+        ("glimpse-memory", {}),
+        ("glimpse-memory", {"backbone_size": 168}),
+    ]
+    assert selection.candidates("objects", squares(40)) == [("glimpse-memory", {})]
+    assert selection.candidates("any", squares(120)) == [("glimpse-memory", {}), ("patch-memory", {})]
+    choice = choose(squares(120), FrameSpec(image_size=200), QUICK)
+    assert [c["family"] for c in choice.candidates if c["method"] == "glimpse-max"] == [
+        "glimpse-memory",
+        "glimpse-memory (backbone_size 168)",
+    ]
+
+
 def test_surfaces_get_every_candidate_and_the_checkpoint_keeps_the_choice() -> None:
     checkpoint = train_default(striped_frames(30), ELONGATED, QUICK)
     chosen = checkpoint.metadata["selection"]
