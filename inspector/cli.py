@@ -109,7 +109,8 @@ def _report_choice(checkpoint: Checkpoint) -> None:
     selection = checkpoint.metadata["selection"]
     estimate = selection["estimate"]
     click.echo(
-        f"chose {checkpoint.family.name}, scoring method {checkpoint.default_method}: validation ROC-AUC "
+        f"chose {selection.get('candidate') or checkpoint.family.name}, scoring method "
+        f"{checkpoint.default_method}: validation ROC-AUC "
         f"{estimate:.3f} (held-out normal frames against synthetic anomalies made from them)"
     )
     if estimate < WARN_BELOW:

@@ -188,6 +188,7 @@ class Choice:
     estimate: float  # validation ROC-AUC of the chosen method, on synthetic anomalies
     kind: str  # "objects" or "any"
     object_share: float
+    candidate: str = ""  # the chosen family, with its settings where it has some (``candidates``)
     candidates: list[dict] = field(default_factory=list)  # family, method, validation AUROC, seconds
     map_smoothing: dict[str, float] = field(default_factory=dict)  # the chosen family's maps -> pixel AUROC
 
@@ -196,6 +197,7 @@ class Choice:
             "method": self.method,
             "selection": {
                 "estimate": round(self.estimate, 4),
+                "candidate": self.candidate,
                 "kind": self.kind,
                 "object_share": round(self.object_share, 3),
                 "candidates": self.candidates,
@@ -293,6 +295,7 @@ def choose(frames: np.ndarray, spec: FrameSpec, options: TrainOptions, note: Not
         estimate=best[0],
         kind=kind,
         object_share=share,
+        candidate=best[1],
         candidates=[{"family": r[1], "method": r[2], "validation_auroc": round(r[0], 4)} for r in results],
         map_smoothing=pixel_figures.get(best[1], {}),
     )

@@ -136,6 +136,8 @@ def test_objects_larger_than_the_glimpse_are_also_tried_at_their_own_size() -> N
         "glimpse-memory",
         "glimpse-memory (backbone_size 168)",
     ]
+    assert choice.candidate in {c["family"] for c in choice.candidates}
+    assert choice.config.backbone_size == (168 if "168" in choice.candidate else 112)
 
 
 def test_surfaces_get_every_candidate_and_the_checkpoint_keeps_the_choice() -> None:
@@ -145,7 +147,7 @@ def test_surfaces_get_every_candidate_and_the_checkpoint_keeps_the_choice() -> N
     assert {c["family"] for c in chosen["candidates"]} == {"glimpse-memory", "patch-memory"}
     best = max(chosen["candidates"], key=lambda c: c["validation_auroc"])
     assert (checkpoint.family.name, checkpoint.metadata["method"]) == (best["family"], best["method"])
-    assert chosen["estimate"] == best["validation_auroc"]
+    assert chosen["estimate"] == best["validation_auroc"] and chosen["candidate"] == best["family"]
     assert Detector(checkpoint, device="cpu").method == best["method"]
     # The map: the σ, and the measure (as it is, or against each cell's normal distances: 30 frames
     # are enough to measure them), whose maps ranked the synthetic defects' pixels highest.
