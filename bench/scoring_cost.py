@@ -49,6 +49,18 @@ ROWS: list[tuple[str, tuple[int, int], dict, str]] = [
     ("glimpse-max", (84, 84), {}, "glimpse memory, defaults (noisy MNIST's frames)"),
     ("glimpse-mean", (84, 84), {}, "glimpse memory, defaults"),
     ("glimpse-pixels", (84, 84), {}, "glimpse memory + 5-NN of the glimpse among 20 000 kept (the most)"),
+    (
+        "glimpse-max",
+        (209, 313),
+        {"backbone_size": 216},
+        "glimpse memory at the objects' size: tiles on a canvas",
+    ),
+    (
+        "glimpse-max",
+        (222, 296),
+        {"backbone_size": 256},
+        "glimpse memory at the objects' size, the most (depth hands)",
+    ),
     ("patch-max", (128, 128), {}, "patch memory, defaults, 128×128 frames"),
     ("patch-max", (272, 240), {}, "patch memory, defaults, the magnetic tiles' default shape"),
     ("patch-max", (222, 296), {}, "patch memory, defaults, SR305 depth frames' default shape"),
