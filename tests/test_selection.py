@@ -117,10 +117,10 @@ def test_objects_get_only_glimpse_candidates() -> None:
 def test_objects_larger_than_the_glimpse_are_also_tried_at_their_own_size() -> None:
     """A part that fills 120 of a frame's 200 px is shown to the backbone at its own resolution
     (a glimpse of 120 / (20/28) = 168 px) beside the default 112 px; small objects and surfaces
-    keep the default candidates."""
+    keep the default candidates, and so does a small set (its estimate cannot tell two sizes apart)."""
 
     def squares(side: int) -> np.ndarray:
-        frames = np.full((6, 1, 200, 200), 0.05, np.float32)
+        frames = np.full((selection.SMALL_SET, 1, 200, 200), 0.05, np.float32)
         frames[:, :, 40 : 40 + side, 50 : 50 + side] = 0.6
         return frames
 
@@ -130,6 +130,7 @@ def test_objects_larger_than_the_glimpse_are_also_tried_at_their_own_size() -> N
         ("glimpse-memory", {"backbone_size": 168}),
     ]
     assert selection.candidates("objects", squares(40)) == [("glimpse-memory", {})]
+    assert selection.candidates("objects", squares(120)[:-1]) == [("glimpse-memory", {})]  # a small set
     assert selection.candidates("any", squares(120)) == [("glimpse-memory", {}), ("patch-memory", {})]
     choice = choose(squares(120), FrameSpec(image_size=200), QUICK)
     assert [c["family"] for c in choice.candidates if c["method"] == "glimpse-max"] == [
