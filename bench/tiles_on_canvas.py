@@ -8,10 +8,12 @@ The frames' kind gate then sends the default command to the glimpse family only;
 what that costs against the whole-frame memory, which sees the part at the frame's resolution.
 
 Rows, all trained on the same 634 placed normal frames and scoring the same 710 placed test
-frames, in the same run: the default command (`inspector train --data DIR --out M`); the
-whole-frame family forced at the default's frame shape (`--method patch-memory --image-size H
---width W`, its default method); the classic peers (`bench/peers.py`, 128×128). Image-level
-ROC-AUC only. Resumable: frames and models stay in ``--work``.
+frames, in the same run: the default command (`inspector train --data DIR --out M`); at the
+default's frame shape (`--image-size H --width W`), the glimpse family's peak at its default
+112 px glimpse (`--method glimpse-max`: what the default chose before the glimpse could show
+the objects at their own size) and the whole-frame family (`--method patch-memory`, its default
+method); the classic peers (`bench/peers.py`, 128×128). Image-level ROC-AUC only. Resumable:
+frames and models stay in ``--work``.
 
     python -m bench.tiles_on_canvas --work DIR
 """
@@ -42,6 +44,7 @@ from inspector.detector import Detector
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CANVAS, LEVEL, NOISE, SHIFT = (480, 720), 12, 2.0, 8
+FORCED = {"glimpse_112": "glimpse-max", "whole_frame": "patch-memory"}  # row -> the --method it trains
 
 
 def place(source: Path, target: Path, seed: int) -> None:
@@ -83,14 +86,16 @@ def run(data: Path, work: Path, threads: int) -> dict:
     default = trained(work, "default")
     checkpoint = Detector.load(work / "default.pt", device="cpu").checkpoint
     rows, columns = checkpoint.frame_spec.shape
-    forced = trained(
-        work, "patch", ["--method", "patch-memory", "--image-size", str(rows), "--width", str(columns)]
-    )
+    shape = ["--image-size", str(rows), "--width", str(columns)]
+    forced = {name: trained(work, name, ["--method", method, *shape]) for name, method in FORCED.items()}
     protocol = FrameSpec(image_size=128)
     train_128, test_128 = load_images(train, protocol), load_images(tests, protocol)
     return {
         "default": {**default, "auroc": scored(work / "default.pt", tests, classes)},
-        "whole_frame": {**forced, "auroc": scored(work / "patch.pt", tests, classes)},
+        **{
+            name: {**record, "auroc": scored(work / f"{name}.pt", tests, classes)}
+            for name, record in forced.items()
+        },
         "chosen": checkpoint.metadata.get("method"),
         "selection": checkpoint.metadata["selection"],
         "frame_shape": [rows, columns],
@@ -106,8 +111,8 @@ def render(result: dict) -> str:
     rows, columns = result["frame_shape"]
     selection = result["selection"]
     table = [
-        (f"**default command** (`{result['chosen']}`)", result["default"]),
-        (f"whole-frame family forced (`{result['whole_frame']['command']}`)", result["whole_frame"]),
+        (f"**default command** ({selection.get('candidate')}, `{result['chosen']}`)", result["default"]),
+        *((f"`{result[name]['command']}`", result[name]) for name in FORCED),
         *((f"{name} (peer, 128×128)", {"auroc": auroc}) for name, auroc in result["peers"].items()),
     ]
     lines = [
@@ -117,8 +122,8 @@ def render(result: dict) -> str:
         f"finished {result['finished_at']}",
         f"- **frames**: {rows}×{columns} px as the default chose; data kind {selection['kind']} "
         f"(object share {selection['object_share']:.2f}); validation estimate {selection['estimate']:.3f}",
-        f"- **training** (wall): default {result['default']['wall_seconds'] / 60:.1f} min, whole-frame "
-        f"{result['whole_frame']['wall_seconds'] / 60:.1f} min",
+        "- **training** (wall): "
+        + ", ".join(f"{name} {result[name]['wall_seconds'] / 60:.1f} min" for name in ("default", *FORCED)),
         "",
         "| detector | overall | " + " | ".join(CLASSES) + " |",
         "|---|---|" + "---|" * len(CLASSES),
