@@ -26,7 +26,7 @@ import platform
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -170,16 +170,28 @@ def render(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def bench_main(
+    name: str,
+    description: str,
+    run: Callable[[Path, Path, int], dict],
+    render: Callable[[dict], str],
+    argv: Sequence[str] | None = None,
+) -> None:
+    """The command line of a benchmark on the magnetic tiles (--data, --work, --threads): its
+    result stored as RESULTS/NAME.json and rendered to RESULTS/NAME.md."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data", type=Path, default=Path("../shared/data/magnetic-tile"))
-    parser.add_argument("--work", type=Path, default=Path("/tmp/inspector-bench/magnetic_tile_default"))
+    parser.add_argument("--work", type=Path, default=Path("/tmp/inspector-bench") / name)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     result = run(args.data, args.work, args.threads)
-    store(result, RESULTS / "magnetic_tile_default.json")
-    (RESULTS / "magnetic_tile_default.md").write_text(render(result))
+    store(result, RESULTS / f"{name}.json")
+    (RESULTS / f"{name}.md").write_text(render(result))
     print(render(result))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    bench_main("magnetic_tile_default", __doc__.splitlines()[0], run, render, argv)
 
 
 if __name__ == "__main__":

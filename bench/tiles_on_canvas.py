@@ -20,7 +20,6 @@ frames and models stay in ``--work``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -36,6 +35,7 @@ import torch
 
 from bench.default_path import train_command
 from bench.magnetic_tile import CLASSES, image_aurocs, load_images, protocol_split
+from bench.magnetic_tile_default import bench_main
 from bench.paper_table import store
 from bench.peers import PEERS
 from bench.provenance import git_commit
@@ -142,15 +142,7 @@ def render(result: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/magnetic-tile"))
-    parser.add_argument("--work", type=Path, default=Path("/tmp/inspector-bench/tiles_on_canvas"))
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
-    result = run(args.data, args.work, args.threads)
-    store(result, RESULTS / "tiles_on_canvas.json")
-    (RESULTS / "tiles_on_canvas.md").write_text(render(result))
-    print(render(result))
+    bench_main("tiles_on_canvas", __doc__.splitlines()[0], run, render, argv)
 
 
 if __name__ == "__main__":
