@@ -193,7 +193,7 @@ class Choice:
     kind: str  # "objects" or "any"
     object_share: float
     candidate: str = ""  # the chosen family, with its settings where it has some (``candidates``)
-    candidates: list[dict] = field(default_factory=list)  # family, method, validation AUROC, seconds
+    candidates: list[dict] = field(default_factory=list)  # candidate (as "family"), method, validation AUROC
     map_smoothing: dict[str, float] = field(default_factory=dict)  # the chosen family's maps -> pixel AUROC
 
     def metadata(self) -> dict:
