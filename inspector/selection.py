@@ -60,9 +60,9 @@ from torch.nn import functional as F
 
 from inspector.config import FrameSpec
 from inspector.detector import Checkpoint, resolve_device
-from inspector.models import ModelConfig, backbone, family_named, family_of_config, make_config
+from inspector.models import ModelConfig, backbone, family_named, family_of_config, glimpse, make_config
 from inspector.models.blocks import gaussian_blur
-from inspector.models.glimpse import GlimpseFields, box_fraction, object_box
+from inspector.models.glimpse import GlimpseFields, box_fraction
 from inspector.models.glimpse_memory import GlimpseMemoryConfig
 from inspector.models.memory import ENSEMBLE, MAP_SMOOTHING, MemoryModel, normal_statistics
 from inspector.synthetic import anomalies, masks
@@ -152,9 +152,9 @@ def glimpse_side(frames: np.ndarray) -> int:
     sides = []
     for start in range(0, len(frames), 256):
         x = torch.from_numpy(frames[start : start + 256])
-        top, bottom, left, right = object_box(x, fields.glimpse_blur, fields.glimpse_threshold).unbind(dim=1)
-        sides.append(torch.maximum(bottom - top, right - left) + 1)
-    side = float(torch.cat(sides).median()) / fields.glimpse_fill
+        box = glimpse.object_box(x, fields.glimpse_blur, fields.glimpse_threshold)
+        sides.append(glimpse.glimpse_side(box, fields.glimpse_fill))
+    side = float(torch.cat(sides).median())
     return min(LARGEST, backbone.STRIDE * math.ceil(side / backbone.STRIDE))
 
 

@@ -60,6 +60,13 @@ def box_fraction(mask: torch.Tensor) -> torch.Tensor:
     return (bottom - top + 1) * (right - left + 1) / (mask.shape[-2] * mask.shape[-1])
 
 
+def glimpse_side(box: torch.Tensor, fill: float) -> torch.Tensor:
+    """The side in frame pixels (N,) of the square glimpse of objects in boxes (N, 4): the box's
+    longer side, enlarged so the object spans ``fill`` of it."""
+    top, bottom, left, right = box.unbind(dim=1)
+    return (torch.maximum(bottom - top, right - left) + 1) / fill
+
+
 def locate_with(x: torch.Tensor, fields: GlimpseFields) -> torch.Tensor:
     """θ of ``locate`` with a config's settings."""
     return locate(x, fields.glimpse_blur, fields.glimpse_threshold, fields.glimpse_fill)
@@ -68,11 +75,12 @@ def locate_with(x: torch.Tensor, fields: GlimpseFields) -> torch.Tensor:
 def locate(x: torch.Tensor, sigma: float, threshold: float, fill: float) -> torch.Tensor:
     """θ (N, 2, 3): glimpse → frame, normalised coordinates; the whole frame where nothing is found."""
     n, h, w = x.shape[0], x.shape[-2], x.shape[-1]
-    top, bottom, left, right = object_box(x, sigma, threshold).unbind(dim=1)
-    side = torch.maximum(bottom - top, right - left) + 1
+    box = object_box(x, sigma, threshold)
+    top, bottom, left, right = box.unbind(dim=1)
+    side = glimpse_side(box, fill)
     theta = torch.zeros(n, 2, 3, dtype=x.dtype, device=x.device)
-    theta[:, 0, 0] = side / fill / w
-    theta[:, 1, 1] = side / fill / h
+    theta[:, 0, 0] = side / w
+    theta[:, 1, 1] = side / h
     theta[:, 0, 2] = (left + right + 1) / w - 1
     theta[:, 1, 2] = (top + bottom + 1) / h - 1
     return theta
