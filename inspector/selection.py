@@ -153,7 +153,7 @@ def glimpse_side(frames: np.ndarray) -> int:
     for start in range(0, len(frames), 256):
         x = torch.from_numpy(frames[start : start + 256])
         box = glimpse.object_box(x, fields.glimpse_blur, fields.glimpse_threshold)
-        sides.append(glimpse.glimpse_side(box, fields.glimpse_fill))
+        sides.append(glimpse.glimpse_span(box, fields.glimpse_fill))
     side = float(torch.cat(sides).median())
     return min(LARGEST, backbone.STRIDE * math.ceil(side / backbone.STRIDE))
 

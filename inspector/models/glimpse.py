@@ -60,7 +60,7 @@ def box_fraction(mask: torch.Tensor) -> torch.Tensor:
     return (bottom - top + 1) * (right - left + 1) / (mask.shape[-2] * mask.shape[-1])
 
 
-def glimpse_side(box: torch.Tensor, fill: float) -> torch.Tensor:
+def glimpse_span(box: torch.Tensor, fill: float) -> torch.Tensor:
     """The side in frame pixels (N,) of the square glimpse of objects in boxes (N, 4): the box's
     longer side, enlarged so the object spans ``fill`` of it."""
     top, bottom, left, right = box.unbind(dim=1)
@@ -77,7 +77,7 @@ def locate(x: torch.Tensor, sigma: float, threshold: float, fill: float) -> torc
     n, h, w = x.shape[0], x.shape[-2], x.shape[-1]
     box = object_box(x, sigma, threshold)
     top, bottom, left, right = box.unbind(dim=1)
-    side = glimpse_side(box, fill)
+    side = glimpse_span(box, fill)
     theta = torch.zeros(n, 2, 3, dtype=x.dtype, device=x.device)
     theta[:, 0, 0] = side / w
     theta[:, 1, 1] = side / h
