@@ -157,11 +157,13 @@ class NeighbourStatistics(nn.Module):
             raise ValueError("NeighbourStatistics needs the frames' latent codes")
         indices, weights = self._neighbour_weights(codes)
         references = self.maps[indices].float()  # (N, k, H, W)
-        # E[m²] − E[m]² as weighted sums (batched products), squared in place: torch's std over
-        # a middle dimension was 5x slower.
+        # Weighted sums as batched products, the deviations squared in place: torch's std over a
+        # middle dimension was 5x slower. Not E[m²] − E[m]²: where the references agree, that
+        # difference of near-equal sums is float32 rounding, which CPUs round differently (a
+        # frame's score moved 3% between two x86 machines), and a floor of 1e-3 does not hide it.
         mean = torch.einsum("nk,nkhw->nhw", weights, references)
-        second = torch.einsum("nk,nkhw->nhw", weights, references.square_())
-        std = (second - mean.square()).clamp_min(0.0).sqrt() + STD_FLOOR
+        spread = torch.einsum("nk,nkhw->nhw", weights, references.sub_(mean[:, None]).square_())
+        std = spread.clamp_min(0.0).sqrt() + STD_FLOOR
         smooth = _smooth(maps, self.blur)
         if self.stride == 1:
             return ((smooth - mean) / std).clamp_min(0.0)

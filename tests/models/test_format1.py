@@ -1,7 +1,8 @@
 """Checkpoints of format 1, written at 0502fcc (tests/data/format1/README.md), load into today's
 families, keep their versions and score as they did (to float32 rounding: kernels differ by
-CPU, 1e-5 relative on an AMD EPYC against the machine that wrote them); training them again
-gives the same weights (the families draw their random numbers in the same order as before)."""
+CPU, 1e-5 relative on an AMD EPYC against the machine that wrote them; the fixed-camera family's
+as it has since its per-pixel spread stopped cancelling near-equal sums, README); training them
+again gives the same weights (the families draw their random numbers in the same order as before)."""
 
 from __future__ import annotations
 
@@ -74,4 +75,7 @@ def test_training_gives_the_weights_it_gave(name: str) -> None:
     assert retrained.state_dict.keys() == checkpoint.state_dict.keys()
     for key, value in checkpoint.state_dict.items():
         torch.testing.assert_close(retrained.state_dict[key], value, rtol=1e-4, atol=1e-5, msg=key)
-    assert retrained.thresholds == pytest.approx(checkpoint.thresholds, rel=1e-4, abs=1e-5)
+    # The fixed-camera family's thresholds were set with its per-pixel spread's old rounding
+    # (E[m²] − E[m]², standardise.py): 1e-4 from today's.
+    rel = 1e-3 if name == "vaegan-standardised" else 1e-4
+    assert retrained.thresholds == pytest.approx(checkpoint.thresholds, rel=rel, abs=1e-5)
