@@ -17,10 +17,13 @@ All from the normal frames alone, no label and no test frame:
    before the flatness test spreads it by). Otherwise (surfaces, scenes) every candidate
    competes. The rule exists because the synthetic anomalies below are local defects, which
    favour the whole-frame memory even where the real anomalies are other objects or poses
-   (noisy MNIST, digit 1: 0.979 against 0.997; depth hand poses: 0.23 against 1.0). Where
-   the objects show larger than the glimpse the backbone sees by default (112 px), the glimpse
-   family also competes at their own size (``candidates``; from SMALL_SET frames): a glimpse
-   never shrinks the part.
+   (noisy MNIST, digit 1: 0.979 against 0.997; depth hand poses: 0.23 against 1.0). Objects
+   that stand at one place (their centre moves by under FIXED_PLACE of the frame) are a part
+   before a fixed camera, not a varying subject: there every family competes, as on surfaces,
+   whose real anomalies are local defects as the synthetic ones are. Where the objects show
+   larger than the glimpse the backbone sees by default (112 px), the glimpse family also
+   competes at their own size (``candidates``; from SMALL_SET frames): a glimpse never shrinks
+   the part.
 3. **Candidates, validated.** Each candidate's memory is filled from the training split
    (the split training uses), and each of its methods scores the held-out normals and the
    synthetic anomalies made from them (``synthetic.py``); the ROC-AUC of that is the
@@ -79,6 +82,11 @@ OBJECT_BOX = 0.5  # an object's box covering less than this fraction of its fram
 OBJECT_AREA, FLAT, FLAT_BLUR, OBJECT_OR_FLAT = 0.01, 0.05, 2, 0.85
 BORDER = 2  # pixels of the frame's edge whose median is the background's level
 OBJECT_SHARE = 0.8  # ... in at least this share of the frames: objects on a plain background
+# Objects whose box centre moves by less than this share of the frame (standard deviation over the
+# frames, rows and columns alike) stand at a fixed place: measured, magnetic tiles placed on a canvas
+# 0.027 / 0.032 (rows / columns), the depth frames of the hand's other poses 0.003 / 0.03; objects
+# at varying places: noisy MNIST and UCI digits 0.10-0.12 each way, the open-palm frames 0.02 / 0.14.
+FIXED_PLACE = 0.05
 WARN_BELOW = 0.6  # a validation estimate below this is printed with a warning
 # Methods that divide by the spread of the held-out normal frames' scores (memory.py) compete
 # only with at least this many held out: on six depth frames (one held out) patch-max-or-mean
@@ -91,8 +99,9 @@ SPREAD_METHOD, SPREAD_FRAMES = "-max-or-mean", 10
 BOOTSTRAPS = 200
 PIXEL_SAMPLE = 2048  # places of each validation frame whose pixels rate the anomaly map's smoothing
 CANDIDATES: dict[str, tuple[str, ...]] = {  # kind of data -> the families that compete (memories)
-    "objects": ("glimpse-memory",),
-    "any": ("glimpse-memory", "patch-memory"),
+    "objects": ("glimpse-memory",),  # at varying places
+    "part": ("glimpse-memory", "patch-memory"),  # one object at a fixed place
+    "any": ("glimpse-memory", "patch-memory"),  # surfaces, scenes
 }
 # Objects whose glimpse at the frames' resolution is at least LARGER times the backbone's default
 # glimpse are also tried at that side (``candidates``), up to LARGEST pixels (the frame's budget).
@@ -137,7 +146,7 @@ def candidates(kind: str, frames: np.ndarray) -> list[tuple[str, dict[str, Any]]
     standard error of the best (depth hand poses, 6 frames: a fold's choice went from
     ``glimpse-mean``, ROC-AUC 1.0, to ``glimpse-max`` at 112 px, 0.64)."""
     listed: list[tuple[str, dict[str, Any]]] = [(name, {}) for name in CANDIDATES[kind]]
-    if kind == "objects" and len(frames) >= SMALL_SET:
+    if kind in ("objects", "part") and len(frames) >= SMALL_SET:
         side = glimpse_side(frames)
         if side >= LARGER * GlimpseMemoryConfig.backbone_size:
             listed.append(("glimpse-memory", {"backbone_size": side}))
@@ -148,14 +157,36 @@ def glimpse_side(frames: np.ndarray) -> int:
     """The side of a glimpse that shows the frames' (N, C, H, W) objects at the frames' own
     resolution: the median over the frames of their object's box's longer side over the glimpse's
     fill, in whole backbone cells, at most LARGEST."""
-    fields = GlimpseFields()
-    sides = []
-    for start in range(0, len(frames), 256):
-        x = torch.from_numpy(frames[start : start + 256])
-        box = glimpse.object_box(x, fields.glimpse_blur, fields.glimpse_threshold)
-        sides.append(glimpse.glimpse_span(box, fields.glimpse_fill))
-    side = float(torch.cat(sides).median())
+    side = float(glimpse.glimpse_span(object_boxes(frames), GlimpseFields.glimpse_fill).median())
     return min(LARGEST, backbone.STRIDE * math.ceil(side / backbone.STRIDE))
+
+
+def object_boxes(frames: np.ndarray) -> torch.Tensor:
+    """The box (N, 4) of each frame's (N, C, H, W) object, as the glimpse family finds it."""
+    fields = GlimpseFields()
+    batches = (torch.from_numpy(frames[i : i + 256]) for i in range(0, len(frames), 256))
+    return torch.cat([glimpse.object_box(x, fields.glimpse_blur, fields.glimpse_threshold) for x in batches])
+
+
+def centre_spread(frames: np.ndarray) -> tuple[float, float]:
+    """How far the frames' (N, C, H, W) objects move: the standard deviation of their boxes' centre
+    over the frames, in rows and in columns, each as a share of the frame's side."""
+    top, bottom, left, right = object_boxes(frames).unbind(dim=1)
+    rows, columns = frames.shape[-2:]
+    return float(((top + bottom) / 2).std() / rows), float(((left + right) / 2).std() / columns)
+
+
+def data_kind(frames: np.ndarray, share: float) -> tuple[str, str]:
+    """The kind of data frames (N, C, H, W) hold, a key of CANDIDATES, and why in words; ``share``:
+    theirs that show an object on a plain background (``object_share``)."""
+    shown = f"{share:.0%} of the frames show an object on a plain background"
+    if share < OBJECT_SHARE:
+        return "any", f"{shown}: surfaces or scenes, every family"
+    rows, columns = centre_spread(frames)
+    shown += f", its centre moving by {rows:.3f} / {columns:.3f} of the frame (s.d., rows / columns)"
+    if max(rows, columns) < FIXED_PLACE:
+        return "part", f"{shown}: one part at a fixed place, every family"
+    return "objects", f"{shown}: objects at varying places, the glimpse family only"
 
 
 def border(maps: torch.Tensor) -> torch.Tensor:
@@ -190,7 +221,7 @@ class Choice:
     config: ModelConfig
     method: str
     estimate: float  # validation ROC-AUC of the chosen method, on synthetic anomalies
-    kind: str  # "objects" or "any"
+    kind: str  # a key of CANDIDATES
     object_share: float
     candidate: str = ""  # the chosen family, with its settings where it has some (``candidates``)
     candidates: list[dict] = field(default_factory=list)  # candidate (as "family"), method, validation AUROC
@@ -227,11 +258,8 @@ def choose(frames: np.ndarray, spec: FrameSpec, options: TrainOptions, note: Not
     if len(frames) < 2:
         raise TrainingError("choosing a detector needs at least 2 normal frames (one to hold out)")
     share = object_share(frames)
-    kind = "objects" if share >= OBJECT_SHARE else "any"
-    note(
-        f"{share:.0%} of the frames show an object on a plain background: "
-        + ("objects, the glimpse family only" if kind == "objects" else "surfaces or scenes, every family")
-    )
+    kind, why = data_kind(frames, share)
+    note(why)
     rounds = validation_rounds(len(frames), options)
     if len(rounds) > 1:
         note(f"{len(frames)} frames: each held out in turn against synthetic anomalies made from it")

@@ -39,13 +39,14 @@ def build_model(config: ModelConfig) -> AnomalyModel:
     return family_of_config(config).model(config)
 
 
-def blob_frames(n: int, size: int = TINY_SIZE, seed: int = 0) -> np.ndarray:
-    """Normal frames: a bright disc at a jittered place on a dark, slightly noisy field."""
+def blob_frames(n: int, size: int = TINY_SIZE, seed: int = 0, jitter: float = 2) -> np.ndarray:
+    """Normal frames: a bright disc at a place jittered by up to ``jitter`` px on a dark, slightly
+    noisy field."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:size, :size]
     frames = np.empty((n, 1, size, size), np.float32)
     for i in range(n):
-        cy, cx = size / 2 + rng.uniform(-2, 2, 2)
+        cy, cx = size / 2 + rng.uniform(-jitter, jitter, 2)
         disc = ((yy - cy) ** 2 + (xx - cx) ** 2 < (size / 5) ** 2).astype(np.float32)
         frames[i, 0] = np.clip(0.8 * disc + rng.normal(0, 0.03, (size, size)), 0, 1)
     return frames
