@@ -4,8 +4,9 @@ A line the project has no data of, made from real defects: each tile image of th
 protocol (../shared/benchmarks/magnetic-tile.md: the same train and test split) is placed near
 the middle of a 480×720 canvas of dark grey (level 12 of 255, noise σ 2), shifted by up to 8 px,
 so every frame shows one part on a plain background (tiles' own sizes vary: widths 103-632).
-The frames' kind gate then sends the default command to the glimpse family only; this measures
-what that costs against the whole-frame memory, which sees the part at the frame's resolution.
+The frames' kind gate finds one part at a fixed place (its centre moves by about 0.03 of the
+frame), where every family competes: the glimpse family (at 112 px and at the part's own size)
+and the whole-frame memory, which sees the part at the frame's resolution.
 
 Rows, all trained on the same 634 placed normal frames and scoring the same 710 placed test
 frames, in the same run: the default command (`inspector train --data DIR --out M`); at the
