@@ -132,7 +132,7 @@ def test_a_part_at_a_fixed_place_lets_every_family_compete() -> None:
 def test_objects_larger_than_the_glimpse_are_also_tried_at_their_own_size() -> None:
     """A part that fills 120 of a frame's 200 px is shown to the backbone at its own resolution
     (a glimpse of 120 / (20/28) = 168 px) beside the default 112 px; small objects and surfaces
-    keep the default candidates, and so does a small set (its estimate cannot tell two sizes apart)."""
+    keep the default candidates."""
 
     def squares(side: int) -> np.ndarray:
         frames = np.full((selection.SMALL_SET, 1, 200, 200), 0.05, np.float32)
@@ -145,7 +145,6 @@ def test_objects_larger_than_the_glimpse_are_also_tried_at_their_own_size() -> N
         ("glimpse-memory", {"backbone_size": 168}),
     ]
     assert selection.candidates("objects", squares(40)) == [("glimpse-memory", {})]
-    assert selection.candidates("objects", squares(120)[:-1]) == [("glimpse-memory", {})]  # a small set
     assert selection.candidates("part", squares(120)) == [
         ("glimpse-memory", {}),
         ("patch-memory", {}),
@@ -196,6 +195,27 @@ def test_a_small_sets_choice_takes_the_first_within_one_standard_error() -> None
     estimates = np.array([auroc(np.concatenate(labels), np.concatenate(c)) for c in (noisy, good, useless)])
     close = selection.within_one_error(labels, [noisy, good, useless], estimates, seed=0)
     assert estimates[1] == estimates.max() and close.tolist() == [True, True, False]
+
+
+def test_a_small_set_picks_the_candidate_then_its_method() -> None:
+    """A candidate listed later takes the pick only where its best clearly beats the first's; the
+    first keeps its own first method within one error, not a later one the newcomer's best moved."""
+    rng = np.random.default_rng(1)
+    labels = [np.array([0, 1, 1, 1]) for _ in range(8)]
+
+    def scored(gap: float, noise: float) -> list[np.ndarray]:
+        return [np.array([0.0, *(gap + rng.normal(0, noise, 3))]) for _ in labels]
+
+    config = make_config("glimpse-memory", {})
+    per_round = [scored(0.3, 1.0), scored(0.6, 1.0), scored(0.7, 1.0)]
+    names = [("glimpse-memory", "glimpse-mean"), ("glimpse-memory", "glimpse-max"), ("wider", "glimpse-max")]
+    pooled = [auroc(np.concatenate(labels), np.concatenate(r)) for r in per_round]
+    results = [(a, name, method, config) for a, (name, method) in zip(pooled, names, strict=True)]
+    assert selection.small_set_pick(results, labels, per_round, seed=0) == 0  # all within one error
+    clear = [*per_round[:2], scored(5.0, 0.1)]
+    pooled = [auroc(np.concatenate(labels), np.concatenate(r)) for r in clear]
+    results = [(a, name, method, config) for a, (name, method) in zip(pooled, names, strict=True)]
+    assert selection.small_set_pick(results, labels, clear, seed=0) == 2  # clearly better: it wins
 
 
 def test_near_ties_are_averaged_and_a_clear_best_stands_alone() -> None:
