@@ -136,8 +136,9 @@ def render(runs: list[dict]) -> str:
         mine = sorted((r for r in runs if r["direction"] == direction), key=lambda r: r["fold"])
         for r in mine:
             t = r["training"]
+            chosen = r["selection"].get("candidate") or r["family"]
             lines.append(
-                f"| {direction} | {r['fold']} | {len(r['train_files'])} | {r['selection'].get('candidate') or r['family']} / `{r['method']}` | "
+                f"| {direction} | {r['fold']} | {len(r['train_files'])} | {chosen} / `{r['method']}` | "
                 f"{r['selection']['estimate']:.3f} | **{r['auc']:.3f}** | "
                 + " | ".join(f"{r['peers'][p]:.3f}" for p in PEERS)
                 + f" | {t['cpu_seconds'] / 60:.1f} / {t['wall_seconds'] / 60:.1f} min |"
