@@ -419,7 +419,7 @@ def small_set_pick(
     In two steps, so that a candidate listed later displaces the ones before it only where it is
     clearly better: compared method by method, one more candidate moved which of the first
     candidate's methods lay within one error (depth hand poses, 6 frames: the glimpse at 256 px
-    beside the one at 112 px moved a fold's pick from ``glimpse-mean``, ROC-AUC 1.0, to
+    beside the one at 112 px moved a fold's pick from its ``glimpse-mean``, ROC-AUC 1.0, to its
     ``glimpse-max``, 0.64)."""
     estimates = np.array([r[0] for r in results])
     listed = list(dict.fromkeys(r[1] for r in results))  # the candidates, in their order
