@@ -120,13 +120,14 @@ def frame_shape(shapes: Sequence[tuple[int, int]]) -> tuple[int, int]:
     return max(MIN_SIDE, math.floor(height * scale)), max(MIN_SIDE, math.floor(width * scale))
 
 
-def shows_object(x: torch.Tensor) -> torch.Tensor:
-    """Whether each frame (N, C, H, W) shows an object on a plain background (N,): see OBJECT_BOX."""
+def shows_object(x: torch.Tensor, polarity: float = 1.0) -> torch.Tensor:
+    """Whether each frame (N, C, H, W) shows an object on a plain background (N,): see OBJECT_BOX;
+    ``polarity`` -1: an object darker than the background."""
     fields = GlimpseFields()
     grey = x.mean(dim=1, keepdim=True)
     smooth = gaussian_blur(grey, FLAT_BLUR)[:, 0]
     level = border(smooth).median(dim=1).values[:, None, None]
-    mask = gaussian_blur(grey, fields.glimpse_blur)[:, 0] - level > fields.glimpse_threshold
+    mask = polarity * (gaussian_blur(grey, fields.glimpse_blur)[:, 0] - level) > fields.glimpse_threshold
     with_edge = F.max_pool2d(mask[:, None].float(), 2 * FLAT_BLUR + 1, stride=1, padding=FLAT_BLUR)[:, 0] > 0
     flat = (smooth - level).abs() < FLAT
     area = mask.float().flatten(1).mean(dim=1)
@@ -135,51 +136,55 @@ def shows_object(x: torch.Tensor) -> torch.Tensor:
     return small_box | ((area >= OBJECT_AREA) & (covered >= OBJECT_OR_FLAT))
 
 
-def candidates(kind: str, frames: np.ndarray) -> list[tuple[str, dict[str, Any]]]:
+def candidates(kind: str, frames: np.ndarray, polarity: float = 1.0) -> list[tuple[str, dict[str, Any]]]:
     """The families that compete on frames (N, C, H, W) of a kind (CANDIDATES), each with the
     settings it is tried at (none: its defaults). Where the objects show larger in the frames
     than the glimpse the backbone sees by default (``glimpse_side``), the glimpse family is also
     tried at their own size: by default a part placed before a wider camera is scaled down to
     112 px, and its fine defects with it (magnetic tiles placed on a dark canvas,
-    ``bench/tiles_on_canvas.py``)."""
-    listed: list[tuple[str, dict[str, Any]]] = [(name, {}) for name in CANDIDATES[kind]]
+    ``bench/tiles_on_canvas.py``). Objects darker than their background (``polarity`` -1) are
+    looked for as such."""
+    dark = {"glimpse_polarity": polarity} if polarity != 1 else {}
+    listed = [(name, dark if name == "glimpse-memory" else {}) for name in CANDIDATES[kind]]
     if kind in ("objects", "part"):
-        side = glimpse_side(frames)
+        side = glimpse_side(frames, polarity)
         if side >= LARGER * GlimpseMemoryConfig.backbone_size:
-            listed.append(("glimpse-memory", {"backbone_size": side}))
+            listed.append(("glimpse-memory", {"backbone_size": side, **dark}))
     return listed
 
 
-def glimpse_side(frames: np.ndarray) -> int:
+def glimpse_side(frames: np.ndarray, polarity: float = 1.0) -> int:
     """The side of a glimpse that shows the frames' (N, C, H, W) objects at the frames' own
     resolution: the median over the frames of their object's box's longer side over the glimpse's
     fill, in whole backbone cells, at most LARGEST."""
-    side = float(glimpse.glimpse_span(object_boxes(frames), GlimpseFields.glimpse_fill).median())
+    side = float(glimpse.glimpse_span(object_boxes(frames, polarity), GlimpseFields.glimpse_fill).median())
     return min(LARGEST, backbone.STRIDE * math.ceil(side / backbone.STRIDE))
 
 
-def object_boxes(frames: np.ndarray) -> torch.Tensor:
+def object_boxes(frames: np.ndarray, polarity: float = 1.0) -> torch.Tensor:
     """The box (N, 4) of each frame's (N, C, H, W) object, as the glimpse family finds it."""
     fields = GlimpseFields()
     batches = (torch.from_numpy(frames[i : i + 256]) for i in range(0, len(frames), 256))
-    return torch.cat([glimpse.object_box(x, fields.glimpse_blur, fields.glimpse_threshold) for x in batches])
+    blur, threshold = fields.glimpse_blur, fields.glimpse_threshold
+    return torch.cat([glimpse.object_box(x, blur, threshold, polarity) for x in batches])
 
 
-def centre_spread(frames: np.ndarray) -> tuple[float, float]:
+def centre_spread(frames: np.ndarray, polarity: float = 1.0) -> tuple[float, float]:
     """How far the frames' (N, C, H, W) objects move: the standard deviation of their boxes' centre
     over the frames, in rows and in columns, each as a share of the frame's side."""
-    top, bottom, left, right = object_boxes(frames).unbind(dim=1)
+    top, bottom, left, right = object_boxes(frames, polarity).unbind(dim=1)
     rows, columns = frames.shape[-2:]
     return float(((top + bottom) / 2).std() / rows), float(((left + right) / 2).std() / columns)
 
 
-def data_kind(frames: np.ndarray, share: float) -> tuple[str, str]:
+def data_kind(frames: np.ndarray, share: float, polarity: float = 1.0) -> tuple[str, str]:
     """The kind of data frames (N, C, H, W) hold, a key of CANDIDATES, and why in words; ``share``:
-    theirs that show an object on a plain background (``object_share``)."""
-    shown = f"{share:.0%} of the frames show an object on a plain background"
+    theirs that show an object on a plain background (``object_share``), of ``polarity``."""
+    shown = f"{share:.0%} of the frames show an object " + ("darker than " if polarity < 0 else "on ")
+    shown += "a plain background"
     if share < OBJECT_SHARE:
         return "any", f"{shown}: surfaces or scenes, every family"
-    rows, columns = centre_spread(frames)
+    rows, columns = centre_spread(frames, polarity)
     shown += f", its centre moving by {rows:.3f} / {columns:.3f} of the frame (s.d., rows / columns)"
     if max(rows, columns) < FIXED_PLACE:
         return "part", f"{shown}: one part at a fixed place, every family"
@@ -193,10 +198,21 @@ def border(maps: torch.Tensor) -> torch.Tensor:
     return maps[:, ring]
 
 
-def object_share(frames: np.ndarray) -> float:
-    """The share of frames (N, C, H, W) that show an object on a plain background."""
+def object_share(frames: np.ndarray, polarity: float = 1.0) -> float:
+    """The share of frames (N, C, H, W) that show an object on a plain background (darker than it,
+    with ``polarity`` -1)."""
     batches = (torch.from_numpy(frames[i : i + 256]) for i in range(0, len(frames), 256))
-    return float(torch.cat([shows_object(x) for x in batches]).float().mean())
+    return float(torch.cat([shows_object(x, polarity) for x in batches]).float().mean())
+
+
+def objects_and_polarity(frames: np.ndarray) -> tuple[float, float]:
+    """The share of frames (N, C, H, W) that show an object on a plain background, and the objects'
+    polarity: 1 (brighter than the background), or -1 where too few show a brighter one and enough a
+    darker one (silhouettes before a light, dark parts on a light table)."""
+    share = object_share(frames)
+    if share < OBJECT_SHARE and (dark := object_share(frames, -1.0)) >= OBJECT_SHARE:
+        return dark, -1.0
+    return share, 1.0
 
 
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -254,8 +270,8 @@ def choose(frames: np.ndarray, spec: FrameSpec, options: TrainOptions, note: Not
     note = note or (lambda _line: None)
     if len(frames) < 2:
         raise TrainingError("choosing a detector needs at least 2 normal frames (one to hold out)")
-    share = object_share(frames)
-    kind, why = data_kind(frames, share)
+    share, polarity = objects_and_polarity(frames)
+    kind, why = data_kind(frames, share, polarity)
     note(why)
     rounds = validation_rounds(len(frames), options)
     if len(rounds) > 1:
@@ -263,7 +279,7 @@ def choose(frames: np.ndarray, spec: FrameSpec, options: TrainOptions, note: Not
     validations, labels, defects = [], [], []
     places = np.random.default_rng(options.seed).permutation(frames[0, 0].size)[:PIXEL_SAMPLE]
     for number, (seen, held) in enumerate(rounds):
-        synthetic, _kinds = anomalies(frames[held], frames[seen], seed=options.seed + number)
+        synthetic, _kinds = anomalies(frames[held], frames[seen], options.seed + number, polarity)
         validations.append(np.concatenate([frames[held], synthetic]))
         labels.append(np.repeat([0, 1], [len(held), len(synthetic)]))
         pixels = masks(frames[held], synthetic).reshape(len(synthetic), -1)[:, places]
@@ -274,7 +290,7 @@ def choose(frames: np.ndarray, spec: FrameSpec, options: TrainOptions, note: Not
     results: list[tuple[float, str, str, ModelConfig]] = []
     per_round: list[list[np.ndarray]] = []  # each result's scores, round by round
     enough = len(rounds[0][1]) >= SPREAD_FRAMES
-    for name, settings in candidates(kind, frames):
+    for name, settings in candidates(kind, frames, polarity):
         family = family_named(name)
         label = name + "".join(f" ({key} {value})" for key, value in settings.items())
         config = make_config(name, {"channels": spec.channels, "image_size": spec.image_size, **settings})

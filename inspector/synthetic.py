@@ -30,10 +30,11 @@ KINDS = ("paste", "scratch", "blob", "band", "missing", "shift")
 CHANGED = 1e-3  # the least change of a pixel (in [0, 1]) that counts as part of a defect (masks)
 
 
-def boxes(frames: np.ndarray) -> np.ndarray:
-    """Each frame's object box (N, 4): top, bottom, left, right (inclusive pixels)."""
+def boxes(frames: np.ndarray, polarity: float = 1.0) -> np.ndarray:
+    """Each frame's object box (N, 4): top, bottom, left, right (inclusive pixels); ``polarity``:
+    the objects' (``GlimpseFields.glimpse_polarity``)."""
     fields = GlimpseFields()
-    box = object_box(torch.from_numpy(frames), fields.glimpse_blur, fields.glimpse_threshold)
+    box = object_box(torch.from_numpy(frames), fields.glimpse_blur, fields.glimpse_threshold, polarity)
     return box.round().long().numpy()
 
 
@@ -117,12 +118,14 @@ def corrupt(
     raise ValueError(f"unknown anomaly kind {kind!r}; choose from {KINDS}")
 
 
-def anomalies(normals: np.ndarray, donors: np.ndarray, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+def anomalies(
+    normals: np.ndarray, donors: np.ndarray, seed: int = 0, polarity: float = 1.0
+) -> tuple[np.ndarray, list[str]]:
     """One anomaly of every kind from each normal frame (N, C, H, W): (N·6 frames, their kinds),
     kind by kind, each kind's in the order of the normal frames they are made from.
-    ``donors`` (other normal frames) give the pasted squares."""
+    ``donors`` (other normal frames) give the pasted squares; ``polarity``: the objects' (``boxes``)."""
     rng = np.random.default_rng(seed)
-    own, theirs = boxes(normals), boxes(donors)
+    own, theirs = boxes(normals, polarity), boxes(donors, polarity)
     frames, kinds = [], []
     for kind in KINDS:
         for i, frame in enumerate(normals):

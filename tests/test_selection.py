@@ -129,6 +129,20 @@ def test_a_part_at_a_fixed_place_lets_every_family_compete() -> None:
     assert {c["family"] for c in choice.candidates} == {"glimpse-memory", "patch-memory"}
 
 
+def test_objects_darker_than_their_background_are_looked_for_as_such() -> None:
+    """Dark discs on a light field (silhouettes before a light): too few frames show a brighter
+    object and enough a darker one, so the glimpse family looks for darker ones; bright objects and
+    surfaces stay as they were."""
+    dark = 1 - blob_frames(30, jitter=8)
+    assert selection.objects_and_polarity(blob_frames(30, jitter=8)) == (1.0, 1.0)
+    assert selection.objects_and_polarity(dark) == (1.0, -1.0)
+    assert selection.objects_and_polarity(striped_frames(30))[1] == 1.0
+    notes: list[str] = []
+    choice = choose(dark, FrameSpec(image_size=TINY_SIZE), QUICK, notes.append)
+    assert choice.kind == "objects" and "darker than a plain background" in notes[0]
+    assert choice.config.glimpse_polarity == -1.0 and "glimpse_polarity -1.0" in choice.candidate
+
+
 def test_objects_larger_than_the_glimpse_are_also_tried_at_their_own_size() -> None:
     """A part that fills 120 of a frame's 200 px is shown to the backbone at its own resolution
     (a glimpse of 120 / (20/28) = 168 px) beside the default 112 px; small objects and surfaces

@@ -1,10 +1,12 @@
 """A glimpse: find the object in a frame and resample it to a fixed square (hard spatial attention).
 
 The object is where the smoothed frame rises above its own background level (its median)
-by more than a threshold. Its bounding box, made square and enlarged so the object fills a
-fixed fraction of the side (MNIST's 20 px in 28), defines an affine map θ from glimpse to
-frame coordinates, as in a spatial transformer: the glimpse is the frame sampled through θ,
-and a map computed on the glimpse goes back to the frame through θ⁻¹.
+by more than a threshold, or falls below it where the objects are darker than their
+background (a silhouette before a light, a dark part on a light table: ``glimpse_polarity``).
+Its bounding box, made square and enlarged so the object fills a fixed fraction of the side
+(MNIST's 20 px in 28), defines an affine map θ from glimpse to frame coordinates, as in a
+spatial transformer: the glimpse is the frame sampled through θ, and a map computed on the
+glimpse goes back to the frame through θ⁻¹.
 """
 
 from __future__ import annotations
@@ -25,18 +27,20 @@ class GlimpseFields:
     glimpse_blur: float = 1.0  # σ of the smoothing used to find the object and to resample it
     glimpse_threshold: float = 0.25  # object = smoothed frame above its median by this much
     glimpse_fill: float = 20 / 28  # fraction of the glimpse side the object spans
+    glimpse_polarity: float = 1.0  # 1: objects brighter than their background; -1: darker
 
 
-def object_mask(x: torch.Tensor, sigma: float, threshold: float) -> torch.Tensor:
-    """Where the object is (N, H, W): the smoothed frame above its own median by ``threshold``."""
+def object_mask(x: torch.Tensor, sigma: float, threshold: float, polarity: float = 1.0) -> torch.Tensor:
+    """Where the object is (N, H, W): the smoothed frame above its own median by ``threshold``
+    (below it, with ``polarity`` -1)."""
     smooth = gaussian_blur(x.mean(dim=1, keepdim=True), sigma)[:, 0]
-    return smooth - smooth.flatten(1).median(dim=1).values[:, None, None] > threshold
+    return polarity * (smooth - smooth.flatten(1).median(dim=1).values[:, None, None]) > threshold
 
 
-def object_box(x: torch.Tensor, sigma: float, threshold: float) -> torch.Tensor:
+def object_box(x: torch.Tensor, sigma: float, threshold: float, polarity: float = 1.0) -> torch.Tensor:
     """The object's bounding box (N, 4): top, bottom, left, right pixel (inclusive); the whole
     frame where nothing is found."""
-    return mask_box(object_mask(x, sigma, threshold)).to(x.dtype)
+    return mask_box(object_mask(x, sigma, threshold, polarity)).to(x.dtype)
 
 
 def mask_box(mask: torch.Tensor) -> torch.Tensor:
@@ -69,13 +73,17 @@ def glimpse_span(box: torch.Tensor, fill: float) -> torch.Tensor:
 
 def locate_with(x: torch.Tensor, fields: GlimpseFields) -> torch.Tensor:
     """θ of ``locate`` with a config's settings."""
-    return locate(x, fields.glimpse_blur, fields.glimpse_threshold, fields.glimpse_fill)
+    return locate(
+        x, fields.glimpse_blur, fields.glimpse_threshold, fields.glimpse_fill, fields.glimpse_polarity
+    )
 
 
-def locate(x: torch.Tensor, sigma: float, threshold: float, fill: float) -> torch.Tensor:
+def locate(
+    x: torch.Tensor, sigma: float, threshold: float, fill: float, polarity: float = 1.0
+) -> torch.Tensor:
     """θ (N, 2, 3): glimpse → frame, normalised coordinates; the whole frame where nothing is found."""
     n, h, w = x.shape[0], x.shape[-2], x.shape[-1]
-    box = object_box(x, sigma, threshold)
+    box = object_box(x, sigma, threshold, polarity)
     top, bottom, left, right = box.unbind(dim=1)
     side = glimpse_span(box, fill)
     theta = torch.zeros(n, 2, 3, dtype=x.dtype, device=x.device)

@@ -13,6 +13,7 @@ smoothed by σ PIXEL_BLUR, with the training frames' own (the classic glimpse-kN
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 
@@ -25,6 +26,7 @@ from inspector.models.vaegan import VAEGAN
 @dataclass
 class GlimpseMemoryConfig(GlimpseFields, MemoryConfig):
     backbone_size: int = 112  # side of the glimpse the backbone sees (14×14 patches of 8 px)
+    UNVERSIONED: ClassVar[dict[str, Any]] = {**MemoryConfig.UNVERSIONED, "glimpse_polarity": 1.0}
 
 
 PIXEL_SIDE, PIXEL_BLUR = 28, 1.5  # the glimpse-pixels view: the glimpse-kNN peer's

@@ -22,7 +22,7 @@ The method's attention map is M, put back in the frame.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 
@@ -36,6 +36,7 @@ from inspector.models.vaegan import VAEGAN, VAEGANConfig, VAEGANTrainer, feature
 class GlimpseConfig(GlimpseFields, VAEGANConfig):
     error_blur: float = 1.0  # σ (pixels) of the error's smoothing for vaegan-attn+
     attended_fraction: float = 0.05  # vaegan-attn+ scores the mean of this top fraction of it
+    UNVERSIONED: ClassVar[dict[str, Any]] = {**VAEGANConfig.UNVERSIONED, "glimpse_polarity": 1.0}
 
 
 class Glimpsed(NamedTuple):

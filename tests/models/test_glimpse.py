@@ -105,3 +105,12 @@ def test_attended_score_is_standardised_on_held_out_normals() -> None:
     _, held_out = split_validation(len(frames), options.val_fraction, options.seed)
     scores = model.score(torch.from_numpy(frames[held_out]), "vaegan-attn+").score
     assert abs(float(scores.mean())) < 1e-4
+
+
+def test_a_darker_object_is_found_with_polarity_minus_one() -> None:
+    """A dark disc on a light field is located, with polarity -1, where its bright twin is."""
+    bright = torch.from_numpy(blob_frames(4))
+    theta = locate(bright, 1.0, 0.25, 20 / 28)
+    torch.testing.assert_close(locate(1 - bright, 1.0, 0.25, 20 / 28, polarity=-1.0), theta)
+    whole = locate(1 - bright, 1.0, 0.25, 20 / 28)  # looked for as bright: the light field is no object
+    assert not torch.allclose(whole, theta)

@@ -1,0 +1,125 @@
+"""Objects darker than their background through the default path (issue 18).
+
+A silhouette before a light, a dark part on a light table: the objects of such a line are
+darker than what surrounds them. The frames here are the UCI digits' (``bench/uci_digits_default``:
+scikit-learn's 8×8 digits on the noisy-MNIST canvas, the same fixed split) with every level
+inverted, so each digit is dark on a light, noisy field. Each digit, in the same run on the same
+frames: the default path as it is (it looks for darker objects where too few frames show brighter
+ones: ``selection.objects_and_polarity``); the default path made to look for brighter objects only,
+as it did before (``--bright-only`` row: the same code with that function held at polarity 1);
+the classic peers (``bench/peers.py``; glimpse-kNN's crop looks for brighter objects).
+
+    python -m bench.dark_objects_default --digits 0,1,2   # the digits not stored yet
+    python -m bench.dark_objects_default --render         # the Markdown from the stored runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from unittest import mock
+
+from bench.mnist import OneClassTask
+from bench.mnist_default import digits_options, run_task
+from bench.paper_table import store
+from bench.provenance import git_commit
+from bench.uci_digits_default import task as uci_task
+from inspector import selection
+
+RESULTS = Path(__file__).resolve().parent / "results"
+RUNS = RESULTS / "dark_objects_default_runs"
+REPORT = RESULTS / "dark_objects_default.md"
+MODULE = "bench.dark_objects_default"
+
+
+def task(digit: int) -> OneClassTask:
+    """The UCI digits' task for normal ``digit``, every frame's levels inverted."""
+    bright = uci_task(digit)
+    return OneClassTask(
+        train=1 - bright.train,
+        test=1 - bright.test,
+        test_labels=bright.test_labels,
+        test_digits=bright.test_digits,
+    )
+
+
+def bright_only(frames):  # the rule before darker objects were looked for
+    return selection.object_share(frames), 1.0
+
+
+def run_digit(digit: int, commit: str) -> dict:
+    frames = task(digit)
+    result = run_task(frames, digit, commit, MODULE)
+    with mock.patch.object(selection, "objects_and_polarity", bright_only):
+        before = run_task(frames, digit, commit, MODULE)
+    result["bright_only"] = {key: before[key] for key in ("auc", "method", "family", "selection")}
+    return result
+
+
+def render(runs: Sequence[dict]) -> str:
+    peers = list(runs[0]["peers"]) if runs else []
+    lines = [
+        "# Objects darker than their background: the UCI digits inverted, by the default path (issue 18)",
+        "",
+        "Protocol (`bench/dark_objects_default.py`): `bench/uci_digits_default.py`'s frames and split with "
+        "every level inverted (dark digits on a light noisy field). Each digit, in the same run: the default "
+        "path; the same path held to brighter objects (the rule before this benchmark); the classic peers. "
+        "Runs: one JSON per digit in `dark_objects_default_runs/`.",
+        "",
+        "| digit | default: kind, chosen | **default** | bright objects only: kind, chosen | bright only | "
+        + " | ".join(peers)
+        + " |",
+        "|---|---|---|---|---|" + "---|" * len(peers),
+    ]
+    for r in runs:
+        b = r["bright_only"]
+        lines.append(
+            f"| {r['digit']} | {r['selection']['kind']}, {r['selection'].get('candidate') or r['family']} / "
+            f"`{r['method']}` | **{r['auc']:.3f}** | {b['selection']['kind']}, "
+            f"{b['selection'].get('candidate') or b['family']} / `{b['method']}` | {b['auc']:.3f} | "
+            + " | ".join(f"{r['peers'][p]:.3f}" for p in peers)
+            + " |"
+        )
+    if runs:
+        mean = {
+            k: sum(f(r) for r in runs) / len(runs)
+            for k, f in (
+                ("default", lambda r: r["auc"]),
+                ("bright", lambda r: r["bright_only"]["auc"]),
+            )
+        }
+        lines += [
+            "",
+            f"Mean over {len(runs)} digits: default {mean['default']:.3f}, bright objects only "
+            f"{mean['bright']:.3f}; "
+            + ", ".join(f"{p} {sum(r['peers'][p] for r in runs) / len(runs):.3f}" for p in peers),
+        ]
+    lines += ["", "## Runs", ""]
+    lines += [
+        f"- digit {r['digit']}: commit {r['commit']}, {r['machine']}, finished {r['finished_at']}"
+        for r in runs
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    _args, digits = digits_options(argparse.ArgumentParser(description=__doc__.splitlines()[0]), argv)
+    commit = git_commit()
+    for digit in digits:
+        path = RUNS / f"digit{digit}.json"
+        if not path.exists():
+            result = run_digit(digit, commit)
+            store(result, path)
+            print(
+                f"digit {digit}: {result['auc']:.3f}, bright only {result['bright_only']['auc']:.3f}",
+                flush=True,
+            )
+    runs = [json.loads(p.read_text()) for p in sorted(RUNS.glob("digit*.json"))]
+    REPORT.write_text(render(runs))
+    print(REPORT.read_text())
+
+
+if __name__ == "__main__":
+    main()
