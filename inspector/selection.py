@@ -14,7 +14,8 @@ All from the normal frames alone, no label and no test frame:
    is read on the frame's border, not as the whole frame's median, which an object filling
    half the frame shifts; the object is where the frame rises above that level as
    ``models.glimpse`` finds it, with its edge (FLAT_BLUR pixels around it, what the blur
-   before the flatness test spreads it by). Otherwise (surfaces, scenes) every candidate
+   before the flatness test spreads it by), or falls below it where too few frames show a
+   brighter object and enough a darker one (``objects_and_polarity``). Otherwise (surfaces, scenes) every candidate
    competes. The rule exists because the synthetic anomalies below are local defects, which
    favour the whole-frame memory even where the real anomalies are other objects or poses
    (noisy MNIST, digit 1: 0.979 against 0.997; depth hand poses: 0.23 against 1.0). Objects
