@@ -15,10 +15,11 @@ All from the normal frames alone, no label and no test frame:
    half the frame shifts; the object is where the frame rises above that level as
    ``models.glimpse`` finds it, with its edge (FLAT_BLUR pixels around it, what the blur
    before the flatness test spreads it by), or falls below it where too few frames show a
-   brighter object and enough a darker one (``objects_and_polarity``). Otherwise (surfaces, scenes) every candidate
-   competes. The rule exists because the synthetic anomalies below are local defects, which
-   favour the whole-frame memory even where the real anomalies are other objects or poses
-   (noisy MNIST, digit 1: 0.979 against 0.997; depth hand poses: 0.23 against 1.0). Objects
+   brighter object and enough a darker one (``objects_and_polarity``). Otherwise (surfaces,
+   scenes) every candidate competes. The rule exists because the synthetic anomalies below are
+   local defects, which favour the whole-frame memory even where the real anomalies are other
+   objects or poses (noisy MNIST, digit 1: 0.979 against 0.997; depth hand poses: 0.23 against
+   1.0). Objects
    that stand at one place (their centre moves by under FIXED_PLACE of the frame) are a part
    before a fixed camera, not a varying subject: there every family competes, as on surfaces,
    whose real anomalies are local defects as the synthetic ones are. Where the objects show
