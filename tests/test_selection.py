@@ -280,3 +280,17 @@ def test_train_without_a_method_chooses_prints_and_warns(tmp_path: Path, monkeyp
     assert warned.exit_code == 0 and "warning: the validation estimate" in warned.output
     alone = CliRunner().invoke(main, [*args, "--model-config", str(tmp_path / "m.pt")])
     assert alone.exit_code != 0 and "--model-config needs --method" in alone.output
+
+
+def test_a_dark_objects_checkpoint_keeps_its_polarity(tmp_path: Path) -> None:
+    """`inspector train` on dark discs: the checkpoint's glimpse looks for darker objects when
+    loaded again, and it scores frames with them."""
+    _write(tmp_path / "normal", 1 - blob_frames(24, jitter=8))
+    args = ["train", "--data", str(tmp_path / "normal"), "--out", str(tmp_path / "m.pt"), "--epochs", "1"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "darker than a plain background" in result.output
+    checkpoint = Checkpoint.load(tmp_path / "m.pt")
+    assert checkpoint.model_config.glimpse_polarity == -1.0
+    detections = Detector(checkpoint, device="cpu").score_arrays(1 - blob_frames(3, jitter=8, seed=5))
+    assert len(detections) == 3 and all(np.isfinite(d.score) for d in detections)
