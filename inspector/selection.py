@@ -173,9 +173,13 @@ def object_boxes(frames: np.ndarray, polarity: float = 1.0) -> torch.Tensor:
 
 def centre_spread(frames: np.ndarray, polarity: float = 1.0) -> tuple[float, float]:
     """How far the frames' (N, C, H, W) objects move: the standard deviation of their boxes' centre
-    over the frames, in rows and in columns, each as a share of the frame's side."""
-    top, bottom, left, right = object_boxes(frames, polarity).unbind(dim=1)
+    over the frames, in rows and in columns, each as a share of the frame's side. A frame where no
+    object was found (its box the whole frame) says nothing of the place, and is left out while
+    two or more others remain."""
+    boxes = object_boxes(frames, polarity)
     rows, columns = frames.shape[-2:]
+    found = boxes[(boxes != boxes.new_tensor([0, rows - 1, 0, columns - 1])).any(dim=1)]
+    top, bottom, left, right = (found if len(found) >= 2 else boxes).unbind(dim=1)
     return float(((top + bottom) / 2).std() / rows), float(((left + right) / 2).std() / columns)
 
 

@@ -123,6 +123,11 @@ def test_a_part_at_a_fixed_place_lets_every_family_compete() -> None:
     assert selection.data_kind(blob_frames(30), 1.0)[0] == "part"
     assert selection.data_kind(blob_frames(30, jitter=8), 1.0)[0] == "objects"
     assert selection.data_kind(striped_frames(30), 0.0)[0] == "any"
+    # A part off the frame's centre, with a few frames where it was not found (their box: the whole
+    # frame, whose centre is elsewhere): those say nothing of where it stands.
+    off_centre = np.roll(blob_frames(30), (-8, -8), axis=(2, 3))
+    off_centre[::6] = np.random.default_rng(0).normal(0.02, 0.01, off_centre[::6].shape).clip(0, 1)
+    assert max(selection.centre_spread(off_centre)) < selection.FIXED_PLACE
     notes: list[str] = []
     choice = choose(blob_frames(30), FrameSpec(image_size=TINY_SIZE), QUICK, notes.append)
     assert choice.kind == "part" and "one part at a fixed place" in notes[0]
