@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from unittest import mock
 
+import numpy as np
+
 from bench.mnist import OneClassTask
 from bench.mnist_default import digits_options, run_task
 from bench.paper_table import store
@@ -45,11 +47,13 @@ def task(digit: int) -> OneClassTask:
     )
 
 
-def bright_only(frames):  # the rule before darker objects were looked for
+def bright_only(frames: np.ndarray) -> tuple[float, float]:
+    """``selection.objects_and_polarity`` as it was before darker objects were looked for."""
     return selection.object_share(frames), 1.0
 
 
 def run_digit(digit: int, commit: str) -> dict:
+    """One digit's run: the default path, and its ``bright_only`` twin on the same frames."""
     frames = task(digit)
     result = run_task(frames, digit, commit, MODULE)
     with mock.patch.object(selection, "objects_and_polarity", bright_only):
