@@ -19,11 +19,10 @@ All from the normal frames alone, no label and no test frame:
    scenes) every candidate competes. The rule exists because the synthetic anomalies below are
    local defects, which favour the whole-frame memory even where the real anomalies are other
    objects or poses (noisy MNIST, digit 1: 0.979 against 0.997; depth hand poses: 0.23 against
-   1.0). Objects
-   that stand at one place (their centre moves by under FIXED_PLACE of the frame) are a part
-   before a fixed camera, not a varying subject: there every family competes, as on surfaces,
-   whose real anomalies are local defects as the synthetic ones are. Where the objects show
-   larger than the glimpse the backbone sees by default (112 px), the glimpse family also
+   1.0). Objects that stand at one place (their centre moves by under FIXED_PLACE of the frame)
+   are a part before a fixed camera, not a varying subject: there every family competes, as on
+   surfaces, whose real anomalies are local defects as the synthetic ones are. Where the objects
+   show larger than the glimpse the backbone sees by default (112 px), the glimpse family also
    competes at their own size (``candidates``): a glimpse never shrinks the part.
 3. **Candidates, validated.** Each candidate's memory is filled from the training split
    (the split training uses), and each of its methods scores the held-out normals and the
@@ -70,7 +69,7 @@ from inspector.models.blocks import gaussian_blur
 from inspector.models.glimpse import GlimpseFields, box_fraction
 from inspector.models.glimpse_memory import GlimpseMemoryConfig
 from inspector.models.memory import ENSEMBLE, MAP_SMOOTHING, MemoryModel, normal_statistics
-from inspector.synthetic import anomalies, masks
+from inspector.synthetic import anomalies, boxes, masks
 from inspector.training import SMALL_SET, ProgressFn, TrainingError, TrainOptions, split_validation, train
 
 PIXELS = 256 * 256  # the most pixels of a frame the whole-frame memory sees (PatchCore's 256 px)
@@ -159,16 +158,9 @@ def glimpse_side(frames: np.ndarray, polarity: float = 1.0) -> int:
     """The side of a glimpse that shows the frames' (N, C, H, W) objects at the frames' own
     resolution: the median over the frames of their object's box's longer side over the glimpse's
     fill, in whole backbone cells, at most LARGEST."""
-    side = float(glimpse.glimpse_span(object_boxes(frames, polarity), GlimpseFields.glimpse_fill).median())
+    found = torch.from_numpy(boxes(frames, polarity)).float()
+    side = float(glimpse.glimpse_span(found, GlimpseFields.glimpse_fill).median())
     return min(LARGEST, backbone.STRIDE * math.ceil(side / backbone.STRIDE))
-
-
-def object_boxes(frames: np.ndarray, polarity: float = 1.0) -> torch.Tensor:
-    """The box (N, 4) of each frame's (N, C, H, W) object, as the glimpse family finds it."""
-    fields = GlimpseFields()
-    batches = (torch.from_numpy(frames[i : i + 256]) for i in range(0, len(frames), 256))
-    blur, threshold = fields.glimpse_blur, fields.glimpse_threshold
-    return torch.cat([glimpse.object_box(x, blur, threshold, polarity) for x in batches])
 
 
 def centre_spread(frames: np.ndarray, polarity: float = 1.0) -> tuple[float, float]:
@@ -176,10 +168,10 @@ def centre_spread(frames: np.ndarray, polarity: float = 1.0) -> tuple[float, flo
     over the frames, in rows and in columns, each as a share of the frame's side. A frame where no
     object was found (its box the whole frame) says nothing of the place, and is left out while
     two or more others remain."""
-    boxes = object_boxes(frames, polarity)
+    every = torch.from_numpy(boxes(frames, polarity)).float()
     rows, columns = frames.shape[-2:]
-    found = boxes[(boxes != boxes.new_tensor([0, rows - 1, 0, columns - 1])).any(dim=1)]
-    top, bottom, left, right = (found if len(found) >= 2 else boxes).unbind(dim=1)
+    found = every[(every != every.new_tensor([0, rows - 1, 0, columns - 1])).any(dim=1)]
+    top, bottom, left, right = (found if len(found) >= 2 else every).unbind(dim=1)
     return float(((top + bottom) / 2).std() / rows), float(((left + right) / 2).std() / columns)
 
 

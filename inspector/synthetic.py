@@ -31,11 +31,13 @@ CHANGED = 1e-3  # the least change of a pixel (in [0, 1]) that counts as part of
 
 
 def boxes(frames: np.ndarray, polarity: float = 1.0) -> np.ndarray:
-    """Each frame's object box (N, 4): top, bottom, left, right (inclusive pixels); ``polarity``:
-    the objects' (``GlimpseFields.glimpse_polarity``)."""
+    """Each frame's object box (N, 4), as the glimpse family finds it: top, bottom, left, right
+    (inclusive pixels; the whole frame where none is found); ``polarity``: the objects'
+    (``GlimpseFields.glimpse_polarity``). In batches of 256 frames: a whole training set's fit."""
     fields = GlimpseFields()
-    box = object_box(torch.from_numpy(frames), fields.glimpse_blur, fields.glimpse_threshold, polarity)
-    return box.round().long().numpy()
+    batches = (torch.from_numpy(frames[i : i + 256]) for i in range(0, len(frames), 256))
+    found = [object_box(x, fields.glimpse_blur, fields.glimpse_threshold, polarity) for x in batches]
+    return torch.cat(found).round().long().numpy()
 
 
 def _soft_ellipse(shape: tuple[int, int], centre: np.ndarray, radii: np.ndarray, angle: float) -> np.ndarray:
