@@ -231,7 +231,7 @@ def train(
     from held-out ones (inspector/selection.py); the estimate is printed and kept."""
     from tqdm import tqdm
 
-    from inspector.frames import detect_mode, find_frames
+    from inspector.frames import detect_mode, find_frames, level_range
     from inspector.models import family_of_config
     from inspector.training import TrainingError, TrainOptions, load_training_frames
     from inspector.training import train as fit
@@ -253,6 +253,11 @@ def train(
         detected, why = detect_mode(paths, spec)
         click.echo(why)
         spec = dataclasses.replace(spec, mode=detected)
+    if spec.levels is None:
+        levels, why = level_range(paths, spec)
+        if why:
+            click.echo(why)
+        spec = dataclasses.replace(spec, levels=levels)
     options = TrainOptions(
         epochs=epochs,
         seed=seed,

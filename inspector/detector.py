@@ -144,8 +144,9 @@ class Checkpoint:
         if kind not in (1, CHECKPOINT_FORMAT):
             raise CheckpointError(f"{path} is not an inspector model of format 1 or {CHECKPOINT_FORMAT}")
         spec = dict(payload["frame_spec"])
-        if spec.get("roi") is not None:
-            spec["roi"] = tuple(spec["roi"])
+        for name in ("roi", "levels"):
+            if spec.get(name) is not None:
+                spec[name] = tuple(spec[name])
         thresholds = {k: float(v) for k, v in payload["thresholds"].items()}
         flat = None
         try:

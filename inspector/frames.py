@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -297,10 +298,16 @@ def _depth(raw: np.ndarray, spec: FrameSpec) -> np.ndarray:
     return np.clip(filled, 0.0, 1.0)[None]
 
 
-def _intensity(raw: np.ndarray) -> np.ndarray:
-    """Integer or float pixels -> float32 in [0, 1], refusing what has no clear scale.
+def _intensity(raw: np.ndarray, levels: tuple[float, float] | None = None) -> np.ndarray:
+    """Integer or float pixels -> float32 in [0, 1], refusing what has no clear scale; 16-bit
+    pixels from ``levels`` (raw black, raw white) where given, else from the full scale.
 
     Scaled in place: one float copy of a large frame, not two."""
+    if raw.dtype == np.uint16 and levels is not None:
+        img = raw.astype(np.float32)
+        img -= levels[0]
+        img /= levels[1] - levels[0]
+        return np.clip(img, 0.0, 1.0, out=img)
     if raw.dtype in (np.uint8, np.uint16):
         img = raw.astype(np.float32)
         img /= 255.0 if raw.dtype == np.uint8 else 65535.0
@@ -343,7 +350,7 @@ def prepare(raw: np.ndarray, spec: FrameSpec) -> Prepared:
         return Prepared(depth, float(depth.mean()))
     if raw.ndim == 3 and raw.shape[2] == 4:
         raw = raw[..., :3]  # alpha carries no appearance (dropped before the float copy is made)
-    img = _intensity(raw)
+    img = _intensity(raw, spec.levels)
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
     if spec.mode == "grey":
@@ -409,6 +416,10 @@ def file_resolution(
 # grey picture saved as RGB, or as a colour JPEG, differs by rounding only (at most 1/255).
 COLOUR_SPREAD = 2 / 255
 MODE_SAMPLE = 32  # files decoded, evenly spread, to tell colour frames from grey ones
+# The sampled 16-bit files' pixels between these percentiles span black to white (``level_range``):
+# a few hot or dead pixels do not set the scale.
+LEVEL_PERCENTILES = (0.1, 99.9)
+LEVEL_PIXELS = 65_536  # pixels of each sampled file, evenly spread, that the percentiles count
 
 
 def detect_mode(paths: Sequence[Path], spec: FrameSpec) -> tuple[str, str]:
@@ -418,17 +429,12 @@ def detect_mode(paths: Sequence[Path], spec: FrameSpec) -> tuple[str, str]:
     single-channel file may hold grey levels as well, and a depth frame needs its sensor's unit;
     the line says so where the files are such."""
     colour = wide = read = 0
-    for path in paths[:: max(1, len(paths) // MODE_SAMPLE)][:MODE_SAMPLE]:
-        try:
-            check_file_size(path.stat().st_size, spec)
-            raw = decode(path.read_bytes(), spec.max_pixels)
-            if raw.ndim == 3 and raw.shape[2] >= 3:
-                rgb = _intensity(raw[::4, ::4, :3])
-                colour += float((rgb.max(axis=2) - rgb.min(axis=2)).mean()) > COLOUR_SPREAD
-            else:
-                wide += raw.dtype.kind in "ui" and raw.dtype.itemsize >= 2
-        except (FrameError, OSError):
-            continue  # the loading reports it
+    for raw in _sampled(paths, spec):
+        if raw.ndim == 3 and raw.shape[2] >= 3:
+            rgb = _intensity(raw[::4, ::4, :3])
+            colour += float((rgb.max(axis=2) - rgb.min(axis=2)).mean()) > COLOUR_SPREAD
+        else:
+            wide += raw.dtype.kind in "ui" and raw.dtype.itemsize >= 2
         read += 1
     if read and 2 * colour >= read:
         why = f"{colour} of {read} sampled files hold colour: colour frames (--mode grey reads them as grey)"
@@ -440,6 +446,46 @@ def detect_mode(paths: Sequence[Path], spec: FrameSpec) -> tuple[str, str]:
             " and their sensor's unit (--depth-unit-mm)"
         )
     return "grey", why
+
+
+def _sampled(paths: Sequence[Path], spec: FrameSpec) -> Iterator[np.ndarray]:
+    """Up to MODE_SAMPLE of these files, evenly spread, decoded (the ones that read)."""
+    for path in paths[:: max(1, len(paths) // MODE_SAMPLE)][:MODE_SAMPLE]:
+        try:
+            check_file_size(path.stat().st_size, spec)
+            yield decode(path.read_bytes(), spec.max_pixels)
+        except (FrameError, OSError):
+            continue  # the loading reports it
+
+
+def level_range(paths: Sequence[Path], spec: FrameSpec) -> tuple[tuple[float, float] | None, str]:
+    """The 16-bit levels training files of ``spec`` (grey or colour) are read between: their
+    LEVEL_PERCENTILES, where most of a sample of them are 16-bit (else None); and a line that
+    says so. A camera of 10 or 12 bits writes 16-bit files whose levels fill 1/64 or 1/16 of the
+    full scale, and a depth map read as grey a few percent of it: at full scale such frames are
+    near black, their objects below the glimpse's threshold and their defects below the
+    backbone's notice. Stretched once, by the training frames' own range, every frame after
+    is read the same way."""
+    if spec.mode == "depth":
+        return None, ""
+    pixels, files = [], 0
+    for raw in _sampled(paths, spec):
+        files += 1
+        if raw.dtype == np.uint16:
+            if spec.roi is not None:
+                x, y, w, h = spec.roi
+                raw = raw[y : y + h, x : x + w]
+            step = max(1, int(math.sqrt(raw.shape[0] * raw.shape[1] / LEVEL_PIXELS)))
+            pixels.append(raw[::step, ::step].ravel())
+    if not files or 2 * len(pixels) <= files:
+        return None, ""
+    low, high = (float(v) for v in np.percentile(np.concatenate(pixels), LEVEL_PERCENTILES))
+    if high <= low:
+        return None, f"{len(pixels)} sampled 16-bit files hold one level ({low:g}): read at full scale"
+    return (low, high), (
+        f"{len(pixels)} sampled files hold 16-bit levels, {low:g}-{high:g} ({LEVEL_PERCENTILES[0]:g}th-"
+        f"{LEVEL_PERCENTILES[1]:g}th percentile): read as black to white"
+    )
 
 
 def check_frames_vary(frames: np.ndarray, spec: FrameSpec) -> str | None:

@@ -66,6 +66,8 @@ def test_depth_and_training_time_reports_render() -> None:
     assert "palm, mean of 1 folds" in depth_default.render([fold]) and "**not met**" in depth_default.render(
         [fold]
     )
+    plain = depth_default.render([fold], "plain")
+    assert "told nothing" in plain and "--out M` (not even" in plain and "level_range" in plain
     run = {
         "case": "tiles-10",
         "frames": 10,
