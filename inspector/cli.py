@@ -94,7 +94,7 @@ def _frame_shape_of(paths: Sequence[Path], spec: FrameSpec) -> FrameSpec:
     for path in paths:
         try:
             shapes.append(stored_shape(path, spec))
-        except (FrameError, OSError):
+        except FrameError:
             continue
     if not shapes:
         return spec

@@ -385,7 +385,10 @@ FLAT_SPREAD = 1 / 255  # a frame whose pixels all lie within this of each other 
 def stored_shape(path: str | Path, spec: FrameSpec) -> tuple[int, int]:
     """(rows, columns) a file's frame has before resizing (its region of interest's, where one is
     set), from the file's header: no pixel is decoded."""
-    data = Path(path).read_bytes()
+    return _stored_shape(read_bytes(path, spec), spec)
+
+
+def _stored_shape(data: bytes, spec: FrameSpec) -> tuple[int, int]:
     if data.startswith(b"\x93NUMPY"):
         height, width = _decode_npy(data, spec.max_pixels, MAX_DECODED_BYTES).shape[:2]
     else:
@@ -403,12 +406,13 @@ def file_resolution(
     interest's) and not flat-fielded: what its maps are drawn over. None where that is the model's
     resolution anyway, or where the file no longer reads (it changed since it was scored)."""
     try:
-        height, width = stored_shape(path, spec)
+        data = read_bytes(path, spec)
+        height, width = _stored_shape(data, spec)
         if (height, width) == spec.shape:
             return None
         own = dataclasses.replace(spec, image_size=height, width=width, flatten=0.0)
-        return load_frame(path, own, max_bytes)
-    except (FrameError, OSError):
+        return frame_from_bytes(data, own, max_bytes).pixels
+    except FrameError:
         return None
 
 
@@ -452,9 +456,8 @@ def _sampled(paths: Sequence[Path], spec: FrameSpec) -> Iterator[np.ndarray]:
     """Up to MODE_SAMPLE of these files, evenly spread, decoded (the ones that read)."""
     for path in paths[:: max(1, len(paths) // MODE_SAMPLE)][:MODE_SAMPLE]:
         try:
-            check_file_size(path.stat().st_size, spec)
-            yield decode(path.read_bytes(), spec.max_pixels)
-        except (FrameError, OSError):
+            yield decode(read_bytes(path, spec), spec.max_pixels)
+        except FrameError:
             continue  # the loading reports it
 
 
@@ -516,15 +519,20 @@ def check_file_size(size: int, spec: FrameSpec) -> None:
         raise FrameError(f"file of {size} bytes is too large for {spec.max_pixels} pixels")
 
 
-def read_frame(path: str | Path, spec: FrameSpec, max_bytes: int = MAX_DECODED_BYTES) -> Prepared:
-    """Read and prepare one file; raises FrameError with a reason a person can act on."""
+def read_bytes(path: str | Path, spec: FrameSpec) -> bytes:
+    """A frame file's bytes, refused (FrameError) where the file is too large to be a frame of
+    ``spec`` or cannot be read."""
     path = Path(path)
     try:
         check_file_size(path.stat().st_size, spec)
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise FrameError(f"cannot read file: {exc.strerror or exc}") from exc
-    return frame_from_bytes(data, spec, max_bytes)
+
+
+def read_frame(path: str | Path, spec: FrameSpec, max_bytes: int = MAX_DECODED_BYTES) -> Prepared:
+    """Read and prepare one file; raises FrameError with a reason a person can act on."""
+    return frame_from_bytes(read_bytes(path, spec), spec, max_bytes)
 
 
 def load_frame(path: str | Path, spec: FrameSpec, max_bytes: int = MAX_DECODED_BYTES) -> np.ndarray:
