@@ -94,8 +94,9 @@ class Checkpoint:
             described = {"family": name, "config": config}
             digest.update(json.dumps({**described, "thresholds": self.thresholds}, sort_keys=True).encode())
         spec = dataclasses.asdict(self.frame_spec)
-        if not spec["width"]:  # square, as every frame was before the field: same versions
-            del spec["width"]
+        for key, before in (("width", 0), ("levels", None)):  # fields added since: at what every
+            if spec[key] == before:  # frame was before them (square; full scale), same versions
+                del spec[key]
         digest.update(json.dumps(spec, sort_keys=True).encode())
         for key in sorted(self.state_dict):
             digest.update(key.encode())

@@ -40,12 +40,16 @@ def test_a_format1_checkpoint_loads_as_its_family_and_scores_as_it_did(name: str
     for old, scores in expected["methods"].items():
         detections = Detector(checkpoint, renamed.get(old, old), device="cpu").score_arrays(frames)
         np.testing.assert_allclose([d.score for d in detections], scores, rtol=1e-4, atol=1e-5)
-        for kind, made in (("anomaly_map", "anomaly_map"), ("reconstruction", "reconstruction")):
-            now = np.stack([getattr(d, made) for d in detections])
-            np.testing.assert_allclose(now, maps[f"{old}.{kind}"], rtol=1e-4, atol=1e-5)
-        if f"{old}.attention" in maps:
-            now = np.stack([d.attention for d in detections])
-            np.testing.assert_allclose(now, maps[f"{old}.attention"], rtol=1e-4, atol=1e-5)
+        for kind in ("anomaly_map", "reconstruction", "attention"):
+            if kind == "attention" and f"{old}.attention" not in maps:
+                continue
+            before = maps[f"{old}.{kind}"]
+            now = np.stack([getattr(d, kind) for d in detections])
+            # Within 1e-5 of the map's own scale: a standardised map (vaegan-z: errors in standard
+            # deviations, up to ~45) carries the CPU's rounding of the convolutions (AVX-512 or
+            # AVX2 kernels) up to ~1e-4 on pixels whose values are near 0.
+            scale = max(1.0, float(np.abs(before).max()))
+            np.testing.assert_allclose(now, before, rtol=1e-4, atol=1e-5 * scale)
 
 
 def test_a_standardised_checkpoint_is_not_scored_under_the_papers_method_names() -> None:
