@@ -102,6 +102,26 @@ def _frame_shape_of(paths: Sequence[Path], spec: FrameSpec) -> FrameSpec:
     return dataclasses.replace(spec, image_size=height, width=width)
 
 
+def _measured_range(paths: Sequence[Path], spec: FrameSpec) -> FrameSpec:
+    """The depth spec with the working range's ends not set taken from the training files
+    (``frames.depth_range``). Where the end set and the one measured leave no range, the default
+    end is taken (frames beyond the end set then read blank, and the loading says why); refused
+    where even that leaves none."""
+    from inspector.frames import depth_range
+
+    measured, why = depth_range(paths, spec)
+    if measured is None:
+        return spec
+    click.echo(why)
+    near = measured[0] if spec.near_mm is None else spec.near_mm
+    far = measured[1] if spec.far_mm is None else spec.far_mm
+    if far <= near:
+        near, far = spec.depth_range
+    if far <= near:
+        raise click.BadParameter(f"--far-mm ({far:g}) must lie beyond --near-mm ({near:g})")
+    return dataclasses.replace(spec, near_mm=near, far_mm=far)
+
+
 def _report_choice(checkpoint: Checkpoint) -> None:
     """What the label-free choice chose, its estimate, and a warning when the estimate is low."""
     from inspector.selection import WARN_BELOW
@@ -143,7 +163,7 @@ def units(
     """The frame spec with the depth flags given on the command line."""
     given = {"depth_unit_mm": depth_unit_mm, "near_mm": near_mm, "far_mm": far_mm}
     spec = dataclasses.replace(spec, **{k: v for k, v in given.items() if v is not None})
-    if spec.far_mm <= spec.near_mm:
+    if spec.near_mm is not None and spec.far_mm is not None and spec.far_mm <= spec.near_mm:
         raise click.BadParameter(f"--far-mm ({spec.far_mm:g}) must lie beyond --near-mm ({spec.near_mm:g})")
     return spec
 
@@ -258,6 +278,8 @@ def train(
         if why:
             click.echo(why)
         spec = dataclasses.replace(spec, levels=levels)
+    if spec.mode == "depth" and None in (spec.near_mm, spec.far_mm):
+        spec = _measured_range(paths, spec)
     options = TrainOptions(
         epochs=epochs,
         seed=seed,

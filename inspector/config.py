@@ -30,6 +30,9 @@ MODES = ("grey", "colour", "depth")  # what a frame is
 AUTO = "auto"
 
 
+DEFAULT_RANGE_MM = (0.0, 1500.0)  # a depth frame's working range where none was set or measured
+
+
 @dataclass
 class FrameSpec:
     """How a file on disk becomes a model input: the one definition of "a frame"."""
@@ -38,8 +41,11 @@ class FrameSpec:
     image_size: int = 84  # the model input's rows, and its columns unless ``width`` is set
     width: int = 0  # the model input's columns (0 = image_size: square); keeps elongated frames' aspect
     depth_unit_mm: float = 1.0  # millimetres per raw depth unit (SR305: 0.125)
-    near_mm: float = 0.0  # working range; outside is clipped
-    far_mm: float = 1500.0
+    # Working range in mm; outside is clipped. None: training sets it from its frames' depths
+    # (``frames.depth_range``), so any sensor's unit and any distance work untold; a frame read
+    # with no training behind it uses DEFAULT_RANGE_MM.
+    near_mm: float | None = None
+    far_mm: float | None = None
     fill_holes: bool = False  # inpaint zero-depth pixels instead of leaving them at "far"
     roi: tuple[int, int, int, int] | None = None  # x, y, width, height crop before resizing
     # Flat-field: divide a grey/colour frame by its own blur of this σ (model pixels; 0 = off),
@@ -59,6 +65,12 @@ class FrameSpec:
     def shape(self) -> tuple[int, int]:
         """(rows, columns) of a model input."""
         return self.image_size, self.width or self.image_size
+
+    @property
+    def depth_range(self) -> tuple[float, float]:
+        """(near, far) mm of the working range, DEFAULT_RANGE_MM's where not set."""
+        near, far = DEFAULT_RANGE_MM
+        return (near if self.near_mm is None else self.near_mm, far if self.far_mm is None else self.far_mm)
 
 
 @dataclass

@@ -245,8 +245,9 @@ def check_spec(spec: FrameSpec) -> None:
     if spec.mode == "depth":
         if spec.depth_unit_mm <= 0:
             raise ConfigError(f"frames.depth_unit_mm must be positive, not {spec.depth_unit_mm}")
-        if not 0 <= spec.near_mm < spec.far_mm:
-            raise ConfigError(f"depth working range is empty (near {spec.near_mm} mm, far {spec.far_mm} mm)")
+        near, far = spec.depth_range
+        if not 0 <= near < far:
+            raise ConfigError(f"depth working range is empty (near {near:g} mm, far {far:g} mm)")
     if spec.flatten < 0 or (spec.flatten and spec.mode == "depth"):
         raise ConfigError(f"frames.flatten is a blur σ ≥ 0 for grey or colour frames, not {spec.flatten}")
     if spec.roi is not None and (len(spec.roi) != 4 or min(spec.roi[2:]) < 1 or min(spec.roi[:2]) < 0):
@@ -278,7 +279,7 @@ def _depth(raw: np.ndarray, spec: FrameSpec) -> np.ndarray:
         raise FrameError(f"depth frames must be 16/32-bit integers or floats, not {raw.dtype}" + hint)
     mm = raw.astype(np.float32) * np.float32(spec.depth_unit_mm)
     valid = np.isfinite(mm) & (mm > 0)
-    near, far = spec.near_mm, spec.far_mm
+    near, far = spec.depth_range
     unit = np.where(valid, (far - np.clip(mm, near, far)) / (far - near), 0.0).astype(np.float32)
     if not spec.fill_holes:
         return _resize(unit[None], spec.shape)
@@ -424,6 +425,10 @@ MODE_SAMPLE = 32  # files decoded, evenly spread, to tell colour frames from gre
 # a few hot or dead pixels do not set the scale.
 LEVEL_PERCENTILES = (0.1, 99.9)
 LEVEL_PIXELS = 65_536  # pixels of each sampled file, evenly spread, that the percentiles count
+# The working range a depth sample measures (``depth_range``) reaches this share of its span beyond
+# its depths each way (a span of at least RANGE_MIN_MM): a frame a little nearer or farther than
+# the training frames keeps its shape instead of clipping.
+RANGE_MARGIN, RANGE_MIN_MM = 0.1, 10.0
 
 
 def detect_mode(paths: Sequence[Path], spec: FrameSpec) -> tuple[str, str]:
@@ -453,12 +458,17 @@ def detect_mode(paths: Sequence[Path], spec: FrameSpec) -> tuple[str, str]:
 
 
 def _sampled(paths: Sequence[Path], spec: FrameSpec) -> Iterator[np.ndarray]:
-    """Up to MODE_SAMPLE of these files, evenly spread, decoded (the ones that read)."""
+    """Up to MODE_SAMPLE of these files, evenly spread, decoded (the ones that read), cropped to the
+    region of interest where one is set."""
     for path in paths[:: max(1, len(paths) // MODE_SAMPLE)][:MODE_SAMPLE]:
         try:
-            yield decode(read_bytes(path, spec), spec.max_pixels)
+            raw = decode(read_bytes(path, spec), spec.max_pixels)
         except FrameError:
             continue  # the loading reports it
+        if spec.roi is not None:
+            x, y, w, h = spec.roi
+            raw = raw[y : y + h, x : x + w]
+        yield raw
 
 
 def level_range(paths: Sequence[Path], spec: FrameSpec) -> tuple[tuple[float, float] | None, str]:
@@ -475,9 +485,6 @@ def level_range(paths: Sequence[Path], spec: FrameSpec) -> tuple[tuple[float, fl
     for raw in _sampled(paths, spec):
         files += 1
         if raw.dtype == np.uint16:
-            if spec.roi is not None:
-                x, y, w, h = spec.roi
-                raw = raw[y : y + h, x : x + w]
             step = max(1, int(math.sqrt(raw.shape[0] * raw.shape[1] / LEVEL_PIXELS)))
             pixels.append(raw[::step, ::step].ravel())
     if not files or 2 * len(pixels) <= files:
@@ -488,6 +495,33 @@ def level_range(paths: Sequence[Path], spec: FrameSpec) -> tuple[tuple[float, fl
     return (low, high), (
         f"{len(pixels)} sampled files hold 16-bit levels, {low:g}-{high:g} ({LEVEL_PERCENTILES[0]:g}th-"
         f"{LEVEL_PERCENTILES[1]:g}th percentile): read as black to white"
+    )
+
+
+def depth_range(paths: Sequence[Path], spec: FrameSpec) -> tuple[tuple[float, float] | None, str]:
+    """The working range (near, far mm) that holds a sample of depth files' measured depths: their
+    LEVEL_PERCENTILES, widened by RANGE_MARGIN of the span each way (near no closer than 0); and a
+    line that says so. None where no sampled file holds a measured depth. A fixed range fits one
+    rig: a scene beyond it reads as holes, and a part in a narrow band of it shows its dents as a
+    fraction of a grey level."""
+    depths = []
+    for raw in _sampled(paths, spec):
+        if raw.ndim == 3 and raw.shape[2] == 1:
+            raw = raw[..., 0]
+        if raw.ndim == 2 and raw.dtype in DEPTH_DTYPES:
+            step = max(1, int(math.sqrt(raw.shape[0] * raw.shape[1] / LEVEL_PIXELS)))
+            mm = raw[::step, ::step].astype(np.float64).ravel() * spec.depth_unit_mm
+            depths.append(mm[np.isfinite(mm) & (mm > 0)])
+    measured = np.concatenate(depths) if depths else np.empty(0)
+    if not measured.size:
+        return None, ""
+    low, high = (float(v) for v in np.percentile(measured, LEVEL_PERCENTILES))
+    margin = RANGE_MARGIN * max(high - low, RANGE_MIN_MM)
+    near, far = max(0.0, low - margin), high + margin
+    return (round(near, 1), round(far, 1)), (
+        f"{len(depths)} sampled files measure depths of {low:.0f}-{high:.0f} mm ({LEVEL_PERCENTILES[0]:g}th-"
+        f"{LEVEL_PERCENTILES[1]:g}th percentile at {spec.depth_unit_mm:g} mm per unit): working range "
+        f"{near:.0f}-{far:.0f} mm (--near-mm, --far-mm set it)"
     )
 
 
@@ -503,9 +537,10 @@ def check_frames_vary(frames: np.ndarray, spec: FrameSpec) -> str | None:
     if 2 * blank <= len(frames):
         return None
     if spec.mode == "depth":
+        near, far = spec.depth_range
         why = (
             f"read at {spec.depth_unit_mm:g} mm per sensor unit, their depths fall outside the working "
-            f"range {spec.near_mm:g}-{spec.far_mm:g} mm; give the sensor's unit (--depth-unit-mm, "
+            f"range {near:g}-{far:g} mm; give the sensor's unit (--depth-unit-mm, "
             "frames.depth_unit_mm; an SR305 writes 0.125) or the range (--near-mm, --far-mm)"
         )
     else:

@@ -54,6 +54,7 @@ def test_millimetres_read_as_sr305_units_clip_to_blank(tmp_path: Path) -> None:
 
 
 def test_train_refuses_blank_depth_frames_and_the_unit_flag_fixes_it(tmp_path: Path) -> None:
+    """Told a working range the frames fall outside (their unit wrong), training refuses them."""
     sr305_frames(tmp_path / "train", 12)
     config = tmp_path / "inspector.yaml"
     config.write_text(yaml.safe_dump({"frames": {"mode": "depth"}}))  # depth_unit_mm left at 1
@@ -64,7 +65,7 @@ def test_train_refuses_blank_depth_frames_and_the_unit_flag_fixes_it(tmp_path: P
     base += ["--image-size", "32", "--epochs", "1", "--method", "vaegan", "--model-config", str(model_config)]
     base += ["--min-epoch-frames", "16"]
     runner = CliRunner()
-    refused = runner.invoke(main, base)
+    refused = runner.invoke(main, [*base, "--far-mm", "1500"])
     assert refused.exit_code != 0 and not model.exists()
     assert "12 of 12 frames" in refused.output and "--depth-unit-mm" in refused.output
 
@@ -89,3 +90,26 @@ def test_train_refuses_blank_depth_frames_and_the_unit_flag_fixes_it(tmp_path: P
         main, ["score", str(model), str(mm_frames), "--depth-unit-mm", "1", "--format", "json"]
     )
     assert fixed.exit_code == 0 and "constant" not in fixed.stderr
+
+
+def test_train_measures_the_working_range_where_none_is_given(tmp_path: Path) -> None:
+    """With no range given the frames' own depths set it (printed, kept in the checkpoint), so a
+    unit left wrong scales the range with the frames instead of blanking them; an end given is
+    kept; an end that leaves no range with the measured one or the default is refused."""
+    sr305_frames(tmp_path / "train", 8)
+    base = ["train", "--data", str(tmp_path / "train"), "--image-size", "32", "--epochs", "1"]
+    base += ["--method", "vaegan", "--min-epoch-frames", "16", "--mode", "depth"]
+    runner = CliRunner()
+    for unit, hand, wall in ((0.125, 400, 900), (1.0, 3200, 7200)):  # right, and left at 1 mm
+        model = tmp_path / f"{unit}.pt"
+        result = runner.invoke(main, [*base, "--depth-unit-mm", str(unit), "--out", str(model)])
+        assert result.exit_code == 0, result.output
+        assert "working range" in result.output
+        spec = Checkpoint.load(model).frame_spec
+        assert spec.near_mm < hand < wall < spec.far_mm < 1.2 * wall
+        assert spec.near_mm > 0.8 * hand - 0.2 * wall
+    near_given = runner.invoke(main, [*base, "--near-mm", "100", "--out", str(tmp_path / "near.pt")])
+    assert near_given.exit_code == 0, near_given.output
+    assert Checkpoint.load(tmp_path / "near.pt").frame_spec.near_mm == 100
+    beyond = runner.invoke(main, [*base, "--near-mm", "99000", "--out", str(tmp_path / "x.pt")])
+    assert beyond.exit_code != 0 and "must lie beyond --near-mm (99000)" in beyond.output
