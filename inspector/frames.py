@@ -435,8 +435,9 @@ def detect_mode(paths: Sequence[Path], spec: FrameSpec) -> tuple[str, str]:
     """The mode for training files whose spec says ``auto``: ``colour`` where at least half of a
     sample of them hold colour, else ``grey``; and why, in a line. Grey would drop a colour-only
     defect (a wrong wire, a stain of the same brightness). Depth is never guessed: a 16-bit
-    single-channel file may hold grey levels as well, and a depth frame needs its sensor's unit;
-    the line says so where the files are such."""
+    single-channel file may hold grey levels as well (read so, between its own levels: depth
+    maps come out as a picture of near dark and far bright); the line says so where the files
+    are such."""
     colour = wide = read = 0
     for raw in _sampled(paths, spec):
         if raw.ndim == 3 and raw.shape[2] >= 3:
@@ -451,8 +452,8 @@ def detect_mode(paths: Sequence[Path], spec: FrameSpec) -> tuple[str, str]:
     why = f"{read - colour} of {read} sampled files hold no colour: grey frames" if read else "grey frames"
     if wide:
         why += (
-            f"; {wide} hold 16-bit levels, read as brightness: depth maps need --mode depth"
-            " and their sensor's unit (--depth-unit-mm)"
+            f"; {wide} hold 16-bit levels, read as brightness: for depth maps give --mode depth"
+            " (and the sensor's unit, --depth-unit-mm, for ranges given in mm)"
         )
     return "grey", why
 
