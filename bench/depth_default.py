@@ -206,10 +206,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=DATA, help="the hand-sr305 folder")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--plain", action="store_true", help="tell the command nothing (see the docstring)")
+    parser.add_argument("--runs", type=Path, help="the folder of run files (default: beside the results)")
     args = parser.parse_args(argv)
     protocol = "plain" if args.plain else "sensor"
     told, name = PROTOCOLS[protocol]
-    runs, results = RESULTS / f"{name}_runs", RESULTS / f"{name}.md"
+    runs, results = args.runs or RESULTS / f"{name}_runs", RESULTS / f"{name}.md"
     commit = git_commit()
     for direction in POSES:
         for fold in range(FOLDS):
