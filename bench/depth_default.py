@@ -80,7 +80,7 @@ PLAIN_DISCLOSURE = (
     "of each direction (at 5fb5f28) gave palm 0.864 / 0.500 and others 1.000 / 1.000: the hand, "
     "levels of 0.06-0.13 on holes of 0, came out too dark for the gate to find an object. Reading "
     "16-bit grey files between the training files' own levels (their 0.1th-99.9th percentiles, "
-    "`frames.level_range`) was made for that, and chosen on those scratch runs' test figures; its "
+    "`frames.measured_raw_range`) was made for that, and chosen on those scratch runs' test figures; its "
     "percentiles were set before any run, not tuned."
 )
 RESULTS = Path(__file__).resolve().parent / "results"

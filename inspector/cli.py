@@ -104,12 +104,12 @@ def _frame_shape_of(paths: Sequence[Path], spec: FrameSpec) -> FrameSpec:
 
 def _measured_range(paths: Sequence[Path], spec: FrameSpec) -> FrameSpec:
     """The depth spec with the working range's ends not set taken from the training files
-    (``frames.depth_range``). Where the end set and the one measured leave no range, the default
+    (``frames.measured_depth_range``). Where the end set and the one measured leave no range, the default
     end is taken (frames beyond the end set then read blank, and the loading says why); refused
     where even that leaves none."""
-    from inspector.frames import depth_range
+    from inspector.frames import measured_depth_range
 
-    measured, why = depth_range(paths, spec)
+    measured, why = measured_depth_range(paths, spec)
     if measured is None:
         return spec
     click.echo(why)
@@ -251,7 +251,7 @@ def train(
     from held-out ones (inspector/selection.py); the estimate is printed and kept."""
     from tqdm import tqdm
 
-    from inspector.frames import detect_mode, find_frames, level_range
+    from inspector.frames import detect_mode, find_frames, measured_raw_range
     from inspector.models import family_of_config
     from inspector.training import TrainingError, TrainOptions, load_training_frames
     from inspector.training import train as fit
@@ -273,11 +273,11 @@ def train(
         detected, why = detect_mode(paths, spec)
         click.echo(why)
         spec = dataclasses.replace(spec, mode=detected)
-    if spec.levels is None:
-        levels, why = level_range(paths, spec)
+    if spec.raw_range is None:
+        raw_range, why = measured_raw_range(paths, spec)
         if why:
             click.echo(why)
-        spec = dataclasses.replace(spec, levels=levels)
+        spec = dataclasses.replace(spec, raw_range=raw_range)
     if spec.mode == "depth" and None in (spec.near_mm, spec.far_mm):
         spec = _measured_range(paths, spec)
     options = TrainOptions(

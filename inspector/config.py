@@ -42,7 +42,7 @@ class FrameSpec:
     width: int = 0  # the model input's columns (0 = image_size: square); keeps elongated frames' aspect
     depth_unit_mm: float = 1.0  # millimetres per raw depth unit (SR305: 0.125)
     # Working range in mm; outside is clipped. None: training sets it from its frames' depths
-    # (``frames.depth_range``), so any sensor's unit and any distance work untold; a frame read
+    # (``frames.measured_depth_range``), so any sensor's unit and any distance work untold; a frame read
     # with no training behind it uses DEFAULT_RANGE_MM.
     near_mm: float | None = None
     far_mm: float | None = None
@@ -52,9 +52,9 @@ class FrameSpec:
     # so uneven lighting is gone and what is left is the surface's local contrast.
     flatten: float = 0.0
     # Raw levels of 16-bit grey or colour files read as black and white (None: the type's full
-    # scale). Training sets them from its files (``frames.level_range``): a 12-bit camera's frames,
+    # scale). Training sets them from its files (``frames.measured_raw_range``): a 12-bit camera's frames,
     # or depth maps read as grey, fill a sliver of the 16-bit scale, too dark to find an object in.
-    levels: tuple[float, float] | None = None
+    raw_range: tuple[float, float] | None = None
     max_pixels: int = 50_000_000  # refuse larger images (decompression bombs)
 
     @property

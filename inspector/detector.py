@@ -94,7 +94,7 @@ class Checkpoint:
             described = {"family": name, "config": config}
             digest.update(json.dumps({**described, "thresholds": self.thresholds}, sort_keys=True).encode())
         spec = dataclasses.asdict(self.frame_spec)
-        for key, before in (("width", 0), ("levels", None)):  # fields added since: at what every
+        for key, before in (("width", 0), ("raw_range", None)):  # fields added since: at what every
             if spec[key] == before:  # frame was before them (square; full scale), same versions
                 del spec[key]
         digest.update(json.dumps(spec, sort_keys=True).encode())
@@ -145,7 +145,7 @@ class Checkpoint:
         if kind not in (1, CHECKPOINT_FORMAT):
             raise CheckpointError(f"{path} is not an inspector model of format 1 or {CHECKPOINT_FORMAT}")
         spec = dict(payload["frame_spec"])
-        for name in ("roi", "levels"):
+        for name in ("roi", "raw_range"):
             if spec.get(name) is not None:
                 spec[name] = tuple(spec[name])
         thresholds = {k: float(v) for k, v in payload["thresholds"].items()}

@@ -299,15 +299,15 @@ def _depth(raw: np.ndarray, spec: FrameSpec) -> np.ndarray:
     return np.clip(filled, 0.0, 1.0)[None]
 
 
-def _intensity(raw: np.ndarray, levels: tuple[float, float] | None = None) -> np.ndarray:
+def _intensity(raw: np.ndarray, raw_range: tuple[float, float] | None = None) -> np.ndarray:
     """Integer or float pixels -> float32 in [0, 1], refusing what has no clear scale; 16-bit
-    pixels from ``levels`` (raw black, raw white) where given, else from the full scale.
+    pixels from ``raw_range`` (raw black, raw white) where given, else from the full scale.
 
     Scaled in place: one float copy of a large frame, not two."""
-    if raw.dtype == np.uint16 and levels is not None:
+    if raw.dtype == np.uint16 and raw_range is not None:
         img = raw.astype(np.float32)
-        img -= levels[0]
-        img /= levels[1] - levels[0]
+        img -= raw_range[0]
+        img /= raw_range[1] - raw_range[0]
         return np.clip(img, 0.0, 1.0, out=img)
     if raw.dtype in (np.uint8, np.uint16):
         img = raw.astype(np.float32)
@@ -351,7 +351,7 @@ def prepare(raw: np.ndarray, spec: FrameSpec) -> Prepared:
         return Prepared(depth, float(depth.mean()))
     if raw.ndim == 3 and raw.shape[2] == 4:
         raw = raw[..., :3]  # alpha carries no appearance (dropped before the float copy is made)
-    img = _intensity(raw, spec.levels)
+    img = _intensity(raw, spec.raw_range)
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
     if spec.mode == "grey":
@@ -421,11 +421,11 @@ def file_resolution(
 # grey picture saved as RGB, or as a colour JPEG, differs by rounding only (at most 1/255).
 COLOUR_SPREAD = 2 / 255
 MODE_SAMPLE = 32  # files decoded, evenly spread, to tell colour frames from grey ones
-# The sampled 16-bit files' pixels between these percentiles span black to white (``level_range``):
+# The sampled 16-bit files' pixels between these percentiles span black to white (``measured_raw_range``):
 # a few hot or dead pixels do not set the scale.
 LEVEL_PERCENTILES = (0.1, 99.9)
 LEVEL_PIXELS = 65_536  # pixels of each sampled file, evenly spread, that the percentiles count
-# The working range a depth sample measures (``depth_range``) reaches this share of its span beyond
+# The working range a depth sample measures (``measured_depth_range``) reaches this share of its span beyond
 # its depths each way (a span of at least RANGE_MIN_MM): a frame a little nearer or farther than
 # the training frames keeps its shape instead of clipping.
 RANGE_MARGIN, RANGE_MIN_MM = 0.1, 10.0
@@ -472,7 +472,13 @@ def _sampled(paths: Sequence[Path], spec: FrameSpec) -> Iterator[np.ndarray]:
         yield raw
 
 
-def level_range(paths: Sequence[Path], spec: FrameSpec) -> tuple[tuple[float, float] | None, str]:
+def _thinned(raw: np.ndarray) -> np.ndarray:
+    """About LEVEL_PIXELS of a decoded frame's pixels, evenly spread over it, flat."""
+    step = max(1, int(math.sqrt(raw.shape[0] * raw.shape[1] / LEVEL_PIXELS)))
+    return raw[::step, ::step].ravel()
+
+
+def measured_raw_range(paths: Sequence[Path], spec: FrameSpec) -> tuple[tuple[float, float] | None, str]:
     """The 16-bit levels training files of ``spec`` (grey or colour) are read between: their
     LEVEL_PERCENTILES, where most of a sample of them are 16-bit (else None); and a line that
     says so. A camera of 10 or 12 bits writes 16-bit files whose levels fill 1/64 or 1/16 of the
@@ -486,8 +492,7 @@ def level_range(paths: Sequence[Path], spec: FrameSpec) -> tuple[tuple[float, fl
     for raw in _sampled(paths, spec):
         files += 1
         if raw.dtype == np.uint16:
-            step = max(1, int(math.sqrt(raw.shape[0] * raw.shape[1] / LEVEL_PIXELS)))
-            pixels.append(raw[::step, ::step].ravel())
+            pixels.append(_thinned(raw))
     if not files or 2 * len(pixels) <= files:
         return None, ""
     low, high = (float(v) for v in np.percentile(np.concatenate(pixels), LEVEL_PERCENTILES))
@@ -499,7 +504,7 @@ def level_range(paths: Sequence[Path], spec: FrameSpec) -> tuple[tuple[float, fl
     )
 
 
-def depth_range(paths: Sequence[Path], spec: FrameSpec) -> tuple[tuple[float, float] | None, str]:
+def measured_depth_range(paths: Sequence[Path], spec: FrameSpec) -> tuple[tuple[float, float] | None, str]:
     """The working range (near, far mm) that holds a sample of depth files' measured depths: their
     LEVEL_PERCENTILES, widened by RANGE_MARGIN of the span each way (near no closer than 0); and a
     line that says so. None where no sampled file holds a measured depth. A fixed range fits one
@@ -510,8 +515,7 @@ def depth_range(paths: Sequence[Path], spec: FrameSpec) -> tuple[tuple[float, fl
         if raw.ndim == 3 and raw.shape[2] == 1:
             raw = raw[..., 0]
         if raw.ndim == 2 and raw.dtype in DEPTH_DTYPES:
-            step = max(1, int(math.sqrt(raw.shape[0] * raw.shape[1] / LEVEL_PIXELS)))
-            mm = raw[::step, ::step].astype(np.float64).ravel() * spec.depth_unit_mm
+            mm = _thinned(raw).astype(np.float64) * spec.depth_unit_mm
             depths.append(mm[np.isfinite(mm) & (mm > 0)])
     measured = np.concatenate(depths) if depths else np.empty(0)
     if not measured.size:

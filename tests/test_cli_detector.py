@@ -208,7 +208,7 @@ def test_train_reads_12_bit_frames_between_their_own_levels(tmp_path: Path) -> N
     result = CliRunner().invoke(main, [*args, "--method", "vaegan", "--out", str(tmp_path / "m.pt")])
     assert result.exit_code == 0, result.output
     assert "8 sampled files hold 16-bit levels" in result.output and "read as black to white" in result.output
-    low, high = Checkpoint.load(tmp_path / "m.pt").frame_spec.levels
+    low, high = Checkpoint.load(tmp_path / "m.pt").frame_spec.raw_range
     assert 0 <= low < high <= 4095  # within the 12 bits, not the 16-bit scale
     scored = CliRunner().invoke(
         main, ["score", str(tmp_path / "m.pt"), str(folder / "f0.png"), "--format", "json"]

@@ -20,8 +20,8 @@ from inspector.frames import (
     detect_mode,
     find_frames,
     frame_from_bytes,
-    level_range,
     load_frame,
+    measured_raw_range,
     prepare,
     preprocess,
 )
@@ -134,7 +134,7 @@ def test_16_bit_png_grey_scales_by_full_range(tmp_path: Path) -> None:
 
 def test_16_bit_levels_stretch_a_narrow_range_to_black_and_white(tmp_path: Path) -> None:
     """A 12-bit camera's 16-bit files (levels 0-4095) are read between the training files' own
-    levels, set once by ``level_range`` and kept in the spec: the same file reads the same way
+    levels, set once by ``measured_raw_range`` and kept in the spec: the same file reads the same way
     after, whichever frame it is; levels beyond the range clip. 8-bit files and depth frames are
     left as they were."""
     rng = np.random.default_rng(0)
@@ -143,18 +143,18 @@ def test_16_bit_levels_stretch_a_narrow_range_to_black_and_white(tmp_path: Path)
         img[0, 0] = 4095  # one hot pixel does not set the scale
         (tmp_path / f"{i}.png").write_bytes(encoded(img))
     spec = FrameSpec(mode="grey", image_size=8)
-    levels, why = level_range(find_frames(tmp_path), spec)
-    assert levels is not None
-    assert levels[0] == pytest.approx(1000, abs=10) and levels[1] == pytest.approx(3000, abs=10)
+    raw_range, why = measured_raw_range(find_frames(tmp_path), spec)
+    assert raw_range is not None
+    assert raw_range[0] == pytest.approx(1000, abs=10) and raw_range[1] == pytest.approx(3000, abs=10)
     assert why.startswith("4 sampled files hold 16-bit levels")
-    stretched = dataclasses.replace(spec, levels=(1000.0, 3000.0))
+    stretched = dataclasses.replace(spec, raw_range=(1000.0, 3000.0))
     np.testing.assert_allclose(preprocess(np.full((8, 8), 2000, np.uint16), stretched), 0.5)
     assert preprocess(np.full((8, 8), 4095, np.uint16), stretched).max() == 1.0
     assert preprocess(np.full((8, 8), 128, np.uint8), stretched).max() == pytest.approx(128 / 255)
     (tmp_path / "8bit").mkdir()
     cv2.imwrite(str(tmp_path / "8bit" / "a.png"), np.full((8, 8), 7, np.uint8))
-    assert level_range(find_frames(tmp_path / "8bit"), spec) == (None, "")
-    assert level_range(find_frames(tmp_path), dataclasses.replace(spec, mode="depth")) == (None, "")
+    assert measured_raw_range(find_frames(tmp_path / "8bit"), spec) == (None, "")
+    assert measured_raw_range(find_frames(tmp_path), dataclasses.replace(spec, mode="depth")) == (None, "")
 
 
 def test_colour_is_rgb_and_grey_from_colour(tmp_path: Path) -> None:

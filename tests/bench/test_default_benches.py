@@ -67,7 +67,7 @@ def test_depth_and_training_time_reports_render() -> None:
         [fold]
     )
     plain = depth_default.render([fold], "plain")
-    assert "told nothing" in plain and "--out M` (not even" in plain and "level_range" in plain
+    assert "told nothing" in plain and "--out M` (not even" in plain and "measured_raw_range" in plain
     run = {
         "case": "tiles-10",
         "frames": 10,
