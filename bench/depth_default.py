@@ -188,7 +188,7 @@ def render(runs: list[dict], protocol: str = "sensor") -> str:
             + ".",
         ]
     disclosure = [DISCLOSURE] + ([PLAIN_DISCLOSURE] if protocol == "plain" else [])
-    lines += ["", "## How the rules came to be (disclosure)", "", *disclosure, "", "## Runs", ""]
+    lines += ["", "## How the rules came to be (disclosure)", "", "\n\n".join(disclosure), "", "## Runs", ""]
     for r in sorted(runs, key=lambda r: (r["direction"], r["fold"])):
         lines.append(
             f"- {r['direction']} fold {r['fold']}: commit {r['commit']}, {r['machine']}, "
