@@ -72,7 +72,10 @@ DISCLOSURE = (
     "The figures are therefore not an unseen-data estimate; issue 18 also judges the default on depth "
     "sets the team does not have. Timing: the runs ran with `OMP_WAIT_POLICY=PASSIVE` (cores shared with "
     "another job; with spinning OpenMP threads one fold's training had spent 11.5 CPU minutes, "
-    "unfinished, where it takes 1.7)."
+    "unfinished, where it takes 1.7). Since 1debda7 the command measures the working range from the "
+    "fold's training files (none is told: 420-1090 mm in the palm folds, 480-900 mm in the others); "
+    "the runs before it (f9b0fb6) read the fixed 0-1500 mm and gave the same figures, with one "
+    "choice other (others fold 0: `patch-mean` then, `glimpse-max` now)."
 )
 # What only the plain protocol's runs saw before they ran (said with its rendering).
 PLAIN_DISCLOSURE = (
