@@ -8,8 +8,8 @@ a user would, told only what the sensor writes:
 
     inspector train --data <the fold's training files> --out M --mode depth --depth-unit-mm 0.125
 
-(the SR305's unit; with the default 1 mm every frame is beyond the working range and
-`train` refuses them). The held-out normal files and every anomalous file are scored with
+(the SR305's unit; the working range is measured from the training files since 1debda7, so
+the unit only scales it). The held-out normal files and every anomalous file are scored with
 the checkpoint's frame settings and chosen method, as `inspector score` does; ROC-AUC per
 fold, a direction's figure is the mean of its 4 folds. The classic peers (``bench/peers.py``)
 train and score the same frames (read with the same settings) in the same run.
