@@ -1,7 +1,8 @@
 """Wrong depth units (issue 17, item 14): SR305 frames (1/8 mm per unit) read as millimetres fall
-beyond far_mm, every frame preprocesses to the same blank picture, and a model trained on them
-scores every frame alike. Training refuses such frames and says which setting to fix; scoring
-warns; --depth-unit-mm, --near-mm and --far-mm set the units on either command."""
+beyond a far_mm given, every frame preprocesses to the same blank picture, and a model trained on
+them scores every frame alike. Training refuses such frames and says which setting to fix; scoring
+warns; --depth-unit-mm, --near-mm and --far-mm set the units on either command. Where no range is
+given, training measures it from the frames (issue 18), and a wrong unit only scales it."""
 
 from __future__ import annotations
 
