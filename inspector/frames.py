@@ -336,16 +336,23 @@ class Prepared(NamedTuple):
     level: float
 
 
+def _region(raw: np.ndarray, spec: FrameSpec) -> np.ndarray:
+    """A decoded array cropped to the spec's region of interest (itself where none is set);
+    FrameError where the region lies outside it."""
+    if spec.roi is None:
+        return raw
+    x, y, w, h = spec.roi
+    if x + w > raw.shape[1] or y + h > raw.shape[0]:
+        raise FrameError(
+            f"region of interest {spec.roi} lies outside the {raw.shape[1]}x{raw.shape[0]} image"
+        )
+    return raw[y : y + h, x : x + w]
+
+
 def prepare(raw: np.ndarray, spec: FrameSpec) -> Prepared:
     """Raw decoded array -> the model input at the model's resolution, with its level."""
     check_spec(spec)
-    if spec.roi is not None:
-        x, y, w, h = spec.roi
-        if x + w > raw.shape[1] or y + h > raw.shape[0]:
-            raise FrameError(
-                f"region of interest {spec.roi} lies outside the {raw.shape[1]}x{raw.shape[0]} image"
-            )
-        raw = raw[y : y + h, x : x + w]
+    raw = _region(raw, spec)
     if spec.mode == "depth":
         depth = np.ascontiguousarray(_depth(raw, spec), dtype=np.float32)
         return Prepared(depth, float(depth.mean()))
@@ -463,12 +470,9 @@ def _sampled(paths: Sequence[Path], spec: FrameSpec) -> Iterator[np.ndarray]:
     region of interest where one is set."""
     for path in paths[:: max(1, len(paths) // MODE_SAMPLE)][:MODE_SAMPLE]:
         try:
-            raw = decode(read_bytes(path, spec), spec.max_pixels)
+            raw = _region(decode(read_bytes(path, spec), spec.max_pixels), spec)
         except FrameError:
             continue  # the loading reports it
-        if spec.roi is not None:
-            x, y, w, h = spec.roi
-            raw = raw[y : y + h, x : x + w]
         yield raw
 
 

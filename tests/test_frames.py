@@ -157,6 +157,20 @@ def test_16_bit_levels_stretch_a_narrow_range_to_black_and_white(tmp_path: Path)
     assert measured_raw_range(find_frames(tmp_path), dataclasses.replace(spec, mode="depth")) == (None, "")
 
 
+def test_the_levels_sample_reads_the_region_of_interest_and_skips_files_it_lies_outside(
+    tmp_path: Path,
+) -> None:
+    """Only the region's levels set the range; a file smaller than the region is left to the
+    loading (which refuses it), not read in part."""
+    img = np.full((40, 50), 3000, np.uint16)
+    img[:20] = 1000  # the region below takes the bottom rows only
+    (tmp_path / "a.png").write_bytes(encoded(img))
+    (tmp_path / "small.png").write_bytes(encoded(np.full((10, 10), 60000, np.uint16)))
+    spec = FrameSpec(mode="grey", image_size=8, roi=(0, 20, 50, 20))
+    raw_range, why = measured_raw_range(find_frames(tmp_path), spec)
+    assert raw_range is None and why.startswith("1 sampled 16-bit files hold one level (3000)")
+
+
 def test_colour_is_rgb_and_grey_from_colour(tmp_path: Path) -> None:
     red_bgr = np.zeros((16, 24, 3), np.uint8)
     red_bgr[..., 2] = 255
