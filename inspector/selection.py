@@ -138,58 +138,59 @@ def shows_object(x: torch.Tensor, polarity: float = 1.0) -> torch.Tensor:
 
 
 def candidates(
-    kind: str, frames: np.ndarray, polarity: float = 1.0, found: np.ndarray | None = None
+    kind: str, found: np.ndarray | None, polarity: float = 1.0
 ) -> list[tuple[str, dict[str, Any]]]:
-    """The families that compete on frames (N, C, H, W) of a kind (CANDIDATES), each with the
-    settings it is tried at (none: its defaults). Where the objects show larger in the frames
-    than the glimpse the backbone sees by default (``glimpse_side``), the glimpse family is also
-    tried at their own size: by default a part placed before a wider camera is scaled down to
-    112 px, and its fine defects with it (magnetic tiles placed on a dark canvas,
-    ``bench/tiles_on_canvas.py``). Objects darker than their background (``polarity`` -1) are
-    looked for as such. ``found``: the frames' object boxes (``boxes``) where already measured."""
+    """The families that compete on frames of a kind (CANDIDATES), each with the settings it is
+    tried at (none: its defaults). Where the objects show larger in the frames than the glimpse the
+    backbone sees by default (``glimpse_side``), the glimpse family is also tried at their own size:
+    by default a part placed before a wider camera is scaled down to 112 px, and its fine defects
+    with it (magnetic tiles placed on a dark canvas, ``bench/tiles_on_canvas.py``). Objects darker
+    than their background (``polarity`` -1) are looked for as such. ``found``: the frames' object
+    boxes (``boxes``), measured where the kind is one of objects."""
     dark = {"glimpse_polarity": polarity} if polarity != 1 else {}
     listed = [(name, dark if name == "glimpse-memory" else {}) for name in CANDIDATES[kind]]
     if kind in ("objects", "part"):
-        side = glimpse_side(frames, polarity, found)
+        assert found is not None, "objects' kinds are told by their boxes"
+        side = glimpse_side(found)
         if side >= LARGER * GlimpseMemoryConfig.backbone_size:
             listed.append(("glimpse-memory", {"backbone_size": side, **dark}))
     return listed
 
 
-def glimpse_side(frames: np.ndarray, polarity: float = 1.0, found: np.ndarray | None = None) -> int:
-    """The side of a glimpse that shows the frames' (N, C, H, W) objects at the frames' own
-    resolution: the median over the frames of their object's box's longer side over the glimpse's
-    fill, in whole backbone cells, at most LARGEST. ``found``: their boxes, where measured."""
-    spans = torch.from_numpy(boxes(frames, polarity) if found is None else found).float()
+def glimpse_side(found: np.ndarray) -> int:
+    """The side of a glimpse that shows objects with these boxes (N, 4; ``boxes``) at the frames'
+    own resolution: the median of their longer side over the glimpse's fill, in whole backbone
+    cells, at most LARGEST."""
+    spans = torch.from_numpy(found).float()
     side = float(glimpse.glimpse_span(spans, GlimpseFields.glimpse_fill).median())
     return min(LARGEST, backbone.STRIDE * math.ceil(side / backbone.STRIDE))
 
 
-def centre_spread(
-    frames: np.ndarray, polarity: float = 1.0, found: np.ndarray | None = None
-) -> tuple[float, float]:
-    """How far the frames' (N, C, H, W) objects move: the standard deviation of their boxes' centre
-    over the frames, in rows and in columns, each as a share of the frame's side. A frame where no
-    object was found (its box the whole frame) says nothing of the place, and is left out while
-    two or more others remain. ``found``: their boxes (``boxes``), where already measured."""
-    every = torch.from_numpy(boxes(frames, polarity) if found is None else found).float()
-    rows, columns = frames.shape[-2:]
+def centre_spread(found: np.ndarray, shape: tuple[int, int]) -> tuple[float, float]:
+    """How far objects with these boxes (N, 4; ``boxes``) in frames of ``shape`` (rows, columns)
+    move: the standard deviation of their boxes' centre, in rows and in columns, each as a share of
+    the frame's side. A frame where no object was found (its box the whole frame) says nothing of
+    the place, and is left out while two or more others remain."""
+    every = torch.from_numpy(found).float()
+    rows, columns = shape
     placed = every[(every != every.new_tensor([0, rows - 1, 0, columns - 1])).any(dim=1)]
     top, bottom, left, right = (placed if len(placed) >= 2 else every).unbind(dim=1)
     return float(((top + bottom) / 2).std() / rows), float(((left + right) / 2).std() / columns)
 
 
 def data_kind(
-    frames: np.ndarray, share: float, polarity: float = 1.0, found: np.ndarray | None = None
+    share: float, found: np.ndarray | None, shape: tuple[int, int], polarity: float = 1.0
 ) -> tuple[str, str]:
-    """The kind of data frames (N, C, H, W) hold, a key of CANDIDATES, and why in words; ``share``:
-    theirs that show an object on a plain background (``object_share``), of ``polarity``;
-    ``found``: their object boxes, where already measured."""
+    """The kind of data frames of ``shape`` (rows, columns) hold, a key of CANDIDATES, and why in
+    words; ``share``: theirs that show an object on a plain background (``object_share``), of
+    ``polarity``; ``found``: their object boxes (``boxes``), measured where that share reaches
+    OBJECT_SHARE."""
     shown = f"{share:.0%} of the frames show an object " + ("darker than " if polarity < 0 else "on ")
     shown += "a plain background"
     if share < OBJECT_SHARE:
         return "any", f"{shown}: surfaces or scenes, every family"
-    rows, columns = centre_spread(frames, polarity, found)
+    assert found is not None, "objects are told apart by their boxes"
+    rows, columns = centre_spread(found, shape)
     shown += f", its centre moving by {rows:.3f} / {columns:.3f} of the frame (s.d., rows / columns)"
     if max(rows, columns) < FIXED_PLACE:
         return "part", f"{shown}: one part at a fixed place, every family"
@@ -277,7 +278,7 @@ def choose(frames: np.ndarray, spec: FrameSpec, options: TrainOptions, note: Not
         raise TrainingError("choosing a detector needs at least 2 normal frames (one to hold out)")
     share, polarity = objects_and_polarity(frames)
     found = boxes(frames, polarity) if share >= OBJECT_SHARE else None  # the gate's and the glimpse's
-    kind, why = data_kind(frames, share, polarity, found)
+    kind, why = data_kind(share, found, frames.shape[-2:], polarity)
     note(why)
     rounds = validation_rounds(len(frames), options)
     if len(rounds) > 1:
@@ -296,7 +297,7 @@ def choose(frames: np.ndarray, spec: FrameSpec, options: TrainOptions, note: Not
     results: list[tuple[float, str, str, ModelConfig]] = []
     per_round: list[list[np.ndarray]] = []  # each result's scores, round by round
     enough = len(rounds[0][1]) >= SPREAD_FRAMES
-    for name, settings in candidates(kind, frames, polarity, found):
+    for name, settings in candidates(kind, found, polarity):
         family = family_named(name)
         label = name + "".join(f" ({key} {value})" for key, value in settings.items())
         config = make_config(name, {"channels": spec.channels, "image_size": spec.image_size, **settings})

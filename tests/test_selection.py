@@ -17,7 +17,7 @@ from inspector.config import FrameSpec
 from inspector.detector import Checkpoint, Detector
 from inspector.models import make_config
 from inspector.selection import auroc, choose, frame_shape, map_choices, map_name, object_share, train_default
-from inspector.synthetic import CHANGED, KINDS, anomalies, masks
+from inspector.synthetic import CHANGED, KINDS, anomalies, boxes, masks
 from inspector.training import TrainOptions
 
 from .conftest import TINY_SIZE, blob_frames
@@ -117,17 +117,25 @@ def test_objects_at_varying_places_get_only_glimpse_candidates() -> None:
 def test_a_part_at_a_fixed_place_lets_every_family_compete() -> None:
     """A part that stays where the fixture holds it is judged as a surface is (its anomalies are
     local defects, as the synthetic ones are); objects that move are not, nor are surfaces objects."""
-    rows, columns = selection.centre_spread(blob_frames(30))  # moved by up to 2 of 32 px
+
+    def spread(frames: np.ndarray) -> tuple[float, float]:
+        return selection.centre_spread(boxes(frames), frames.shape[-2:])
+
+    def kind(frames: np.ndarray, share: float) -> str:
+        found = boxes(frames) if share >= selection.OBJECT_SHARE else None
+        return selection.data_kind(share, found, frames.shape[-2:])[0]
+
+    rows, columns = spread(blob_frames(30))  # moved by up to 2 of 32 px
     assert max(rows, columns) < selection.FIXED_PLACE
-    assert min(selection.centre_spread(blob_frames(30, jitter=8))) > selection.FIXED_PLACE
-    assert selection.data_kind(blob_frames(30), 1.0)[0] == "part"
-    assert selection.data_kind(blob_frames(30, jitter=8), 1.0)[0] == "objects"
-    assert selection.data_kind(striped_frames(30), 0.0)[0] == "any"
+    assert min(spread(blob_frames(30, jitter=8))) > selection.FIXED_PLACE
+    assert kind(blob_frames(30), 1.0) == "part"
+    assert kind(blob_frames(30, jitter=8), 1.0) == "objects"
+    assert kind(striped_frames(30), 0.0) == "any"
     # A part off the frame's centre, with a few frames where it was not found (their box: the whole
     # frame, whose centre is elsewhere): those say nothing of where it stands.
     off_centre = np.roll(blob_frames(30), (-8, -8), axis=(2, 3))
     off_centre[::6] = np.random.default_rng(0).normal(0.02, 0.01, off_centre[::6].shape).clip(0, 1)
-    assert max(selection.centre_spread(off_centre)) < selection.FIXED_PLACE
+    assert max(spread(off_centre)) < selection.FIXED_PLACE
     notes: list[str] = []
     choice = choose(blob_frames(30), FrameSpec(image_size=TINY_SIZE), QUICK, notes.append)
     assert choice.kind == "part" and "one part at a fixed place" in notes[0]
@@ -158,18 +166,18 @@ def test_objects_larger_than_the_glimpse_are_also_tried_at_their_own_size() -> N
         frames[:, :, 40 : 40 + side, 50 : 50 + side] = 0.6
         return frames
 
-    assert selection.glimpse_side(squares(120)) == 168
-    assert selection.candidates("objects", squares(120)) == [
+    assert selection.glimpse_side(boxes(squares(120))) == 168
+    assert selection.candidates("objects", boxes(squares(120))) == [
         ("glimpse-memory", {}),
         ("glimpse-memory", {"backbone_size": 168}),
     ]
-    assert selection.candidates("objects", squares(40)) == [("glimpse-memory", {})]
-    assert selection.candidates("part", squares(120)) == [
+    assert selection.candidates("objects", boxes(squares(40))) == [("glimpse-memory", {})]
+    assert selection.candidates("part", boxes(squares(120))) == [
         ("glimpse-memory", {}),
         ("patch-memory", {}),
         ("glimpse-memory", {"backbone_size": 168}),
     ]
-    assert selection.candidates("any", squares(120)) == [("glimpse-memory", {}), ("patch-memory", {})]
+    assert selection.candidates("any", None) == [("glimpse-memory", {}), ("patch-memory", {})]
     choice = choose(squares(120), FrameSpec(image_size=200), QUICK)  # a part at a fixed place
     assert [c["family"] for c in choice.candidates if c["method"] == "glimpse-max"] == [
         "glimpse-memory",
