@@ -51,9 +51,10 @@ class FrameSpec:
     # Flat-field: divide a grey/colour frame by its own blur of this σ (model pixels; 0 = off),
     # so uneven lighting is gone and what is left is the surface's local contrast.
     flatten: float = 0.0
-    # Raw levels of 16-bit grey or colour files read as black and white (None: the type's full
-    # scale). Training sets them from its files (``frames.measured_raw_range``): a 12-bit camera's frames,
-    # or depth maps read as grey, fill a sliver of the 16-bit scale, too dark to find an object in.
+    # Levels of 8- or 16-bit grey or colour files read as black and white, on the 16-bit scale (an
+    # 8-bit level counts 65535/255; None: each type's full scale). Training sets them from its files
+    # (``frames.measured_raw_range``): a 12-bit camera's frames, depth maps read as grey or an 8-bit
+    # camera's dim frames fill a sliver of their scale, too dark to find an object in.
     raw_range: tuple[float, float] | None = None
     max_pixels: int = 50_000_000  # refuse larger images (decompression bombs)
 

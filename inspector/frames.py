@@ -300,12 +300,15 @@ def _depth(raw: np.ndarray, spec: FrameSpec) -> np.ndarray:
 
 
 def _intensity(raw: np.ndarray, raw_range: tuple[float, float] | None = None) -> np.ndarray:
-    """Integer or float pixels -> float32 in [0, 1], refusing what has no clear scale; 16-bit
-    pixels from ``raw_range`` (raw black, raw white) where given, else from the full scale.
+    """Integer or float pixels -> float32 in [0, 1], refusing what has no clear scale; 8- and
+    16-bit pixels from ``raw_range`` (black, white on the 16-bit scale: ``FrameSpec.raw_range``)
+    where given, else from the full scale.
 
     Scaled in place: one float copy of a large frame, not two."""
-    if raw.dtype == np.uint16 and raw_range is not None:
+    if raw.dtype in (np.uint8, np.uint16) and raw_range is not None:
         img = raw.astype(np.float32)
+        if raw.dtype == np.uint8:
+            img *= EIGHT_BIT
         img -= raw_range[0]
         img /= raw_range[1] - raw_range[0]
         return np.clip(img, 0.0, 1.0, out=img)
@@ -428,9 +431,10 @@ def file_resolution(
 # grey picture saved as RGB, or as a colour JPEG, differs by rounding only (at most 1/255).
 COLOUR_SPREAD = 2 / 255
 MODE_SAMPLE = 32  # files decoded, evenly spread, to tell colour frames from grey ones
-# The sampled 16-bit files' pixels between these percentiles span black to white (``measured_raw_range``):
+# The sampled files' pixels between these percentiles span black to white (``measured_raw_range``):
 # a few hot or dead pixels do not set the scale.
 LEVEL_PERCENTILES = (0.1, 99.9)
+EIGHT_BIT = 65535 / 255  # an 8-bit level on the 16-bit scale of ``FrameSpec.raw_range``
 LEVEL_PIXELS = 65_536  # pixels of each sampled file, evenly spread, that the percentiles count
 # The working range a depth sample measures (``measured_depth_range``) reaches this share of its span beyond
 # its depths each way (a span of at least RANGE_MIN_MM): a frame a little nearer or farther than
@@ -483,27 +487,31 @@ def _thinned(raw: np.ndarray) -> np.ndarray:
 
 
 def measured_raw_range(paths: Sequence[Path], spec: FrameSpec) -> tuple[tuple[float, float] | None, str]:
-    """The 16-bit levels training files of ``spec`` (grey or colour) are read between: their
-    LEVEL_PERCENTILES, where most of a sample of them are 16-bit (else None); and a line that
-    says so. A camera of 10 or 12 bits writes 16-bit files whose levels fill 1/64 or 1/16 of the
-    full scale, and a depth map read as grey a few percent of it: at full scale such frames are
-    near black, their objects below the glimpse's threshold and their defects below the
-    backbone's notice. Stretched once, by the training frames' own range, every frame after
-    is read the same way."""
+    """The levels training files of ``spec`` (grey or colour, 8- or 16-bit) are read between, on
+    the 16-bit scale: their LEVEL_PERCENTILES, where most of a sample of them hold integer levels
+    (else None); and a line that says so. A camera of 10 or 12 bits writes 16-bit files whose levels
+    fill 1/64 or 1/16 of the full scale, a depth map read as grey a few percent of it, and an 8-bit
+    camera exposed for its brightest part leaves the rest in a fraction of its levels: at full scale
+    such frames are dark and flat, their objects below the glimpse's threshold and their defects
+    below the backbone's notice. Stretched once, by the training frames' own range, every frame
+    after is read the same way (an 8-bit and a 16-bit file of one scene alike)."""
     if spec.mode == "depth":
         return None, ""
-    pixels, files = [], 0
+    pixels, files, wide = [], 0, 0
     for raw in _sampled(paths, spec):
         files += 1
-        if raw.dtype == np.uint16:
-            pixels.append(_thinned(raw))
+        if raw.dtype in (np.uint8, np.uint16):
+            wide += raw.dtype == np.uint16
+            pixels.append(_thinned(raw).astype(np.float32) * (EIGHT_BIT if raw.dtype == np.uint8 else 1))
     if not files or 2 * len(pixels) <= files:
         return None, ""
     low, high = (float(v) for v in np.percentile(np.concatenate(pixels), LEVEL_PERCENTILES))
+    scale, bits = (1.0, "16-bit") if 2 * wide > len(pixels) else (EIGHT_BIT, "8-bit")
+    shown = f"{low / scale:g}-{high / scale:g}" if high > low else f"{low / scale:g}"
     if high <= low:
-        return None, f"{len(pixels)} sampled 16-bit files hold one level ({low:g}): read at full scale"
+        return None, f"{len(pixels)} sampled files hold one {bits} level ({shown}): read at full scale"
     return (low, high), (
-        f"{len(pixels)} sampled files hold 16-bit levels, {low:g}-{high:g} ({LEVEL_PERCENTILES[0]:g}th-"
+        f"{len(pixels)} sampled files hold {bits} levels {shown} ({LEVEL_PERCENTILES[0]:g}th-"
         f"{LEVEL_PERCENTILES[1]:g}th percentile): read as black to white"
     )
 

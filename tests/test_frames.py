@@ -135,8 +135,8 @@ def test_16_bit_png_grey_scales_by_full_range(tmp_path: Path) -> None:
 def test_16_bit_levels_stretch_a_narrow_range_to_black_and_white(tmp_path: Path) -> None:
     """A 12-bit camera's 16-bit files (levels 0-4095) are read between the training files' own
     levels, set once by ``measured_raw_range`` and kept in the spec: the same file reads the same way
-    after, whichever frame it is; levels beyond the range clip. 8-bit files and depth frames are
-    left as they were."""
+    after, whichever frame it is; levels beyond the range clip. An 8-bit file is read by the same
+    range at its 16-bit equivalent; depth frames are left as they were."""
     rng = np.random.default_rng(0)
     for i in range(4):
         img = rng.integers(1000, 3001, (40, 50)).astype(np.uint16)
@@ -150,11 +150,26 @@ def test_16_bit_levels_stretch_a_narrow_range_to_black_and_white(tmp_path: Path)
     stretched = dataclasses.replace(spec, raw_range=(1000.0, 3000.0))
     np.testing.assert_allclose(preprocess(np.full((8, 8), 2000, np.uint16), stretched), 0.5)
     assert preprocess(np.full((8, 8), 4095, np.uint16), stretched).max() == 1.0
-    assert preprocess(np.full((8, 8), 128, np.uint8), stretched).max() == pytest.approx(128 / 255)
-    (tmp_path / "8bit").mkdir()
-    cv2.imwrite(str(tmp_path / "8bit" / "a.png"), np.full((8, 8), 7, np.uint8))
-    assert measured_raw_range(find_frames(tmp_path / "8bit"), spec) == (None, "")
+    assert preprocess(np.full((8, 8), 6, np.uint8), stretched).max() == pytest.approx((6 * 257 - 1000) / 2000)
     assert measured_raw_range(find_frames(tmp_path), dataclasses.replace(spec, mode="depth")) == (None, "")
+
+
+def test_8_bit_levels_stretch_a_dim_range_and_one_level_reads_at_full_scale(tmp_path: Path) -> None:
+    """An 8-bit camera's dim frames (levels 20-60) are read between their own levels too, kept on
+    the 16-bit scale; files that hold one level keep the full scale."""
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), rng.integers(20, 61, (40, 50)).astype(np.uint8))
+    spec = FrameSpec(mode="grey", image_size=8)
+    raw_range, why = measured_raw_range(find_frames(tmp_path), spec)
+    assert raw_range == pytest.approx((20 * 257, 60 * 257))
+    assert why.startswith("3 sampled files hold 8-bit levels 20-60 (0.1th-99.9th percentile)")
+    stretched = dataclasses.replace(spec, raw_range=raw_range)
+    np.testing.assert_allclose(preprocess(np.full((8, 8), 40, np.uint8), stretched), 0.5, atol=1e-6)
+    (tmp_path / "flat").mkdir()
+    cv2.imwrite(str(tmp_path / "flat" / "a.png"), np.full((8, 8), 7, np.uint8))
+    raw_range, why = measured_raw_range(find_frames(tmp_path / "flat"), spec)
+    assert raw_range is None and why == "1 sampled files hold one 8-bit level (7): read at full scale"
 
 
 def test_the_levels_sample_reads_the_region_of_interest_and_skips_files_it_lies_outside(
@@ -168,7 +183,7 @@ def test_the_levels_sample_reads_the_region_of_interest_and_skips_files_it_lies_
     (tmp_path / "small.png").write_bytes(encoded(np.full((10, 10), 60000, np.uint16)))
     spec = FrameSpec(mode="grey", image_size=8, roi=(0, 20, 50, 20))
     raw_range, why = measured_raw_range(find_frames(tmp_path), spec)
-    assert raw_range is None and why.startswith("1 sampled 16-bit files hold one level (3000)")
+    assert raw_range is None and why.startswith("1 sampled files hold one 16-bit level (3000)")
 
 
 def test_colour_is_rgb_and_grey_from_colour(tmp_path: Path) -> None:
