@@ -154,9 +154,10 @@ def test_16_bit_levels_stretch_a_narrow_range_to_black_and_white(tmp_path: Path)
     assert measured_raw_range(find_frames(tmp_path), dataclasses.replace(spec, mode="depth")) == (None, "")
 
 
-def test_8_bit_levels_stretch_a_dim_range_and_one_level_reads_at_full_scale(tmp_path: Path) -> None:
+def test_8_bit_levels_stretch_a_dim_range_and_a_wide_one_reads_at_full_scale(tmp_path: Path) -> None:
     """An 8-bit camera's dim frames (levels 20-60) are read between their own levels too, kept on
-    the 16-bit scale; files that hold one level keep the full scale."""
+    the 16-bit scale; files whose levels span half the scale or more, or one level, keep the full
+    scale."""
     rng = np.random.default_rng(0)
     for i in range(3):
         cv2.imwrite(str(tmp_path / f"{i}.png"), rng.integers(20, 61, (40, 50)).astype(np.uint8))
@@ -166,6 +167,14 @@ def test_8_bit_levels_stretch_a_dim_range_and_one_level_reads_at_full_scale(tmp_
     assert why.startswith("3 sampled files hold 8-bit levels 20-60 (0.1th-99.9th percentile)")
     stretched = dataclasses.replace(spec, raw_range=raw_range)
     np.testing.assert_allclose(preprocess(np.full((8, 8), 40, np.uint8), stretched), 0.5, atol=1e-6)
+    (tmp_path / "wide").mkdir()
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / "wide" / f"{i}.png"), rng.integers(10, 250, (40, 50)).astype(np.uint8))
+    raw_range, why = measured_raw_range(find_frames(tmp_path / "wide"), spec)
+    assert (
+        raw_range is None
+        and why == "3 sampled files hold 8-bit levels 10-249: read at full scale (at least 50% of it)"
+    )
     (tmp_path / "flat").mkdir()
     cv2.imwrite(str(tmp_path / "flat" / "a.png"), np.full((8, 8), 7, np.uint8))
     raw_range, why = measured_raw_range(find_frames(tmp_path / "flat"), spec)
