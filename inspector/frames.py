@@ -507,7 +507,7 @@ def measured_raw_range(paths: Sequence[Path], spec: FrameSpec) -> tuple[tuple[fl
         files += 1
         if raw.dtype in (np.uint8, np.uint16):
             sixteen += raw.dtype == np.uint16
-            pixels.append(_thinned(raw).astype(np.float32) * (EIGHT_BIT if raw.dtype == np.uint8 else 1))
+            pixels.append(_thinned(raw) * (EIGHT_BIT if raw.dtype == np.uint8 else 1.0))
     if not files or 2 * len(pixels) <= files:
         return None, ""
     low, high = (float(v) for v in np.percentile(np.concatenate(pixels), LEVEL_PERCENTILES))
