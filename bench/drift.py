@@ -49,7 +49,7 @@ import cv2
 import numpy as np
 
 from bench.magnetic_tile import Budget, protocol_split
-from bench.provenance import git_commit
+from bench.provenance import git_commit, keep_hand_notes
 
 if TYPE_CHECKING:
     from inspector.frames import Prepared
@@ -462,7 +462,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     name = "drift_quick" if args.quick else "drift"
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{name}.md").write_text(render(out))
+    report = args.out / f"{name}.md"
+    report.write_text(keep_hand_notes(report, render(out)))
     (args.out / f"{name}.json").write_text(json.dumps(out, indent=1, default=str))
     print(render(out))
 

@@ -45,7 +45,7 @@ from bench.magnetic_tile import (
 )
 from bench.paper_table import store
 from bench.peers import PEERS
-from bench.provenance import git_commit
+from bench.provenance import git_commit, keep_hand_notes
 from inspector.config import FrameSpec
 from inspector.detector import Detector
 
@@ -186,7 +186,8 @@ def bench_main(
     args = parser.parse_args(argv)
     result = run(args.data, args.work, args.threads)
     store(result, RESULTS / f"{name}.json")
-    (RESULTS / f"{name}.md").write_text(render(result))
+    report = RESULTS / f"{name}.md"
+    report.write_text(keep_hand_notes(report, render(result)))
     print(render(result))
 
 

@@ -1,4 +1,4 @@
-"""Which code produced a results file, and on what: one helper for every bench script."""
+"""Which code produced a results file, on what, and what a person wrote in it: for every bench script."""
 
 from __future__ import annotations
 
@@ -40,6 +40,19 @@ def git_commit(root: Path = ROOT) -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + (" (with uncommitted changes in the tree)" if dirty else "")
+
+
+HAND = "(written by hand"  # in a results file's "## " heading: a reading no script produces
+
+
+def keep_hand_notes(path: Path, rendered: str) -> str:
+    """A rerun's report with the sections of the file it replaces that a person wrote (from the
+    first "## " heading that says HAND to the end) kept below it: a rerun must not erase them."""
+    if not path.exists():
+        return rendered
+    lines = path.read_text().splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.startswith("## ") and HAND in line), None)
+    return rendered if start is None else rendered.rstrip("\n") + "\n\n" + "".join(lines[start:])
 
 
 def gpu_name(device: torch.device) -> str:

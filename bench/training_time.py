@@ -34,9 +34,11 @@ from bench.default_path import train_command
 from bench.magnetic_tile import protocol_split
 from bench.mnist import one_class_task
 from bench.paper_table import store
+from bench.provenance import keep_hand_notes
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = RESULTS / "training_time_runs"
+REPORT = RESULTS / "training_time.md"
 LIMITS = {"tiles-600": 15.0, "tiles-10": 3.0, "digits-600": 15.0}  # minutes on 2 cores
 
 
@@ -127,8 +129,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"{case}: {result['wall_seconds'] / 60:.1f} min wall, {result['cpu_seconds'] / 60:.1f} min CPU",
             flush=True,
         )
-        (RESULTS / "training_time.md").write_text(render(stored()))
-    (RESULTS / "training_time.md").write_text(render(stored()))
+        REPORT.write_text(keep_hand_notes(REPORT, render(stored())))
+    REPORT.write_text(keep_hand_notes(REPORT, render(stored())))
     print(render(stored()))
 
 
