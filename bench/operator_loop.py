@@ -85,6 +85,7 @@ VAEGAN_Z = {
 }
 METHODS = (None, "vaegan-z")  # model A: the product's default (None), or the published vaegan-z
 QUICK_STREAM = 60  # a smoke run of every step in a few minutes: short streams, one epoch ...
+QUICK_SIZE = 96  # ... the default path's frames this many pixels high (271×241 otherwise) ...
 QUICK_VAEGAN_Z = {  # ... and for vaegan-z a tiny model
     "model": {**VAEGAN_Z["model"], "width": 8, "latent_dim": 16, "region_blur": 4.0, "neighbours": 10},
     "frames": {"mode": "grey", "image_size": 64, "flatten": 4.0},
@@ -134,7 +135,8 @@ class Loop:
             "registry": {"poll_seconds": 0},
         }
         epochs = ["--epochs", "1"] if quick else []
-        self.train_args = epochs  # the default path: the command's own defaults, the product's frames
+        # The default path: the command's own defaults, the product's frames (a quick run's at QUICK_SIZE)
+        self.train_args = [*epochs, "--image-size", str(QUICK_SIZE)] if quick else []
         if method == "vaegan-z":
             budget = {**VAEGAN_Z, **QUICK_VAEGAN_Z} if quick else VAEGAN_Z
             settings["frames"] = budget["frames"]
@@ -500,7 +502,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, default=Path("operator-loop-work"), help="kept between runs")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--quick", action="store_true", help="tiny model, one epoch, 60-frame streams")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny model, one epoch, 96-px frames, 60-frame streams"
+    )
     parser.add_argument(
         "--operate-at",
         type=float,
