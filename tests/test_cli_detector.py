@@ -197,19 +197,29 @@ def test_train_reads_colour_files_as_colour_unless_told(tmp_path: Path) -> None:
     assert depth.exit_code != 0 and "one channel" in depth.output  # read as depth: colour files refused
 
 
-def test_train_reads_12_bit_frames_between_their_own_levels(tmp_path: Path) -> None:
-    """16-bit files of a 12-bit camera train a model that reads them between their own levels,
-    says so, and keeps the levels in the checkpoint; scoring reads them the same way."""
+@pytest.mark.parametrize(
+    ("dtype", "top", "bits"),
+    [(np.uint16, 4095, "16-bit"), (np.uint8, 60, "8-bit")],
+    ids=["12-bit camera", "dim 8-bit camera"],
+)
+def test_train_reads_narrow_levels_between_their_own(
+    tmp_path: Path, dtype: type, top: int, bits: str
+) -> None:
+    """Files of a 12-bit camera (16-bit files) or of a dim 8-bit one train a model that reads them
+    between their own levels, says so, and keeps the levels (on the 16-bit scale) in the
+    checkpoint; scoring reads them the same way."""
     folder = tmp_path / "normal"
     folder.mkdir()
     for i, frame in enumerate(blob_frames(8)):
-        cv2.imwrite(str(folder / f"f{i}.png"), (frame[0] * 4095).astype(np.uint16))
+        cv2.imwrite(str(folder / f"f{i}.png"), (frame[0] * top).astype(dtype))
     args = ["train", "--data", str(folder), "--epochs", "1", "--image-size", str(TINY_SIZE)]
     result = CliRunner().invoke(main, [*args, "--method", "vaegan", "--out", str(tmp_path / "m.pt")])
     assert result.exit_code == 0, result.output
-    assert "8 sampled files hold 16-bit levels" in result.output and "read as black to white" in result.output
+    assert (
+        f"8 sampled files hold {bits} levels" in result.output and "read as black to white" in result.output
+    )
     low, high = Checkpoint.load(tmp_path / "m.pt").frame_spec.raw_range
-    assert 0 <= low < high <= 4095  # within the 12 bits, not the 16-bit scale
+    assert 0 <= low < high <= top * 65535 / np.iinfo(dtype).max  # within the camera's levels
     scored = CliRunner().invoke(
         main, ["score", str(tmp_path / "m.pt"), str(folder / "f0.png"), "--format", "json"]
     )
