@@ -64,10 +64,9 @@ def run_digit(digit: int, commit: str) -> dict:
     """One digit's run: the default path, and its ``bright_only`` twin on the same frames; the
     peers with ``glimpse_knn_dark`` among them."""
     frames = task(digit)
-    with mock.patch.dict(peers.PEERS, {"glimpse_knn_dark": glimpse_knn_dark}):
-        result = run_task(frames, digit, commit, MODULE)
+    result = run_task(frames, digit, commit, MODULE, {**peers.PEERS, "glimpse_knn_dark": glimpse_knn_dark})
     with mock.patch.object(selection, "objects_and_polarity", bright_only):
-        before = run_task(frames, digit, commit, MODULE)
+        before = run_task(frames, digit, commit, MODULE, peers={})  # the peers are measured above
     result["bright_only"] = {key: before[key] for key in ("auc", "method", "family", "selection")}
     return result
 

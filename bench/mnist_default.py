@@ -27,7 +27,7 @@ import platform
 import shlex
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,7 @@ from sklearn.metrics import roc_auc_score
 from bench.default_path import train_arrays
 from bench.mnist import OneClassTask, one_class_task
 from bench.paper_table import store
-from bench.peers import PEERS
+from bench.peers import PEERS, Peer
 from bench.provenance import git_commit
 from inspector.config import FrameSpec
 from inspector.detector import Detector
@@ -48,10 +48,12 @@ TRAIN_SIZE = 3000
 GOAL = 0.95
 
 
-def run_task(task: OneClassTask, digit: int, commit: str, module: str) -> dict:
+def run_task(
+    task: OneClassTask, digit: int, commit: str, module: str, peers: Mapping[str, Peer] = PEERS
+) -> dict:
     """The default path trained on normal digit ``digit``'s frames, the test ROC-AUC of its choice
-    and of the peers; ``commit``: the code this process loaded (taken as it started); ``module``:
-    the benchmark's, for the command recorded."""
+    and of the ``peers``; ``commit``: the code this process loaded (taken as it started);
+    ``module``: the benchmark's, for the command recorded."""
     cpu, wall = time.process_time(), time.time()
     checkpoint = train_arrays(task.train, FrameSpec())
     train_cpu, train_wall = time.process_time() - cpu, time.time() - wall
@@ -63,9 +65,10 @@ def run_task(task: OneClassTask, digit: int, commit: str, module: str) -> dict:
         scores = np.array([d.score for d in detections])
         auc[method] = round(float(roc_auc_score(task.test_labels, scores)), 4)
         score_seconds[method] = round(time.time() - started, 1)
-    peers = {}
-    for name, peer in PEERS.items():
-        peers[name] = round(float(roc_auc_score(task.test_labels, peer(task.train, task.test))), 4)
+    peer_auc = {
+        name: round(float(roc_auc_score(task.test_labels, peer(task.train, task.test))), 4)
+        for name, peer in peers.items()
+    }
     selection = checkpoint.metadata["selection"]
     return {
         "digit": digit,
@@ -75,7 +78,7 @@ def run_task(task: OneClassTask, digit: int, commit: str, module: str) -> dict:
         "auc_by_method": auc,
         "estimate": selection["estimate"],
         "selection": selection,
-        "peers": peers,
+        "peers": peer_auc,
         "train_frames": len(task.train),
         "train_cpu_seconds": round(train_cpu, 1),
         "train_wall_seconds": round(train_wall, 1),
