@@ -49,7 +49,7 @@ import cv2
 import numpy as np
 
 from bench.magnetic_tile import Budget, protocol_split
-from bench.provenance import git_commit, keep_hand_notes
+from bench.provenance import git_commit, write_report
 
 if TYPE_CHECKING:
     from inspector.frames import Prepared
@@ -462,8 +462,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     name = "drift_quick" if args.quick else "drift"
     args.out.mkdir(parents=True, exist_ok=True)
-    report = args.out / f"{name}.md"
-    report.write_text(keep_hand_notes(report, render(out)))
+    write_report(args.out / f"{name}.md", render(out))
     (args.out / f"{name}.json").write_text(json.dumps(out, indent=1, default=str))
     print(render(out))
 

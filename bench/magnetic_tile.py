@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.provenance import git_commit, gpu_name, keep_hand_notes
+from bench.provenance import git_commit, gpu_name, write_report
 from inspector.config import FrameSpec
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -345,7 +345,7 @@ def run_benchmark(
             f"{time.process_time() / 60:.1f} min (this process, all threads: the cost without load)"
         )
         markdown = render(runs, header)
-        (out / f"{name}.md").write_text(keep_hand_notes(out / f"{name}.md", markdown))
+        write_report(out / f"{name}.md", markdown)
         (out / f"{name}.json").write_text(json.dumps({"header": header, "runs": runs}))
     return render(runs, header)
 

@@ -45,7 +45,7 @@ from bench.magnetic_tile import (
 )
 from bench.paper_table import store
 from bench.peers import PEERS
-from bench.provenance import git_commit, keep_hand_notes
+from bench.provenance import git_commit, write_report
 from inspector.config import FrameSpec
 from inspector.detector import Detector
 
@@ -186,8 +186,7 @@ def bench_main(
     args = parser.parse_args(argv)
     result = run(args.data, args.work, args.threads)
     store(result, RESULTS / f"{name}.json")
-    report = RESULTS / f"{name}.md"
-    report.write_text(keep_hand_notes(report, render(result)))
+    write_report(RESULTS / f"{name}.md", render(result))
     print(render(result))
 
 

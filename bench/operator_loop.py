@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bench.magnetic_tile import CLASSES, protocol_split
-from bench.provenance import git_commit, keep_hand_notes
+from bench.provenance import git_commit, write_report
 
 if TYPE_CHECKING:
     from inspector.detector import Checkpoint
@@ -552,8 +552,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     name = args.name or "operator_loop" + (f"_{args.method.replace('-', '_')}" if args.method else "")
     name += "_quick" if args.quick and not args.name else ""
-    report = args.out / f"{name}.md"
-    report.write_text(keep_hand_notes(report, render(out)))
+    write_report(args.out / f"{name}.md", render(out))
     (args.out / f"{name}.json").write_text(json.dumps(out, indent=1, default=float))
     print(render(out))
 

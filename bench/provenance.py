@@ -45,14 +45,12 @@ def git_commit(root: Path = ROOT) -> str:
 HAND = "(written by hand"  # in a results file's "## " heading: a reading no script produces
 
 
-def keep_hand_notes(path: Path, rendered: str) -> str:
-    """A rerun's report with the sections of the file it replaces that a person wrote (from the
-    first "## " heading that says HAND to the end) kept below it: a rerun must not erase them."""
-    if not path.exists():
-        return rendered
-    lines = path.read_text().splitlines(keepends=True)
+def write_report(path: Path, rendered: str) -> None:
+    """Write a rerun's report to ``path``, the sections of the file it replaces that a person wrote
+    (from the first "## " heading that says HAND to the end) kept below it: a rerun must not erase them."""
+    lines = path.read_text().splitlines(keepends=True) if path.exists() else []
     start = next((i for i, line in enumerate(lines) if line.startswith("## ") and HAND in line), None)
-    return rendered if start is None else rendered.rstrip("\n") + "\n\n" + "".join(lines[start:])
+    path.write_text(rendered if start is None else rendered.rstrip("\n") + "\n\n" + "".join(lines[start:]))
 
 
 def gpu_name(device: torch.device) -> str:

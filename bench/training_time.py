@@ -34,7 +34,7 @@ from bench.default_path import train_command
 from bench.magnetic_tile import protocol_split
 from bench.mnist import one_class_task
 from bench.paper_table import store
-from bench.provenance import keep_hand_notes
+from bench.provenance import write_report
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = RESULTS / "training_time_runs"
@@ -129,8 +129,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"{case}: {result['wall_seconds'] / 60:.1f} min wall, {result['cpu_seconds'] / 60:.1f} min CPU",
             flush=True,
         )
-        REPORT.write_text(keep_hand_notes(REPORT, render(stored())))
-    REPORT.write_text(keep_hand_notes(REPORT, render(stored())))
+        write_report(REPORT, render(stored()))
+    write_report(REPORT, render(stored()))
     print(render(stored()))
 
 

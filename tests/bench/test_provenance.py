@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.provenance import ROOT, child_environment, git_commit, keep_hand_notes
+from bench.provenance import ROOT, child_environment, git_commit, write_report
 
 
 def test_results_name_the_commit_and_flag_uncommitted_changes(tmp_path: Path) -> None:
@@ -49,14 +49,16 @@ def test_a_benchmarks_child_runs_this_trees_code(tmp_path: Path) -> None:
 
 def test_a_rerun_keeps_the_hand_written_sections_of_the_report_it_replaces(tmp_path: Path) -> None:
     report = tmp_path / "r.md"
-    assert keep_hand_notes(report, "# new\n") == "# new\n"  # nothing to keep yet
+    write_report(report, "# new\n")
+    assert report.read_text() == "# new\n"  # nothing to keep yet
     report.write_text(
         "# old\n\nold figures\n\n## Note (written by hand, today)\n\nwhy\n\n## More (written by hand)\n"
     )
-    kept = keep_hand_notes(report, "# new\n\nnew figures\n")
+    write_report(report, "# new\n\nnew figures\n")
     assert (
-        kept
+        report.read_text()
         == "# new\n\nnew figures\n\n## Note (written by hand, today)\n\nwhy\n\n## More (written by hand)\n"
     )
     report.write_text("# old, no notes\n")
-    assert keep_hand_notes(report, "# new\n") == "# new\n"
+    write_report(report, "# new\n")
+    assert report.read_text() == "# new\n"
