@@ -28,12 +28,13 @@ All from the normal frames alone, no label and no test frame:
    (the split training uses), and each of its methods scores the held-out normals and the
    synthetic anomalies made from them (``synthetic.py``); the ROC-AUC of that is the
    validation estimate. In a small set (``training.SMALL_SET``) each frame is held out in
-   turn, the others remembered, and the estimate pools every round's scores. The best
-   candidate and method win (the first listed on a tie). In a small set the estimate's noise
-   exceeds the gaps, so the first listed within one standard error of the best wins, in two
-   steps: the candidate, then its method (``small_set_pick``). A method that weighs its signals
-   by their spread on the held-out normals competes only where a round holds out
-   SPREAD_FRAMES of them.
+   turn, the others remembered; in a medium one (where the split would hold out fewer than
+   SPREAD_FRAMES) each is held out once, in FOLDS rounds; the estimate pools every round's
+   scores. The best candidate and method win (the first listed on a tie). Where the estimate
+   pools rounds its noise still exceeds the gaps, so the first listed within one standard
+   error of the best wins, in two steps: the candidate, then its method (``small_set_pick``).
+   A method that weighs its signals by their spread on the held-out normals competes only
+   where training's split holds out SPREAD_FRAMES of them.
 4. **Near ties, averaged.** Where a round holds out that many, the best family's methods whose
    estimate lies within one standard error of the best one's (``paired_auroc_error``) are
    averaged (the family's ``-ensemble`` method, ``memory.py``) instead of the best alone:
@@ -98,6 +99,7 @@ SPREAD_METHOD, SPREAD_FRAMES = "-max-or-mean", 10
 # listed within one error of the best wins; the lists put a mean over all patches, the steadier
 # statistic, before a peak.
 BOOTSTRAPS = 200
+FOLDS = 5  # rounds of a medium set's validation (see ``validation_rounds``)
 PIXEL_SAMPLE = 2048  # places of each validation frame whose pixels rate the anomaly map's smoothing
 CANDIDATES: dict[str, tuple[str, ...]] = {  # kind of data -> the families that compete (memories)
     "objects": ("glimpse-memory",),  # at varying places
@@ -262,13 +264,19 @@ class Choice:
 
 
 def validation_rounds(n: int, options: TrainOptions) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(remembered, held-out) frame indices of each validation round: the split training uses;
-    below SMALL_SET frames, each frame held out in turn (leave-one-out), so that every frame
-    is both remembered and judged and the estimate does not rest on two frames."""
-    if n >= SMALL_SET:
-        return [split_validation(n, options.val_fraction, options.seed)]
+    """(remembered, held-out) frame indices of each validation round: the split training uses,
+    where it holds out at least SPREAD_FRAMES; below SMALL_SET frames, each frame held out in
+    turn (leave-one-out); between the two, each held out once in FOLDS rounds. So every frame
+    is judged where the split would judge a handful: two subsets of 30 magnetic tiles, 3 held
+    out, estimated 0.74 and 0.90, in five folds 0.78 and 0.77."""
     every = np.arange(n)
-    return [(np.delete(every, i), every[i : i + 1]) for i in range(n)]
+    if n < SMALL_SET:
+        return [(np.delete(every, i), every[i : i + 1]) for i in range(n)]
+    split = split_validation(n, options.val_fraction, options.seed)
+    if len(split[1]) >= SPREAD_FRAMES:
+        return [split]
+    order = np.random.default_rng(options.seed).permutation(n)
+    return [(np.setdiff1d(every, held), np.sort(held)) for held in np.array_split(order, FOLDS)]
 
 
 def choose(frames: np.ndarray, spec: FrameSpec, options: TrainOptions, note: Note | None = None) -> Choice:
@@ -282,7 +290,8 @@ def choose(frames: np.ndarray, spec: FrameSpec, options: TrainOptions, note: Not
     note(why)
     rounds = validation_rounds(len(frames), options)
     if len(rounds) > 1:
-        note(f"{len(frames)} frames: each held out in turn against synthetic anomalies made from it")
+        turns = "in turn" if len(rounds) == len(frames) else f"once, in {len(rounds)} rounds,"
+        note(f"{len(frames)} frames: each held out {turns} against synthetic anomalies made from it")
     validations, labels, defects = [], [], []
     places = np.random.default_rng(options.seed).permutation(frames[0, 0].size)[:PIXEL_SAMPLE]
     for number, (seen, held) in enumerate(rounds):
@@ -296,7 +305,8 @@ def choose(frames: np.ndarray, spec: FrameSpec, options: TrainOptions, note: Not
     # (AUROC, candidate: the family and its settings where it has some, method, config)
     results: list[tuple[float, str, str, ModelConfig]] = []
     per_round: list[list[np.ndarray]] = []  # each result's scores, round by round
-    enough = len(rounds[0][1]) >= SPREAD_FRAMES
+    # the held-out frames whose spread the final model's -max-or-mean divides by: training's split's
+    enough = len(split_validation(len(frames), options.val_fraction, options.seed)[1]) >= SPREAD_FRAMES
     for name, settings in candidates(kind, found, polarity):
         family = family_named(name)
         label = name + "".join(f" ({key} {value})" for key, value in settings.items())
