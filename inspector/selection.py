@@ -35,7 +35,7 @@ All from the normal frames alone, no label and no test frame:
    error of the best wins, in two steps: the candidate, then its method (``small_set_pick``).
    A method that weighs its signals by their spread on the held-out normals competes only
    where training's split holds out SPREAD_FRAMES of them.
-4. **Near ties, averaged.** Where a round holds out that many, the best family's methods whose
+4. **Near ties, averaged.** Where one round holds out that many, the best family's methods whose
    estimate lies within one standard error of the best one's (``paired_auroc_error``) are
    averaged (the family's ``-ensemble`` method, ``memory.py``) instead of the best alone:
    the validation cannot tell them apart, and the real anomalies favour one or the other at
@@ -341,7 +341,7 @@ def choose(frames: np.ndarray, spec: FrameSpec, options: TrainOptions, note: Not
             per_round.append(scores[method])
             note(f"  {label} / {method}: validation ROC-AUC {results[-1][0]:.3f}")
     estimates = np.array([r[0] for r in results])
-    if len(rounds) > 1:  # a small set: the first listed of those the estimate cannot tell from the best
+    if len(rounds) > 1:  # small or medium: the first listed of those the estimate cannot tell from the best
         best = results[small_set_pick(results, labels, per_round, options.seed)]
         if best[0] < estimates.max():
             note(f"  {best[1]} / {best[2]}: within one standard error of the best, and listed first")
@@ -446,8 +446,8 @@ def small_set_pick(
     per_round: list[list[np.ndarray]],
     seed: int,
 ) -> int:
-    """Which result a small set keeps (an index into ``results``, each with its scores round by
-    round): the first candidate listed whose best method lies within one standard error of the
+    """Which result a set validated in rounds keeps (an index into ``results``, each with its
+    scores round by round): the first candidate listed whose best method lies within one standard error of the
     best candidate's, then that candidate's first method within one standard error of its best.
     In two steps, so that a candidate listed later displaces the ones before it only where it is
     clearly better: compared method by method, one more candidate moved which of the first
