@@ -185,7 +185,10 @@ def test_objects_larger_than_the_glimpse_are_also_tried_at_their_own_size() -> N
         ("glimpse-memory", {"backbone_size": 168}),
     ]
     assert selection.candidates("any", None) == [("glimpse-memory", {}), ("patch-memory", {})]
-    choice = choose(squares(120), FrameSpec(image_size=200), QUICK)  # a part at a fixed place
+    # A part at a fixed place; half of the 20 frames held out, one round (not five): the candidates
+    # are under test here, and five rounds of 200-px frames would take a minute.
+    one_round = TrainOptions(epochs=1, device="cpu", val_fraction=0.5)
+    choice = choose(squares(120), FrameSpec(image_size=200), one_round)
     assert [c["family"] for c in choice.candidates if c["method"] == "glimpse-max"] == [
         "glimpse-memory",
         "glimpse-memory (backbone_size 168)",
