@@ -305,8 +305,9 @@ def choose(frames: np.ndarray, spec: FrameSpec, options: TrainOptions, note: Not
     # (AUROC, candidate: the family and its settings where it has some, method, config)
     results: list[tuple[float, str, str, ModelConfig]] = []
     per_round: list[list[np.ndarray]] = []  # each result's scores, round by round
-    # the held-out frames whose spread the final model's -max-or-mean divides by: training's split's
-    enough = len(split_validation(len(frames), options.val_fraction, options.seed)[1]) >= SPREAD_FRAMES
+    # One round is training's own split, holding out at least SPREAD_FRAMES (validation_rounds): the
+    # frames whose spread the final model's -max-or-mean divides by.
+    enough = len(rounds) == 1
     for name, settings in candidates(kind, found, polarity):
         family = family_named(name)
         label = name + "".join(f" ({key} {value})" for key, value in settings.items())
@@ -347,9 +348,8 @@ def choose(frames: np.ndarray, spec: FrameSpec, options: TrainOptions, note: Not
             note(f"  {best[1]} / {best[2]}: within one standard error of the best, and listed first")
     else:
         best = results[int(np.argmax(estimates))]  # the first of equals: the order of CANDIDATES
-        if enough:
-            one_round = [each[0] for each in per_round]  # a large set's validation is one round
-            best = near_ties_averaged(results, one_round, labels[0], options.seed, note) or best
+        one_round = [each[0] for each in per_round]  # a large set's validation is one round
+        best = near_ties_averaged(results, one_round, labels[0], options.seed, note) or best
     return Choice(
         config=best[3],
         method=best[2],
@@ -447,13 +447,13 @@ def small_set_pick(
     seed: int,
 ) -> int:
     """Which result a set validated in rounds keeps (an index into ``results``, each with its
-    scores round by round): the first candidate listed whose best method lies within one standard error of the
-    best candidate's, then that candidate's first method within one standard error of its best.
-    In two steps, so that a candidate listed later displaces the ones before it only where it is
-    clearly better: compared method by method, one more candidate moved which of the first
-    candidate's methods lay within one error (depth hand poses, 6 frames: the glimpse at 256 px
-    beside the one at 112 px moved a fold's pick from its ``glimpse-mean``, ROC-AUC 1.0, to its
-    ``glimpse-max``, 0.64)."""
+    scores round by round): the first candidate listed whose best method lies within one
+    standard error of the best candidate's, then that candidate's first method within one
+    standard error of its best. In two steps, so that a candidate listed later displaces the ones
+    before it only where it is clearly better: compared method by method, one more candidate
+    moved which of the first candidate's methods lay within one error (depth hand poses, 6
+    frames: the glimpse at 256 px beside the one at 112 px moved a fold's pick from its
+    ``glimpse-mean``, ROC-AUC 1.0, to its ``glimpse-max``, 0.64)."""
     estimates = np.array([r[0] for r in results])
     listed = list(dict.fromkeys(r[1] for r in results))  # the candidates, in their order
     members = [[i for i, r in enumerate(results) if r[1] == name] for name in listed]
